@@ -1,0 +1,1 @@
+"""Placeholder demo: a small instrumented loop against a local moto server."""

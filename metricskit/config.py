@@ -1,0 +1,154 @@
+"""Configuration: constructor argument, then a ``METRICSKIT_*`` variable, then a default.
+
+Every variable metricskit reads is a documented constant here. Values are resolved when a
+:class:`~metricskit.Job` is built, never at import. An unparsable value warns once and falls
+back to the default, so a typo in a task definition never takes a worker down.
+AWS endpoints and regions are not configured here: boto3's own ``AWS_ENDPOINT_URL*`` and
+``AWS_REGION`` variables apply, so real AWS, moto and LocalStack need no code change.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Final, TypeVar
+
+logger = logging.getLogger("metricskit")
+
+ENV_SINK: Final = "METRICSKIT_SINK"
+"""Sink name: ``cloudwatch`` (default), ``emf``, ``memory`` or ``off``."""
+ENV_NAMESPACE: Final = "METRICSKIT_NAMESPACE"
+"""CloudWatch namespace (default ``metricskit``)."""
+ENV_FLUSH_INTERVAL: Final = "METRICSKIT_FLUSH_INTERVAL"
+"""Seconds between background flushes (default 60)."""
+ENV_HIGH_RESOLUTION: Final = "METRICSKIT_HIGH_RESOLUTION"
+"""``true`` publishes with StorageResolution=1 (billed as high-resolution metrics)."""
+ENV_SHUTDOWN_TIMEOUT: Final = "METRICSKIT_SHUTDOWN_TIMEOUT"
+"""Seconds close(), exit and SIGTERM may spend delivering what is pending (default 10)."""
+ENV_JOB_TABLE: Final = "METRICSKIT_JOB_TABLE"
+"""DynamoDB job table name; unset means no job registry."""
+ENV_WORKER_ID: Final = "METRICSKIT_WORKER_ID"
+"""Adds a ``WorkerId`` dimension to every series (opt-in: each series is billed)."""
+ENV_EMF_AGENT_ENDPOINT: Final = "METRICSKIT_EMF_AGENT_ENDPOINT"
+"""``tcp://host:port`` or ``udp://host:port`` of a CloudWatch agent for the EMF sink."""
+ENV_PROGRESS_BAR: Final = "METRICSKIT_PROGRESS_BAR"
+"""``true``/``false``: show a terminal progress bar (default: only on a terminal)."""
+ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
+"""Periods kept for delivery during an outage before older ones merge (default 60)."""
+
+ALL_VARIABLES: Final = (
+    ENV_SINK,
+    ENV_NAMESPACE,
+    ENV_FLUSH_INTERVAL,
+    ENV_HIGH_RESOLUTION,
+    ENV_SHUTDOWN_TIMEOUT,
+    ENV_JOB_TABLE,
+    ENV_WORKER_ID,
+    ENV_EMF_AGENT_ENDPOINT,
+    ENV_PROGRESS_BAR,
+    ENV_MAX_QUEUED_PERIODS,
+)
+
+DEFAULT_NAMESPACE: Final = "metricskit"
+DEFAULT_SINK: Final = "cloudwatch"
+DEFAULT_FLUSH_INTERVAL: Final = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
+"""Well under ECS's default 30 s between SIGTERM and SIGKILL."""
+DEFAULT_MAX_QUEUED_PERIODS: Final = 60
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _from_env(
+    variable: str,
+    parse: Callable[[str], T],
+    default: T,
+    allowed: str,
+    environ: Mapping[str, str] | None,
+) -> T:
+    raw = (os.environ if environ is None else environ).get(variable)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        logger.warning(
+            "metricskit: ignoring %s=%r (%s); using the default %r", variable, raw, allowed, default
+        )
+        return default
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(raw)
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(raw)
+    return value
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _choice(choices: frozenset[str]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(raw)
+        return raw.lower()
+
+    return parse
+
+
+def env_str(variable: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """A string variable, or ``default`` when unset or blank."""
+    return _from_env(variable, str, default, "any text", environ)
+
+
+def env_optional_str(variable: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A string variable, or None when unset or blank."""
+    raw = (os.environ if environ is None else environ).get(variable, "").strip()
+    return raw or None
+
+
+def env_positive_float(
+    variable: str, default: float, environ: Mapping[str, str] | None = None
+) -> float:
+    """A positive finite number of seconds, or ``default`` (warning when unparsable)."""
+    return _from_env(variable, _positive_float, default, "a positive number", environ)
+
+
+def env_positive_int(variable: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """A positive integer, or ``default`` (warning when unparsable)."""
+    return _from_env(variable, _positive_int, default, "a positive integer", environ)
+
+
+def env_bool(
+    variable: str, default: bool | None, environ: Mapping[str, str] | None = None
+) -> bool | None:
+    """``true``/``false`` (also 1/0, yes/no, on/off), or ``default`` (warning when unparsable)."""
+    allowed = "one of true/false, 1/0, yes/no, on/off"
+    return _from_env(variable, _boolean, default, allowed, environ)
+
+
+def env_choice(
+    variable: str, choices: frozenset[str], default: str, environ: Mapping[str, str] | None = None
+) -> str:
+    """One of ``choices`` (case-insensitive), or ``default`` (warning when it is not one)."""
+    allowed = "one of " + ", ".join(sorted(choices))
+    return _from_env(variable, _choice(choices), default, allowed, environ)

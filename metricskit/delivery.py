@@ -1,0 +1,116 @@
+"""Pending periods on their way to a sink: ordered, merged when too many, retried with backoff.
+
+The flusher submits one batch per period. When the sink fails (CloudWatch down, throttled for
+minutes), batches stay queued in order. Past ``max_queued`` the two oldest merge into one
+coarser period: counters and distribution counts add exactly, so an outage of any length
+costs time resolution, never counts, and memory stays bounded by series x buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from metricskit.batch import MetricBatch
+from metricskit.sinks.base import ExportResult, Sink
+
+logger = logging.getLogger("metricskit")
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class Delivery:
+    """Owns the queue of undelivered batches for one job and its sink.
+
+    ``deliver`` is serialized by a lock, so the sink is never entered twice at once.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        max_queued: int,
+        base_backoff: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._sink = sink
+        self._max_queued = max(1, max_queued)
+        self._base_backoff = base_backoff
+        self._clock = clock
+        self._pending: deque[MetricBatch] = deque()
+        self._queue_lock = threading.Lock()
+        self.export_lock = threading.Lock()
+        self._failures_in_a_row = 0
+        self._next_attempt_at = 0.0
+        self.failed_exports = 0
+        self.dropped_batches = 0
+        self.merged_periods = 0
+
+    @property
+    def queued(self) -> int:
+        """Batches waiting for delivery."""
+        with self._queue_lock:
+            return len(self._pending)
+
+    def submit(self, batch: MetricBatch) -> None:
+        """Queue a period; merge the oldest ones when the queue is over its bound."""
+        if not batch.metrics:
+            return
+        with self._queue_lock:
+            self._pending.append(batch)
+            while len(self._pending) > self._max_queued:
+                oldest = self._pending.popleft()
+                self._pending[0] = oldest.merged_with(self._pending[0])
+                self.merged_periods += 1
+
+    def deliver(self, *, force: bool = False) -> bool:
+        """Export queued batches oldest first; stop at the first failure.
+
+        Returns True when nothing is left queued. Unless ``force``, does nothing while the
+        backoff after a failure has not yet elapsed. The caller holds ``export_lock``.
+        """
+        if not force and self._clock() < self._next_attempt_at:
+            return False
+        while True:
+            with self._queue_lock:
+                if not self._pending:
+                    return True
+                batch = self._pending[0]
+            result = self._export(batch)
+            with self._queue_lock:
+                if result.success or not result.retryable:
+                    self._pending.popleft()
+                    if not result.success:
+                        self.dropped_batches += 1
+                    else:
+                        self._failures_in_a_row = 0
+                    continue
+                if result.remainder is not None:
+                    self._pending[0] = result.remainder
+                self.failed_exports += 1
+                self._failures_in_a_row += 1
+                self._next_attempt_at = self._clock() + self._backoff()
+                return False
+
+    def _export(self, batch: MetricBatch) -> ExportResult:
+        try:
+            return self._sink.export(batch)
+        except Exception:  # a sink that breaks its contract must not kill the flusher
+            logger.exception("metricskit: sink %r raised; the batch is kept", self._sink)
+            return ExportResult.failed(batch)
+
+    def _backoff(self) -> float:
+        # Exponential with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
+        ceiling = min(MAX_BACKOFF_SECONDS, self._base_backoff * 2 ** (self._failures_in_a_row - 1))
+        return random.uniform(0.0, ceiling)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent delivers what it had queued."""
+        self._queue_lock = threading.Lock()
+        self.export_lock = threading.Lock()
+        self._pending.clear()
+        self._failures_in_a_row = 0
+        self._next_attempt_at = 0.0

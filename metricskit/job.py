@@ -1,0 +1,361 @@
+"""``metricskit.Job``: the three lines a worker adds.
+
+A Job aggregates in memory (see :mod:`metricskit.recorder`) and a background flusher ships one
+batch per interval to the sink. Nothing here raises into the worker after construction, and
+nothing on the record path touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Final, Literal
+
+from metricskit import catalog, config, process_hooks
+from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
+from metricskit.delivery import Delivery
+from metricskit.errors import ConfigurationError, InvalidDimensionError, JobClosedError
+from metricskit.flusher import PeriodicFlusher
+from metricskit.recorder import DropCounter, JobStatus, Recorder
+from metricskit.sinks.base import NullSink, Sink
+from metricskit.validation import check_dimension_value, check_dimensions, check_namespace
+
+logger = logging.getLogger("metricskit")
+
+_capture_sink: ContextVar[Sink | None] = ContextVar("metricskit_capture_sink", default=None)
+"""Set by :func:`metricskit.testing.capture` so jobs built without a sink record in memory."""
+
+SINK_NAMES: Final = frozenset({"cloudwatch", "emf", "memory", "off"})
+FinalStatus = Literal["completed", "failed", "interrupted"]
+_RESERVED_DIMENSIONS: Final = (catalog.JOB_ID, catalog.STAGE, catalog.WORKER_ID)
+
+
+def make_sink(name: str) -> Sink:
+    """Build the sink called ``name`` (one of SINK_NAMES) with its default settings."""
+    if name == "cloudwatch":
+        from metricskit.sinks.cloudwatch import CloudWatchSink
+
+        return CloudWatchSink()
+    if name == "emf":
+        raise ConfigurationError("the emf sink is not available yet")
+    if name == "memory":
+        from metricskit.sinks.memory import MemorySink
+
+        return MemorySink()
+    if name == "off":
+        return NullSink()
+    raise ConfigurationError(f"sink {name!r} is not one of {', '.join(sorted(SINK_NAMES))}")
+
+
+class Stage(Recorder):
+    """A named stage of a job: its own progress, errors and latency, with a ``Stage`` dimension.
+
+    >>> denoise = job.stage("denoise", total=10_000)     # doctest: +SKIP
+    >>> denoise.processed()                               # doctest: +SKIP
+    """
+
+    def __init__(self, job: Job, name: str, total: float | None) -> None:
+        check_dimension_value(catalog.STAGE, name)
+        dims = (*job.dimensions[:1], (catalog.STAGE, name), *job.dimensions[1:])
+        super().__init__(dimensions=dims, total=total, clock=job.clock, drops=job._drops)
+        self.name = name
+
+
+class Job(Recorder):
+    """Instrumentation for one batch job: counts, latency, progress and ETA, shipped in batches.
+
+    >>> with metricskit.Job("csv-job-1", namespace="CSVToKafka", total=1_000_000) as job:
+    ...     for row in rows:                                  # doctest: +SKIP
+    ...         with job.timer("KafkaLatency"):
+    ...             producer.send(row)
+    ...         job.processed()
+
+    Unset arguments come from ``METRICSKIT_*`` variables (see :mod:`metricskit.config`),
+    then defaults: namespace ``metricskit``, sink ``cloudwatch``, a 60 s flush interval.
+    ``sink`` is a name (``"cloudwatch"``, ``"emf"``, ``"memory"``, ``"off"``) or a sink
+    object. ``clock`` is a monotonic ``() -> float`` in seconds, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        namespace: str | None = None,
+        total: float | None = None,
+        sink: str | Sink | None = None,
+        flush_interval: float | None = None,
+        dimensions: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+        high_resolution: bool | None = None,
+        shutdown_timeout: float | None = None,
+        worker_id: str | None = None,
+        max_queued_periods: int | None = None,
+    ) -> None:
+        check_dimension_value(catalog.JOB_ID, job_id)
+        self.job_id = job_id
+        self.namespace = check_namespace(
+            namespace or config.env_str(config.ENV_NAMESPACE, config.DEFAULT_NAMESPACE)
+        )
+        self.flush_interval = _positive(
+            "flush_interval",
+            flush_interval,
+            config.env_positive_float(config.ENV_FLUSH_INTERVAL, config.DEFAULT_FLUSH_INTERVAL),
+        )
+        self.shutdown_timeout = _positive(
+            "shutdown_timeout",
+            shutdown_timeout,
+            config.env_positive_float(config.ENV_SHUTDOWN_TIMEOUT, config.DEFAULT_SHUTDOWN_TIMEOUT),
+        )
+        resolution = high_resolution
+        if resolution is None:
+            resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
+        self.storage_resolution = 1 if resolution else 60
+        worker = worker_id or config.env_optional_str(config.ENV_WORKER_ID)
+        user_dims = check_dimensions(
+            dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
+        )
+        dims = ((catalog.JOB_ID, job_id), *user_dims)
+        if worker is not None:
+            dims = (*dims, (catalog.WORKER_ID, check_dimension_value(catalog.WORKER_ID, worker)))
+        self.dimensions = dims
+        self.clock: Callable[[], float] = clock or time.monotonic
+        if total is not None and not (isinstance(total, int | float) and 0 <= total < math.inf):
+            raise ConfigurationError(f"total must be a finite number >= 0 or None, got {total!r}")
+        self.sink: Sink = self._resolve_sink(sink)
+        queued = max_queued_periods or config.env_positive_int(
+            config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
+        )
+        super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
+        self._mono_start = self.clock()
+        self._wall_start = time.time()
+        self._last_collect = self._mono_start
+        self._stages: dict[str, Stage] = {}
+        self._stages_lock = threading.Lock()
+        self._delivery = Delivery(
+            self.sink, max_queued=queued, base_backoff=self.flush_interval, clock=self.clock
+        )
+        self._failed_exports_reported = 0
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.final_status: FinalStatus | None = None
+        self._flusher = PeriodicFlusher(
+            self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
+        )
+        if not isinstance(self.sink, NullSink):
+            self._flusher.start()
+        process_hooks.track(self)
+
+    @staticmethod
+    def _resolve_sink(sink: str | Sink | None) -> Sink:
+        if sink is None:
+            captured = _capture_sink.get()
+            if captured is not None:
+                return captured
+            name = config.env_choice(config.ENV_SINK, SINK_NAMES, config.DEFAULT_SINK)
+            return make_sink(name)
+        if isinstance(sink, str):
+            return make_sink(sink.lower())
+        if not callable(getattr(sink, "export", None)):
+            raise ConfigurationError(
+                f"sink must be one of {', '.join(sorted(SINK_NAMES))} or an object with "
+                f"export(batch), got {sink!r}"
+            )
+        return sink
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def stage(self, name: str, *, total: float | None = None) -> Stage:
+        """The stage ``name`` of this job (created on first use), with its own progress."""
+        with self._stages_lock:
+            existing = self._stages.get(name)
+            if existing is not None:
+                if total is not None:
+                    existing.set_total(total)
+                return existing
+            if self._closed:
+                raise JobClosedError(f"job {self.job_id!r} is closed; cannot add stage {name!r}")
+            if len(self.dimensions) + 1 > 30:
+                raise InvalidDimensionError("a stage would exceed CloudWatch's 30 dimensions")
+            created = self._stages[name] = Stage(self, name, total)
+            return created
+
+    # -- flushing --------------------------------------------------------------------------
+
+    def wall_time(self, monotonic: float) -> float:
+        """Epoch seconds for a reading of this job's clock."""
+        return self._wall_start + (monotonic - self._mono_start)
+
+    def _collect(self) -> MetricBatch:
+        now = self.clock()
+        period = max(0.0, now - self._last_collect)
+        self._last_collect = now
+        metrics: list[Metric] = self.collect(now, period)
+        with self._stages_lock:
+            stages = list(self._stages.values())
+        for stage in stages:
+            metrics.extend(stage.collect(now, period))
+        metrics.extend(self._self_metrics())
+        return MetricBatch(
+            namespace=self.namespace,
+            timestamp=self.wall_time(now),
+            metrics=tuple(metrics),
+            period_seconds=period,
+            storage_resolution=self.storage_resolution,
+        )
+
+    def _self_metrics(self) -> list[Metric]:
+        """Drops, failed exports and queued periods, published only when non-zero."""
+        found: list[Metric] = []
+        drops = self._drops.cell.take_delta()
+        failed = self._delivery.failed_exports - self._failed_exports_reported
+        self._failed_exports_reported += failed
+        queued = self._delivery.queued
+        for name, value, kind in (
+            (catalog.DROPPED_VALUES, drops, MetricKind.COUNTER),
+            (catalog.FAILED_EXPORTS, float(failed), MetricKind.COUNTER),
+            (catalog.QUEUED_PERIODS, float(queued), MetricKind.GAUGE),
+        ):
+            if value:
+                key = SeriesKey(name, catalog.unit_of(name), self.dimensions[:1])
+                found.append(Metric(key, kind, value=value))
+        return found
+
+    def _flush_once(self, *, force: bool) -> bool:
+        """Collect a period and try to deliver everything queued. Never raises."""
+        with self._delivery.export_lock:
+            try:
+                self._delivery.submit(self._collect())
+                return self._delivery.deliver(force=force)
+            except Exception:
+                logger.exception("metricskit: flush of job %s failed; will try again", self.job_id)
+                return False
+
+    def _periodic_flush(self) -> None:
+        self._flush_once(force=False)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what was recorded now; True when everything queued was delivered.
+
+        Waits at most ``timeout`` seconds (default: the shutdown timeout) and never raises.
+        """
+        return self._run_bounded(
+            lambda: self._flush_once(force=True),
+            self.shutdown_timeout if timeout is None else timeout,
+        )
+
+    def _run_bounded(self, work: Callable[[], bool], timeout: float) -> bool:
+        """Run ``work`` on a helper thread and give up waiting after ``timeout`` seconds.
+
+        A network call cannot be interrupted, so a bound on the caller's wait is the only
+        bound that holds when AWS hangs (ECS sends SIGKILL 30 s after SIGTERM).
+        """
+        outcome: list[bool] = []
+        helper = threading.Thread(
+            target=lambda: outcome.append(work()),
+            name=f"metricskit-flush-{self.job_id}",
+            daemon=True,
+        )
+        helper.start()
+        helper.join(timeout)
+        if helper.is_alive():
+            logger.warning(
+                "metricskit: job %s: delivery did not finish within %.1f s; %d period(s) pending",
+                self.job_id,
+                timeout,
+                self._delivery.queued,
+            )
+            return False
+        return bool(outcome and outcome[0])
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, status: FinalStatus = "completed") -> bool:
+        """Flush once more, mark the job finished and stop the flusher. Safe to call twice.
+
+        Returns True when everything recorded was delivered within the shutdown timeout.
+        """
+        with self._close_lock:
+            if self._closed:
+                return True
+            self._closed = True
+        self.final_status = status
+        deadline = time.monotonic() + self.shutdown_timeout
+        self._flusher.stop(timeout=self.shutdown_timeout)
+        remaining = max(0.1, deadline - time.monotonic())
+        delivered = isinstance(self.sink, NullSink) or self._run_bounded(
+            lambda: self._flush_once(force=True), remaining
+        )
+        process_hooks.untrack(self)
+        self._shutdown_sink()
+        return delivered
+
+    def _shutdown_sink(self) -> None:
+        try:
+            self.sink.shutdown()
+        except Exception:
+            logger.exception("metricskit: sink shutdown failed")
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close("completed")
+        elif issubclass(exc_type, KeyboardInterrupt | SystemExit):
+            self.close("interrupted")
+        else:
+            self.close("failed")
+
+    def _close_at_exit(self) -> None:
+        self.close("interrupted" if self.final_status is None else self.final_status)
+
+    def _after_fork_in_child(self) -> None:
+        self.reset_after_fork()
+        with self._stages_lock:
+            stages = list(self._stages.values())
+        for stage in stages:
+            stage.reset_after_fork()
+        self._stages_lock = threading.Lock()
+        self._close_lock = threading.Lock()
+        self._drops.reset_after_fork()
+        self._delivery.reset_after_fork()
+        self._failed_exports_reported = 0
+        self._last_collect = self.clock()
+        after_fork = getattr(self.sink, "after_fork", None)
+        if callable(after_fork):
+            try:
+                after_fork()
+            except Exception:
+                logger.exception("metricskit: sink after_fork failed")
+        if not self._closed and not isinstance(self.sink, NullSink):
+            self._flusher.restart_after_fork()
+
+    def __repr__(self) -> str:
+        return (
+            f"Job({self.job_id!r}, namespace={self.namespace!r}, sink={type(self.sink).__name__})"
+        )
+
+
+def _positive(name: str, given: float | None, fallback: float) -> float:
+    if given is None:
+        return fallback
+    if not isinstance(given, int | float) or not 0 < given < math.inf:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {given!r}")
+    return float(given)
+
+
+__all__ = ["Job", "JobStatus", "Stage", "make_sink"]

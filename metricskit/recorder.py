@@ -1,0 +1,339 @@
+"""The recording API shared by a :class:`~metricskit.Job` and its stages.
+
+Every method here is on the worker's hot path or close to it: memory only, no I/O, no
+logging, no validation per call beyond what keeps bad values out (STYLE.md 3). Names and
+units are validated once, the first time a metric name is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final
+
+from metricskit import catalog
+from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell
+from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
+from metricskit.errors import InvalidMetricError
+from metricskit.eta import EtaEstimator
+from metricskit.validation import check_metric_name, check_unit
+
+logger = logging.getLogger("metricskit")
+
+_STANDARD_NAMES: Final = frozenset(
+    e.name for e in (*catalog.standard_metrics(), *catalog.self_metrics())
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A snapshot of progress: records done, total, percent, rate (records/s) and ETA (s).
+
+    ``percent`` and ``eta_seconds`` are None when the total is unknown or the job is stalled.
+    """
+
+    done: float
+    total: float | None
+    percent: float | None
+    rate: float | None
+    eta_seconds: float | None
+    errors: float = 0.0
+
+
+class DropCounter:
+    """Counts values dropped at record time and warns once per metric name."""
+
+    def __init__(self) -> None:
+        self.cell = CounterCell()
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def report(self, name: str, value: object) -> None:
+        self.cell.tick()
+        if name in self._warned:
+            return
+        with self._lock:
+            if name in self._warned:
+                return
+            self._warned.add(name)
+        logger.warning(
+            "metricskit: dropped value %r for %s (NaN, inf, negative counts, non-numbers and "
+            "values beyond +/-2^360 are not published); further drops for it are counted in "
+            "%s without a warning",
+            value,
+            name,
+            catalog.DROPPED_VALUES,
+        )
+
+    def reset_after_fork(self) -> None:
+        self.cell.reset_after_fork()
+        self._lock = threading.Lock()
+
+
+class Timer:
+    """Context manager that records its elapsed time in milliseconds into a distribution."""
+
+    __slots__ = ("_cell", "_clock", "_start")
+
+    def __init__(self, cell: DistributionCell, clock: Callable[[], float]) -> None:
+        self._cell = cell
+        self._clock = clock
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = self._clock()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cell.record((self._clock() - self._start) * 1000.0)
+
+
+class Recorder:
+    """Counters, distributions and gauges for one set of dimensions, plus its progress."""
+
+    def __init__(
+        self,
+        *,
+        dimensions: Dimensions,
+        total: float | None,
+        clock: Callable[[], float],
+        drops: DropCounter,
+    ) -> None:
+        self._dimensions = dimensions
+        self._total = total
+        self._clock = clock
+        self._drops = drops
+        self._processed = CounterCell()
+        self._failed = CounterCell()
+        self._retried = CounterCell()
+        self._checkpointed = CounterCell()
+        self._processed_tick = self._processed.tick
+        self._failed_tick = self._failed.tick
+        self._retried_tick = self._retried.tick
+        self._checkpointed_tick = self._checkpointed.tick
+        self._distributions: dict[str, DistributionCell] = {}
+        self._distribution_units: dict[str, str] = {}
+        self._gauges: dict[str, GaugeCell] = {}
+        self._gauge_units: dict[str, str] = {}
+        self._definition_lock = threading.Lock()
+        self._keys: dict[tuple[str, str], SeriesKey] = {}
+        self._estimator = EtaEstimator()
+        self._estimator_lock = threading.Lock()
+        self._done_at_last_collect = 0.0
+
+    # -- recording (hot path) -------------------------------------------------------------
+
+    def processed(self, n: float = 1) -> None:
+        """Count ``n`` records as finished (default 1)."""
+        if n == 1:
+            self._processed_tick()
+        elif not self._processed.add(n):
+            self._drops.report(catalog.RECORDS_PROCESSED, n)
+
+    def failed(self, n: float = 1) -> None:
+        """Count ``n`` records as failed."""
+        if n == 1:
+            self._failed_tick()
+        elif not self._failed.add(n):
+            self._drops.report(catalog.ERROR_COUNT, n)
+
+    def retried(self, n: float = 1) -> None:
+        """Count ``n`` retries."""
+        if n == 1:
+            self._retried_tick()
+        elif not self._retried.add(n):
+            self._drops.report(catalog.RETRY_COUNT, n)
+
+    def checkpointed(self, n: float = 1) -> None:
+        """Count ``n`` checkpoints written."""
+        if n == 1:
+            self._checkpointed_tick()
+        elif not self._checkpointed.add(n):
+            self._drops.report(catalog.CHECKPOINT_COUNT, n)
+
+    def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None:
+        """Add ``value`` to the distribution ``name`` (published with p50/p90/p99 support)."""
+        cell = self._distributions.get(name)
+        if cell is None or unit != self._distribution_units[name]:
+            cell = self._define_distribution(name, unit)
+        cell.record(value)
+
+    def timer(self, name: str) -> Timer:
+        """Time a block in milliseconds into the distribution ``name``.
+
+        >>> with job.timer("KafkaLatency"):      # doctest: +SKIP
+        ...     producer.produce(row)
+        """
+        cell = self._distributions.get(name)
+        if cell is None or self._distribution_units[name] != "Milliseconds":
+            cell = self._define_distribution(name, "Milliseconds")
+        return Timer(cell, self._clock)
+
+    def gauge(self, name: str, value: float, unit: str = "None") -> None:
+        """Set the gauge ``name``; the last value in each period is published."""
+        cell = self._gauges.get(name)
+        if cell is None or unit != self._gauge_units[name]:
+            cell = self._define_gauge(name, unit)
+        if not cell.set(value):
+            self._drops.report(name, value)
+
+    # -- definitions (once per name) ------------------------------------------------------
+
+    def _check_user_name(self, name: str, unit: str) -> None:
+        check_metric_name(name)
+        check_unit(unit)
+        if name in _STANDARD_NAMES:
+            raise InvalidMetricError(
+                f"{name!r} is a standard metricskit metric; use the dedicated method "
+                "(processed, failed, retried, checkpointed) or another name"
+            )
+
+    def _define_distribution(self, name: str, unit: str) -> DistributionCell:
+        with self._definition_lock:
+            if name in self._distributions:
+                if self._distribution_units[name] != unit:
+                    raise InvalidMetricError(
+                        f"distribution {name!r} was defined with unit "
+                        f"{self._distribution_units[name]!r}; it cannot also use {unit!r}"
+                    )
+                return self._distributions[name]
+            self._check_user_name(name, unit)
+            if name in self._gauges:
+                raise InvalidMetricError(f"{name!r} is already a gauge; use another name")
+            cell = DistributionCell(name, self._drops.report)
+            self._distribution_units[name] = unit
+            self._distributions[name] = cell
+            return cell
+
+    def _define_gauge(self, name: str, unit: str) -> GaugeCell:
+        with self._definition_lock:
+            if name in self._gauges:
+                if self._gauge_units[name] != unit:
+                    raise InvalidMetricError(
+                        f"gauge {name!r} was defined with unit {self._gauge_units[name]!r}; "
+                        f"it cannot also use {unit!r}"
+                    )
+                return self._gauges[name]
+            self._check_user_name(name, unit)
+            if name in self._distributions:
+                raise InvalidMetricError(f"{name!r} is already a distribution; use another name")
+            cell = GaugeCell(name)
+            self._gauge_units[name] = unit
+            self._gauges[name] = cell
+            return cell
+
+    # -- progress --------------------------------------------------------------------------
+
+    @property
+    def total(self) -> float | None:
+        return self._total
+
+    def set_total(self, total: float | None) -> None:
+        """Set or change the number of records the job will process."""
+        self._total = total
+
+    def _done(self) -> float:
+        """Records done as this recorder reports it (job-wide where a registry says so)."""
+        return self._processed.total()
+
+    def status(self) -> JobStatus:
+        """Records done, total, percent, rate and ETA as of now."""
+        done = self._done()
+        now = self._clock()
+        with self._estimator_lock:
+            self._estimator.update(now, done)
+            estimate = self._estimator.estimate(self._remaining(done))
+        total = self._total
+        percent = None if not total else min(100.0, 100.0 * done / total)
+        return JobStatus(
+            done=done,
+            total=total,
+            percent=percent,
+            rate=estimate.rate,
+            eta_seconds=estimate.eta_seconds,
+            errors=self._failed.total(),
+        )
+
+    def _remaining(self, done: float) -> float | None:
+        return None if self._total is None else max(0.0, self._total - done)
+
+    # -- collection (flusher thread) -------------------------------------------------------
+
+    def _key(self, name: str, unit: str) -> SeriesKey:
+        key = self._keys.get((name, unit))
+        if key is None:
+            key = self._keys[(name, unit)] = SeriesKey(name, unit, self._dimensions)
+        return key
+
+    def _counter(self, name: str, value: float) -> Metric:
+        return Metric(self._key(name, catalog.unit_of(name)), MetricKind.COUNTER, value=value)
+
+    def _gauge_metric(self, name: str, value: float, unit: str | None = None) -> Metric:
+        key = self._key(name, unit or catalog.unit_of(name))
+        return Metric(key, MetricKind.GAUGE, value=value)
+
+    def collect(self, now: float, period_seconds: float) -> list[Metric]:
+        """Take everything recorded since the last collect as metrics for one period."""
+        processed = self._processed.take_delta()
+        metrics = [
+            self._counter(catalog.RECORDS_PROCESSED, processed),
+            self._counter(catalog.ERROR_COUNT, self._failed.take_delta()),
+            self._counter(catalog.RETRY_COUNT, self._retried.take_delta()),
+            self._counter(catalog.CHECKPOINT_COUNT, self._checkpointed.take_delta()),
+        ]
+        if period_seconds > 0:
+            metrics.append(
+                self._gauge_metric(catalog.RECORDS_PER_SECOND, processed / period_seconds)
+            )
+        metrics.extend(self._progress_metrics(now, self._done_for_collect(processed)))
+        for name, gauge in list(self._gauges.items()):
+            value = gauge.take()
+            if value is not None:
+                metrics.append(self._gauge_metric(name, value, self._gauge_units[name]))
+        for name, cell in list(self._distributions.items()):
+            counts = cell.take()
+            if counts:
+                metrics.append(
+                    distribution(self._key(name, self._distribution_units[name]), counts)
+                )
+        return metrics
+
+    def _done_for_collect(self, processed_delta: float) -> float:
+        """Cumulative done to publish; a job with a registry overrides this."""
+        self._done_at_last_collect += processed_delta
+        return self._done_at_last_collect
+
+    def _progress_metrics(self, now: float, done: float) -> list[Metric]:
+        metrics = [self._gauge_metric(catalog.RECORDS_DONE, done)]
+        total = self._total
+        if total is not None:
+            metrics.append(self._gauge_metric(catalog.RECORDS_TOTAL, total))
+            if total > 0:
+                percent = min(100.0, 100.0 * done / total)
+                metrics.append(self._gauge_metric(catalog.PROGRESS_PERCENTAGE, percent))
+        with self._estimator_lock:
+            self._estimator.update(now, done)
+            eta = self._estimator.estimate(self._remaining(done)).eta_seconds
+        if eta is not None:
+            metrics.append(self._gauge_metric(catalog.ETA_SECONDS, eta))
+        return metrics
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: start from zero; the parent reports what it recorded."""
+        for cell in (self._processed, self._failed, self._retried, self._checkpointed):
+            cell.reset_after_fork()
+        for gauge in self._gauges.values():
+            gauge.reset_after_fork()
+        for dist in self._distributions.values():
+            dist.reset_after_fork()
+        self._definition_lock = threading.Lock()
+        self._estimator_lock = threading.Lock()
+        self._estimator.reset()

@@ -1,0 +1,7 @@
+"""Where metrics go: CloudWatch PutMetricData, Embedded Metric Format, memory, or nowhere."""
+
+from metricskit.sinks.base import BaseSink, ExportResult, NullSink, Sink
+from metricskit.sinks.cloudwatch import CloudWatchSink
+from metricskit.sinks.memory import MemorySink
+
+__all__ = ["BaseSink", "CloudWatchSink", "ExportResult", "MemorySink", "NullSink", "Sink"]

@@ -1,0 +1,67 @@
+"""The sink protocol: export one immutable batch, say whether it arrived, shut down.
+
+Recording code knows nothing about CloudWatch or EMF; a sink knows nothing about jobs.
+A sink may deliver part of a batch (one PutMetricData request out of three); it then
+returns the part still owed, so a retry never sends a delivered datum twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from metricskit.batch import MetricBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """The outcome of one export: success, or the part of the batch still to deliver.
+
+    ``retryable`` is False for a batch the service will never accept (a validation error):
+    the caller drops it, counting it, instead of retrying it forever.
+    """
+
+    success: bool
+    remainder: MetricBatch | None = None
+    retryable: bool = True
+
+    @classmethod
+    def ok(cls) -> ExportResult:
+        return cls(True)
+
+    @classmethod
+    def failed(cls, remainder: MetricBatch, *, retryable: bool = True) -> ExportResult:
+        return cls(False, remainder, retryable)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where batches go. ``export`` must not raise; it may be slow (the flusher calls it)."""
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        """Deliver ``batch``; return what is still owed on failure."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release resources; called once when the last job using the sink closes."""
+        ...
+
+
+class BaseSink:
+    """Defaults for the optional hooks; subclasses implement ``export``."""
+
+    def export(self, batch: MetricBatch) -> ExportResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Nothing to release by default."""
+
+    def after_fork(self) -> None:
+        """Called in a forked child before it records: drop connections shared with the parent."""
+
+
+class NullSink(BaseSink):
+    """``sink="off"``: aggregates as usual (status() works) and publishes nothing."""
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        return ExportResult.ok()

@@ -1,0 +1,242 @@
+"""The CloudWatch sink: PutMetricData requests packed to the service limits.
+
+One batch becomes as few requests as the limits allow: at most 1000 datums and 1 MB each,
+a distribution split into datums of at most 150 Values/Counts. Throttling and 5xx answers
+are retried by botocore's ``standard`` retry mode (exponential backoff with full jitter);
+what still fails is returned to the caller as the undelivered remainder, request by request,
+so a retry never publishes a datum twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from metricskit import limits
+from metricskit.batch import Metric, MetricBatch, MetricKind
+from metricskit.errors import ConfigurationError
+from metricskit.sinks.base import BaseSink, ExportResult
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_cloudwatch.client import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
+
+logger = logging.getLogger("metricskit")
+
+DEFAULT_MAX_ATTEMPTS = 4
+"""Attempts per request inside botocore (1 call + 3 retries with backoff and jitter)."""
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 10.0
+
+# Errors that mean the request itself is wrong: retrying cannot help.
+_NON_RETRYABLE_CODES = frozenset(
+    {"InvalidParameterValue", "InvalidParameterCombination", "MissingParameter", "ValidationError"}
+)
+
+
+class CloudWatchSink(BaseSink):
+    """Publishes batches with PutMetricData.
+
+    >>> sink = CloudWatchSink(client=boto3.client("cloudwatch"))      # doctest: +SKIP
+    >>> metricskit.Job("nightly-load", sink=sink)                      # doctest: +SKIP
+
+    Pass ``client`` (or a boto3 ``session``) to control credentials and endpoint; otherwise
+    a client is built from boto3's default chain, which honours ``AWS_ENDPOINT_URL`` and
+    ``AWS_ENDPOINT_URL_CLOUDWATCH`` so moto or LocalStack need no code change.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: CloudWatchClient | None = None,
+        session: boto3.session.Session | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        if max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
+        self._session = session
+        self._owns_client = client is None
+        self._client_settings = (max_attempts, connect_timeout, read_timeout)
+        self._client = client if client is not None else self._build_client()
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+        self.bytes_sent = 0
+        self.retries = 0
+        self.failed_requests = 0
+        self.rejected_datums = 0
+
+    def _build_client(self) -> CloudWatchClient:
+        try:
+            import boto3
+            from botocore.config import Config
+            from botocore.exceptions import NoRegionError
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigurationError(
+                "the cloudwatch sink needs boto3: pip install 'metricskit[cloudwatch]'"
+            ) from exc
+        max_attempts, connect_timeout, read_timeout = self._client_settings
+        config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        session = self._session or boto3.session.Session()
+        try:
+            return session.client("cloudwatch", config=config)
+        except NoRegionError as exc:
+            raise ConfigurationError(
+                "no AWS region for the cloudwatch sink: set AWS_REGION (or AWS_DEFAULT_REGION), "
+                "or pass client="
+            ) from exc
+
+    def after_fork(self) -> None:
+        # A client's connection pool must not be shared with the parent process.
+        if self._owns_client:
+            self._client = self._build_client()
+
+    @property
+    def client(self) -> CloudWatchClient:
+        return self._client
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        protocol = self._client.meta.service_model.protocol
+        requests = pack_requests(batch, protocol)
+        for index, request in enumerate(requests):
+            data = [to_datum(m, batch.timestamp, batch.storage_resolution) for m in request]
+            try:
+                response = self._client.put_metric_data(Namespace=batch.namespace, MetricData=data)
+            except Exception as exc:  # never let an AWS or network fault escape
+                self._count_failure(exc)
+                if _is_non_retryable(exc):
+                    logger.error(
+                        "metricskit: CloudWatch rejected %d datums of %s and they are dropped: %s",
+                        len(data),
+                        batch.namespace,
+                        exc,
+                    )
+                    with self._lock:
+                        self.rejected_datums += len(data)
+                    continue
+                logger.warning(
+                    "metricskit: PutMetricData failed (%s); %d request(s) kept for retry",
+                    exc,
+                    len(requests) - index,
+                )
+                rest = tuple(m for later in requests[index:] for m in later)
+                return ExportResult.failed(_with_metrics(batch, rest))
+            with self._lock:
+                self.requests_sent += 1
+                self.bytes_sent += sum(estimate_datum_bytes(d, protocol) for d in data)
+                self.retries += int(response["ResponseMetadata"].get("RetryAttempts", 0))
+        return ExportResult.ok()
+
+    def _count_failure(self, exc: Exception) -> None:
+        response = getattr(exc, "response", None) or {}
+        attempts = int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        with self._lock:
+            self.failed_requests += 1
+            self.retries += attempts
+
+
+def _is_non_retryable(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    return response.get("Error", {}).get("Code") in _NON_RETRYABLE_CODES
+
+
+def _with_metrics(batch: MetricBatch, metrics: tuple[Metric, ...]) -> MetricBatch:
+    return MetricBatch(
+        namespace=batch.namespace,
+        timestamp=batch.timestamp,
+        metrics=metrics,
+        period_seconds=batch.period_seconds,
+        storage_resolution=batch.storage_resolution,
+        extra=batch.extra,
+    )
+
+
+def split_metric(metric: Metric) -> Iterator[Metric]:
+    """One metric as datums: a distribution in pieces of at most 150 values."""
+    if metric.kind is not MetricKind.DISTRIBUTION:
+        yield metric
+        return
+    step = limits.PUT_METRIC_DATA_MAX_VALUES_PER_DATUM
+    for start in range(0, len(metric.values), step):
+        yield Metric(
+            metric.key,
+            metric.kind,
+            values=metric.values[start : start + step],
+            counts=metric.counts[start : start + step],
+        )
+
+
+def pack_requests(batch: MetricBatch, protocol: str = "json") -> list[list[Metric]]:
+    """Group a batch's datums into PutMetricData requests within the count and size limits."""
+    requests: list[list[Metric]] = []
+    current: list[Metric] = []
+    size = 0
+    budget = limits.PUT_METRIC_DATA_MAX_BYTES - _REQUEST_OVERHEAD_BYTES
+    for metric in batch:
+        for piece in split_metric(metric):
+            datum = to_datum(piece, batch.timestamp, batch.storage_resolution)
+            piece_size = estimate_datum_bytes(datum, protocol)
+            if current and (
+                len(current) >= limits.PUT_METRIC_DATA_MAX_DATUMS or size + piece_size > budget
+            ):
+                requests.append(current)
+                current, size = [], 0
+            current.append(piece)
+            size += piece_size
+    if current:
+        requests.append(current)
+    return requests
+
+
+_REQUEST_OVERHEAD_BYTES = 4096  # action, version, namespace and headers, generously
+
+
+def to_datum(metric: Metric, timestamp: float, storage_resolution: int) -> MetricDatumTypeDef:
+    """The PutMetricData datum for one metric (or one piece of a distribution)."""
+    datum: dict[str, Any] = {
+        "MetricName": metric.key.name,
+        "Dimensions": [{"Name": n, "Value": v} for n, v in metric.key.dimensions],
+        "Timestamp": dt.datetime.fromtimestamp(timestamp, tz=dt.UTC),
+        "Unit": metric.key.unit,
+        "StorageResolution": storage_resolution,
+    }
+    if metric.kind is MetricKind.DISTRIBUTION:
+        datum["Values"] = list(metric.values)
+        datum["Counts"] = list(metric.counts)
+    else:
+        datum["Value"] = metric.value
+    return datum  # type: ignore[return-value]
+
+
+def estimate_datum_bytes(datum: MetricDatumTypeDef | dict[str, Any], protocol: str) -> int:
+    """An upper estimate of a datum's encoded size under the client's wire protocol.
+
+    The query protocol spells out ``MetricData.member.N.Values.member.M=`` for every value,
+    which makes it ~3x larger than JSON; CBOR is smaller than JSON.
+    """
+    if protocol == "query":
+        return sum(len(k) + len(v) + 2 for k, v in _query_pairs("MetricData.member.1000", datum))
+    return len(json.dumps(datum, default=str, separators=(",", ":")))
+
+
+def _query_pairs(prefix: str, value: object) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _query_pairs(f"{prefix}.{key}", item)
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        for index, item in enumerate(value, start=1):
+            yield from _query_pairs(f"{prefix}.member.{index}", item)
+    else:
+        yield prefix, str(value)

@@ -1,0 +1,118 @@
+"""Definition-time checks: names, units, namespaces and dimensions CloudWatch accepts.
+
+These run once, when a metric or a job is defined, never on the record path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from metricskit import limits
+from metricskit.batch import Dimensions
+from metricskit.errors import InvalidDimensionError, InvalidMetricError
+
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
+_NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]+$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` when CloudWatch accepts it, else raise InvalidMetricError."""
+    if not isinstance(namespace, str) or not namespace:
+        raise InvalidMetricError(f"namespace must be a non-empty string, got {namespace!r}")
+    if len(namespace) > limits.MAX_NAMESPACE_LENGTH:
+        raise InvalidMetricError(
+            f"namespace {namespace[:40]!r}... is {len(namespace)} characters; "
+            f"at most {limits.MAX_NAMESPACE_LENGTH} are allowed"
+        )
+    if not _NAMESPACE_PATTERN.match(namespace):
+        raise InvalidMetricError(
+            f"namespace {namespace!r} may contain only letters, digits and . - _ / # :"
+        )
+    if namespace.startswith("AWS/"):
+        raise InvalidMetricError(f"namespace {namespace!r} may not start with 'AWS/' (reserved)")
+    return namespace
+
+
+def check_metric_name(name: object) -> str:
+    """Return ``name`` when it is a valid metric name, else raise InvalidMetricError."""
+    if not isinstance(name, str) or not name:
+        raise InvalidMetricError(f"metric name must be a non-empty string, got {name!r}")
+    if len(name) > limits.MAX_METRIC_NAME_LENGTH:
+        raise InvalidMetricError(
+            f"metric name {name[:40]!r}... is {len(name)} characters; "
+            f"at most {limits.MAX_METRIC_NAME_LENGTH} are allowed"
+        )
+    if not _PRINTABLE_ASCII.match(name):
+        raise InvalidMetricError(f"metric name {name!r} must be printable ASCII")
+    return name
+
+
+def check_unit(unit: object) -> str:
+    """Return ``unit`` when it is one of CloudWatch's standard units, else raise."""
+    if unit not in limits.STANDARD_UNITS:
+        allowed = ", ".join(sorted(limits.STANDARD_UNITS))
+        raise InvalidMetricError(f"unit {unit!r} is not a CloudWatch unit; allowed: {allowed}")
+    assert isinstance(unit, str)
+    return unit
+
+
+def check_dimensions(
+    dimensions: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    *,
+    reserved: Iterable[str] = (),
+    extra_count: int = 0,
+) -> Dimensions:
+    """Validate user dimensions and return them as an ordered tuple of pairs.
+
+    ``reserved`` names (JobId, Stage, ...) are set by metricskit and may not be given.
+    ``extra_count`` is how many dimensions metricskit itself adds, so the total stays
+    within CloudWatch's 30.
+    """
+    if dimensions is None:
+        return ()
+    pairs = list(dimensions.items()) if isinstance(dimensions, Mapping) else list(dimensions)
+    reserved_names = set(reserved)
+    seen: set[str] = set()
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise InvalidDimensionError(f"dimensions must be name/value pairs, got {pair!r}")
+        name, value = pair
+        if not isinstance(name, str) or not name or len(name) > limits.MAX_DIMENSION_NAME_LENGTH:
+            raise InvalidDimensionError(
+                f"dimension name {name!r} must be a string of 1 to "
+                f"{limits.MAX_DIMENSION_NAME_LENGTH} characters"
+            )
+        if not _PRINTABLE_ASCII.match(name) or name.startswith(":"):
+            raise InvalidDimensionError(
+                f"dimension name {name!r} must be printable ASCII and may not start with ':'"
+            )
+        if name in reserved_names:
+            raise InvalidDimensionError(
+                f"dimension {name!r} is set by metricskit; reserved names: "
+                + ", ".join(sorted(reserved_names))
+            )
+        if name in seen:
+            raise InvalidDimensionError(f"dimension {name!r} is given twice")
+        seen.add(name)
+        check_dimension_value(name, value)
+    total = len(pairs) + extra_count
+    if total > limits.MAX_DIMENSIONS_PER_METRIC:
+        raise InvalidDimensionError(
+            f"{total} dimensions per series ({len(pairs)} given + {extra_count} added by "
+            f"metricskit); CloudWatch allows at most {limits.MAX_DIMENSIONS_PER_METRIC}"
+        )
+    return tuple((str(n), str(v)) for n, v in pairs)
+
+
+def check_dimension_value(name: str, value: object) -> str:
+    """Return ``value`` when it is a valid value for dimension ``name``, else raise."""
+    if not isinstance(value, str) or not value or len(value) > limits.MAX_DIMENSION_VALUE_LENGTH:
+        raise InvalidDimensionError(
+            f"dimension {name!r} value {value!r} must be a string of 1 to "
+            f"{limits.MAX_DIMENSION_VALUE_LENGTH} characters"
+        )
+    if not _PRINTABLE_ASCII.match(value):
+        raise InvalidDimensionError(f"dimension {name!r} value {value!r} must be printable ASCII")
+    return value

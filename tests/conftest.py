@@ -1,0 +1,74 @@
+"""Shared fixtures: a moto server on loopback, selected only through AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    # moto mishandles gzip request bodies of 10 KB or more.
+    "AWS_DISABLE_REQUEST_COMPRESSION": "true",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_metricskit_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees METRICSKIT_* or AWS endpoint settings from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("METRICSKIT_") or name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 with a free port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 at the moto server for this test (through boto3's own variables)."""
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test writes to (moto keeps data for the whole session)."""
+    return f"Test/{uuid.uuid4().hex[:12]}"
+
+
+class FakeClock:
+    """A monotonic clock tests move by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
