@@ -1,0 +1,84 @@
+"""The layout of the DynamoDB job table: the contract between workers, the cost tracker,
+the examples and the Terraform module. Change it only together with all of them.
+
+One table, hash key ``job_id`` (string), no sort key, on-demand billing. Several kinds of
+item share it; ``item_type`` tells them apart so a Scan can filter:
+
+* job items (``item_type = "job"``), key ``job_id = <the JobId>``:
+  ``namespace`` S, ``status`` S (one of JOB_STATUSES), ``total`` N (optional), ``done`` N
+  (job-wide records done: every worker ADDs its delta once per flush), ``errors`` N,
+  ``started_at`` / ``finished_at`` / ``heartbeat_at`` N (epoch seconds), ``workers`` N
+  (ADD 1 per worker that registered), ``worker_seconds`` N (every worker ADDs the seconds it
+  ran since its previous flush: estimated cost = worker_seconds / 3600 x hourly rate),
+  ``compute_profile`` S (optional, e.g. ``fargate:4vcpu:8gb``, ``ec2-spot:g5.xlarge``),
+  ``hourly_rate`` N (optional USD per worker-hour, overrides the profile's price);
+  the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
+* line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
+  ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
+* checkpoint items (``item_type = "checkpoint"``), key ``checkpoint#<job_id>#<shard>``:
+  ``position`` N (records or bytes committed), ``updated_at`` N.
+* cost-explorer cache items (``item_type = "cost_cache"``), key ``costcache#<name>``:
+  ``payload`` S (JSON), ``fetched_at`` N.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+HASH_KEY: Final = "job_id"
+ITEM_TYPE: Final = "item_type"
+
+TYPE_JOB: Final = "job"
+TYPE_LINECOUNT: Final = "linecount"
+TYPE_CHECKPOINT: Final = "checkpoint"
+TYPE_COST_CACHE: Final = "cost_cache"
+
+STATUS_RUNNING: Final = "running"
+STATUS_COMPLETED: Final = "completed"
+STATUS_FAILED: Final = "failed"
+STATUS_INTERRUPTED: Final = "interrupted"
+JOB_STATUSES: Final = frozenset(
+    {STATUS_RUNNING, STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED}
+)
+
+# Job item attributes.
+NAMESPACE: Final = "namespace"
+STATUS: Final = "status"
+TOTAL: Final = "total"
+DONE: Final = "done"
+ERRORS: Final = "errors"
+STARTED_AT: Final = "started_at"
+FINISHED_AT: Final = "finished_at"
+HEARTBEAT_AT: Final = "heartbeat_at"
+WORKERS: Final = "workers"
+WORKER_SECONDS: Final = "worker_seconds"
+COMPUTE_PROFILE: Final = "compute_profile"
+HOURLY_RATE: Final = "hourly_rate"
+ACTUAL_COST: Final = "actual_cost"
+ACTUAL_COST_FETCHED_AT: Final = "actual_cost_fetched_at"
+ACTUAL_COST_STATUS: Final = "actual_cost_status"
+
+# Other item kinds.
+LINES: Final = "lines"
+VERSION: Final = "version"
+COUNTED_AT: Final = "counted_at"
+POSITION: Final = "position"
+UPDATED_AT: Final = "updated_at"
+PAYLOAD: Final = "payload"
+FETCHED_AT: Final = "fetched_at"
+
+LINECOUNT_PREFIX: Final = "linecount#"
+CHECKPOINT_PREFIX: Final = "checkpoint#"
+COST_CACHE_PREFIX: Final = "costcache#"
+
+
+def linecount_key(uri: str) -> str:
+    return f"{LINECOUNT_PREFIX}{uri}"
+
+
+def checkpoint_key(job_id: str, shard: str) -> str:
+    return f"{CHECKPOINT_PREFIX}{job_id}#{shard}"
+
+
+def cost_cache_key(name: str) -> str:
+    return f"{COST_CACHE_PREFIX}{name}"
