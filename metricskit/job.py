@@ -99,7 +99,9 @@ class Job(Recorder):
         check_dimension_value(catalog.JOB_ID, job_id)
         self.job_id = job_id
         self.namespace = check_namespace(
-            namespace or config.env_str(config.ENV_NAMESPACE, config.DEFAULT_NAMESPACE)
+            namespace
+            if namespace is not None
+            else config.env_str(config.ENV_NAMESPACE, config.DEFAULT_NAMESPACE)
         )
         self.flush_interval = _positive(
             "flush_interval",
@@ -235,6 +237,19 @@ class Job(Recorder):
                 logger.exception("metricskit: flush of job %s failed; will try again", self.job_id)
                 return False
 
+    def _drain(self, deadline: float) -> bool:
+        """Collect the last period, then retry delivery until it succeeds or time is up."""
+        if self._flush_once(force=True):
+            return True
+        pause = 0.1
+        while time.monotonic() + pause < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            with self._delivery.export_lock:
+                if self._delivery.deliver(force=True):
+                    return True
+        return False
+
     def _periodic_flush(self) -> None:
         self._flush_once(force=False)
 
@@ -292,7 +307,7 @@ class Job(Recorder):
         self._flusher.stop(timeout=self.shutdown_timeout)
         remaining = max(0.1, deadline - time.monotonic())
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
-            lambda: self._flush_once(force=True), remaining
+            lambda: self._drain(deadline), remaining
         )
         process_hooks.untrack(self)
         self._shutdown_sink()

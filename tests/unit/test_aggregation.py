@@ -1,0 +1,167 @@
+"""Aggregation maths: exact counters under threads, bounded-error distributions, merging."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+
+import pytest
+
+from metricskit.aggregation import (
+    BUFFER_CAPACITY,
+    RELATIVE_ACCURACY,
+    CounterCell,
+    DistributionCell,
+    GaugeCell,
+    bucket_index,
+    bucket_representative,
+)
+from metricskit.batch import MetricKind, SeriesKey, distribution
+
+
+def nearest_rank(sorted_values: list[float], q: float) -> float:
+    """The q-th percentile by nearest rank, as CloudWatch computes it from raw samples."""
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def expand(counts: dict[float, float]) -> list[float]:
+    out: list[float] = []
+    for value, count in sorted(counts.items()):
+        out.extend([value] * int(count))
+    return out
+
+
+def test_counter_ticks_and_adds_are_exact_under_eight_threads() -> None:
+    cell = CounterCell()
+    per_thread = 1_000_000
+
+    def work() -> None:
+        tick = cell.tick
+        for _ in range(per_thread):
+            tick()
+        cell.add(5)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cell.total() == 8 * per_thread + 8 * 5
+
+
+def test_counter_take_delta_never_counts_twice_while_threads_record() -> None:
+    cell = CounterCell()
+    stop = threading.Event()
+    taken: list[float] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            taken.append(cell.take_delta())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(300_000):
+        cell.tick()
+    stop.set()
+    thread.join()
+    taken.append(cell.take_delta())
+    assert sum(taken) == 300_000
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "3", None])
+def test_counter_rejects_bad_increments(bad: object) -> None:
+    cell = CounterCell()
+    assert cell.add(bad) is False  # type: ignore[arg-type]
+    assert cell.total() == 0
+
+
+def test_bucket_representative_is_within_relative_accuracy() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        value = 10 ** rng.uniform(-6, 9)
+        rep = bucket_representative(bucket_index(value))
+        assert abs(rep - value) / value <= RELATIVE_ACCURACY * (1 + 1e-9)
+
+
+def test_distribution_percentiles_of_lognormal_stay_within_one_percent() -> None:
+    rng = random.Random(42)
+    raw = [rng.lognormvariate(3.0, 1.2) for _ in range(200_000)]  # heavy-tailed latency
+    cell = DistributionCell("Latency", lambda name, value: None)
+    for value in raw:
+        cell.record(value)
+    published = expand(cell.take())
+    exact = sorted(raw)
+    assert len(published) == len(raw)
+    for q in (50, 90, 99, 99.9):
+        got, want = nearest_rank(published, q), nearest_rank(exact, q)
+        assert abs(got - want) / want <= 0.01, (q, got, want)
+
+
+def test_distribution_memory_is_bounded_by_buckets_not_records() -> None:
+    cell = DistributionCell("Latency", lambda name, value: None)
+    for i in range(100_000):
+        cell.record(1.0 + (i % 1000))
+    counts = cell.take()
+    assert sum(counts.values()) == 100_000
+    # 1..1000 ms at 1% bucket width: ~700 buckets, whatever the number of records.
+    assert len(counts) < 800
+    assert len(cell._buffer) == 0
+
+
+def test_distribution_drops_nan_inf_and_out_of_range_but_keeps_zero_and_negatives() -> None:
+    dropped: list[object] = []
+    cell = DistributionCell("X", lambda name, value: dropped.append(value))
+    for value in (float("nan"), float("inf"), -float("inf"), 2.0**400, "fast", 0.0, -5.0, 5.0):
+        cell.record(value)  # type: ignore[arg-type]
+    counts = cell.take()
+    assert dropped[0] == "fast"  # non-numbers are caught at record time
+    assert len(dropped) == 5
+    assert counts[0.0] == 1
+    assert sum(counts.values()) == 3
+    assert any(v < 0 and abs(v + 5) / 5 <= RELATIVE_ACCURACY for v in counts)
+
+
+def test_distribution_take_is_exact_under_concurrent_records() -> None:
+    cell = DistributionCell("X", lambda name, value: None)
+    stop = threading.Event()
+    total = 0.0
+
+    def reader() -> None:
+        nonlocal total
+        while not stop.is_set():
+            total += sum(cell.take().values())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    writers = [
+        threading.Thread(target=lambda: [cell.record(3.0) for _ in range(BUFFER_CAPACITY * 40)])
+        for _ in range(4)
+    ]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    thread.join()
+    total += sum(cell.take().values())
+    assert total == 4 * BUFFER_CAPACITY * 40
+
+
+def test_gauge_keeps_last_value_and_rejects_non_finite() -> None:
+    cell = GaugeCell("Loss")
+    assert cell.set(0.5)
+    assert cell.set(0.25)
+    assert not cell.set(float("nan"))
+    assert cell.take() == 0.25
+    assert cell.take() is None
+
+
+def test_distribution_merge_adds_counts_exactly() -> None:
+    key = SeriesKey("L", "Milliseconds", (("JobId", "j"),))
+    a = distribution(key, {1.0: 2.0, 5.0: 1.0})
+    b = distribution(key, {5.0: 3.0, 9.0: 1.0})
+    merged = a.merged_with(b)
+    assert merged.kind is MetricKind.DISTRIBUTION
+    assert dict(zip(merged.values, merged.counts, strict=True)) == {1.0: 2.0, 5.0: 4.0, 9.0: 1.0}

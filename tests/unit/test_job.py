@@ -1,0 +1,284 @@
+"""Job behaviour against the in-memory sink: what is published, when, and that it is exact."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import metricskit
+from metricskit import catalog
+from metricskit.batch import MetricBatch
+from metricskit.sinks.base import BaseSink, ExportResult
+from metricskit.sinks.memory import MemorySink
+from metricskit.testing import capture
+from tests.conftest import FakeClock
+
+
+def make_job(clock: FakeClock, sink: MemorySink, **kwargs: object) -> metricskit.Job:
+    return metricskit.Job(
+        "job-1", namespace="Test", sink=sink, clock=clock, flush_interval=3600, **kwargs
+    )  # type: ignore[arg-type]
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; a liveness wait, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_counts_and_standard_metrics_are_published_on_flush(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink, total=1000)
+    for _ in range(250):
+        job.processed()
+    job.processed(50)
+    job.failed()
+    job.failed(2)
+    job.retried(3)
+    job.checkpointed()
+    clock.advance(10)
+    assert job.flush()
+    assert sink.sum(catalog.RECORDS_PROCESSED, JobId="job-1") == 300
+    assert sink.sum(catalog.ERROR_COUNT) == 3
+    assert sink.sum(catalog.RETRY_COUNT) == 3
+    assert sink.sum(catalog.CHECKPOINT_COUNT) == 1
+    assert sink.last(catalog.RECORDS_PER_SECOND) == pytest.approx(30.0)
+    assert sink.last(catalog.RECORDS_DONE) == 300
+    assert sink.last(catalog.RECORDS_TOTAL) == 1000
+    assert sink.last(catalog.PROGRESS_PERCENTAGE) == pytest.approx(30.0)
+    job.close()
+
+
+def test_each_period_publishes_only_its_delta(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(10)
+    clock.advance(60)
+    job.flush()
+    job.processed(5)
+    clock.advance(60)
+    job.flush()
+    deltas = [m.value for m in sink.metrics(catalog.RECORDS_PROCESSED)]
+    assert deltas == [10, 5]
+    assert [m.value for m in sink.metrics(catalog.RECORDS_DONE)] == [10, 15]
+    job.close()
+
+
+def test_timer_uses_the_injected_clock_in_milliseconds(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    with job.timer("KafkaLatency"):
+        clock.advance(0.020)
+    job.observe("KafkaLatency", 40.0)
+    job.flush()
+    values = sorted(sink.values("KafkaLatency"))
+    assert len(values) == 2
+    assert values[0] == pytest.approx(20.0, rel=0.005)
+    assert values[1] == pytest.approx(40.0, rel=0.005)
+    metric = sink.metrics("KafkaLatency")[0]
+    assert metric.key.unit == "Milliseconds"
+    job.close()
+
+
+def test_gauge_publishes_last_value_with_its_unit(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.gauge("Loss", 0.9)
+    job.gauge("Loss", 0.4)
+    job.gauge("GpuMemory", 1024, unit="Megabytes")
+    job.flush()
+    assert sink.last("Loss") == 0.4
+    assert sink.metrics("GpuMemory")[0].key.unit == "Megabytes"
+    job.flush()
+    assert len(sink.metrics("Loss")) == 1  # not re-published without a new value
+    job.close()
+
+
+def test_status_reports_done_total_percent_rate_and_eta(clock: FakeClock) -> None:
+    job = make_job(clock, MemorySink(), total=1000)
+    assert job.status().rate is None
+    job.processed(100)
+    clock.advance(10)
+    job.status()
+    job.processed(100)
+    clock.advance(10)
+    status = job.status()
+    assert status.done == 200
+    assert status.total == 1000
+    assert status.percent == pytest.approx(20.0)
+    assert status.rate == pytest.approx(10.0)
+    assert status.eta_seconds == pytest.approx(80.0)
+    job.close()
+
+
+def test_unknown_total_gives_no_percent_and_no_eta(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(10)
+    clock.advance(5)
+    job.processed(10)
+    status = job.status()
+    assert status.percent is None
+    assert status.eta_seconds is None
+    job.flush()
+    assert catalog.PROGRESS_PERCENTAGE not in sink.names()
+    assert catalog.ETA_SECONDS not in sink.names()
+    job.close()
+
+
+def test_bad_values_are_dropped_counted_and_warned_once(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(-5)
+    job.processed(float("nan"))
+    job.observe("Latency", float("inf"))
+    job.observe("Latency", "slow")  # type: ignore[arg-type]
+    job.gauge("Loss", float("nan"))
+    job.processed(2)
+    job.flush()
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 2
+    assert sink.sum(catalog.DROPPED_VALUES) == 5
+    warnings = [r for r in caplog.records if "dropped value" in r.getMessage()]
+    assert len(warnings) == 3  # once per metric name
+    job.close()
+
+
+def test_stage_has_its_own_progress_with_a_stage_dimension(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    denoise = job.stage("denoise", total=10)
+    assert job.stage("denoise") is denoise
+    denoise.processed(5)
+    denoise.failed()
+    job.processed(1)
+    job.flush()
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="denoise") == 5
+    assert sink.last(catalog.PROGRESS_PERCENTAGE, Stage="denoise") == pytest.approx(50.0)
+    assert sink.sum(catalog.ERROR_COUNT, Stage="denoise") == 1
+    job_level = [
+        m for m in sink.metrics(catalog.RECORDS_PROCESSED) if m.key.dimension("Stage") is None
+    ]
+    assert sum(m.value for m in job_level) == 1
+    assert denoise.status().done == 5
+    job.close()
+
+
+def test_close_flushes_is_idempotent_and_recording_after_close_never_raises(
+    clock: FakeClock,
+) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(7)
+    assert job.close()
+    assert job.close()
+    assert job.final_status == "completed"
+    job.processed()
+    job.observe("Latency", 1.0)
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 7
+
+
+def test_context_manager_marks_failed_on_exception(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+
+    def worker() -> None:
+        with job:
+            job.processed(3)
+            raise RuntimeError("worker bug")
+
+    with pytest.raises(RuntimeError):
+        worker()
+    assert job.final_status == "failed"
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 3
+
+
+def test_background_flusher_is_a_named_daemon_thread_and_flushes() -> None:
+    sink = MemorySink()
+    job = metricskit.Job("bg", sink=sink, flush_interval=0.05)
+    job.processed(3)
+    flushers = [t for t in threading.enumerate() if t.name == "metricskit-flusher-bg"]
+    assert len(flushers) == 1
+    assert flushers[0].daemon
+    assert wait_for(lambda: sink.sum(catalog.RECORDS_PROCESSED) == 3)
+    job.close()
+    assert wait_for(lambda: not flushers[0].is_alive())
+
+
+class ExplodingSink(BaseSink):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        self.calls += 1
+        raise RuntimeError("sink bug")
+
+
+def test_flusher_survives_a_sink_that_raises_and_keeps_the_data() -> None:
+    sink = ExplodingSink()
+    job = metricskit.Job("boom", sink=sink, flush_interval=0.02)
+    job.processed(5)
+    assert wait_for(lambda: sink.calls >= 3)
+    assert any(t.name == "metricskit-flusher-boom" for t in threading.enumerate())
+    assert job._delivery.queued >= 1
+    job.close()
+
+
+def test_sink_is_never_entered_twice_at_once() -> None:
+    sink = MemorySink()
+    sink.export_delay = 0.005
+    job = metricskit.Job("conc", sink=sink, flush_interval=0.001)
+
+    def hammer() -> None:
+        for _ in range(20):
+            job.processed()
+            job.flush()
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    job.close()
+    assert sink.concurrent_exports_seen == 1
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 120
+
+
+def test_counts_are_exact_across_a_failing_sink_and_recovery(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink, max_queued_periods=3)
+    sink.fail_exports = True
+    for _ in range(10):  # ten periods of outage: the queue merges beyond 3
+        job.processed(100)
+        job.observe("Latency", 5.0)
+        clock.advance(60)
+        assert not job.flush()
+    assert job._delivery.queued <= 3
+    sink.fail_exports = False
+    job.processed(1)
+    assert job.flush()
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 1001
+    assert sink.count("Latency") == 10
+    assert sink.sum(catalog.FAILED_EXPORTS) >= 10
+    job.close()
+
+
+def test_capture_routes_jobs_without_a_sink_to_memory() -> None:
+    with capture() as sink, metricskit.Job("captured") as job:
+        job.processed(4)
+    assert sink.sum(catalog.RECORDS_PROCESSED, JobId="captured") == 4
+
+
+def test_worker_id_dimension_is_opt_in(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink, worker_id="w-7")
+    job.processed()
+    job.close()
+    assert sink.metrics(catalog.RECORDS_PROCESSED)[0].key.dimension("WorkerId") == "w-7"

@@ -1,0 +1,86 @@
+"""Definition-time errors are typed and say what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+import metricskit
+from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
+
+
+@pytest.fixture
+def job() -> metricskit.Job:
+    return metricskit.Job("job-1", sink="memory")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "message"),
+    [
+        ("", "non-empty"),
+        ("AWS/EC2", "reserved"),
+        ("has space", "letters, digits"),
+        ("x" * 256, "at most 255"),
+    ],
+)
+def test_bad_namespace_raises(namespace: str, message: str) -> None:
+    with pytest.raises(InvalidMetricError, match=message):
+        metricskit.Job("j", namespace=namespace, sink="off")
+
+
+def test_bad_unit_lists_the_cloudwatch_units(job: metricskit.Job) -> None:
+    with pytest.raises(InvalidMetricError, match="allowed: Bits, Bits/Second"):
+        job.observe("Latency", 1.0, unit="ms")
+
+
+@pytest.mark.parametrize("name", ["", "x" * 256, "caf\u00e9", None])
+def test_bad_metric_names_raise(job: metricskit.Job, name: object) -> None:
+    with pytest.raises(InvalidMetricError):
+        job.gauge(name, 1.0)  # type: ignore[arg-type]
+
+
+def test_standard_names_are_reserved(job: metricskit.Job) -> None:
+    with pytest.raises(InvalidMetricError, match="processed, failed"):
+        job.observe("RecordsProcessed", 1.0)
+
+
+def test_one_name_cannot_change_unit_or_kind(job: metricskit.Job) -> None:
+    job.observe("Latency", 1.0)
+    with pytest.raises(InvalidMetricError, match="'Milliseconds'"):
+        job.observe("Latency", 1.0, unit="Seconds")
+    with pytest.raises(InvalidMetricError, match="already a distribution"):
+        job.gauge("Latency", 1.0)
+
+
+def test_too_many_dimensions_counts_the_ones_metricskit_adds() -> None:
+    dims = {f"D{i}": "v" for i in range(29)}
+    with pytest.raises(InvalidDimensionError, match=r"31 dimensions per series.*at most 30"):
+        metricskit.Job("j", sink="off", dimensions=dims)
+    job = metricskit.Job("j", sink="off", dimensions={f"D{i}": "v" for i in range(28)})
+    job.close()
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        ({"JobId": "x"}, "reserved names"),
+        ({"Env": ""}, "1 to 1024"),
+        ({"Env": "x" * 1025}, "1 to 1024"),
+        ({":Env": "prod"}, "may not start"),
+        ({"Env": 3}, "must be a string"),
+    ],
+)
+def test_bad_dimensions_raise(dims: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidDimensionError, match=message):
+        metricskit.Job("j", sink="off", dimensions=dims)  # type: ignore[arg-type]
+
+
+def test_bad_job_id_and_total_raise() -> None:
+    with pytest.raises(InvalidDimensionError):
+        metricskit.Job("", sink="off")
+    with pytest.raises(ConfigurationError, match="total must be"):
+        metricskit.Job("j", sink="off", total=-1)
+
+
+def test_sink_object_without_export_is_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="export"):
+        metricskit.Job("j", sink=object())  # type: ignore[arg-type]
