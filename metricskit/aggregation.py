@@ -12,7 +12,9 @@ Why the shapes below (measured in bench/hotpath.py):
   next value (subtracting its own reads). ``add(n)`` for n != 1 takes a lock instead.
 * A distribution appends the raw value to a small ``array('d')`` (one atomic C call) and
   folds the buffer into log-spaced buckets every ``BUFFER_CAPACITY`` values, so the bucket
-  maths runs once per value without a lock per value.
+  maths runs without a lock per value. When numpy is importable the fold is vectorized
+  (~30 ns per value instead of ~140 ns in pure Python); without it (e.g. in Lambda) the
+  pure-Python fold gives identical buckets.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import threading
 from array import array
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from metricskit import limits
 
@@ -32,11 +34,41 @@ percentiles computed from the published Values/Counts within 1% of the exact one
 _GAMMA: Final = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _INV_LOG_GAMMA: Final = 1.0 / math.log(_GAMMA)
 _REPRESENTATIVE_FACTOR: Final = 2.0 / (1.0 + _GAMMA)
-BUFFER_CAPACITY: Final = 1024
-"""Raw values a distribution holds before folding them into buckets (8 KiB)."""
+BUFFER_CAPACITY: Final = 4096
+"""Raw values a distribution holds before folding them into buckets (32 KiB)."""
 
 DropReporter = Callable[[str, object], None]
 """Called with (metric name, bad value) when a value is dropped at record time."""
+
+
+_numpy: Any = None
+_numpy_checked = False
+
+
+def _load_numpy() -> Any:
+    """numpy when installed (imported on first fold, never at import), else None."""
+    global _numpy, _numpy_checked
+    if not _numpy_checked:
+        found: Any = None
+        try:
+            import numpy
+
+            found = numpy
+        except ImportError:  # pragma: no cover - depends on the install
+            pass
+        _numpy, _numpy_checked = found, True
+    return _numpy
+
+
+def _fold_positive_numpy(np: Any, values: array[float], into: dict[int, int]) -> None:
+    """Vectorized fold of values all within [MIN_ABS_VALUE, MAX_ABS_VALUE]."""
+    indices = np.ceil(np.log(np.frombuffer(values, dtype=np.float64)) * _INV_LOG_GAMMA)
+    indices = indices.astype(np.int64)
+    lowest = int(indices.min())
+    counts = np.bincount(indices - lowest)
+    present = np.flatnonzero(counts)
+    for index, count in zip((present + lowest).tolist(), counts[present].tolist(), strict=True):
+        into[index] = into.get(index, 0) + count
 
 
 def bucket_index(value: float) -> int:
@@ -140,10 +172,20 @@ class GaugeCell:
 class DistributionCell:
     """Values -> counts in log-spaced buckets with a bounded relative error."""
 
-    __slots__ = ("_buffer", "_fold_lock", "_negative", "_on_drop", "_positive", "_zero", "name")
+    __slots__ = (
+        "_buffer",
+        "_fold_lock",
+        "_negative",
+        "_on_drop",
+        "_positive",
+        "_zero",
+        "name",
+        "unit",
+    )
 
-    def __init__(self, name: str, on_drop: DropReporter) -> None:
+    def __init__(self, name: str, on_drop: DropReporter, unit: str = "Milliseconds") -> None:
         self.name = name
+        self.unit = unit
         self._on_drop = on_drop
         self._buffer = array("d")
         self._fold_lock = threading.Lock()
@@ -176,8 +218,14 @@ class DistributionCell:
             values = buffer[:n]
             del buffer[:n]
             positive, negative = self._positive, self._negative
-            log, ceil, inv = math.log, math.ceil, _INV_LOG_GAMMA
             low, high = limits.MIN_ABS_VALUE, limits.MAX_ABS_VALUE
+            np = _load_numpy()
+            # min/max skip NaN unpredictably, so NaN/inf also rule out the fast path via sum.
+            fast = np is not None and low <= min(values) and max(values) <= high
+            if fast and math.isfinite(sum(values)):
+                _fold_positive_numpy(np, values, positive)
+                return
+            log, ceil, inv = math.log, math.ceil, _INV_LOG_GAMMA
             for value in values:
                 if low <= value <= high:
                     index = ceil(log(value) * inv)

@@ -76,10 +76,10 @@ class DropCounter:
 class Timer:
     """Context manager that records its elapsed time in milliseconds into a distribution."""
 
-    __slots__ = ("_cell", "_clock", "_start")
+    __slots__ = ("_clock", "_record", "_start")
 
-    def __init__(self, cell: DistributionCell, clock: Callable[[], float]) -> None:
-        self._cell = cell
+    def __init__(self, record: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self._record = record
         self._clock = clock
         self._start = 0.0
 
@@ -93,7 +93,7 @@ class Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._cell.record((self._clock() - self._start) * 1000.0)
+        self._record((self._clock() - self._start) * 1000.0)
 
 
 class Recorder:
@@ -162,7 +162,7 @@ class Recorder:
     def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None:
         """Add ``value`` to the distribution ``name`` (published with p50/p90/p99 support)."""
         cell = self._distributions.get(name)
-        if cell is None or unit != self._distribution_units[name]:
+        if cell is None or unit != cell.unit:
             cell = self._define_distribution(name, unit)
         cell.record(value)
 
@@ -173,9 +173,9 @@ class Recorder:
         ...     producer.produce(row)
         """
         cell = self._distributions.get(name)
-        if cell is None or self._distribution_units[name] != "Milliseconds":
+        if cell is None or cell.unit != "Milliseconds":
             cell = self._define_distribution(name, "Milliseconds")
-        return Timer(cell, self._clock)
+        return Timer(cell.record, self._clock)
 
     def gauge(self, name: str, value: float, unit: str = "None") -> None:
         """Set the gauge ``name``; the last value in each period is published."""
@@ -208,7 +208,7 @@ class Recorder:
             self._check_user_name(name, unit)
             if name in self._gauges:
                 raise InvalidMetricError(f"{name!r} is already a gauge; use another name")
-            cell = DistributionCell(name, self._drops.report)
+            cell = DistributionCell(name, self._drops.report, unit)
             self._distribution_units[name] = unit
             self._distributions[name] = cell
             return cell
