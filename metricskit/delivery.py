@@ -20,6 +20,8 @@ from metricskit.sinks.base import ExportResult, Sink
 logger = logging.getLogger("metricskit")
 
 MAX_BACKOFF_SECONDS = 300.0
+MAX_BACKOFF_INTERVALS = 5
+"""Backoff never exceeds five flush intervals, so recovery is noticed within a few minutes."""
 
 
 class Delivery:
@@ -104,7 +106,8 @@ class Delivery:
 
     def _backoff(self) -> float:
         # Exponential with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
-        ceiling = min(MAX_BACKOFF_SECONDS, self._base_backoff * 2 ** (self._failures_in_a_row - 1))
+        cap = min(MAX_BACKOFF_SECONDS, MAX_BACKOFF_INTERVALS * self._base_backoff)
+        ceiling = min(cap, self._base_backoff * 2 ** min(self._failures_in_a_row - 1, 30))
         return random.uniform(0.0, ceiling)
 
     def reset_after_fork(self) -> None:

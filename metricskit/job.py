@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -95,6 +96,7 @@ class Job(Recorder):
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         max_queued_periods: int | None = None,
+        handle_sigterm: bool = True,
     ) -> None:
         check_dimension_value(catalog.JOB_ID, job_id)
         self.job_id = job_id
@@ -148,9 +150,12 @@ class Job(Recorder):
         self._flusher = PeriodicFlusher(
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
         )
+        self._owner_pid = os.getpid()
         if not isinstance(self.sink, NullSink):
             self._flusher.start()
         process_hooks.track(self)
+        if handle_sigterm:
+            process_hooks.install_sigterm_handler()
 
     @staticmethod
     def _resolve_sink(sink: str | Sink | None) -> Sink:
@@ -335,8 +340,19 @@ class Job(Recorder):
         else:
             self.close("failed")
 
+    @property
+    def inherited(self) -> bool:
+        """True in a forked child that uses a job its parent created.
+
+        Such a copy delivers its own counts but leaves the job's final status to the parent.
+        """
+        return os.getpid() != self._owner_pid
+
     def _close_at_exit(self) -> None:
         self.close("interrupted" if self.final_status is None else self.final_status)
+
+    def _close_interrupted(self) -> None:
+        self.close("interrupted")
 
     def _after_fork_in_child(self) -> None:
         self.reset_after_fork()

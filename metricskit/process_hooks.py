@@ -1,6 +1,10 @@
 """Process-wide hooks installed once, at the first Job (never at import).
 
 * ``atexit``: close jobs the program never closed, so their last counts are delivered.
+* ``SIGTERM`` (ECS stop, Spot interruption, Batch termination): close every live job as
+  ``interrupted`` within the shutdown timeout, then hand the signal to whatever handler the
+  application had (or to the default action, which ends the process as SIGTERM would).
+  Installed only from the main thread, and only when the job asks for it.
 * ``os.register_at_fork``: in a forked child, every live job drops the parent's unflushed
   state (the parent reports it), gets fresh locks (one may have been held at fork time) and a
   fresh flusher thread (threads do not survive fork). In ``multiprocessing`` children, which
@@ -11,14 +15,24 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import signal
 import threading
 import weakref
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor, wait
+from types import FrameType
+from typing import Any, Protocol
+
+logger = logging.getLogger("metricskit")
 
 
 class ManagedJob(Protocol):
+    shutdown_timeout: float
+
     def _close_at_exit(self) -> None: ...
+
+    def _close_interrupted(self) -> None: ...
 
     def _after_fork_in_child(self) -> None: ...
 
@@ -26,6 +40,8 @@ class ManagedJob(Protocol):
 _live: weakref.WeakSet[ManagedJob] = weakref.WeakSet()
 _install_lock = threading.Lock()
 _installed = False
+_sigterm_installed = False
+_previous_sigterm: Any = None
 
 
 def track(job: ManagedJob) -> None:
@@ -55,6 +71,41 @@ def _install_once() -> None:
 def _close_all() -> None:
     for job in live_jobs():
         job._close_at_exit()
+
+
+def install_sigterm_handler() -> bool:
+    """Chain a SIGTERM handler in front of the application's; True when it is in place."""
+    global _sigterm_installed, _previous_sigterm  # noqa: PLW0603 - one process-wide handler
+    if threading.current_thread() is not threading.main_thread():
+        return False  # signal.signal only works from the main thread
+    with _install_lock:
+        if _sigterm_installed:
+            return True
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+        return True
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    jobs = live_jobs()
+    if jobs:
+        # Jobs close in parallel so the whole stop takes one shutdown timeout, not one per job.
+        budget = max(job.shutdown_timeout for job in jobs) + 1.0
+        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="metricskit-sigterm")
+        futures = [pool.submit(job._close_interrupted) for job in jobs]
+        _, pending = wait(futures, timeout=budget)
+        pool.shutdown(wait=False)
+        if pending:
+            logger.warning("metricskit: %d job(s) still flushing at SIGTERM deadline", len(pending))
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # SIG_DFL, or a handler not installed from Python: do what SIGTERM would have done
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _after_fork_in_child() -> None:

@@ -1,0 +1,295 @@
+"""Fault promises: outages, throttling, SIGTERM, fork and memory (docs/OPERATIONS.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+import metricskit
+from metricskit import catalog
+from metricskit.sinks.cloudwatch import CloudWatchSink
+from metricskit.sinks.memory import MemorySink
+from tests.conftest import FAKE_AWS_ENV, FakeClock
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
+    now = dt.datetime.now(dt.UTC)
+    response = client.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=name,
+        Dimensions=[{"Name": "JobId", "Value": job_id}],
+        StartTime=now - dt.timedelta(hours=2),
+        EndTime=now + dt.timedelta(hours=1),
+        Period=3600,
+        Statistics=["Sum"],
+    )
+    return float(sum(p["Sum"] for p in response["Datapoints"]))
+
+
+def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
+    """A liveness wait (polls until true), never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
+    monkeypatch: pytest.MonkeyPatch, namespace: str
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=2)
+    job = metricskit.Job("outage", namespace=namespace, sink=sink, flush_interval=0.1)
+    try:
+        job.processed(100)
+        assert wait_until(lambda: sink.requests_sent >= 1)
+        server.stop()  # CloudWatch goes away for several flush intervals
+        for _ in range(20):
+            job.processed(10)
+            job.observe("Latency", 4.0)
+            time.sleep(0.05)
+        assert wait_until(lambda: job._delivery.failed_exports >= 3)
+        assert sink.failed_requests >= 3
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()  # the same port: moto's in-process state survived the restart
+        job.processed(5)
+        job.close()
+        client = boto3.client("cloudwatch")
+        assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "outage") == 305
+        assert job._delivery.queued == 0
+    finally:
+        job.close()
+        server.stop()
+
+
+class EmptyBody:
+    """The raw body of a synthetic HTTP answer (botocore reads it through ``stream``)."""
+
+    def stream(self, **_: object) -> Any:
+        yield b""
+
+
+def test_5xx_answers_are_retried_with_backoff_and_counts_stay_exact(
+    aws: str, namespace: str
+) -> None:
+    client = boto3.client("cloudwatch")
+    answers = {"left": 6}
+
+    def service_unavailable(request: Any, **_: object) -> AWSResponse | None:
+        if answers["left"] <= 0:
+            return None
+        answers["left"] -= 1
+        return AWSResponse(request.url, 503, HTTPHeaders(), EmptyBody())
+
+    client.meta.events.register("before-send.cloudwatch.PutMetricData", service_unavailable)
+    sink = CloudWatchSink(client=client)  # botocore standard retries: 4 attempts per call
+    with metricskit.Job("unavailable", namespace=namespace, sink=sink) as job:
+        job.processed(77)
+        job.failed(3)
+    assert answers["left"] == 0
+    assert sink.retries >= 4  # botocore retried inside calls (with jittered backoff)
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "unavailable") == 77
+    assert read_sum(client, namespace, catalog.ERROR_COUNT, "unavailable") == 3
+
+
+SIGTERM_WORKER = textwrap.dedent(
+    """
+    import signal, sys, time
+    import metricskit
+
+    def app_handler(signum, frame):  # the application's own handler: must still run
+        with open(sys.argv[2], "w") as out:
+            out.write(f"{job.status().done:.0f} {job.final_status}")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, app_handler)
+    job = metricskit.Job("sigterm-job", namespace=sys.argv[1], flush_interval=3600)
+    print("ready", flush=True)
+    while True:
+        job.processed()
+        job.observe("Latency", 2.0)
+    """
+)
+
+
+def test_sigterm_flushes_pending_counts_and_chains_the_application_handler(
+    aws: str, namespace: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(SIGTERM_WORKER)
+    report = tmp_path / "report.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "METRICSKIT_SHUTDOWN_TIMEOUT": "8"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), namespace, str(report)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)  # let it record for a while; no timing is asserted
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    done_text, status = report.read_text().split()
+    done = float(done_text)
+    assert done > 0
+    assert status == "interrupted"
+    client = boto3.client("cloudwatch")
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "sigterm-job") == done
+
+
+def test_sigterm_without_an_application_handler_still_terminates(
+    aws: str, namespace: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import sys, time, metricskit\n"
+        "job = metricskit.Job('plain', namespace=sys.argv[1], flush_interval=3600)\n"
+        "job.processed(11)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), namespace],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    client = boto3.client("cloudwatch")
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "plain") == 11
+
+
+def test_a_job_never_closed_is_flushed_at_exit(aws: str, namespace: str, tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import sys, metricskit\n"
+        "job = metricskit.Job('unclosed', namespace=sys.argv[1], flush_interval=3600)\n"
+        "job.processed(9)\n"
+    )
+    subprocess.run(
+        [sys.executable, str(script), namespace],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=60,
+    )
+    client = boto3.client("cloudwatch")
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "unclosed") == 9
+
+
+# -- fork ------------------------------------------------------------------------------
+
+_INHERITED: metricskit.Job | None = None
+
+
+def _record_in_child(task: tuple[str, int]) -> int:
+    namespace, n = task
+    assert _INHERITED is not None
+    for _ in range(n):
+        _INHERITED.processed()  # a job created before the fork
+    with metricskit.Job(f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch") as own:
+        own.processed(n)  # a job created after the fork
+    return os.getpid()
+
+
+def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None:
+    global _INHERITED  # noqa: PLW0603 - fork children see module globals
+    parent = metricskit.Job("forked", namespace=namespace, sink="cloudwatch", flush_interval=0.05)
+    _INHERITED = parent
+    parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent
+    try:
+        context = multiprocessing.get_context("fork")
+        pool = context.Pool(4)
+        pids = pool.map(_record_in_child, [(namespace, 5000)] * 8, chunksize=1)
+        pool.close()
+        pool.join()
+        parent.processed(1)
+    finally:
+        parent.close()
+        _INHERITED = None
+    client = boto3.client("cloudwatch")
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "forked") == 1000 + 40_000 + 1
+    children = {f"child-{pid}" for pid in pids}
+    total_own = sum(
+        read_sum(client, namespace, catalog.RECORDS_PROCESSED, name) for name in children
+    )
+    assert total_own == 40_000
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_memory_stays_bounded_through_10m_observations_and_a_long_outage(
+    clock: FakeClock,
+) -> None:
+    sink = MemorySink()
+    sink.fail_exports = True
+    job = metricskit.Job("memory", sink=sink, clock=clock, flush_interval=3600)
+    values = [1.0 + i for i in range(1000)]  # 1000 distinct values
+    observe = job.observe
+    before = rss_bytes()
+    per_minute = 10_000_000 // 30
+    for _minute in range(30):  # a 30-minute outage on the injected clock
+        for i in range(per_minute):
+            observe("Latency", values[i % 1000])
+        job.processed(per_minute)
+        clock.advance(60)
+        job.flush()
+    growth = rss_bytes() - before
+    print(f"\nRSS growth after 10M observations and a 30-min outage: {growth / 1e6:.1f} MB")
+    queued = job._delivery.queued
+    assert queued == 30
+    assert growth < 64 * 1024 * 1024  # raw values would take 80 MB as floats alone
+    for _minute in range(200):  # the outage goes on for hours: old periods merge
+        job.observe("Latency", 3.0)
+        clock.advance(60)
+        job.flush()
+    assert job._delivery.queued <= 60
+    sink.fail_exports = False
+    assert job.flush()
+    assert sink.count("Latency") == per_minute * 30 + 200
+    assert sink.sum(catalog.RECORDS_PROCESSED) == per_minute * 30
+    job.close()
