@@ -226,9 +226,10 @@ class EMFSink(BaseSink):
         with self._lock:
             try:
                 documents = self.serialize(batch)
-            except Exception:  # a serializer bug must not take the flusher down; keep the data
+            except Exception:  # a serializer bug must not take the flusher down
+                # The same batch would fail the same way again: not retryable (counted, dropped).
                 logger.exception("metricskit: EMF serialization of %s failed", batch.namespace)
-                return ExportResult.failed(batch)
+                return ExportResult.failed(batch, retryable=False)
             for index, document in enumerate(documents):
                 try:
                     self._send(document.text)

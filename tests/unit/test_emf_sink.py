@@ -350,3 +350,17 @@ def test_job_writes_emf_end_to_end_to_a_captured_stream() -> None:
     assert max(metric_values(docs, "ProgressPercentage", JobId="e2e")) == 100
     assert all(m.get("StorageResolution") == 1 for m in definitions(docs))
     assert all(json.loads(line) for line in buf.getvalue().splitlines())
+
+
+def test_a_serializer_failure_is_reported_not_raised_and_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("metricskit.sinks.emf.serialize", broken)
+    buf = io.StringIO()
+    result = EMFSink(stream=buf).export(batch(counter("RecordsProcessed", 1)))
+    assert not result.success
+    assert not result.retryable
+    assert buf.getvalue() == ""
