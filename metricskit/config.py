@@ -33,6 +33,12 @@ ENV_WORKER_ID: Final = "METRICSKIT_WORKER_ID"
 """Adds a ``WorkerId`` dimension to every series (opt-in: each series is billed)."""
 ENV_EMF_AGENT_ENDPOINT: Final = "METRICSKIT_EMF_AGENT_ENDPOINT"
 """``tcp://host:port`` or ``udp://host:port`` of a CloudWatch agent for the EMF sink."""
+ENV_EMF_LOG_GROUP: Final = "METRICSKIT_EMF_LOG_GROUP"
+"""Log group the CloudWatch agent writes EMF documents to (``_aws.LogGroupName``)."""
+ENV_EMF_LOG_STREAM: Final = "METRICSKIT_EMF_LOG_STREAM"
+"""Log stream the CloudWatch agent writes EMF documents to (``_aws.LogStreamName``)."""
+ENV_EMF_SERVICE_NAME: Final = "METRICSKIT_EMF_SERVICE_NAME"
+"""A ``ServiceName`` property on every EMF document (a log field, not a dimension)."""
 ENV_PROGRESS_BAR: Final = "METRICSKIT_PROGRESS_BAR"
 """``true``/``false``: show a terminal progress bar (default: only on a terminal)."""
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
@@ -47,6 +53,9 @@ ALL_VARIABLES: Final = (
     ENV_JOB_TABLE,
     ENV_WORKER_ID,
     ENV_EMF_AGENT_ENDPOINT,
+    ENV_EMF_LOG_GROUP,
+    ENV_EMF_LOG_STREAM,
+    ENV_EMF_SERVICE_NAME,
     ENV_PROGRESS_BAR,
     ENV_MAX_QUEUED_PERIODS,
 )

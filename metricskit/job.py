@@ -43,7 +43,9 @@ def make_sink(name: str) -> Sink:
 
         return CloudWatchSink()
     if name == "emf":
-        raise ConfigurationError("the emf sink is not available yet")
+        from metricskit.sinks.emf import EMFSink
+
+        return EMFSink()
     if name == "memory":
         from metricskit.sinks.memory import MemorySink
 

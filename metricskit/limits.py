@@ -33,9 +33,19 @@ MIN_ABS_VALUE: Final = 2.0**-360
 EMF_MAX_METRICS_PER_DIRECTIVE: Final = 100
 EMF_MAX_VALUES_PER_METRIC: Final = 100
 EMF_MAX_DIMENSIONS_PER_SET: Final = 30
-# https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html
-EMF_MAX_EVENT_BYTES: Final = 256_000
-"""CloudWatch Logs event size limit (256 KB, including 26 bytes of overhead per event)."""
+# The specification: "subject to the same limits as standard CloudWatch Logs events and
+# limited to a maximum size of 1MB" (raised from 256 KB in April 2025:
+# https://aws.amazon.com/about-aws/whats-new/2025/04/amazon-cloudwatch-logs-increases-log-event-size-1-mb/).
+# https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html:
+# "Each log event can be no larger than 1 MB"; a batch is 1,048,576 bytes counting each
+# event's UTF-8 message plus 26 bytes, so one event's message fits in 1,048,550 bytes.
+EMF_MAX_EVENT_BYTES: Final = 1_048_576 - 26
+"""Largest EMF document (one CloudWatch Logs event) the service accepts, in bytes."""
+EMF_PORTABLE_EVENT_BYTES: Final = 262_144 - 26
+"""Largest document every shipper still passes whole: the ECS awslogs shim logger and older
+CloudWatch agents cut events at 256 KiB minus 26 bytes
+(https://github.com/aws/shim-loggers-for-containerd/issues/239), and a cut JSON document is
+not EMF any more. The EMF sink's default document size."""
 
 STANDARD_UNITS: Final = frozenset(
     {

@@ -2,6 +2,15 @@
 
 from metricskit.sinks.base import BaseSink, ExportResult, NullSink, Sink
 from metricskit.sinks.cloudwatch import CloudWatchSink
+from metricskit.sinks.emf import EMFSink
 from metricskit.sinks.memory import MemorySink
 
-__all__ = ["BaseSink", "CloudWatchSink", "ExportResult", "MemorySink", "NullSink", "Sink"]
+__all__ = [
+    "BaseSink",
+    "CloudWatchSink",
+    "EMFSink",
+    "ExportResult",
+    "MemorySink",
+    "NullSink",
+    "Sink",
+]

@@ -1,0 +1,613 @@
+"""The Embedded Metric Format sink: one JSON document per line, to stdout or a CloudWatch agent.
+
+CloudWatch Logs extracts metrics from EMF documents
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
+On Lambda, and on ECS with the ``awslogs`` log driver, writing the documents to stdout is
+enough; elsewhere a CloudWatch agent listens on ``tcp://`` or ``udp://`` (port 25888 by
+default) and the sink sends them there (``METRICSKIT_EMF_AGENT_ENDPOINT``).
+
+How a batch becomes documents
+-----------------------------
+* Series are grouped by their dimensions: dimension values are root members of a document,
+  so one document holds the metrics that share one dimension set. Its single directive has
+  ``Namespace``, ``Dimensions`` ``[[names...]]`` and ``Metrics`` ``[{Name, Unit}]``
+  (``StorageResolution: 1`` added for high-resolution batches); ``_aws.Timestamp`` is the
+  batch's end in milliseconds.
+* The specification's limits are named constants in :mod:`metricskit.limits`: at most 100
+  metric definitions per directive, 100 values per metric array, 30 dimensions per set, and
+  the event size. Past any of them the group is split into more documents. Documents are
+  ``EMF_PORTABLE_EVENT_BYTES`` (256 KiB - 26) at most unless ``max_document_bytes`` says
+  otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram).
+* Counters are published as their period sum and gauges as their last value: one number,
+  in exactly one document.
+
+What a distribution keeps
+-------------------------
+The published specification allows a metric member to be a number or an array of at most
+100 numbers; CloudWatch treats every array element as one observation. It has no ``Counts``:
+the object form ``{"Values", "Counts", "Min", "Max", "Count", "Sum"}`` that AWS's
+OpenTelemetry EMF exporter sends is not part of the published specification, so this sink
+does not rely on it. A distribution (log-spaced buckets, each representative within 0.5% of
+its members) is therefore written as observations:
+
+* when it holds at most ``max_distribution_samples`` observations (default 1000) with whole
+  counts, every bucket representative is repeated by its count, in arrays of at most 100
+  across as many documents as needed. CloudWatch then sees the exact SampleCount; Sum,
+  Average, Minimum, Maximum and every percentile are exact to the bucket resolution (0.5%).
+* when it holds more, it is down-sampled to ``max_distribution_samples`` order statistics
+  evenly spaced in rank, the first being the minimum and the last the maximum. A percentile
+  moves by at most half a rank step (1/(2 x samples) of the observations, 0.05% at the
+  default) on top of the bucket resolution: p50/p90/p99 stay within 1% of the exact values
+  (tests/unit/test_emf_sink.py), the far tail (p99.9 and up) rests on the last samples.
+  Minimum and Maximum are kept, Average approximately (the mean of the samples), but
+  CloudWatch's SampleCount is the number of samples written and its Sum is that count times
+  the average: both are wrong for such a period. The exact ``SampleCount``, ``Sum``,
+  ``Minimum`` and ``Maximum`` are written to the document as the log property
+  ``MetricskitDistributions`` (queryable with CloudWatch Logs Insights, not a metric).
+  For exact request counts publish a counter next to the distribution (``processed()`` does).
+
+So a flush writes at most ``ceil(max_distribution_samples / 100)`` documents for every 100
+series of one dimension set (more only when the size limit cuts a document).
+
+Delivery
+--------
+``export`` writes documents in order and stops at the first failure, returning the metrics of
+the documents not yet written as the remainder, so the job's delivery queue retries only
+those, with backoff. A TCP connection found closed is reopened once per export; every socket
+call has a timeout (``socket_timeout``), so a dead agent costs the flusher thread at most two
+timeouts per flush and never blocks the worker. TCP has no acknowledgement: a document
+written in the instant the agent dies can be lost. Nothing here raises.
+
+Why not aws-embedded-metrics
+----------------------------
+The AWS library keeps every raw value until its flush, serializes and sends in the caller's
+thread, and its TCP client drops a message after a single reconnect attempt. It takes values,
+not pre-aggregated Values/Counts, and does not size documents by bytes. metricskit
+aggregates in memory and ships from the flusher thread with a retrying delivery queue, so it
+writes the (small) documents itself and uses only the specification.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import json
+import logging
+import math
+import socket
+import sys
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TextIO
+from urllib.parse import urlsplit
+
+from metricskit import config, limits
+from metricskit.batch import (
+    Dimensions,
+    Metric,
+    MetricBatch,
+    MetricKind,
+    distribution,
+    merge_metrics,
+)
+from metricskit.errors import ConfigurationError
+from metricskit.sinks.base import BaseSink, ExportResult
+
+logger = logging.getLogger("metricskit")
+
+DEFAULT_MAX_DISTRIBUTION_SAMPLES: Final = 1000
+"""Observations one distribution may be written as per flush (see the module docstring)."""
+DEFAULT_SOCKET_TIMEOUT: Final = 2.0
+"""Seconds any connect or send to the CloudWatch agent may take."""
+UDP_MAX_DATAGRAM_BYTES: Final = 65_507
+"""The largest UDP payload over IPv4: a document sent over UDP must fit one datagram."""
+MIN_DOCUMENT_BYTES: Final = 8192
+"""Smallest ``max_document_bytes`` accepted: room for 30 long dimension values and a metric."""
+DISTRIBUTIONS_MEMBER: Final = "MetricskitDistributions"
+"""Root member with the exact statistics of down-sampled distributions (a log field)."""
+SERVICE_NAME_MEMBER: Final = "ServiceName"
+_RESERVED_MEMBERS: Final = frozenset({"_aws", DISTRIBUTIONS_MEMBER, SERVICE_NAME_MEMBER})
+_MAX_EXACT_INT: Final = 2**53
+
+
+@dataclass(frozen=True, slots=True)
+class EMFDocument:
+    """One serialized document and the metrics it carries (what a retry must resend)."""
+
+    text: str
+    metrics: tuple[Metric, ...]
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One metric's member in one document: a number, or a slice of a distribution."""
+
+    name: str
+    value: float | list[float]
+    definition: dict[str, Any]
+    carried: Metric
+    summary: dict[str, float] | None
+    size: int
+
+
+class _Transport(Protocol):
+    def send(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EMFSink(BaseSink):
+    """Writes batches as Embedded Metric Format documents, one JSON document per line.
+
+    >>> sink = EMFSink()                                              # stdout (Lambda, ECS)
+    >>> sink = EMFSink(agent_endpoint="tcp://127.0.0.1:25888")       # doctest: +SKIP
+    >>> metricskit.Job("nightly-load", sink=EMFSink(stream=buffer))  # doctest: +SKIP
+
+    ``stream`` is any text stream (default: ``sys.stdout`` at the time of each export).
+    ``agent_endpoint`` (``tcp://host:port`` or ``udp://host:port``; default
+    ``METRICSKIT_EMF_AGENT_ENDPOINT``) sends to a CloudWatch agent instead. ``log_group``,
+    ``log_stream`` (``METRICSKIT_EMF_LOG_GROUP`` / ``_LOG_STREAM``) tell the agent where to
+    write (``_aws.LogGroupName``/``LogStreamName``); ``service_name``
+    (``METRICSKIT_EMF_SERVICE_NAME``) adds a ``ServiceName`` log field.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream: TextIO | None = None,
+        agent_endpoint: str | None = None,
+        log_group: str | None = None,
+        log_stream: str | None = None,
+        service_name: str | None = None,
+        max_distribution_samples: int = DEFAULT_MAX_DISTRIBUTION_SAMPLES,
+        max_document_bytes: int = limits.EMF_PORTABLE_EVENT_BYTES,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> None:
+        if stream is not None and agent_endpoint is not None:
+            raise ConfigurationError("give the EMF sink stream= or agent_endpoint=, not both")
+        if not isinstance(max_distribution_samples, int) or max_distribution_samples < 1:
+            raise ConfigurationError(
+                f"max_distribution_samples must be an int >= 1, got {max_distribution_samples!r}"
+            )
+        if not MIN_DOCUMENT_BYTES <= max_document_bytes <= limits.EMF_MAX_EVENT_BYTES:
+            raise ConfigurationError(
+                f"max_document_bytes must be between {MIN_DOCUMENT_BYTES} and "
+                f"{limits.EMF_MAX_EVENT_BYTES} (the CloudWatch Logs event limit), "
+                f"got {max_document_bytes!r}"
+            )
+        if not (isinstance(socket_timeout, int | float) and 0 < socket_timeout < math.inf):
+            raise ConfigurationError(f"socket_timeout must be > 0 seconds, got {socket_timeout!r}")
+        self._stream = stream
+        self.endpoint: tuple[str, str, int] | None = None
+        if agent_endpoint is not None:
+            self.endpoint = parse_agent_endpoint(agent_endpoint)
+        elif stream is None:
+            self.endpoint = _endpoint_from_env()
+        self.log_group = log_group or config.env_optional_str(config.ENV_EMF_LOG_GROUP)
+        self.log_stream = log_stream or config.env_optional_str(config.ENV_EMF_LOG_STREAM)
+        self.service_name = service_name or config.env_optional_str(config.ENV_EMF_SERVICE_NAME)
+        self.max_distribution_samples = max_distribution_samples
+        self.max_document_bytes = max_document_bytes
+        if self.endpoint is not None and self.endpoint[0] == "udp":
+            self.max_document_bytes = min(max_document_bytes, UDP_MAX_DATAGRAM_BYTES)
+        self._socket_timeout = float(socket_timeout)
+        self._transport: _Transport | None = None
+        self._lock = threading.Lock()
+        self.documents_written = 0
+        self.bytes_written = 0
+        self.failed_writes = 0
+        self.dropped_values = 0
+        self.rejected_metrics = 0
+
+    def __repr__(self) -> str:
+        target = "stdout" if self._stream is None else "stream"
+        if self.endpoint is not None:
+            target = f"{self.endpoint[0]}://{self.endpoint[1]}:{self.endpoint[2]}"
+        return f"EMFSink({target})"
+
+    def serialize(self, batch: MetricBatch) -> list[EMFDocument]:
+        """The documents this sink would write for ``batch`` (no I/O)."""
+        documents, dropped, rejected = serialize(
+            batch,
+            max_distribution_samples=self.max_distribution_samples,
+            max_document_bytes=self.max_document_bytes,
+            log_group=self.log_group if self.endpoint is not None else None,
+            log_stream=self.log_stream if self.endpoint is not None else None,
+            service_name=self.service_name,
+        )
+        self.dropped_values += dropped
+        self.rejected_metrics += rejected
+        return documents
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        with self._lock:
+            try:
+                documents = self.serialize(batch)
+            except Exception:  # a serializer bug must not take the flusher down
+                # The same batch would fail the same way again: not retryable (counted, dropped).
+                logger.exception("metricskit: EMF serialization of %s failed", batch.namespace)
+                return ExportResult.failed(batch, retryable=False)
+            for index, document in enumerate(documents):
+                try:
+                    self._send(document.text)
+                except Exception as exc:  # OSError, a closed stream: retry later, never raise
+                    self.failed_writes += 1
+                    logger.warning(
+                        "metricskit: EMF write to %r failed (%s); %d document(s) kept for retry",
+                        self,
+                        exc,
+                        len(documents) - index,
+                    )
+                    owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
+                    return ExportResult.failed(_with_metrics(batch, owed))
+                self.documents_written += 1
+                self.bytes_written += len(document.text) + 1
+            return ExportResult.ok()
+
+    def _send(self, text: str) -> None:
+        if self.endpoint is None:
+            stream = self._stream if self._stream is not None else sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+            return
+        if self._transport is None:
+            scheme, host, port = self.endpoint
+            if scheme == "udp":
+                self._transport = _UdpTransport(host, port, self._socket_timeout)
+            else:
+                self._transport = _TcpTransport(host, port, self._socket_timeout)
+        self._transport.send(text)
+
+    def shutdown(self) -> None:
+        """Close the connection to the agent (a later export reopens it)."""
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+    def after_fork(self) -> None:
+        # The parent's socket must not be shared: the child opens its own on first export.
+        self._lock = threading.Lock()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+def parse_agent_endpoint(endpoint: str) -> tuple[str, str, int]:
+    """``("tcp"|"udp", host, port)`` from ``tcp://host:port``; ConfigurationError otherwise.
+
+    >>> parse_agent_endpoint("udp://127.0.0.1:25888")
+    ('udp', '127.0.0.1', 25888)
+    """
+    allowed = "tcp://host:port or udp://host:port, e.g. tcp://127.0.0.1:25888"
+    try:
+        parts = urlsplit(endpoint.strip())
+        port = parts.port
+    except (AttributeError, ValueError) as exc:
+        raise ConfigurationError(f"agent endpoint {endpoint!r} is not {allowed}") from exc
+    if parts.scheme not in ("tcp", "udp") or not parts.hostname or port is None:
+        raise ConfigurationError(f"agent endpoint {endpoint!r} is not {allowed}")
+    return parts.scheme, parts.hostname, port
+
+
+def _endpoint_from_env() -> tuple[str, str, int] | None:
+    raw = config.env_optional_str(config.ENV_EMF_AGENT_ENDPOINT)
+    if raw is None:
+        return None
+    try:
+        return parse_agent_endpoint(raw)
+    except ConfigurationError as exc:
+        logger.warning("metricskit: ignoring %s (%s); writing EMF to stdout", raw, exc)
+        return None
+
+
+# -- serialization ---------------------------------------------------------------------------
+
+
+def serialize(
+    batch: MetricBatch,
+    *,
+    max_distribution_samples: int = DEFAULT_MAX_DISTRIBUTION_SAMPLES,
+    max_document_bytes: int = limits.EMF_PORTABLE_EVENT_BYTES,
+    log_group: str | None = None,
+    log_stream: str | None = None,
+    service_name: str | None = None,
+) -> tuple[list[EMFDocument], int, int]:
+    """Documents for ``batch``, plus the counts of values dropped and metrics rejected.
+
+    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped; a metric whose
+    name is also one of its dimension names cannot be a root member and is rejected.
+    """
+    groups: dict[Dimensions, list[Metric]] = {}
+    for metric in batch:
+        groups.setdefault(metric.key.dimensions, []).append(metric)
+    documents: list[EMFDocument] = []
+    dropped = rejected = 0
+    budget = max_document_bytes - 1  # the newline that ends the line
+    for dimensions, metrics in groups.items():
+        dims = dimensions
+        if len(dims) > limits.EMF_MAX_DIMENSIONS_PER_SET:
+            # Validation refuses such series at definition; publishing fewer dimensions would
+            # merge distinct series, so they are dropped rather than truncated.
+            logger.error(
+                "metricskit: %d series have %d dimensions; EMF allows %d; dropped",
+                len(metrics),
+                len(dims),
+                limits.EMF_MAX_DIMENSIONS_PER_SET,
+            )
+            rejected += len(metrics)
+            continue
+        dim_names = {name for name, _ in dims}
+        root: dict[str, Any] = dict(dims)
+        if service_name is not None and SERVICE_NAME_MEMBER not in dim_names:
+            root[SERVICE_NAME_MEMBER] = service_name
+        for key, value in batch.extra.items():
+            if key not in dim_names and key not in _RESERVED_MEMBERS:
+                root.setdefault(key, value)
+        pieces: list[deque[_Piece]] = []
+        for metric in metrics:
+            if metric.name in dim_names or metric.name in _RESERVED_MEMBERS:
+                logger.error(
+                    "metricskit: metric %r has the name of a dimension or an EMF member; dropped",
+                    metric.name,
+                )
+                rejected += 1
+                continue
+            made, bad = _pieces(metric, batch.storage_resolution, max_distribution_samples)
+            dropped += bad
+            if made:
+                pieces.append(deque(made))
+        base = _skeleton(batch, root, dims, log_group=log_group, log_stream=log_stream)
+        for chosen in _pack(pieces, base, budget):
+            documents.append(
+                _render(batch, root, dims, chosen, log_group=log_group, log_stream=log_stream)
+            )
+        for queue in pieces:  # pieces that cannot fit even alone (never with the limits above)
+            for piece in queue:
+                logger.error("metricskit: EMF member %r exceeds the document size", piece.name)
+                rejected += 1
+    return documents, dropped, rejected
+
+
+def _pieces(metric: Metric, storage_resolution: int, max_samples: int) -> tuple[list[_Piece], int]:
+    definition: dict[str, Any] = {"Name": metric.name, "Unit": metric.key.unit}
+    if storage_resolution == 1:
+        definition["StorageResolution"] = 1
+    if metric.kind is not MetricKind.DISTRIBUTION:
+        if not _publishable(metric.value):
+            return [], 1
+        piece = _Piece(metric.name, _number(metric.value), definition, metric, None, 0)
+        return [_sized(piece)], 0
+    pairs = [
+        (v, c)
+        for v, c in zip(metric.values, metric.counts, strict=True)
+        if _publishable(v) and math.isfinite(c) and c > 0
+    ]
+    dropped = len(metric.values) - len(pairs)
+    if not pairs:
+        return [], dropped
+    samples, summary = expand_distribution(pairs, max_samples)
+    step = limits.EMF_MAX_VALUES_PER_METRIC
+    made = []
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]
+        carried = distribution(metric.key, Counter(chunk))
+        piece = _Piece(
+            metric.name,
+            [_number(v) for v in chunk],
+            definition,
+            carried,
+            summary if start == 0 else None,
+            0,
+        )
+        made.append(_sized(piece))
+    return made, dropped
+
+
+def expand_distribution(
+    pairs: Sequence[tuple[float, float]], max_samples: int
+) -> tuple[list[float], dict[str, float] | None]:
+    """Observations standing for (value, count) pairs sorted by value, and a summary if sampled.
+
+    Whole counts totalling at most ``max_samples`` repeat each value by its count. Otherwise
+    ``max_samples`` order statistics evenly spaced in rank from the minimum to the maximum are
+    returned, with the exact SampleCount/Sum/Minimum/Maximum as the summary.
+
+    >>> expand_distribution([(1.0, 2), (5.0, 1)], 10)
+    ([1.0, 1.0, 5.0], None)
+    """
+    ordered = sorted(pairs)
+    total = sum(c for _, c in ordered)
+    if total <= max_samples and all(float(c).is_integer() for _, c in ordered):
+        return [v for v, c in ordered for _ in range(int(c))], None
+    cumulative = list(itertools.accumulate(c for _, c in ordered))
+    samples = []
+    for k in range(max_samples):
+        # Rank position in [0, total) of the k-th of max_samples evenly spaced order statistics.
+        rank = 0.0 if max_samples == 1 else k * (total - 1) / (max_samples - 1)
+        index = min(bisect.bisect_right(cumulative, math.floor(rank + 0.5)), len(ordered) - 1)
+        samples.append(ordered[index][0])
+    summary = {
+        "SampleCount": _number(total),
+        "Sum": _number(sum(v * c for v, c in ordered)),
+        "Minimum": _number(ordered[0][0]),
+        "Maximum": _number(ordered[-1][0]),
+    }
+    return samples, summary
+
+
+def _pack(pieces: list[deque[_Piece]], base_size: int, budget: int) -> Iterator[list[_Piece]]:
+    """Fill documents with at most one piece per metric, 100 definitions and ``budget`` bytes.
+
+    Each pass takes the next piece of every metric that still fits, so a distribution's
+    slices go to consecutive documents and counters ride in the first.
+    """
+    while any(pieces):
+        chosen: list[_Piece] = []
+        names: set[str] = set()
+        size = base_size
+        for queue in pieces:
+            if len(chosen) >= limits.EMF_MAX_METRICS_PER_DIRECTIVE:
+                break
+            if not queue or queue[0].name in names:
+                continue
+            piece = queue[0]
+            if size + piece.size > budget:
+                continue
+            chosen.append(queue.popleft())
+            names.add(piece.name)
+            size += piece.size
+        if not chosen:
+            return  # what is left cannot fit alone; the caller reports it
+        yield chosen
+
+
+def _skeleton(
+    batch: MetricBatch,
+    root: dict[str, Any],
+    dims: Dimensions,
+    *,
+    log_group: str | None,
+    log_stream: str | None,
+) -> int:
+    """Size of a document without metrics (plus room for the distributions member)."""
+    text = _render(batch, root, dims, [], log_group=log_group, log_stream=log_stream).text
+    return len(text) + len(json.dumps(DISTRIBUTIONS_MEMBER)) + 4
+
+
+def _render(
+    batch: MetricBatch,
+    root: dict[str, Any],
+    dims: Dimensions,
+    pieces: list[_Piece],
+    *,
+    log_group: str | None,
+    log_stream: str | None,
+) -> EMFDocument:
+    metadata: dict[str, Any] = {
+        "Timestamp": int(batch.timestamp * 1000),
+        "CloudWatchMetrics": [
+            {
+                "Namespace": batch.namespace,
+                "Dimensions": [[name for name, _ in dims]],
+                "Metrics": [piece.definition for piece in pieces],
+            }
+        ],
+    }
+    if log_group is not None:
+        metadata["LogGroupName"] = log_group
+    if log_stream is not None:
+        metadata["LogStreamName"] = log_stream
+    document: dict[str, Any] = {"_aws": metadata, **root}
+    summaries = {p.name: p.summary for p in pieces if p.summary is not None}
+    if summaries:
+        document[DISTRIBUTIONS_MEMBER] = summaries
+    for piece in pieces:
+        document[piece.name] = piece.value
+    text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    return EMFDocument(text, tuple(piece.carried for piece in pieces))
+
+
+def _sized(piece: _Piece) -> _Piece:
+    # Exact for compact JSON: '"name":value,' + the definition and its comma (+ the summary).
+    piece.size = (
+        len(json.dumps(piece.name))
+        + len(json.dumps(piece.value, separators=(",", ":")))
+        + len(json.dumps(piece.definition, separators=(",", ":")))
+        + 3
+    )
+    if piece.summary is not None:
+        piece.size += len(json.dumps({piece.name: piece.summary}, separators=(",", ":")))
+    return piece
+
+
+def _publishable(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= limits.MAX_ABS_VALUE
+
+
+def _number(value: float) -> float:
+    """Whole floats as ints (``5`` rather than ``5.0``): shorter documents, same number."""
+    if float(value).is_integer() and abs(value) < _MAX_EXACT_INT:
+        return int(value)
+    return value
+
+
+def _with_metrics(batch: MetricBatch, metrics: tuple[Metric, ...]) -> MetricBatch:
+    return MetricBatch(
+        namespace=batch.namespace,
+        timestamp=batch.timestamp,
+        metrics=metrics,
+        period_seconds=batch.period_seconds,
+        storage_resolution=batch.storage_resolution,
+        extra=batch.extra,
+    )
+
+
+# -- transports to the CloudWatch agent ------------------------------------------------------
+
+
+class _TcpTransport:
+    """A persistent connection, reopened when the agent closed it; every call has a timeout."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._address = (host, port)
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+
+    def send(self, text: str) -> None:
+        data = (text + "\n").encode("utf-8")
+        if self._sock is not None and not self._still_open(self._sock, self._timeout):
+            self.close()
+        if self._sock is not None:
+            try:
+                self._sock.sendall(data)
+                return
+            except OSError:
+                self.close()  # reset or broken pipe: reconnect once below
+        self._sock = socket.create_connection(self._address, timeout=self._timeout)
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            self.close()
+            raise
+
+    @staticmethod
+    def _still_open(sock: socket.socket, timeout: float) -> bool:
+        # The agent never writes to us, so readable means closed (EOF) or reset. Without this
+        # check the first send after the agent went away "succeeds" into the void.
+        # A socket with a timeout polls before recv; timeout 0 makes the peek return at once.
+        sock.settimeout(0.0)
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+class _UdpTransport:
+    """One datagram per document (the agent's UDP listener reads one document per datagram)."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._address = (host, port)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.settimeout(timeout)
+
+    def send(self, text: str) -> None:
+        self._sock.sendto((text + "\n").encode("utf-8"), self._address)
+
+    def close(self) -> None:
+        self._sock.close()

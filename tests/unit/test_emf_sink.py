@@ -1,0 +1,366 @@
+"""The EMF sink: documents that follow the specification, split at its limits, losing no counts.
+
+Every document any test here makes is checked by ``emf_spec.validate_output`` (the JSON Schema
+in tests/schemas plus the reference checks a schema cannot express).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from emf_spec import definitions, metric_values, validate_output
+
+import metricskit
+from metricskit import limits
+from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution
+from metricskit.errors import ConfigurationError
+from metricskit.job import make_sink
+from metricskit.sinks import EMFSink
+from metricskit.sinks.emf import expand_distribution, parse_agent_endpoint
+
+JOB = (("JobId", "job-1"),)
+TS = 1_700_000_000.25
+
+
+def counter(name: str, value: float, dims: tuple[tuple[str, str], ...] = JOB) -> Metric:
+    return Metric(SeriesKey(name, "Count", dims), MetricKind.COUNTER, value=value)
+
+
+def batch(
+    *metrics: Metric, resolution: int = 60, extra: dict[str, str] | None = None
+) -> MetricBatch:
+    return MetricBatch(
+        "Test/EMF", TS, tuple(metrics), storage_resolution=resolution, extra=extra or {}
+    )
+
+
+def export(batch_: MetricBatch, **options: int) -> tuple[list[dict[str, object]], EMFSink]:
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, **options)
+    assert sink.export(batch_).success
+    max_bytes = options.get("max_document_bytes", limits.EMF_PORTABLE_EVENT_BYTES)
+    return validate_output(buf.getvalue(), max_bytes), sink
+
+
+def test_counters_and_gauges_are_single_numbers_with_timestamp_in_ms() -> None:
+    gauge = Metric(SeriesKey("Loss", "None", JOB), MetricKind.GAUGE, value=0.125)
+    docs, _ = export(batch(counter("RecordsProcessed", 42), gauge))
+    assert len(docs) == 1
+    doc = docs[0]
+    assert doc["_aws"]["Timestamp"] == 1_700_000_000_250  # type: ignore[index]
+    directive = doc["_aws"]["CloudWatchMetrics"][0]  # type: ignore[index]
+    assert directive["Namespace"] == "Test/EMF"
+    assert directive["Dimensions"] == [["JobId"]]
+    assert directive["Metrics"] == [
+        {"Name": "RecordsProcessed", "Unit": "Count"},
+        {"Name": "Loss", "Unit": "None"},
+    ]
+    assert doc["JobId"] == "job-1"
+    assert doc["RecordsProcessed"] == 42
+    assert doc["Loss"] == 0.125
+
+
+def test_more_than_100_metrics_split_into_directives_of_at_most_100_each_once() -> None:
+    metrics = [counter(f"M{i:03d}", i) for i in range(250)]
+    docs, _ = export(batch(*metrics))
+    assert len(docs) == 3
+    assert [len(d["_aws"]["CloudWatchMetrics"][0]["Metrics"]) for d in docs] == [100, 100, 50]  # type: ignore[index]
+    for i in range(250):
+        assert metric_values(docs, f"M{i:03d}") == [i]
+
+
+def test_distribution_with_more_than_100_values_spans_documents_of_100() -> None:
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    counts = {float(v): float(1 + v % 3) for v in range(1, 181)}  # 180 values, 360 samples
+    docs, _ = export(batch(counter("RecordsProcessed", 7), distribution(key, counts)))
+    arrays = [d["Latency"] for d in docs]
+    assert all(isinstance(a, list) and len(a) <= 100 for a in arrays)
+    assert len(docs) == 4  # 360 observations in arrays of 100
+    assert Counter(metric_values(docs, "Latency")) == Counter(
+        {v: int(c) for v, c in counts.items()}
+    )
+    assert metric_values(docs, "RecordsProcessed") == [7]  # a counter is written once
+
+
+def test_thirty_dimensions_are_one_dimension_set_of_root_members() -> None:
+    dims = tuple((f"D{i:02d}", f"value-{i}") for i in range(limits.EMF_MAX_DIMENSIONS_PER_SET))
+    docs, _ = export(batch(counter("RecordsProcessed", 1, dims)))
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [[n for n, _ in dims]]  # type: ignore[index]
+    assert all(docs[0][name] == value for name, value in dims)
+
+
+def test_a_series_over_thirty_dimensions_is_dropped_not_truncated() -> None:
+    dims = tuple((f"D{i:02d}", "v") for i in range(limits.EMF_MAX_DIMENSIONS_PER_SET + 1))
+    docs, sink = export(batch(counter("Wide", 1, dims), counter("RecordsProcessed", 2)))
+    assert metric_values(docs, "Wide") == []
+    assert metric_values(docs, "RecordsProcessed") == [2]
+    assert sink.rejected_metrics == 1
+
+
+def test_documents_stay_within_the_event_size_and_lose_nothing() -> None:
+    dims = tuple((f"D{i:02d}", f"{i}-" + "x" * 250) for i in range(30))
+    rng = random.Random(7)
+    metrics = [
+        distribution(
+            SeriesKey(f"Dist{i:02d}", "Milliseconds", dims),
+            {rng.uniform(0.001, 1e6): 1.0 for _ in range(150)},
+        )
+        for i in range(40)
+    ] + [counter(f"C{i}", i, dims) for i in range(60)]
+    docs, _ = export(batch(*metrics), max_document_bytes=20_000)
+    assert len(docs) > 4  # the size, not the count limits, made the split
+    for metric in metrics:
+        if metric.kind is MetricKind.DISTRIBUTION:
+            assert sorted(metric_values(docs, metric.name)) == sorted(metric.values)
+        else:
+            assert metric_values(docs, metric.name) == [metric.value]
+
+
+def test_default_document_size_is_the_portable_event_size() -> None:
+    dims = tuple((f"D{i:02d}", "y" * 1000) for i in range(30))
+    rng = random.Random(3)
+    metrics = [
+        distribution(
+            SeriesKey(f"Dist{i:03d}", "Milliseconds", dims),
+            {-rng.uniform(1e-6, 1e-5): 1.0 for _ in range(100)},  # ~22 characters each
+        )
+        for i in range(100)
+    ]
+    docs, _ = export(batch(*metrics))  # validated against EMF_PORTABLE_EVENT_BYTES
+    assert len(docs) > 1
+    for metric in metrics:
+        assert sorted(metric_values(docs, metric.name)) == sorted(metric.values)
+    assert limits.EMF_PORTABLE_EVENT_BYTES < limits.EMF_MAX_EVENT_BYTES == 1_048_550
+
+
+def test_each_dimension_set_gets_its_own_documents() -> None:
+    stage = (*JOB, ("Stage", "denoise"))
+    docs, _ = export(batch(counter("RecordsProcessed", 5), counter("RecordsProcessed", 3, stage)))
+    assert len(docs) == 2
+    assert sorted(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in docs) == [  # type: ignore[index]
+        [["JobId"]],
+        [["JobId", "Stage"]],
+    ]
+    assert metric_values(docs, "RecordsProcessed", Stage="denoise") == [3]
+    assert sum(metric_values(docs, "RecordsProcessed", JobId="job-1")) == 8
+
+
+def test_log_normal_percentiles_survive_within_one_percent() -> None:
+    rng = np.random.default_rng(2024)
+    raw = rng.lognormal(mean=3.0, sigma=1.0, size=100_000)
+    buf = io.StringIO()
+    with metricskit.Job("pct", namespace="Test/EMF", sink=EMFSink(stream=buf)) as job:
+        for value in raw:
+            job.observe("KafkaLatency", float(value))
+    docs = validate_output(buf.getvalue(), limits.EMF_PORTABLE_EVENT_BYTES)
+    emitted = np.array(metric_values(docs, "KafkaLatency"))
+    assert len(emitted) == 1000  # down-sampled to max_distribution_samples
+    for p in (50, 90, 99):
+        exact = np.percentile(raw, p)
+        assert abs(np.percentile(emitted, p) - exact) / exact < 0.01, p
+    summaries = [
+        d["MetricskitDistributions"]["KafkaLatency"] for d in docs if "MetricskitDistributions" in d
+    ]  # type: ignore[index]
+    assert len(summaries) == 1
+    assert summaries[0]["SampleCount"] == 100_000
+    assert summaries[0]["Minimum"] == pytest.approx(raw.min(), rel=0.01)
+    assert summaries[0]["Maximum"] == pytest.approx(raw.max(), rel=0.01)
+    assert summaries[0]["Sum"] == pytest.approx(raw.sum(), rel=0.01)
+
+
+def test_small_distribution_is_written_observation_for_observation() -> None:
+    rng = np.random.default_rng(5)
+    raw = rng.lognormal(mean=1.0, sigma=0.5, size=700)
+    buf = io.StringIO()
+    with metricskit.Job("small", namespace="Test/EMF", sink=EMFSink(stream=buf)) as job:
+        for value in raw:
+            job.observe("KafkaLatency", float(value))
+    docs = validate_output(buf.getvalue())
+    emitted = metric_values(docs, "KafkaLatency")
+    assert len(emitted) == 700  # SampleCount exact
+    assert sum(emitted) == pytest.approx(raw.sum(), rel=0.005)
+    assert not any("MetricskitDistributions" in d for d in docs)
+
+
+def test_expand_distribution_keeps_extremes_and_rank_spacing() -> None:
+    pairs = [(1.0, 500.0), (2.0, 400.0), (3.0, 99.0), (100.0, 1.0)]
+    samples, summary = expand_distribution(pairs, 100)
+    assert len(samples) == 100
+    assert samples[0] == 1.0
+    assert samples[-1] == 100.0
+    assert Counter(samples)[1.0] == pytest.approx(50, abs=1)
+    assert summary == {
+        "SampleCount": 1000,
+        "Sum": 1.0 * 500 + 800 + 297 + 100,
+        "Minimum": 1,
+        "Maximum": 100,
+    }
+    exact, none = expand_distribution([(2.5, 3.0), (1.5, 2.0)], 100)
+    assert exact == [1.5, 1.5, 2.5, 2.5, 2.5]
+    assert none is None
+
+
+def test_high_resolution_sets_storage_resolution_1_and_standard_omits_it() -> None:
+    high, _ = export(batch(counter("RecordsProcessed", 1), resolution=1))
+    standard, _ = export(batch(counter("RecordsProcessed", 1), resolution=60))
+    assert definitions(high) == [
+        {"Name": "RecordsProcessed", "Unit": "Count", "StorageResolution": 1}
+    ]
+    assert definitions(standard) == [{"Name": "RecordsProcessed", "Unit": "Count"}]
+
+
+def test_nan_and_infinity_are_never_written() -> None:
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    bad = Metric(
+        key, MetricKind.DISTRIBUTION, values=(1.0, math.nan, math.inf), counts=(2.0, 1.0, 1.0)
+    )
+    gauge = Metric(SeriesKey("Loss", "None", JOB), MetricKind.GAUGE, value=math.nan)
+    docs, sink = export(
+        batch(counter("RecordsProcessed", 3), counter("ErrorCount", math.inf), bad, gauge)
+    )
+    assert metric_values(docs, "Latency") == [1.0, 1.0]
+    assert metric_values(docs, "Loss") == []
+    assert metric_values(docs, "ErrorCount") == []
+    assert sink.dropped_values == 4
+
+
+def test_metric_named_like_a_dimension_is_rejected_not_written() -> None:
+    docs, sink = export(batch(counter("JobId", 1), counter("RecordsProcessed", 2)))
+    assert metric_values(docs, "RecordsProcessed") == [2]
+    assert docs[0]["JobId"] == "job-1"
+    assert sink.rejected_metrics == 1
+
+
+def test_extra_properties_and_service_name_are_root_members() -> None:
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, service_name="loader")
+    sink.export(batch(counter("RecordsProcessed", 1), extra={"Status": "running", "JobId": "no"}))
+    (doc,) = validate_output(buf.getvalue())
+    assert doc["Status"] == "running"
+    assert doc["ServiceName"] == "loader"
+    assert doc["JobId"] == "job-1"  # a dimension wins over an extra of the same name
+    assert "LogGroupName" not in doc["_aws"]  # routing members only go to an agent
+
+
+class FailingStream(io.StringIO):
+    """Accepts ``good`` writes, then fails like a closed pipe."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def write(self, text: str) -> int:
+        if self.good <= 0:
+            raise BrokenPipeError("reader went away")
+        self.good -= 1
+        return super().write(text)
+
+
+def test_a_failed_write_returns_only_the_documents_not_yet_written() -> None:
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    dist = distribution(key, {float(v): 2.0 for v in range(1, 151)})  # 300 obs -> 3 documents
+    counters = [counter(f"M{i:03d}", i + 1) for i in range(150)]
+    original = batch(*counters, dist)
+    stream = FailingStream(good=1)
+    result = EMFSink(stream=stream).export(original)
+    assert not result.success
+    assert result.retryable
+    assert result.remainder is not None
+    first = validate_output(stream.getvalue())
+    rest_buf = io.StringIO()
+    assert EMFSink(stream=rest_buf).export(result.remainder).success
+    rest = validate_output(rest_buf.getvalue())
+    both = first + rest
+    for i in range(150):
+        assert metric_values(both, f"M{i:03d}") == [i + 1]
+    assert Counter(metric_values(both, "Latency")) == Counter({float(v): 2 for v in range(1, 151)})
+
+
+def test_make_sink_emf_builds_an_emf_sink_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = make_sink("emf")
+    assert isinstance(sink, EMFSink)
+    assert sink.endpoint is None
+    sink.export(batch(counter("RecordsProcessed", 9)))
+    docs = validate_output(capsys.readouterr().out)
+    assert metric_values(docs, "RecordsProcessed") == [9]
+
+
+def test_agent_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICSKIT_EMF_AGENT_ENDPOINT", "udp://127.0.0.1:25888")
+    monkeypatch.setenv("METRICSKIT_EMF_LOG_GROUP", "/metricskit/jobs")
+    sink = EMFSink()
+    assert sink.endpoint == ("udp", "127.0.0.1", 25888)
+    assert sink.log_group == "/metricskit/jobs"
+    assert sink.max_document_bytes == 65_507  # one datagram
+
+
+def test_unparsable_endpoint_variable_warns_and_falls_back_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("METRICSKIT_EMF_AGENT_ENDPOINT", "http://agent")
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        sink = EMFSink()
+    assert sink.endpoint is None
+    assert "tcp://host:port" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["agent:25888", "tcp://agent", "ftp://agent:21", "tcp://:25888", "tcp://a:99999"]
+)
+def test_bad_agent_endpoint_argument_raises_and_says_what_is_allowed(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"tcp://host:port or udp://host:port"):
+        EMFSink(agent_endpoint=endpoint)
+
+
+def test_bad_constructor_arguments_raise_typed_errors() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        EMFSink(stream=io.StringIO(), agent_endpoint="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigurationError, match="1048550"):
+        EMFSink(max_document_bytes=2_000_000)
+    with pytest.raises(ConfigurationError, match="max_distribution_samples"):
+        EMFSink(max_distribution_samples=0)
+    assert parse_agent_endpoint(" tcp://10.0.0.1:25888 ") == ("tcp", "10.0.0.1", 25888)
+
+
+def test_job_writes_emf_end_to_end_to_a_captured_stream() -> None:
+    buf = io.StringIO()
+    with metricskit.Job(
+        "e2e", namespace="Test/EMF", total=2000, sink=EMFSink(stream=buf), high_resolution=True
+    ) as job:
+        for _ in range(1500):
+            job.processed()
+        job.failed(2)
+        denoise = job.stage("denoise", total=10)
+        denoise.processed(4)
+        job.flush()
+        job.processed(500)
+        job.observe("KafkaLatency", 12.5)
+    docs = validate_output(buf.getvalue())
+    assert sum(metric_values(docs, "RecordsProcessed", JobId="e2e")) == 2004
+    assert sum(metric_values(docs, "RecordsProcessed", Stage="denoise")) == 4
+    assert sum(metric_values(docs, "ErrorCount")) == 2
+    assert metric_values(docs, "KafkaLatency") == [pytest.approx(12.5, rel=0.005)]
+    assert max(metric_values(docs, "ProgressPercentage", JobId="e2e")) == 100
+    assert all(m.get("StorageResolution") == 1 for m in definitions(docs))
+    assert all(json.loads(line) for line in buf.getvalue().splitlines())
+
+
+def test_a_serializer_failure_is_reported_not_raised_and_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("metricskit.sinks.emf.serialize", broken)
+    buf = io.StringIO()
+    result = EMFSink(stream=buf).export(batch(counter("RecordsProcessed", 1)))
+    assert not result.success
+    assert not result.retryable
+    assert buf.getvalue() == ""
