@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from emf_spec import metric_values, validate_output
 
 import metricskit
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution
 from metricskit.sinks import EMFSink
 from metricskit.sinks.emf import UDP_MAX_DATAGRAM_BYTES
+from tests.emf_spec import metric_values, validate_output
 
 
 class FakeAgent:

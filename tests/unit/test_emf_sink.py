@@ -15,7 +15,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from emf_spec import definitions, metric_values, validate_output
 
 import metricskit
 from metricskit import limits
@@ -24,6 +23,7 @@ from metricskit.errors import ConfigurationError
 from metricskit.job import make_sink
 from metricskit.sinks import EMFSink
 from metricskit.sinks.emf import expand_distribution, parse_agent_endpoint
+from tests.emf_spec import definitions, metric_values, validate_output
 
 JOB = (("JobId", "job-1"),)
 TS = 1_700_000_000.25
