@@ -238,8 +238,16 @@ class Job(Recorder):
         """Collect a period and try to deliver everything queued. Never raises."""
         with self._delivery.export_lock:
             try:
-                self._delivery.submit(self._collect())
-                return self._delivery.deliver(force=force)
+                batch = self._collect()
+                self._delivery.submit(batch)
+                delivered = self._delivery.deliver(force=force)
+                logger.debug(
+                    "metricskit: job %s flushed %d series; %d period(s) still queued",
+                    self.job_id,
+                    len(batch),
+                    self._delivery.queued,
+                )
+                return delivered
             except Exception:
                 logger.exception("metricskit: flush of job %s failed; will try again", self.job_id)
                 return False
