@@ -512,3 +512,26 @@ def test_the_lambda_entry_point_runs_with_its_environment(
     assert report["ce_status"] == "ok"
     assert report["metrics"] > 0
     assert report["export_ok"] is True
+
+
+def test_the_default_sink_writes_emf_documents_to_stdout(
+    aws: str, table: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside Lambda the tracker publishes EMF on stdout (no PutMetricData fees)."""
+    pytest.importorskip("metricskit.sinks.emf", reason="the EMF sink is merged separately")
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    queue_ce(aws, ce_page(*month_bounds(now), [("train-1", "Training", 0.5)]))
+    tracker.run(
+        {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
+        table=table,
+        ce_client=CountingCE().client,
+        environ={"METRICSKIT_NAMESPACE": namespace},
+    )
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    train = [d for d in documents if d.get("JobId") == "train-1" and "ActualCost" in d]
+    assert len(train) == 1
+    assert train[0]["ActualCost"] == pytest.approx(0.5)
+    assert train[0]["EstimatedCost"] == pytest.approx(2 * (4 * 0.04048 + 8 * 0.004445))
+    directives = train[0]["_aws"]["CloudWatchMetrics"]
+    assert {d["Namespace"] for d in directives} == {namespace}
