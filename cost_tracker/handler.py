@@ -216,8 +216,10 @@ def _snapshot(
         for job in jobs:
             try:
                 cache.record_job(job.job_id, snapshot)
-            except ClientError as error:
-                logger.warning("cost_tracker: could not record actual cost of %s: %s", job, error)
+            except (BotoCoreError, ClientError) as error:
+                logger.warning(
+                    "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
+                )
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: could not store the cost cache: %s", error)
     if snapshot.ok:

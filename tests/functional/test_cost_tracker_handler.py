@@ -23,7 +23,7 @@ import pytest
 from botocore.stub import Stubber
 
 from cost_tracker import handler as tracker
-from cost_tracker.cost_explorer import CACHE_NAME
+from cost_tracker.cost_explorer import CACHE_NAME, CostCache
 from cost_tracker.pricing import PriceTable
 from metricskit import catalog
 from metricskit import job_table as jt
@@ -535,3 +535,16 @@ def test_the_default_sink_writes_emf_documents_to_stdout(
     assert train[0]["EstimatedCost"] == pytest.approx(2 * (4 * 0.04048 + 8 * 0.004445))
     directives = train[0]["_aws"]["CloudWatchMetrics"]
     assert {d["Namespace"] for d in directives} == {namespace}
+
+
+def test_only_one_of_two_overlapping_runs_claims_a_refresh(aws: str, table: str) -> None:
+    """The claim is a conditional write, so concurrent invocations never both pay."""
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert first.claim(now) is True
+    assert second.claim(now) is False
+    assert second.claim(now + 6 * HOUR - 1) is False
+    assert second.claim(now + 6 * HOUR) is True
+    _, claimed_at = first.load()
+    assert claimed_at == pytest.approx(now + 6 * HOUR)

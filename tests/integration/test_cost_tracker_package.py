@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -112,3 +113,25 @@ def test_the_handler_imports_from_the_zip_alone(source_copy: Path, tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1.006"
+
+
+def test_the_json_form_names_the_same_zip_and_hash(source_copy: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cost_tracker.package",
+            "--json",
+            "--out",
+            str(tmp_path / "j"),
+            "--source-root",
+            str(source_copy),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = json.loads(result.stdout)
+    path, sha = build_zip(tmp_path / "k", source_copy)
+    assert printed["code_sha256"] == sha
+    assert Path(printed["path"]).read_bytes() == path.read_bytes()
