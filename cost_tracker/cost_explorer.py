@@ -1,0 +1,342 @@
+"""Actual costs from Cost Explorer, fetched at most once per refresh interval and cached.
+
+Cost Explorer bills $0.01 per ``GetCostAndUsage`` request (every page counts) and updates
+its data only a few times a day, so polling it on every run buys nothing. One query
+answers everything the tracker needs:
+
+* ``GroupBy`` the ``JobId`` tag *and* the ``CostCategory`` tag (two groupings are the
+  API's maximum), ``Granularity=MONTHLY``, metric ``UnblendedCost``, from the first day of
+  the month (or the earliest current job's start, if earlier) to tomorrow;
+* a job's actual cost is the sum of its ``JobId$<id>`` groups over every month;
+* ``MonthlyCost`` of a category is the sum of its ``CostCategory$<name>`` groups in the
+  current month, whatever the JobId (``JobId$`` groups are costs without that tag).
+
+The result is stored in the job table as one cost-cache item (``costcache#cost-explorer``,
+``payload`` JSON, ``fetched_at`` = when the refresh was claimed). A refresh is claimed with a
+conditional write on ``fetched_at``, so two overlapping invocations never both pay for one,
+and a failed request is not retried before the next interval: at most
+``ceil(24 / refresh_hours)`` refreshes a day (4 with the default 6 hours) whatever the
+schedule and whatever Cost Explorer answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from metricskit import job_table as jt
+
+if TYPE_CHECKING:
+    from mypy_boto3_ce.client import CostExplorerClient
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+logger = logging.getLogger("cost_tracker")
+
+ENV_REFRESH_HOURS: Final = "COST_TRACKER_CE_REFRESH_HOURS"
+"""Hours between Cost Explorer refreshes (default 6: at most 4 requests a day)."""
+DEFAULT_REFRESH_HOURS: Final = 6.0
+
+CACHE_NAME: Final = "cost-explorer"
+JOB_TAG: Final = "JobId"
+CATEGORY_TAG: Final = "CostCategory"
+METRIC: Final = "UnblendedCost"
+UNTAGGED: Final = "Untagged"
+"""The MonthlyCost category of costs that carry no CostCategory tag."""
+MAX_PAGES: Final = 20
+"""Pages followed per refresh; each costs $0.01, so a runaway loop is cut short."""
+MAX_LOOKBACK_MONTHS: Final = 12
+"""Cost Explorer keeps 13 months of data by default; older job starts are clamped."""
+
+STATUS_OK: Final = "ok"
+STATUS_NO_DATA: Final = "no_data"
+STATUS_PENDING: Final = "pending"
+STATUS_ERROR: Final = "error"
+
+UNAVAILABLE_CODES: Final = frozenset(
+    {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
+)
+"""Errors that are expected in operation; any other error is treated the same way."""
+
+
+@dataclass(frozen=True, slots=True)
+class CostSnapshot:
+    """What one refresh learned (or why it learned nothing)."""
+
+    status: str  # STATUS_OK or STATUS_ERROR
+    fetched_at: float
+    month: str = ""  # "YYYY-MM" of the MonthlyCost figures
+    job_costs: Mapping[str, float] = field(default_factory=dict)
+    monthly: Mapping[str, float] = field(default_factory=dict)
+    error_code: str = ""
+    error_message: str = ""
+    pages: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "status": self.status,
+                "fetched_at": self.fetched_at,
+                "month": self.month,
+                "job_costs": dict(self.job_costs),
+                "monthly": dict(self.monthly),
+                "error_code": self.error_code,
+                "error_message": self.error_message,
+                "pages": self.pages,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CostSnapshot:
+        data = json.loads(text)
+        return cls(
+            status=str(data["status"]),
+            fetched_at=float(data["fetched_at"]),
+            month=str(data.get("month", "")),
+            job_costs={str(k): float(v) for k, v in data.get("job_costs", {}).items()},
+            monthly={str(k): float(v) for k, v in data.get("monthly", {}).items()},
+            error_code=str(data.get("error_code", "")),
+            error_message=str(data.get("error_message", "")),
+            pages=int(data.get("pages", 0)),
+        )
+
+    def job_status(self, job_id: str) -> str:
+        """How the actual cost of ``job_id`` stands in this snapshot."""
+        if not self.ok:
+            return f"{STATUS_ERROR}:{self.error_code}"
+        return STATUS_OK if job_id in self.job_costs else STATUS_NO_DATA
+
+
+def _utc(now: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now, tz=dt.UTC)
+
+
+def query_period(now: float, job_starts: Iterable[float]) -> tuple[str, str]:
+    """The ``TimePeriod`` (start inclusive, end exclusive) of one refresh.
+
+    >>> query_period(1_700_000_000.0, [])   # 2023-11-14
+    ('2023-11-01', '2023-11-15')
+    """
+    today = _utc(now).date()
+    start = today.replace(day=1)
+    earliest = min(job_starts, default=None)
+    if earliest is not None:
+        start = min(start, _utc(earliest).date())
+    floor_month = today.month - MAX_LOOKBACK_MONTHS
+    floor = dt.date(today.year + (floor_month - 1) // 12, (floor_month - 1) % 12 + 1, 1)
+    start = max(start, floor)
+    return start.isoformat(), (today + dt.timedelta(days=1)).isoformat()
+
+
+def build_request(now: float, job_starts: Iterable[float]) -> dict[str, Any]:
+    """The GetCostAndUsage arguments of one refresh (without the page token)."""
+    start, end = query_period(now, job_starts)
+    return {
+        "TimePeriod": {"Start": start, "End": end},
+        "Granularity": "MONTHLY",
+        "Metrics": [METRIC],
+        "GroupBy": [
+            {"Type": "TAG", "Key": JOB_TAG},
+            {"Type": "TAG", "Key": CATEGORY_TAG},
+        ],
+    }
+
+
+def _tag_value(key: str, tag: str) -> str | None:
+    prefix = f"{tag}$"
+    return key[len(prefix) :] if key.startswith(prefix) else None
+
+
+def _amount(group: Mapping[str, Any]) -> float:
+    amount = float(group.get("Metrics", {}).get(METRIC, {}).get("Amount", "0"))
+    if not math.isfinite(amount):
+        raise ValueError(f"amount {amount!r} is not finite")
+    return amount
+
+
+def fetch_costs(ce: CostExplorerClient, now: float, job_starts: Iterable[float]) -> CostSnapshot:
+    """Ask Cost Explorer once (following NextPageToken) and summarize the answer.
+
+    Never raises: an AWS error comes back as a snapshot with ``status="error"``.
+
+    >>> snap = fetch_costs(boto3.client("ce"), time.time(), [])   # doctest: +SKIP
+    >>> snap.monthly                                               # doctest: +SKIP
+    {'Training': 812.4, 'Inference': 120.0}
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    request = build_request(now, job_starts)
+    month_start = _utc(now).date().replace(day=1).isoformat()
+    job_costs: dict[str, float] = {}
+    monthly: dict[str, float] = {}
+    pages = 0
+    token: str | None = None
+    try:
+        while True:
+            kwargs = dict(request)
+            if token:
+                kwargs["NextPageToken"] = token
+            pages += 1
+            response = ce.get_cost_and_usage(**kwargs)
+            for period in response.get("ResultsByTime", []):
+                in_month = period.get("TimePeriod", {}).get("Start", "") >= month_start
+                for group in period.get("Groups", []):
+                    _add_group(group, in_month, job_costs, monthly)
+            token = response.get("NextPageToken")
+            if not token:
+                break
+            if pages >= MAX_PAGES:
+                logger.warning(
+                    "cost_tracker: Cost Explorer still paginating after %d pages; stopping "
+                    "(each page costs $0.01). Costs of the remaining groups are missing.",
+                    pages,
+                )
+                break
+    except ClientError as error:
+        info = error.response.get("Error", {})
+        code = str(info.get("Code", "Unknown"))
+        return _failed(now, code, str(info.get("Message", "")), pages)
+    except (BotoCoreError, ValueError, TypeError) as error:
+        return _failed(now, type(error).__name__, str(error), pages)
+    return CostSnapshot(
+        status=STATUS_OK,
+        fetched_at=now,
+        month=month_start[:7],
+        job_costs=job_costs,
+        monthly=monthly,
+        pages=pages,
+    )
+
+
+def _add_group(
+    group: Mapping[str, Any],
+    in_month: bool,
+    job_costs: dict[str, float],
+    monthly: dict[str, float],
+) -> None:
+    job_id: str | None = None
+    category: str | None = None
+    for key in group.get("Keys", []):
+        job_id = _tag_value(key, JOB_TAG) if job_id is None else job_id
+        category = _tag_value(key, CATEGORY_TAG) if category is None else category
+    amount = _amount(group)
+    if job_id:
+        job_costs[job_id] = job_costs.get(job_id, 0.0) + amount
+    if in_month:
+        name = category or UNTAGGED
+        monthly[name] = monthly.get(name, 0.0) + amount
+
+
+def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
+    hint = {
+        "LimitExceededException": "Cost Explorer throttled the request",
+        "AccessDeniedException": "the Lambda role lacks ce:GetCostAndUsage",
+        "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
+    }.get(code, "Cost Explorer request failed")
+    logger.warning(
+        "cost_tracker: %s (%s: %s); keeping the estimates and publishing "
+        "ActualCostAvailable=0 until the next refresh",
+        hint,
+        code,
+        message,
+    )
+    return CostSnapshot(
+        status=STATUS_ERROR, fetched_at=now, error_code=code, error_message=message, pages=pages
+    )
+
+
+class CostCache:
+    """The cost-cache item in the job table, and the refresh claim on it."""
+
+    def __init__(self, client: DynamoDBClient, table: str, refresh_hours: float) -> None:
+        self.client = client
+        self.table = table
+        self.refresh_seconds = refresh_hours * 3600.0
+        self.key = {jt.HASH_KEY: {"S": jt.cost_cache_key(CACHE_NAME)}}
+
+    def load(self) -> tuple[CostSnapshot | None, float | None]:
+        """The cached snapshot (None if none or unreadable) and the last claim time."""
+        item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get(
+            "Item"
+        )
+        if not item:
+            return None, None
+        fetched_at = float(item[jt.FETCHED_AT]["N"]) if jt.FETCHED_AT in item else None
+        payload = item.get(jt.PAYLOAD, {}).get("S")
+        if not payload:
+            return None, fetched_at
+        try:
+            return CostSnapshot.from_json(payload), fetched_at
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("cost_tracker: ignoring an unreadable cost cache payload: %s", error)
+            return None, fetched_at
+
+    def due(self, fetched_at: float | None, now: float) -> bool:
+        """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim)."""
+        return fetched_at is None or now - fetched_at >= self.refresh_seconds
+
+    def claim(self, now: float) -> bool:
+        """Atomically take the refresh at ``now``; False when another run already has it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="SET #f = :now, #t = :type",
+                ConditionExpression="attribute_not_exists(#f) OR #f <= :due",
+                ExpressionAttributeNames={"#f": jt.FETCHED_AT, "#t": jt.ITEM_TYPE},
+                ExpressionAttributeValues={
+                    ":now": {"N": _num(now)},
+                    ":due": {"N": _num(now - self.refresh_seconds)},
+                    ":type": {"S": jt.TYPE_COST_CACHE},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def store(self, snapshot: CostSnapshot) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=self.key,
+            UpdateExpression="SET #p = :p",
+            ExpressionAttributeNames={"#p": jt.PAYLOAD},
+            ExpressionAttributeValues={":p": {"S": snapshot.to_json()}},
+        )
+
+    def record_job(self, job_id: str, snapshot: CostSnapshot) -> None:
+        """Copy this job's result onto its job item (actual_cost, fetched_at, status)."""
+        names = {"#s": jt.ACTUAL_COST_STATUS, "#f": jt.ACTUAL_COST_FETCHED_AT}
+        values: dict[str, Any] = {
+            ":s": {"S": snapshot.job_status(job_id)},
+            ":f": {"N": _num(snapshot.fetched_at)},
+        }
+        expression = "SET #s = :s, #f = :f"
+        if snapshot.ok and job_id in snapshot.job_costs:
+            names["#c"] = jt.ACTUAL_COST
+            values[":c"] = {"N": _num(snapshot.job_costs[job_id])}
+            expression += ", #c = :c"
+        self.client.update_item(
+            TableName=self.table,
+            Key={jt.HASH_KEY: {"S": job_id}},
+            UpdateExpression=expression,
+            ConditionExpression=f"attribute_exists({jt.HASH_KEY})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+
+def _num(value: float) -> str:
+    return repr(round(value, 10))

@@ -1,0 +1,405 @@
+"""The scheduled Lambda: estimated and actual cost of every current job, published as metrics.
+
+Entry point ``cost_tracker.handler.handler``. Each run:
+
+1. takes "now" from the scheduled event's ``time`` (ISO 8601), else the clock, so a day of
+   runs can be replayed;
+2. reads the job table (running jobs, and jobs finished in the last day); bad items are
+   skipped and reported;
+3. estimates each job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the item's
+   ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
+4. takes actual costs from the Cost Explorer cache, refreshing it when due
+   (:mod:`cost_tracker.cost_explorer`);
+5. publishes EstimatedCost, ActualCost, ActualCostAvailable and CostPerMillionRecords per
+   JobId, MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose
+   workers stopped sending heartbeats, through a metricskit sink (EMF by default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from cost_tracker import cost_explorer as cex
+from cost_tracker.job_source import JobRecord, Rejected, load_jobs
+from cost_tracker.pricing import PriceTable, UnknownProfileError
+from metricskit import catalog
+from metricskit import config as mk_config
+from metricskit.batch import Metric, MetricBatch, SeriesKey
+from metricskit.errors import ConfigurationError, MetricsKitError
+from metricskit.sinks.base import Sink
+from metricskit.validation import check_dimension_value, check_namespace
+
+if TYPE_CHECKING:
+    from mypy_boto3_ce.client import CostExplorerClient
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+logger = logging.getLogger("cost_tracker")
+
+ENV_STALE_SECONDS: Final = "COST_TRACKER_STALE_SECONDS"
+"""A running job whose last heartbeat is older than this has lost its workers (default 600)."""
+DEFAULT_STALE_SECONDS: Final = 600.0
+DEFAULT_TRACKER_SINK: Final = "emf"
+"""Inside Lambda, EMF on stdout is free of PutMetricData fees."""
+PERIOD_SECONDS: Final = 60.0
+
+
+@dataclass
+class RunReport:
+    """What one run did; returned by the handler (and so visible in the Lambda console)."""
+
+    now: str
+    jobs: int = 0
+    published_jobs: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    unpriced: list[dict[str, str]] = field(default_factory=list)
+    stale_jobs: list[str] = field(default_factory=list)
+    ce_refreshed: bool = False
+    ce_requests: int = 0
+    ce_status: str = "none"
+    metrics: int = 0
+    export_ok: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "jobs": self.jobs,
+            "published_jobs": self.published_jobs,
+            "skipped": self.skipped,
+            "unpriced": self.unpriced,
+            "stale_jobs": self.stale_jobs,
+            "ce_refreshed": self.ce_refreshed,
+            "ce_requests": self.ce_requests,
+            "ce_status": self.ce_status,
+            "metrics": self.metrics,
+            "export_ok": self.export_ok,
+        }
+
+
+def event_time(event: Mapping[str, Any] | None, clock: Callable[[], float] = time.time) -> float:
+    """Epoch seconds of a scheduled event's ``time`` field, else ``clock()``.
+
+    >>> event_time({"time": "2026-11-23T12:00:00Z"})
+    1795435200.0
+    """
+    raw = event.get("time") if isinstance(event, Mapping) else None
+    if isinstance(raw, str) and raw:
+        try:
+            parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            logger.warning("cost_tracker: event time %r is not ISO 8601; using the clock", raw)
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            return parsed.timestamp()
+    return clock()
+
+
+def estimated_cost(job: JobRecord, rate: float, now: float) -> float:
+    """USD so far: worker-seconds x rate, else wall time x workers x rate.
+
+    >>> job = JobRecord("j", "running", started_at=0.0, worker_seconds=7200.0)
+    >>> estimated_cost(job, 0.5, now=10_000.0)
+    1.0
+    """
+    if job.worker_seconds is not None:
+        return job.worker_seconds / 3600.0 * rate
+    end = now if job.running else (job.ended_at or now)
+    elapsed = max(0.0, end - job.started_at)
+    workers = job.workers if job.workers and job.workers > 0 else 1.0
+    return elapsed / 3600.0 * workers * rate
+
+
+def progress_metrics(job: JobRecord) -> dict[str, float]:
+    """Job-wide RecordsDone, RecordsTotal, ProgressPercentage and ETASeconds from the item."""
+    values = {catalog.RECORDS_DONE: job.done}
+    if job.total is not None and job.total > 0:
+        values[catalog.RECORDS_TOTAL] = job.total
+        values[catalog.PROGRESS_PERCENTAGE] = min(100.0, job.done / job.total * 100.0)
+        last = job.heartbeat_at if job.heartbeat_at is not None else job.started_at
+        elapsed = last - job.started_at
+        remaining = max(0.0, job.total - job.done)
+        if job.done > 0 and elapsed > 0:
+            # The average job-wide rate while workers ran: the time the rest would take
+            # if the job were resumed at that pace.
+            values[catalog.ETA_SECONDS] = remaining / (job.done / elapsed)
+    return values
+
+
+class _Publisher:
+    """Collects gauges per namespace and exports one batch per namespace."""
+
+    def __init__(self, default_namespace: str, now: float) -> None:
+        self.default_namespace = default_namespace
+        self.now = now
+        self.by_namespace: dict[str, list[Metric]] = {}
+
+    def namespace_for(self, job: JobRecord) -> str:
+        if job.namespace:
+            try:
+                return check_namespace(job.namespace)
+            except MetricsKitError:
+                logger.warning(
+                    "cost_tracker: job %s has invalid namespace %r; publishing in %s",
+                    job.job_id,
+                    job.namespace,
+                    self.default_namespace,
+                )
+        return self.default_namespace
+
+    def gauge(self, namespace: str, name: str, value: float, dimension: tuple[str, str]) -> None:
+        if not math.isfinite(value):
+            logger.warning("cost_tracker: dropping %s=%r (%s)", name, value, dimension)
+            return
+        entry = catalog.entry(name)
+        key = SeriesKey(name, entry.unit, (dimension,))
+        self.by_namespace.setdefault(namespace, []).append(Metric(key, entry.kind, value=value))
+
+    def export(self, sink: Sink) -> tuple[int, bool]:
+        count, ok = 0, True
+        for namespace, metrics in sorted(self.by_namespace.items()):
+            batch = MetricBatch(
+                namespace=namespace,
+                timestamp=self.now,
+                metrics=tuple(metrics),
+                period_seconds=PERIOD_SECONDS,
+                extra={"Source": "cost_tracker"},
+            )
+            result = sink.export(batch)
+            count += len(metrics)
+            if not result.success:
+                ok = False
+                logger.error(
+                    "cost_tracker: the sink did not accept %d metrics for %s",
+                    len(metrics),
+                    namespace,
+                )
+        return count, ok
+
+
+def _snapshot(
+    dynamodb: DynamoDBClient,
+    table: str,
+    *,
+    ce: CostExplorerClient | None,
+    jobs: list[JobRecord],
+    now: float,
+    refresh_hours: float,
+    report: RunReport,
+) -> cex.CostSnapshot | None:
+    """The Cost Explorer snapshot to use this run, refreshing it when due."""
+    cache = cex.CostCache(dynamodb, table, refresh_hours)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        snapshot, claimed_at = cache.load()
+        if not cache.due(claimed_at, now) or not cache.claim(now):
+            return snapshot
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("cost_tracker: cost cache unreadable (%s); estimates only", error)
+        return None
+    if ce is None:
+        import boto3
+
+        ce = boto3.client("ce")
+    snapshot = cex.fetch_costs(ce, now, [job.started_at for job in jobs])
+    report.ce_refreshed = True
+    report.ce_requests = snapshot.pages
+    try:
+        cache.store(snapshot)
+        for job in jobs:
+            try:
+                cache.record_job(job.job_id, snapshot)
+            except (BotoCoreError, ClientError) as error:
+                logger.warning(
+                    "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
+                )
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("cost_tracker: could not store the cost cache: %s", error)
+    if snapshot.ok:
+        _explain_missing(snapshot, jobs)
+    return snapshot
+
+
+def _explain_missing(snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
+    missing = [job.job_id for job in jobs if job.job_id not in snapshot.job_costs]
+    if not missing:
+        return
+    if not snapshot.job_costs:
+        logger.warning(
+            "cost_tracker: Cost Explorer returned no cost for any JobId tag. Activate 'JobId' "
+            "(and 'CostCategory') as cost allocation tags in Billing > Cost allocation tags; "
+            "activation takes up to 24 hours and only costs incurred after it are tagged. "
+            "Jobs without actual cost: %s",
+            ", ".join(missing),
+        )
+    else:
+        logger.info(
+            "cost_tracker: no Cost Explorer data yet for %s (Cost Explorer lags by up to a "
+            "day; a job must run tagged JobId=<its id>)",
+            ", ".join(missing),
+        )
+
+
+def run(
+    event: Mapping[str, Any] | None,
+    *,
+    now: float | None = None,
+    table: str | None = None,
+    dynamodb: DynamoDBClient | None = None,
+    ce_client: CostExplorerClient | None = None,
+    sink: Sink | None = None,
+    prices: PriceTable | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One tracker run; every dependency can be injected (tests, replays).
+
+    >>> run({"time": "2026-11-23T12:00:00Z"}, table="jobs", sink=MemorySink())  # doctest: +SKIP
+    {'now': '2026-11-23T12:00:00+00:00', 'jobs': 3, ...}
+    """
+    env = os.environ if environ is None else environ
+    at = event_time(event) if now is None else now
+    report = RunReport(now=dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat())
+    table_name = table or mk_config.env_optional_str(mk_config.ENV_JOB_TABLE, env)
+    if not table_name:
+        raise ConfigurationError(f"set {mk_config.ENV_JOB_TABLE} to the job table's name")
+    namespace = check_namespace(
+        mk_config.env_str(mk_config.ENV_NAMESPACE, mk_config.DEFAULT_NAMESPACE, env)
+    )
+    stale_after = mk_config.env_positive_float(ENV_STALE_SECONDS, DEFAULT_STALE_SECONDS, env)
+    refresh_hours = mk_config.env_positive_float(
+        cex.ENV_REFRESH_HOURS, cex.DEFAULT_REFRESH_HOURS, env
+    )
+    price_table = prices or PriceTable.load(env)
+    if dynamodb is None:
+        import boto3
+
+        dynamodb = boto3.client("dynamodb")
+    own_sink = sink is None
+    if sink is None:
+        from metricskit.job import make_sink
+
+        sink = make_sink(mk_config.env_str(mk_config.ENV_SINK, DEFAULT_TRACKER_SINK, env))
+
+    jobs, rejected = load_jobs(dynamodb, table_name, at)
+    valid: list[JobRecord] = []
+    for job in jobs:
+        try:
+            check_dimension_value(catalog.JOB_ID, job.job_id)
+        except MetricsKitError as error:
+            rejected.append(Rejected(job.job_id, str(error)))
+            continue
+        valid.append(job)
+    for item in rejected:
+        logger.warning("cost_tracker: skipped job item %r: %s", item.job_id, item.reason)
+        report.skipped.append({"job_id": item.job_id, "reason": item.reason})
+    report.jobs = len(valid)
+
+    snapshot = _snapshot(
+        dynamodb,
+        table_name,
+        ce=ce_client,
+        jobs=valid,
+        now=at,
+        refresh_hours=refresh_hours,
+        report=report,
+    )
+    report.ce_status = "none" if snapshot is None else snapshot.status
+    publisher = _Publisher(namespace, at)
+    for job in valid:
+        try:
+            _publish_job(
+                job,
+                now=at,
+                stale_after=stale_after,
+                snapshot=snapshot,
+                prices=price_table,
+                publisher=publisher,
+                report=report,
+            )
+        except Exception as error:  # one bad job never stops the run
+            logger.exception("cost_tracker: job %s failed", job.job_id)
+            report.skipped.append({"job_id": job.job_id, "reason": f"internal error: {error}"})
+    current_month = dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m")
+    if snapshot is not None and snapshot.ok and snapshot.month == current_month:
+        for category, amount in sorted(snapshot.monthly.items()):
+            try:
+                check_dimension_value(catalog.COST_CATEGORY, category)
+            except MetricsKitError as error:
+                logger.warning("cost_tracker: skipping cost category: %s", error)
+                continue
+            publisher.gauge(
+                namespace, catalog.MONTHLY_COST, amount, (catalog.COST_CATEGORY, category)
+            )
+    report.metrics, report.export_ok = publisher.export(sink)
+    if own_sink:
+        sink.shutdown()
+    logger.info(
+        "cost_tracker: %d jobs, %d skipped, %d metrics, Cost Explorer %s (%d requests)",
+        report.jobs,
+        len(report.skipped),
+        report.metrics,
+        "refreshed" if report.ce_refreshed else "cached",
+        report.ce_requests,
+    )
+    return report.as_dict()
+
+
+def _publish_job(
+    job: JobRecord,
+    *,
+    now: float,
+    stale_after: float,
+    snapshot: cex.CostSnapshot | None,
+    prices: PriceTable,
+    publisher: _Publisher,
+    report: RunReport,
+) -> None:
+    namespace = publisher.namespace_for(job)
+    dim = (catalog.JOB_ID, job.job_id)
+    estimate: float | None = None
+    rate = job.hourly_rate
+    if rate is None and job.compute_profile:
+        try:
+            rate = prices.hourly_rate(job.compute_profile)
+        except UnknownProfileError as error:
+            logger.warning("cost_tracker: job %s has no price: %s", job.job_id, error)
+            report.unpriced.append({"job_id": job.job_id, "reason": str(error)})
+    elif rate is None:
+        reason = "no compute_profile and no hourly_rate on the job item"
+        logger.warning("cost_tracker: job %s has no price: %s", job.job_id, reason)
+        report.unpriced.append({"job_id": job.job_id, "reason": reason})
+    if rate is not None:
+        estimate = estimated_cost(job, rate, now)
+        publisher.gauge(namespace, catalog.ESTIMATED_COST, estimate, dim)
+
+    actual: float | None = None
+    if snapshot is not None and snapshot.ok and job.job_id in snapshot.job_costs:
+        actual = snapshot.job_costs[job.job_id]
+        publisher.gauge(namespace, catalog.ACTUAL_COST, actual, dim)
+    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 0.0 if actual is None else 1.0, dim)
+
+    cost = actual if actual is not None else estimate
+    if cost is not None and job.done > 0:
+        publisher.gauge(
+            namespace, catalog.COST_PER_MILLION_RECORDS, cost / job.done * 1_000_000.0, dim
+        )
+
+    last_seen = job.heartbeat_at if job.heartbeat_at is not None else job.started_at
+    if job.running and now - last_seen > stale_after:
+        report.stale_jobs.append(job.job_id)
+        for name, value in progress_metrics(job).items():
+            publisher.gauge(namespace, name, value, dim)
+    report.published_jobs += 1
+
+
+def handler(event: Mapping[str, Any] | None, context: object) -> dict[str, Any]:
+    """AWS Lambda entry point (``cost_tracker.handler.handler``), run on a schedule."""
+    logging.getLogger("cost_tracker").setLevel(logging.INFO)
+    return run(event)

@@ -1,0 +1,550 @@
+"""The cost tracker Lambda, run in-process against the moto server.
+
+Cost Explorer answers come from moto's queue (``/moto-api/static/ce/cost-and-usage-results``);
+what moto cannot check (how many requests were made, what they asked for) is checked against
+the requests captured by a botocore event hook on the client. Moto answers a repeated,
+byte-identical request with its earlier answer, so every test uses its own day.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+import json
+import logging
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from cost_tracker import handler as tracker
+from cost_tracker.cost_explorer import CACHE_NAME, CostCache
+from cost_tracker.pricing import PriceTable
+from metricskit import catalog
+from metricskit import job_table as jt
+from metricskit.sinks.memory import MemorySink
+
+HOUR = 3600.0
+_days = itertools.count()
+
+
+def unique_noon() -> float:
+    """Noon of a day no other test in this module uses (moto caches answers by request)."""
+    day = dt.datetime(2025, 1, 2, 12, tzinfo=dt.UTC) + dt.timedelta(days=2 * next(_days))
+    return day.timestamp()
+
+
+def queue_ce(endpoint: str, *results: dict[str, Any]) -> None:
+    body = json.dumps({"results": list(results)}).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/static/ce/cost-and-usage-results",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201
+
+
+def ce_page(
+    start: str, end: str, groups: list[tuple[str, str, float]], token: str | None = None
+) -> dict[str, Any]:
+    page: dict[str, Any] = {
+        "ResultsByTime": [
+            {
+                "TimePeriod": {"Start": start, "End": end},
+                "Total": {},
+                "Groups": [
+                    {
+                        "Keys": [f"JobId${job}", f"CostCategory${category}"],
+                        "Metrics": {"UnblendedCost": {"Amount": str(amount), "Unit": "USD"}},
+                    }
+                    for job, category, amount in groups
+                ],
+                "Estimated": True,
+            }
+        ],
+        "DimensionValueAttributes": [],
+    }
+    if token:
+        page["NextPageToken"] = token
+    return page
+
+
+class CountingCE:
+    """A Cost Explorer client whose GetCostAndUsage requests are captured."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("ce")
+        self.requests: list[dict[str, Any]] = []
+        # Fires once per API call (every page), with the call's own arguments.
+        self.client.meta.events.register("before-parameter-build.ce.GetCostAndUsage", self._capture)
+
+    def _capture(self, params: dict[str, Any], **_: Any) -> None:
+        self.requests.append(copy.deepcopy(params))
+
+
+@pytest.fixture
+def table(aws: str) -> Iterator[str]:
+    client = boto3.client("dynamodb")
+    name = f"jobs-{uuid.uuid4().hex[:10]}"
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": jt.HASH_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": jt.HASH_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield name
+    client.delete_table(TableName=name)
+
+
+def put_job(table: str, job_id: str, **attributes: object) -> None:
+    item: dict[str, Any] = {jt.HASH_KEY: {"S": job_id}, jt.ITEM_TYPE: {"S": jt.TYPE_JOB}}
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            item[name] = {"S": value}
+        else:
+            item[name] = {"N": repr(value)}
+    boto3.client("dynamodb").put_item(TableName=table, Item=item)
+
+
+def put_raw(table: str, item: dict[str, Any]) -> None:
+    boto3.client("dynamodb").put_item(TableName=table, Item=item)
+
+
+def job_item(table: str, job_id: str) -> dict[str, Any]:
+    return boto3.client("dynamodb").get_item(TableName=table, Key={jt.HASH_KEY: {"S": job_id}})[
+        "Item"
+    ]
+
+
+def make_runner(
+    table: str, ce: CountingCE | Any, namespace: str
+) -> Callable[..., tuple[dict[str, Any], MemorySink]]:
+    def run(now: float, **kwargs: Any) -> tuple[dict[str, Any], MemorySink]:
+        sink = MemorySink()
+        client = ce.client if isinstance(ce, CountingCE) else ce
+        report = tracker.run(
+            {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
+            table=table,
+            ce_client=client,
+            sink=sink,
+            environ={"METRICSKIT_NAMESPACE": namespace, **kwargs.pop("environ", {})},
+            **kwargs,
+        )
+        return report, sink
+
+    return run
+
+
+def seed_jobs(table: str, now: float, namespace: str) -> None:
+    put_job(
+        table,
+        "train-1",
+        status=jt.STATUS_RUNNING,
+        namespace=namespace,
+        started_at=now - 3 * HOUR,
+        heartbeat_at=now - 30,
+        worker_seconds=7200,
+        workers=1,
+        done=2_000_000,
+        total=10_000_000,
+        compute_profile="fargate:4vcpu:8gb",
+    )
+    put_job(
+        table,
+        "infer-2",
+        status=jt.STATUS_COMPLETED,
+        namespace=namespace,
+        started_at=now - 4 * HOUR,
+        finished_at=now - 2 * HOUR,
+        worker_seconds=3600,
+        done=600_000,
+        compute_profile="ec2-spot:g4dn.xlarge",
+        hourly_rate=0.3,
+    )
+    put_job(
+        table,
+        "stale-3",
+        status=jt.STATUS_RUNNING,
+        namespace=namespace,
+        started_at=now - 4 * HOUR,
+        heartbeat_at=now - 1 * HOUR,
+        workers=2,
+        done=500,
+        total=1000,
+        compute_profile="ec2:g5.xlarge",
+    )
+    put_job(
+        table,
+        "old-4",
+        status=jt.STATUS_COMPLETED,
+        namespace=namespace,
+        started_at=now - 80 * HOUR,
+        finished_at=now - 72 * HOUR,
+        worker_seconds=3600,
+        compute_profile="ec2:g5.xlarge",
+    )
+    put_job(
+        table,
+        "tpu-5",
+        status=jt.STATUS_RUNNING,
+        namespace=namespace,
+        started_at=now - HOUR,
+        heartbeat_at=now - 10,
+        worker_seconds=3600,
+        done=10,
+        compute_profile="tpu:v4",
+    )
+    put_raw(
+        table,
+        {
+            jt.HASH_KEY: {"S": jt.linecount_key("s3://b/k.csv")},
+            jt.ITEM_TYPE: {"S": jt.TYPE_LINECOUNT},
+            jt.LINES: {"N": "100"},
+        },
+    )
+
+
+def month_bounds(now: float) -> tuple[str, str]:
+    day = dt.datetime.fromtimestamp(now, tz=dt.UTC).date()
+    return day.replace(day=1).isoformat(), (day + dt.timedelta(days=1)).isoformat()
+
+
+def test_publishes_every_cost_metric_with_the_expected_values(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    queue_ce(
+        aws,
+        ce_page(
+            start,
+            end,
+            [("train-1", "Training", 0.5), ("", "Storage", 12.25), ("other", "Training", 3.0)],
+            token="page-2",
+        ),
+        ce_page(start, end, [("", "Inference", 7.5)]),
+    )
+    ce = CountingCE()
+    report, sink = make_runner(table, ce, namespace)(now)
+
+    # One logical query, two pages, grouped by both tags: every job answered at once.
+    assert len(ce.requests) == 2
+    first = ce.requests[0]
+    assert first["TimePeriod"] == {"Start": start, "End": end}
+    assert first["Metrics"] == ["UnblendedCost"]
+    assert first["GroupBy"] == [
+        {"Type": "TAG", "Key": "JobId"},
+        {"Type": "TAG", "Key": "CostCategory"},
+    ]
+    assert ce.requests[1]["NextPageToken"] == "page-2"
+    assert report["ce_requests"] == 2
+    assert report["ce_status"] == "ok"
+
+    fargate_rate = 4 * 0.04048 + 8 * 0.004445
+    assert sink.last(catalog.ESTIMATED_COST, JobId="train-1") == pytest.approx(2 * fargate_rate)
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(0.5)
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
+    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="train-1") == pytest.approx(0.25)
+
+    # hourly_rate on the item wins over the profile's Spot price.
+    assert sink.last(catalog.ESTIMATED_COST, JobId="infer-2") == pytest.approx(0.3)
+    assert sink.last(catalog.ACTUAL_COST, JobId="infer-2") is None
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="infer-2") == 0.0
+    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="infer-2") == pytest.approx(0.5)
+
+    # No worker_seconds: wall time x workers x rate; workers gone: job-wide progress and ETA.
+    assert sink.last(catalog.ESTIMATED_COST, JobId="stale-3") == pytest.approx(4 * 2 * 1.006)
+    assert sink.last(catalog.RECORDS_DONE, JobId="stale-3") == 500
+    assert sink.last(catalog.PROGRESS_PERCENTAGE, JobId="stale-3") == pytest.approx(50.0)
+    assert sink.last(catalog.ETA_SECONDS, JobId="stale-3") == pytest.approx(3 * HOUR)
+    assert report["stale_jobs"] == ["stale-3"]
+    assert sink.last(catalog.RECORDS_DONE, JobId="train-1") is None  # its workers publish it
+
+    # Unknown profile: reported, never guessed.
+    assert sink.last(catalog.ESTIMATED_COST, JobId="tpu-5") is None
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="tpu-5") == 0.0
+    assert [u["job_id"] for u in report["unpriced"]] == ["tpu-5"]
+    assert "fargate:<N>vcpu:<M>gb" in report["unpriced"][0]["reason"]
+
+    # Finished more than a day ago: not reported.
+    assert sink.metrics(JobId="old-4") == []
+
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(3.5)
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Storage") == pytest.approx(12.25)
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Inference") == pytest.approx(7.5)
+    assert {b.namespace for b in sink.batches} == {namespace}
+    for metric in sink.metrics():
+        assert metric.key.unit == catalog.unit_of(metric.name)
+
+    stored = job_item(table, "train-1")
+    assert float(stored[jt.ACTUAL_COST]["N"]) == pytest.approx(0.5)
+    assert stored[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+    assert float(stored[jt.ACTUAL_COST_FETCHED_AT]["N"]) == pytest.approx(now)
+    assert job_item(table, "infer-2")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
+    cache = job_item(table, jt.cost_cache_key(CACHE_NAME))
+    assert cache[jt.ITEM_TYPE]["S"] == jt.TYPE_COST_CACHE
+    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5, "other": 3.0}
+
+
+def test_a_later_run_uses_the_cache_without_asking_cost_explorer(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 0.75)]))
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    run(now)
+    report, sink = run(now + 300)
+    assert len(ce.requests) == 1
+    assert report["ce_refreshed"] is False
+    assert report["ce_requests"] == 0
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(0.75)
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(0.75)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("refresh_hours", "expected"), [("6", 4), ("12", 2)])
+def test_a_day_of_five_minute_runs_makes_at_most_four_cost_explorer_requests(
+    aws: str, table: str, namespace: str, refresh_hours: str, expected: int
+) -> None:
+    midnight = unique_noon() - 12 * HOUR
+    seed_jobs(table, midnight, namespace)
+    start, end = month_bounds(midnight)
+    # Every refresh of this day sends the same request; moto answers it with this page.
+    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 1.0)]))
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    refreshed = []
+    for index in range(288):
+        at = midnight + index * 300
+        report, sink = run(at, environ={"COST_TRACKER_CE_REFRESH_HOURS": refresh_hours})
+        if report["ce_refreshed"]:
+            refreshed.append((at - midnight) / HOUR)
+        assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
+    assert len(ce.requests) == expected
+    assert refreshed == [i * float(refresh_hours) for i in range(expected)]
+
+
+@pytest.mark.parametrize(
+    "code", ["LimitExceededException", "AccessDeniedException", "DataUnavailableException"]
+)
+def test_cost_explorer_errors_keep_the_estimate_and_publish_unavailable(
+    aws: str,
+    table: str,
+    namespace: str,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    ce = CountingCE()
+    stubber = Stubber(ce.client)
+    stubber.add_client_error("get_cost_and_usage", service_error_code=code, http_status_code=400)
+    run = make_runner(table, ce, namespace)
+    with stubber, caplog.at_level(logging.WARNING, logger="cost_tracker"):
+        report, sink = run(now)
+        # Not retried on the next run: a failing Cost Explorer still costs at most 4 a day.
+        later, later_sink = run(now + 300)
+    stubber.assert_no_pending_responses()
+    assert len(ce.requests) == 1
+    assert report["ce_status"] == "error"
+    assert later["ce_refreshed"] is False
+    for published in (sink, later_sink):
+        assert published.last(catalog.ESTIMATED_COST, JobId="train-1") == pytest.approx(
+            2 * (4 * 0.04048 + 8 * 0.004445)
+        )
+        assert published.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+        assert published.last(catalog.ACTUAL_COST, JobId="train-1") is None
+        assert published.names().isdisjoint({catalog.MONTHLY_COST})
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == f"error:{code}"
+    assert code in caplog.text
+
+
+def test_after_an_error_the_next_interval_refreshes_again(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    with Stubber(ce.client) as stubber:
+        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+        run(now)
+    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 2.0)]))
+    report, sink = run(now + 6 * HOUR)
+    assert len(ce.requests) == 2
+    assert report["ce_status"] == "ok"
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(2.0)
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+
+
+def test_a_tag_not_yet_activated_is_explained_in_the_log(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    queue_ce(aws, ce_page(start, end, [("", "", 40.0)]))
+    with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+        report, sink = make_runner(table, CountingCE(), namespace)(now)
+    assert report["ce_status"] == "ok"
+    assert "Activate 'JobId'" in caplog.text
+    assert "24 hours" in caplog.text
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Untagged") == pytest.approx(40.0)
+
+
+def test_malformed_items_are_skipped_and_reported(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = unique_noon()
+    put_job(table, "good", status="running", started_at=now - HOUR, hourly_rate=1.0)
+    put_job(table, "no-start", status="running", hourly_rate=1.0)
+    put_job(table, "bad-status", status="exploded", started_at=now - HOUR)
+    put_job(table, "text-done", status="running", started_at=now - HOUR, done="many")
+    put_job(table, "negative", status="running", started_at=now - HOUR, worker_seconds=-5)
+    put_job(table, "finished-when", status="completed", started_at=now - HOUR)
+    put_job(table, "bad\tid", status="running", started_at=now - HOUR, hourly_rate=1.0)
+    put_raw(table, {jt.HASH_KEY: {"S": "list-start"}, jt.ITEM_TYPE: {"S": "job"},
+                    jt.STATUS: {"S": "running"}, jt.STARTED_AT: {"L": [{"N": "1"}]}})  # fmt: skip
+    queue_ce(aws, ce_page(*month_bounds(now), []))
+    with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+        report, sink = make_runner(table, CountingCE(), namespace)(now)
+    reasons = {entry["job_id"]: entry["reason"] for entry in report["skipped"]}
+    assert set(reasons) == {
+        "no-start",
+        "bad-status",
+        "text-done",
+        "negative",
+        "finished-when",
+        "bad\tid",
+        "list-start",
+    }
+    assert "started_at is missing" in reasons["no-start"]
+    assert "one of completed, failed, interrupted, running" in reasons["bad-status"]
+    assert "done must be a number" in reasons["text-done"]
+    assert "printable ASCII" in reasons["bad\tid"]
+    assert report["jobs"] == 1
+    assert sink.last(catalog.ESTIMATED_COST, JobId="good") == pytest.approx(1.0)
+    assert "skipped job item 'no-start'" in caplog.text
+
+
+def test_one_job_that_fails_never_stops_the_run(aws: str, table: str, namespace: str) -> None:
+    class Exploding(PriceTable):
+        def hourly_rate(self, profile_text: str) -> float:
+            if profile_text == "ec2:g5.xlarge":
+                raise RuntimeError("boom")
+            return super().hourly_rate(profile_text)
+
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    queue_ce(aws, ce_page(*month_bounds(now), []))
+    report, sink = make_runner(table, CountingCE(), namespace)(
+        now, prices=Exploding(PriceTable.load(environ={}).data)
+    )
+    assert {e["job_id"] for e in report["skipped"]} == {"stale-3"}
+    assert sink.last(catalog.ESTIMATED_COST, JobId="train-1") is not None
+    assert sink.last(catalog.ESTIMATED_COST, JobId="infer-2") is not None
+
+
+def test_an_empty_table_publishes_nothing_and_does_not_fail(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    queue_ce(aws, ce_page(*month_bounds(now), []))
+    report, sink = make_runner(table, CountingCE(), namespace)(now)
+    assert report["jobs"] == 0
+    assert report["skipped"] == []
+    assert report["metrics"] == 0
+    assert report["ce_status"] == "ok"
+    assert sink.batches == []
+
+
+def test_pricing_overrides_from_the_environment_reach_the_estimate(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    put_job(
+        table,
+        "gpu",
+        status="running",
+        started_at=now - HOUR,
+        heartbeat_at=now,
+        worker_seconds=7200,
+        compute_profile="ec2-spot:g5.xlarge",
+    )
+    queue_ce(aws, ce_page(*month_bounds(now), []))
+    overrides = json.dumps({"ec2": {"spot": {"g5.xlarge": 0.5}}})
+    _, sink = make_runner(table, CountingCE(), namespace)(
+        now, environ={"COST_TRACKER_PRICING_OVERRIDES": overrides}
+    )
+    assert sink.last(catalog.ESTIMATED_COST, JobId="gpu") == pytest.approx(1.0)
+
+
+def test_the_lambda_entry_point_runs_with_its_environment(
+    aws: str, table: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    queue_ce(aws, ce_page(*month_bounds(now), []))
+    monkeypatch.setenv("METRICSKIT_JOB_TABLE", table)
+    monkeypatch.setenv("METRICSKIT_NAMESPACE", namespace)
+    monkeypatch.setenv("METRICSKIT_SINK", "memory")
+    event = {
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "time": dt.datetime.fromtimestamp(now, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    report = tracker.handler(event, None)
+    assert report["now"] == dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()
+    assert report["jobs"] == 4
+    assert report["ce_status"] == "ok"
+    assert report["metrics"] > 0
+    assert report["export_ok"] is True
+
+
+def test_the_default_sink_writes_emf_documents_to_stdout(
+    aws: str, table: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside Lambda the tracker publishes EMF on stdout (no PutMetricData fees)."""
+    pytest.importorskip("metricskit.sinks.emf", reason="the EMF sink is merged separately")
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    queue_ce(aws, ce_page(*month_bounds(now), [("train-1", "Training", 0.5)]))
+    tracker.run(
+        {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
+        table=table,
+        ce_client=CountingCE().client,
+        environ={"METRICSKIT_NAMESPACE": namespace},
+    )
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    train = [d for d in documents if d.get("JobId") == "train-1" and "ActualCost" in d]
+    assert len(train) == 1
+    assert train[0]["ActualCost"] == pytest.approx(0.5)
+    assert train[0]["EstimatedCost"] == pytest.approx(2 * (4 * 0.04048 + 8 * 0.004445))
+    directives = train[0]["_aws"]["CloudWatchMetrics"]
+    assert {d["Namespace"] for d in directives} == {namespace}
+
+
+def test_only_one_of_two_overlapping_runs_claims_a_refresh(aws: str, table: str) -> None:
+    """The claim is a conditional write, so concurrent invocations never both pay."""
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert first.claim(now) is True
+    assert second.claim(now) is False
+    assert second.claim(now + 6 * HOUR - 1) is False
+    assert second.claim(now + 6 * HOUR) is True
+    _, claimed_at = first.load()
+    assert claimed_at == pytest.approx(now + 6 * HOUR)

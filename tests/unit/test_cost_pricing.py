@@ -1,0 +1,182 @@
+"""Cost tracker pieces without AWS: profiles, prices, overrides, item checks, periods, time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cost_tracker.cost_explorer import CostSnapshot, build_request, query_period
+from cost_tracker.handler import estimated_cost, event_time, progress_metrics
+from cost_tracker.job_source import InvalidItemError, JobRecord, parse_job
+from cost_tracker.pricing import PriceTable, UnknownProfileError, parse_profile
+from metricskit import catalog
+from metricskit.errors import ConfigurationError, MetricsKitError
+
+FARGATE_VCPU = 0.04048
+FARGATE_GB = 0.004445
+
+
+@pytest.fixture
+def prices() -> PriceTable:
+    return PriceTable.load(environ={})
+
+
+def test_the_shipped_table_names_its_source_date_and_region(prices: PriceTable) -> None:
+    assert prices.data["region"] == "us-east-1"
+    assert dt.date.fromisoformat(prices.retrieved)
+    assert set(prices.data["sources"]) >= {"fargate_on_demand", "ec2_on_demand", "ec2_spot"}
+    for instance in ("g4dn.xlarge", "g4dn.2xlarge", "g5.xlarge", "g5.2xlarge", "m5.large"):
+        on_demand = prices.hourly_rate(f"ec2:{instance}")
+        spot = prices.hourly_rate(f"ec2-spot:{instance}")
+        assert 0 < spot < on_demand
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("fargate:4vcpu:8gb", 4 * FARGATE_VCPU + 8 * FARGATE_GB),
+        ("fargate:0.25vcpu:0.5gb", 0.25 * FARGATE_VCPU + 0.5 * FARGATE_GB),
+        ("batch-fargate:4vcpu:8gb", 4 * FARGATE_VCPU + 8 * FARGATE_GB),
+        ("fargate-spot:2vcpu:4gb", 2 * 0.01264791 + 4 * 0.00138883),
+        ("batch-fargate-spot:2vcpu:4gb", 2 * 0.01264791 + 4 * 0.00138883),
+        ("ec2:g5.xlarge", 1.006),
+        ("batch-ec2:g4dn.xlarge", 0.526),
+        ("ec2:G4DN.2XLARGE", 0.752),
+    ],
+)
+def test_profiles_are_priced_from_the_table(
+    prices: PriceTable, profile: str, expected: float
+) -> None:
+    assert prices.hourly_rate(profile) == pytest.approx(expected)
+
+
+def test_batch_and_spot_use_the_same_capacity_prices(prices: PriceTable) -> None:
+    assert prices.hourly_rate("batch-ec2-spot:g5.2xlarge") == prices.hourly_rate(
+        "ec2-spot:g5.2xlarge"
+    )
+
+
+@pytest.mark.parametrize(
+    "profile",
+    ["", "fargate", "fargate:4cpu:8gb", "fargate:0vcpu:8gb", "lambda:1gb", "ec2:", "tpu:v4"],
+)
+def test_malformed_profiles_raise_and_list_the_allowed_forms(profile: str) -> None:
+    with pytest.raises(UnknownProfileError, match=r"fargate:<N>vcpu:<M>gb.*ec2-spot"):
+        parse_profile(profile)
+
+
+def test_an_instance_type_without_a_price_is_reported_not_guessed(prices: PriceTable) -> None:
+    with pytest.raises(UnknownProfileError, match=r"no EC2 spot price for 'p5.48xlarge'") as info:
+        prices.hourly_rate("ec2-spot:p5.48xlarge")
+    assert isinstance(info.value, MetricsKitError)
+    assert "g5.xlarge" in str(info.value)  # the message lists what is known
+
+
+def test_environment_overrides_change_one_rate_and_keep_the_rest(tmp_path: Path) -> None:
+    file = tmp_path / "prices.json"
+    file.write_text(json.dumps({"fargate": {"on_demand": {"vcpu_hour": 0.05}}}))
+    overrides = {"ec2": {"spot": {"g5.xlarge": 0.45}}, "profiles": {"ec2:custom.big": 9.5}}
+    table = PriceTable.load(
+        environ={
+            "COST_TRACKER_PRICING_FILE": str(file),
+            "COST_TRACKER_PRICING_OVERRIDES": json.dumps(overrides),
+        }
+    )
+    assert table.hourly_rate("ec2-spot:g5.xlarge") == 0.45
+    assert table.hourly_rate("ec2-spot:g4dn.xlarge") == PriceTable.load(environ={}).hourly_rate(
+        "ec2-spot:g4dn.xlarge"
+    )
+    assert table.hourly_rate("fargate:1vcpu:2gb") == pytest.approx(0.05 + 2 * FARGATE_GB)
+    assert table.hourly_rate("ec2:custom.big") == 9.5
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]"])
+def test_unparsable_overrides_raise_a_configuration_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="COST_TRACKER_PRICING_OVERRIDES"):
+        PriceTable.load(environ={"COST_TRACKER_PRICING_OVERRIDES": raw})
+
+
+def test_a_garbage_override_value_is_reported_when_used() -> None:
+    table = PriceTable.load(
+        environ={"COST_TRACKER_PRICING_OVERRIDES": '{"ec2": {"on_demand": {"m5.large": "x"}}}'}
+    )
+    with pytest.raises(UnknownProfileError, match="not a number"):
+        table.hourly_rate("ec2:m5.large")
+
+
+def test_job_items_are_checked_field_by_field() -> None:
+    good = {"job_id": "j", "status": "running", "started_at": Decimal("10"), "done": Decimal(5)}
+    record = parse_job(good)
+    assert record.done == 5.0
+    assert record.total is None
+    assert record.running
+    for bad, message in [
+        ({**good, "job_id": ""}, "job_id"),
+        ({**good, "status": "paused"}, "status 'paused'"),
+        ({k: v for k, v in good.items() if k != "started_at"}, "started_at is missing"),
+        ({**good, "total": "lots"}, "total must be a number"),
+        ({**good, "hourly_rate": Decimal("-1")}, "hourly_rate must be a finite number"),
+        ({**good, "compute_profile": Decimal(3)}, "compute_profile must be a string"),
+        ({**good, "status": "failed"}, "neither finished_at nor heartbeat_at"),
+    ]:
+        with pytest.raises(InvalidItemError, match=message):
+            parse_job(bad)
+
+
+def test_estimate_uses_worker_seconds_then_wall_time_times_workers() -> None:
+    with_seconds = JobRecord("a", "running", started_at=0.0, worker_seconds=5400.0)
+    assert estimated_cost(with_seconds, 2.0, now=99_999.0) == pytest.approx(3.0)
+    wall = JobRecord("b", "running", started_at=1000.0, workers=3.0)
+    assert estimated_cost(wall, 1.0, now=1000.0 + 7200) == pytest.approx(6.0)
+    finished = JobRecord("c", "completed", started_at=0.0, finished_at=3600.0)
+    assert estimated_cost(finished, 1.0, now=1e9) == pytest.approx(1.0)
+
+
+def test_progress_of_a_job_whose_workers_are_gone() -> None:
+    job = JobRecord("j", "running", started_at=0.0, heartbeat_at=100.0, done=25.0, total=100.0)
+    values = progress_metrics(job)
+    assert values[catalog.PROGRESS_PERCENTAGE] == 25.0
+    assert values[catalog.ETA_SECONDS] == pytest.approx(300.0)  # 75 left at 0.25/s
+    no_total = progress_metrics(JobRecord("k", "running", started_at=0.0, done=3.0))
+    assert no_total == {catalog.RECORDS_DONE: 3.0}
+
+
+def test_now_comes_from_the_event_time_else_the_clock() -> None:
+    assert (
+        event_time({"time": "2026-11-23T12:00:00Z"})
+        == dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC).timestamp()
+    )
+    assert (
+        event_time({"time": "2026-11-23T12:00:00+01:00"})
+        == dt.datetime(2026, 11, 23, 11, tzinfo=dt.UTC).timestamp()
+    )
+    assert event_time({}, clock=lambda: 42.0) == 42.0
+    assert event_time({"time": "yesterday"}, clock=lambda: 7.0) == 7.0
+    assert event_time(None, clock=lambda: 8.0) == 8.0
+
+
+def test_the_query_covers_the_month_and_the_earliest_current_job() -> None:
+    now = dt.datetime(2026, 3, 15, 10, tzinfo=dt.UTC).timestamp()
+    assert query_period(now, []) == ("2026-03-01", "2026-03-16")
+    feb = dt.datetime(2026, 2, 20, tzinfo=dt.UTC).timestamp()
+    assert query_period(now, [now, feb]) == ("2026-02-20", "2026-03-16")
+    ancient = dt.datetime(2020, 1, 1, tzinfo=dt.UTC).timestamp()
+    assert query_period(now, [ancient]) == ("2025-03-01", "2026-03-16")
+    request = build_request(now, [])
+    assert request["Granularity"] == "MONTHLY"
+    assert [g["Key"] for g in request["GroupBy"]] == ["JobId", "CostCategory"]
+
+
+def test_snapshots_survive_the_cache_round_trip() -> None:
+    snapshot = CostSnapshot(
+        status="ok", fetched_at=12.5, month="2026-11", job_costs={"a": 1.5}, monthly={"T": 2.0}
+    )
+    assert CostSnapshot.from_json(snapshot.to_json()) == snapshot
+    assert snapshot.job_status("a") == "ok"
+    assert snapshot.job_status("b") == "no_data"
+    failed = CostSnapshot(status="error", fetched_at=1.0, error_code="AccessDeniedException")
+    assert failed.job_status("a") == "error:AccessDeniedException"
