@@ -365,12 +365,12 @@ class Job(Recorder):
         self.close("interrupted")
 
     def _after_fork_in_child(self) -> None:
-        self.reset_after_fork()
-        with self._stages_lock:
-            stages = list(self._stages.values())
-        for stage in stages:
-            stage.reset_after_fork()
+        # Any lock may have been held by a thread that does not exist in the child: replace
+        # them before touching what they guard.
         self._stages_lock = threading.Lock()
+        self.reset_after_fork()
+        for stage in list(self._stages.values()):
+            stage.reset_after_fork()
         self._close_lock = threading.Lock()
         self._drops.reset_after_fork()
         self._delivery.reset_after_fork()

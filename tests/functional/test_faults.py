@@ -221,14 +221,20 @@ def _record_in_child(task: tuple[str, int]) -> int:
     assert _INHERITED is not None
     for _ in range(n):
         _INHERITED.processed()  # a job created before the fork
-    with metricskit.Job(f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch") as own:
+    with metricskit.Job(
+        f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch", shutdown_timeout=60
+    ) as own:
         own.processed(n)  # a job created after the fork
     return os.getpid()
 
 
 def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None:
     global _INHERITED  # noqa: PLW0603 - fork children see module globals
-    parent = metricskit.Job("forked", namespace=namespace, sink="cloudwatch", flush_interval=0.05)
+    # Generous shutdown timeouts: on a loaded 2-core machine a child's final flush to the
+    # moto server (which runs in this process) can take seconds; the test is about counts.
+    parent = metricskit.Job(
+        "forked", namespace=namespace, sink="cloudwatch", flush_interval=0.2, shutdown_timeout=60
+    )
     _INHERITED = parent
     parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent
     try:
