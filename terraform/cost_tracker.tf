@@ -40,7 +40,7 @@ resource "aws_lambda_function" "cost_tracker" {
   runtime                        = "python3.12"
   timeout                        = var.cost_tracker_timeout_seconds
   memory_size                    = var.cost_tracker_memory_mb
-  reserved_concurrent_executions = 1 # runs never overlap, so the Cost Explorer cache holds
+  reserved_concurrent_executions = var.cost_tracker_reserved_concurrency
 
   environment {
     variables = local.cost_tracker_environment

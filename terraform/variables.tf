@@ -282,6 +282,17 @@ variable "cost_tracker_memory_mb" {
   }
 }
 
+variable "cost_tracker_reserved_concurrency" {
+  description = "Reserved concurrency of the cost tracker. 1 keeps runs from overlapping (one Cost Explorer refresh at a time); -1 reserves nothing, which accounts whose Lambda concurrency quota is still 10 need (AWS refuses any reservation there)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.cost_tracker_reserved_concurrency == -1 || var.cost_tracker_reserved_concurrency >= 1
+    error_message = "cost_tracker_reserved_concurrency must be -1 (no reservation) or at least 1."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of the cost tracker's log group in days (its EMF metrics are extracted on arrival, so the logs themselves are only for debugging)."
   type        = number

@@ -240,15 +240,19 @@ def test_terraform_catalog_copy_is_byte_identical_to_the_library_catalog() -> No
 
 
 def test_tf_files_name_catalog_metrics_only_through_the_decoded_catalog() -> None:
-    """A metric name in a .tf file must be a lookup key of local.metric/local.job_metric."""
-    names = "|".join(re.escape(n) for n in (*STANDARD, *SELF))
+    """Outside comments and descriptions, a catalog metric name in a .tf file may only appear
+    as a lookup key of the decoded catalog (local.metric["..."] / local.job_metric["..."]),
+    so a name the catalog drops fails the plan instead of drifting silently."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, (*STANDARD, *SELF))) + r")\b")
     offenders = []
     for path in sorted(TF_DIR.rglob("*.tf")):
-        text = path.read_text("utf-8")
-        for match in re.finditer(rf'"({names})"', text):
-            if not re.search(r"metric\[$", text[: match.start()]):
-                line = text.count("\n", 0, match.start()) + 1
-                offenders.append(f"{path.relative_to(REPO)}:{line}: {match.group(1)}")
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            if re.match(r"\s*(alarm_)?description\s*=", line):
+                continue
+            code = line.split("#", 1)[0]
+            for match in pattern.finditer(code):
+                if not code[: match.start()].endswith('metric["'):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {match.group(1)}")
     assert offenders == []
 
 
@@ -262,6 +266,17 @@ def test_every_checkov_skip_carries_a_reason() -> None:
     assert skips, "the module documents its skipped checks inline"
     bad = [s for s in skips if not re.fullmatch(r"#checkov:skip=CKV2?_AWS_\d+:\S.{10,}", s)]
     assert bad == []
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_missing_terraform_skips_outside_ci_and_fails_in_ci(
+    ci: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci == "true" else pytest.skip.Exception
+    with pytest.raises(expected, match="terraform is not on PATH"):
+        _terraform_or_skip()
 
 
 def _tf_names(filename: str, block: str) -> list[str]:
