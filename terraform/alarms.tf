@@ -55,10 +55,17 @@ data "aws_iam_policy_document" "alarm_topic_key" {
       identifiers = ["cloudwatch.amazonaws.com"]
     }
 
+    # Only this account's alarms of this module (confused-deputy protection).
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [data.aws_caller_identity.current.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:cloudwatch:${local.region}:${data.aws_caller_identity.current.account_id}:alarm:${var.name_prefix}-*"]
     }
   }
 }

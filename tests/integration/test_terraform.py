@@ -513,6 +513,15 @@ def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deploym
     for alarm in by_suffix.values():
         assert alarm["AlarmActions"] == [topic]
 
+    # CloudWatch cannot use the AWS managed SNS key: the topic's own key must let it in.
+    key_id = deployed.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"][
+        "KmsMasterKeyId"
+    ]
+    key_policy = deployed.client("kms").get_key_policy(KeyId=key_id, PolicyName="default")
+    grant = _statements(key_policy["Policy"])["CloudWatchAlarmsPublish"]
+    assert grant["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert _as_list(grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
     stalled = by_suffix["stalled"]
     assert (stalled["MetricName"], stalled["Statistic"]) == ("RecordsProcessed", "Sum")
     assert stalled["Dimensions"] == [{"Name": JOB_DIM, "Value": job}]
