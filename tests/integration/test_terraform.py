@@ -502,6 +502,28 @@ def test_throughput_is_job_wide_records_per_second_by_metric_math(deployed: Depl
 
 
 @pytest.mark.terraform
+def test_select_input_and_stage_search_variant_plans_a_valid_dashboard(
+    deployed: Deployment,
+) -> None:
+    """The other branches (a JobId drop-down, SEARCH over stages), checked on the plan."""
+    variant = {**deployed.tf_vars, "job_id_input_type": "select", "stage_names": []}
+    plan = deployed.tf.plan(output=True, tf_vars=variant)
+    change = plan.resource_changes["module.metricskit.aws_cloudwatch_dashboard.this"]["change"]
+    assert change["actions"] == ["update"]
+    body = json.loads(change["after"]["dashboard_body"])
+    assert widget_problems(body) == []
+    assert catalog_problems(body, [DISTRIBUTION["name"]]) == []
+    namespace = deployed.tf_vars["namespace"]
+    (variable,) = body["variables"]
+    assert variable["inputType"] == "select"
+    assert variable["populateFrom"] == JOB_DIM
+    assert variable["search"] == f'{{"{namespace}",{JOB_DIM}}} MetricName="RecordsProcessed"'
+    stages = next(w for w in body["widgets"] if "stage" in w["properties"].get("title", ""))
+    ((options,),) = stages["properties"]["metrics"]
+    assert options["expression"].startswith(f'SEARCH(\'{{"{namespace}",{JOB_DIM},Stage}}')
+
+
+@pytest.mark.terraform
 def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deployment) -> None:
     cloudwatch = deployed.client("cloudwatch")
     arns = deployed.outputs["alarm_arns"]

@@ -43,7 +43,8 @@ module "metricskit" {
   alarm_email           = var.alarm_email
   default_job_id        = length(var.alarm_job_ids) > 0 ? var.alarm_job_ids[0] : "example-job"
   latency_metric_names  = ["KafkaLatency"]
-  stage_names           = ["download", "parse", "produce"]
+  stage_names           = var.stage_names
+  job_id_input_type     = var.job_id_input_type
 
   tags = {
     Project = "metricskit-example"

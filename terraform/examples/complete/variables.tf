@@ -38,3 +38,15 @@ variable "alarm_email" {
   type        = string
   default     = null
 }
+
+variable "job_id_input_type" {
+  description = "\"input\" (a text box) or \"select\" (a drop-down of the namespace's JobIds) for the dashboard's JobId variable."
+  type        = string
+  default     = "input"
+}
+
+variable "stage_names" {
+  description = "Stages of the example job, one line each in the per-stage progress widget; [] switches that widget to a SEARCH expression."
+  type        = list(string)
+  default     = ["download", "parse", "produce"]
+}
