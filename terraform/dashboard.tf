@@ -4,11 +4,11 @@
 
 locals {
   # Grid sizes, named so the layout reads as rows (cdk-monitoring-constructs' size.ts idea).
-  grid_width     = 24
-  full_width     = 24
-  half_width     = 12
-  third_width    = 8
-  quarter_width  = 6
+  grid_width     = 24 # CloudWatch's grid; every row below fills it exactly
+  full_width     = local.grid_width
+  half_width     = local.grid_width / 2
+  third_width    = local.grid_width / 3
+  quarter_width  = local.grid_width / 4
   summary_width  = 4 # progress, records done/total and ETA tiles
   header_height  = 2
   summary_height = 5

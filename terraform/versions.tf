@@ -1,6 +1,6 @@
 terraform {
-  # Lower bounds only: the module uses optional() object attributes (1.3+) and check-free
-  # validation referencing other variables is avoided, so 1.5 is a comfortable floor.
+  # Lower bounds only. Validation conditions reference only their own variable (referencing
+  # others needs 1.9), and strcontains/startswith/endswith need 1.5.
   required_version = ">= 1.5"
 
   required_providers {
