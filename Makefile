@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform/tests/terraformrc
 export AWS_DISABLE_REQUEST_COMPRESSION := true
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest demo bench clean checkov sync-catalog
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck checkov pytest
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
@@ -35,5 +35,23 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py
 	$(BIN)/python bench/api_calls.py
 
+# checkov pins its own boto3/botocore, older than the dev venv's, so it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+$(CHECKOV_STAMP):
+	@test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	@touch $(CHECKOV_STAMP)
+
+# Fails on any failed check; skipped checks carry their reason inline in terraform/*.tf.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -d terraform --framework terraform --quiet --compact --skip-download
+
+# terraform/metric_catalog.json is the module's own copy of the library's catalog.
+sync-catalog:
+	cp metricskit/catalog.json terraform/metric_catalog.json
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,209 @@
+# Alarms and their SNS topic.
+#
+# CloudWatch alarms need concrete dimensions: they cannot use SEARCH, so one alarm cannot watch
+# "every JobId". The module therefore creates the alarms per job, for the JobIds listed in
+# var.alarm_job_ids. Remove a finished job from the list, or its stalled alarm fires (missing
+# data counts as stalled by design).
+
+locals {
+  alarm_jobs = toset(var.alarm_job_ids)
+
+  # The percentile the catalog lists for distributions (p99).
+  latency_percentile = one([for s in local.distribution.statistics : s if can(regex("^p[0-9.]+$", s))])
+
+  latency_alarms = {
+    for pair in setproduct(var.alarm_job_ids, var.latency_metric_names) :
+    "${pair[0]}/${pair[1]}" => { job_id = pair[0], metric_name = pair[1] }
+  }
+
+  alarm_actions = [aws_sns_topic.alarms.arn]
+
+  alarm_arns = concat(
+    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.job_stalled[job].arn],
+    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.error_rate[job].arn],
+    [for key in sort(keys(local.latency_alarms)) : aws_cloudwatch_metric_alarm.latency_p99[key].arn],
+    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.cost_over_budget[job].arn],
+  )
+}
+
+data "aws_caller_identity" "current" {}
+
+# CloudWatch alarms cannot publish to a topic encrypted with the AWS managed SNS key (its key
+# policy cannot grant cloudwatch.amazonaws.com), so the topic gets its own customer managed key
+# unless the caller brings one.
+data "aws_iam_policy_document" "alarm_topic_key" {
+  count = var.sns_kms_key_arn == null ? 1 : 0
+
+  statement {
+    sid       = "AccountAdministersKey"
+    actions   = ["kms:*"]
+    resources = ["*"] # In a key policy "*" means this key.
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"] # In a key policy "*" means this key.
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    # Only this account's alarms of this module (confused-deputy protection).
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:cloudwatch:${local.region}:${data.aws_caller_identity.current.account_id}:alarm:${var.name_prefix}-*"]
+    }
+  }
+}
+
+resource "aws_kms_key" "alarm_topic" {
+  count = var.sns_kms_key_arn == null ? 1 : 0
+
+  description             = "Encrypts the ${var.name_prefix} metricskit alarm topic; CloudWatch alarms may use it."
+  enable_key_rotation     = true
+  deletion_window_in_days = 7
+  policy                  = data.aws_iam_policy_document.alarm_topic_key[0].json
+  tags                    = var.tags
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name_prefix}-alarms"
+  kms_master_key_id = var.sns_kms_key_arn == null ? aws_kms_key.alarm_topic[0].arn : var.sns_kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count = var.alarm_email == null ? 0 : 1
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+# Stalled: no RecordsProcessed for stalled_minutes consecutive minutes. Missing data is
+# "breaching": a worker that died publishes nothing at all, and that is exactly a stall.
+resource "aws_cloudwatch_metric_alarm" "job_stalled" {
+  for_each = local.alarm_jobs
+
+  alarm_name          = "${var.name_prefix}-${each.key}-stalled"
+  alarm_description   = "metricskit: job ${each.key} processed no records for ${var.stalled_minutes} minutes."
+  namespace           = var.namespace
+  metric_name         = local.metric["RecordsProcessed"].name
+  unit                = local.metric["RecordsProcessed"].unit
+  statistic           = local.metric["RecordsProcessed"].statistic
+  dimensions          = { (local.dim.job) = each.key }
+  period              = 60
+  evaluation_periods  = var.stalled_minutes
+  datapoints_to_alarm = var.stalled_minutes
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# Error rate in percent: errors / (processed + errors), with metric math. FILL makes a period
+# with only errors (or only records) count, IF avoids dividing by zero when the job is idle.
+resource "aws_cloudwatch_metric_alarm" "error_rate" {
+  for_each = local.alarm_jobs
+
+  alarm_name          = "${var.name_prefix}-${each.key}-error-rate"
+  alarm_description   = "metricskit: job ${each.key} error rate above ${var.error_rate_threshold_percent}% over ${var.error_rate_evaluation_minutes} minutes."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.error_rate_threshold_percent
+  evaluation_periods  = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+
+  metric_query {
+    id          = "error_rate"
+    label       = "error rate (%)"
+    expression  = "IF(FILL(processed, 0) + FILL(errors, 0) > 0, 100 * FILL(errors, 0) / (FILL(processed, 0) + FILL(errors, 0)), 0)"
+    return_data = true
+  }
+
+  metric_query {
+    id = "processed"
+
+    metric {
+      namespace   = var.namespace
+      metric_name = local.metric["RecordsProcessed"].name
+      unit        = local.metric["RecordsProcessed"].unit
+      stat        = local.metric["RecordsProcessed"].statistic
+      period      = var.error_rate_evaluation_minutes * 60
+      dimensions  = { (local.dim.job) = each.key }
+    }
+  }
+
+  metric_query {
+    id = "errors"
+
+    metric {
+      namespace   = var.namespace
+      metric_name = local.metric["ErrorCount"].name
+      unit        = local.metric["ErrorCount"].unit
+      stat        = local.metric["ErrorCount"].statistic
+      period      = var.error_rate_evaluation_minutes * 60
+      dimensions  = { (local.dim.job) = each.key }
+    }
+  }
+}
+
+# p99 latency: the library publishes Values/Counts distributions, so CloudWatch computes
+# percentiles; 3 bad minutes in a row keep one slow flush from paging anybody.
+resource "aws_cloudwatch_metric_alarm" "latency_p99" {
+  for_each = local.latency_alarms
+
+  alarm_name          = "${var.name_prefix}-${each.value.job_id}-${each.value.metric_name}-${local.latency_percentile}"
+  alarm_description   = "metricskit: job ${each.value.job_id} ${each.value.metric_name} ${local.latency_percentile} above ${var.latency_p99_threshold_ms} ms."
+  namespace           = var.namespace
+  metric_name         = each.value.metric_name
+  unit                = local.distribution.unit
+  extended_statistic  = local.latency_percentile
+  dimensions          = { (local.dim.job) = each.value.job_id }
+  period              = 60
+  evaluation_periods  = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.latency_p99_threshold_ms
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = var.tags
+}
+
+# Budget: the cost tracker's EstimatedCost (updated every schedule tick) above the budget.
+resource "aws_cloudwatch_metric_alarm" "cost_over_budget" {
+  for_each = local.alarm_jobs
+
+  alarm_name          = "${var.name_prefix}-${each.key}-cost-over-budget"
+  alarm_description   = "metricskit: job ${each.key} estimated cost above ${var.job_cost_budget_usd} USD."
+  namespace           = var.namespace
+  metric_name         = local.metric["EstimatedCost"].name
+  unit                = local.metric["EstimatedCost"].unit
+  statistic           = local.metric["EstimatedCost"].statistic
+  dimensions          = { (local.dim.job) = each.key }
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.job_cost_budget_usd
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  tags                = var.tags
+}

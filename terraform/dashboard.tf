@@ -1,0 +1,331 @@
+# One dashboard per namespace. A JobId dashboard variable (a "property" variable) rewrites the
+# JobId dimension of every widget, so the same dashboard serves every job.
+# Layout: CloudWatch's 24-column grid, a text header, a summary row, then detail rows.
+
+locals {
+  # Grid sizes, named so the layout reads as rows (cdk-monitoring-constructs' size.ts idea).
+  grid_width     = 24 # CloudWatch's grid; every row below fills it exactly
+  full_width     = local.grid_width
+  half_width     = local.grid_width / 2
+  third_width    = local.grid_width / 3
+  quarter_width  = local.grid_width / 4
+  summary_width  = 4 # progress, records done/total and ETA tiles
+  header_height  = 2
+  summary_height = 5
+  detail_height  = 6
+  alarm_height   = 3
+
+  row_y_summary = local.header_height
+  row_y_detail1 = local.row_y_summary + local.summary_height
+  row_y_detail2 = local.row_y_detail1 + local.detail_height
+  row_y_cost    = local.row_y_detail2 + local.detail_height
+  row_y_alarms  = local.row_y_cost + local.detail_height
+
+  period = var.dashboard_period_seconds
+
+  # [namespace, metric name, JobId, <default job>] for every catalog metric keyed by JobId.
+  # Indexing local.metric fails the plan for a name the catalog does not define.
+  job_metric = {
+    for name, m in local.metric : name => [var.namespace, m.name, local.dim.job, var.default_job_id]
+    if contains(m.dimensions, local.dim.job)
+  }
+
+  job_id_variable = merge(
+    {
+      type         = "property"
+      property     = local.dim.job
+      inputType    = var.job_id_input_type
+      id           = local.dim.job
+      label        = local.dim.job
+      defaultValue = var.default_job_id
+      visible      = true
+    },
+    # A drop-down lists the JobIds that published records in the namespace.
+    {
+      for key, value in {
+        search       = "{\"${var.namespace}\",${local.dim.job}} MetricName=\"${local.metric["RecordsProcessed"].name}\""
+        populateFrom = local.dim.job
+      } : key => value if var.job_id_input_type == "select"
+    },
+  )
+
+  # Either one line per named stage, or (no names given) a SEARCH expression: dashboards may
+  # use SEARCH (alarms may not); it finds every stage of every job and ignores the JobId box.
+  # Indexing a tuple picks a branch even though the two branches have different shapes.
+  stage_metrics = [
+    [
+      for stage in var.stage_names : concat(
+        local.job_metric["ProgressPercentage"],
+        [local.dim.stage, stage, { stat = local.metric["ProgressPercentage"].statistic, label = stage }],
+      )
+    ],
+    [[{
+      id         = "stages"
+      expression = "SEARCH('{\"${var.namespace}\",${local.dim.job},${local.dim.stage}} MetricName=\"${local.metric["ProgressPercentage"].name}\"', '${local.metric["ProgressPercentage"].statistic}', ${local.period})"
+    }]],
+  ][length(var.stage_names) > 0 ? 0 : 1]
+
+  # Average and p99 of every latency distribution, statistics from the catalog.
+  latency_metrics = [
+    for pair in setproduct(var.latency_metric_names, local.distribution.statistics) :
+    [var.namespace, pair[0], local.dim.job, var.default_job_id, { stat = pair[1], label = "${pair[0]} ${pair[1]}" }]
+  ]
+
+  header_markdown = join("\n", [
+    "# metricskit: ${var.namespace}",
+    "Type a **JobId** in the box at the top of the dashboard to switch every job widget to that job. Throughput is summed over all workers; progress, records done and ETA are job-wide when the job table `${local.job_table_name}` is on (METRICSKIT_JOB_TABLE). Costs come from the cost tracker (`${local.function_name}`); see docs/DASHBOARD_GUIDE.md.",
+  ])
+
+  widget_header = {
+    type   = "text"
+    x      = 0
+    y      = 0
+    width  = local.full_width
+    height = local.header_height
+    properties = {
+      markdown = local.header_markdown
+    }
+  }
+
+  widgets_summary = [
+    {
+      type   = "metric"
+      x      = 0
+      y      = local.row_y_summary
+      width  = local.half_width
+      height = local.summary_height
+      properties = {
+        title  = "Throughput (records/s, all workers)"
+        view   = "timeSeries"
+        region = local.region
+        period = local.period
+        # RecordsProcessed is a delta that every worker adds to the same JobId series, so its
+        # Sum per period is job-wide; dividing by the period gives records per second.
+        metrics = [
+          concat(local.job_metric["RecordsProcessed"], [{ id = "processed", stat = local.metric["RecordsProcessed"].statistic, visible = false }]),
+          [{ id = "throughput", expression = "SUM([processed]) / PERIOD(processed)", label = "records/s (job)" }],
+          concat(local.job_metric["RecordsPerSecond"], [{ stat = local.metric["RecordsPerSecond"].statistic, label = "records/s (average worker)" }]),
+        ]
+        yAxis = { left = { min = 0, label = local.metric["RecordsPerSecond"].unit, showUnits = false } }
+      }
+    },
+    {
+      type   = "metric"
+      x      = local.half_width
+      y      = local.row_y_summary
+      width  = local.summary_width
+      height = local.summary_height
+      properties = {
+        title   = "Progress (%)"
+        view    = "gauge"
+        region  = local.region
+        period  = local.period
+        stat    = local.metric["ProgressPercentage"].statistic
+        metrics = [concat(local.job_metric["ProgressPercentage"], [{ label = "progress" }])]
+        yAxis   = { left = { min = 0, max = 100 } }
+      }
+    },
+    {
+      type   = "metric"
+      x      = local.half_width + local.summary_width
+      y      = local.row_y_summary
+      width  = local.summary_width
+      height = local.summary_height
+      properties = {
+        title  = "Records done / total"
+        view   = "singleValue"
+        region = local.region
+        period = local.period
+        metrics = [
+          concat(local.job_metric["RecordsDone"], [{ stat = local.metric["RecordsDone"].statistic, label = "done" }]),
+          concat(local.job_metric["RecordsTotal"], [{ stat = local.metric["RecordsTotal"].statistic, label = "total" }]),
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      x      = local.half_width + 2 * local.summary_width
+      y      = local.row_y_summary
+      width  = local.summary_width
+      height = local.summary_height
+      properties = {
+        title   = "ETA"
+        view    = "singleValue"
+        region  = local.region
+        period  = local.period
+        stat    = local.metric["ETASeconds"].statistic
+        metrics = [concat(local.job_metric["ETASeconds"], [{ label = "seconds to completion" }])]
+      }
+    },
+  ]
+
+  widgets_detail = concat(
+    length(local.latency_metrics) == 0 ? [] : [{
+      type   = "metric"
+      x      = 0
+      y      = local.row_y_detail1
+      width  = local.half_width
+      height = local.detail_height
+      properties = {
+        title   = "Latency (${local.distribution.unit}): average and p99"
+        view    = "timeSeries"
+        region  = local.region
+        period  = local.period
+        metrics = local.latency_metrics
+        yAxis   = { left = { min = 0, label = local.distribution.unit, showUnits = false } }
+      }
+    }],
+    [
+      {
+        type   = "metric"
+        x      = local.half_width
+        y      = local.row_y_detail1
+        width  = local.quarter_width
+        height = local.detail_height
+        properties = {
+          title  = "Errors and retries (sum over 5 min)"
+          view   = "timeSeries"
+          region = local.region
+          period = 300
+          metrics = [
+            concat(local.job_metric["ErrorCount"], [{ stat = local.metric["ErrorCount"].statistic, label = "errors" }]),
+            concat(local.job_metric["RetryCount"], [{ stat = local.metric["RetryCount"].statistic, label = "retries" }]),
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = local.half_width + local.quarter_width
+        y      = local.row_y_detail1
+        width  = local.quarter_width
+        height = local.detail_height
+        properties = {
+          title   = "Checkpoints"
+          view    = "timeSeries"
+          region  = local.region
+          period  = local.period
+          stat    = local.metric["CheckpointCount"].statistic
+          metrics = [concat(local.job_metric["CheckpointCount"], [{ label = "checkpoints" }])]
+          yAxis   = { left = { min = 0 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = 0
+        y      = local.row_y_detail2
+        width  = local.half_width
+        height = local.detail_height
+        properties = {
+          title   = "Progress per stage (%)"
+          view    = "timeSeries"
+          region  = local.region
+          period  = local.period
+          metrics = local.stage_metrics
+          yAxis   = { left = { min = 0, max = 100 } }
+        }
+      },
+      {
+        type   = "metric"
+        x      = local.half_width
+        y      = local.row_y_detail2
+        width  = local.half_width
+        height = local.detail_height
+        properties = {
+          title  = "metricskit health (dropped values, failed exports, queued periods)"
+          view   = "timeSeries"
+          region = local.region
+          period = local.period
+          metrics = [
+            for entry in local.catalog.self_metrics :
+            concat(local.job_metric[entry.name], [{ stat = entry.statistic, label = entry.name }])
+          ]
+          yAxis = { left = { min = 0 } }
+        }
+      },
+    ],
+  )
+
+  widgets_cost = [
+    {
+      type   = "metric"
+      x      = 0
+      y      = local.row_y_cost
+      width  = local.third_width
+      height = local.detail_height
+      properties = {
+        title  = "Job cost over time (USD)"
+        view   = "timeSeries"
+        region = local.region
+        period = 300
+        metrics = [
+          concat(local.job_metric["EstimatedCost"], [{ stat = local.metric["EstimatedCost"].statistic, label = "estimated" }]),
+          concat(local.job_metric["ActualCost"], [{ stat = local.metric["ActualCost"].statistic, label = "actual (Cost Explorer)" }]),
+          # 0 means Cost Explorer did not answer (throttled, denied, tag not yet active).
+          concat(local.job_metric["ActualCostAvailable"], [{ stat = local.metric["ActualCostAvailable"].statistic, label = "actual cost available", yAxis = "right" }]),
+        ]
+        yAxis = { left = { min = 0, label = "USD", showUnits = false }, right = { min = 0, max = 1 } }
+      }
+    },
+    {
+      type   = "metric"
+      x      = local.third_width
+      y      = local.row_y_cost
+      width  = local.third_width
+      height = local.detail_height
+      properties = {
+        title   = "Cost per million records (USD)"
+        view    = "timeSeries"
+        region  = local.region
+        period  = 300
+        stat    = local.metric["CostPerMillionRecords"].statistic
+        metrics = [concat(local.job_metric["CostPerMillionRecords"], [{ label = "USD per 1M records" }])]
+        yAxis   = { left = { min = 0, label = "USD", showUnits = false } }
+      }
+    },
+    {
+      type   = "metric"
+      x      = 2 * local.third_width
+      y      = local.row_y_cost
+      width  = local.third_width
+      height = local.detail_height
+      properties = {
+        title  = "Month-to-date cost by CostCategory (USD)"
+        view   = "bar"
+        region = local.region
+        period = 3600
+        metrics = [
+          for category in var.cost_categories : [
+            var.namespace, local.metric["MonthlyCost"].name, local.dim.cost_category, category,
+            { stat = local.metric["MonthlyCost"].statistic, label = category },
+          ]
+        ]
+      }
+    },
+  ]
+
+  # An alarm widget needs at least one alarm, so it appears once alarm_job_ids is set.
+  widgets_alarms = length(local.alarm_arns) == 0 ? [] : [{
+    type   = "alarm"
+    x      = 0
+    y      = local.row_y_alarms
+    width  = local.full_width
+    height = local.alarm_height
+    properties = {
+      title  = "Alarms"
+      alarms = local.alarm_arns
+    }
+  }]
+
+  dashboard_body = {
+    start          = "-PT6H"
+    periodOverride = "inherit"
+    variables      = [local.job_id_variable]
+    widgets        = concat([local.widget_header], local.widgets_summary, local.widgets_detail, local.widgets_cost, local.widgets_alarms)
+  }
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = local.dashboard_name
+  dashboard_body = jsonencode(local.dashboard_body)
+}

@@ -1,0 +1,52 @@
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "aws_endpoint_url" {
+  description = "Endpoint of a local AWS (moto, LocalStack), e.g. http://127.0.0.1:5000. Null means real AWS and the provider behaves normally."
+  type        = string
+  default     = null
+}
+
+variable "namespace" {
+  description = "CloudWatch namespace the workers publish to."
+  type        = string
+  default     = "CSVToKafka"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "metricskit-example"
+}
+
+variable "cost_tracker_zip_path" {
+  description = "Zip built by `python -m cost_tracker.package --out dist` (it prints the path)."
+  type        = string
+}
+
+variable "alarm_job_ids" {
+  description = "JobIds to alarm on."
+  type        = list(string)
+  default     = ["csv-job-1"]
+}
+
+variable "alarm_email" {
+  description = "Email address for alarm notifications, or null."
+  type        = string
+  default     = null
+}
+
+variable "job_id_input_type" {
+  description = "\"input\" (a text box) or \"select\" (a drop-down of the namespace's JobIds) for the dashboard's JobId variable."
+  type        = string
+  default     = "input"
+}
+
+variable "stage_names" {
+  description = "Stages of the example job, one line each in the per-stage progress widget; [] switches that widget to a SEARCH expression."
+  type        = list(string)
+  default     = ["download", "parse", "produce"]
+}

@@ -1,0 +1,87 @@
+# IAM: a policy for the workers, and the cost tracker's role. Least privilege: every statement
+# is scoped to this module's table, log group or namespace wherever AWS allows it.
+
+# --- Workers ----------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid     = "PutMetricsInOwnNamespace"
+    actions = ["cloudwatch:PutMetricData"]
+    # PutMetricData supports no resource-level permissions ("*" is the only valid resource);
+    # the cloudwatch:namespace condition is what limits it to this namespace.
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.namespace]
+    }
+  }
+
+  statement {
+    sid = "JobTableItems"
+    # Exactly what metricskit's job registry does: register a job (PutItem), ADD to done and
+    # set the status (UpdateItem), read line-count caches and checkpoints (GetItem). Workers
+    # never list jobs, so neither Query nor Scan.
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+  }
+}
+
+resource "aws_iam_policy" "worker" {
+  name        = "${var.name_prefix}-worker"
+  description = "metricskit workers: PutMetricData to ${var.namespace} and the job table's items. Attach to ECS task, Batch job or EC2 instance roles."
+  policy      = data.aws_iam_policy_document.worker.json
+  tags        = var.tags
+}
+
+# --- Cost tracker -----------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "cost_tracker_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "cost_tracker" {
+  name               = "${var.name_prefix}-cost-tracker"
+  description        = "metricskit cost tracker Lambda for namespace ${var.namespace}"
+  assume_role_policy = data.aws_iam_policy_document.cost_tracker_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "cost_tracker" {
+  statement {
+    sid     = "CostExplorerRead"
+    actions = ["ce:GetCostAndUsage"]
+    # Cost Explorer's GetCostAndUsage supports no resource-level permissions: "*" is the only
+    # resource AWS accepts for it.
+    resources = ["*"]
+  }
+
+  statement {
+    sid = "JobTable"
+    # Scan lists running and recently finished jobs; GetItem/PutItem/UpdateItem read and write
+    # the job items' actual cost and the Cost Explorer cache items.
+    actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+  }
+
+  statement {
+    sid = "OwnLogGroup"
+    # Lambda's own logs, which also carry the EMF metrics; the group itself is Terraform's.
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.cost_tracker.arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "cost_tracker" {
+  name   = "${var.name_prefix}-cost-tracker"
+  role   = aws_iam_role.cost_tracker.id
+  policy = data.aws_iam_policy_document.cost_tracker.json
+}

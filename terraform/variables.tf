@@ -1,0 +1,305 @@
+# Inputs of the metricskit module. Every variable is typed and described; fixed sets are
+# checked with validation {} so a typo fails at plan time, not in the console.
+# docs/DASHBOARD_GUIDE.md lists them in a table that a test keeps in step with this file.
+
+# --- Identity ---------------------------------------------------------------------------------
+
+variable "namespace" {
+  description = "CloudWatch namespace the workers publish to (METRICSKIT_NAMESPACE). One module instance (and one dashboard) per namespace."
+  type        = string
+
+  validation {
+    condition     = length(var.namespace) >= 1 && length(var.namespace) <= 255 && !startswith(var.namespace, "AWS/") && !strcontains(var.namespace, ":")
+    error_message = "namespace must be 1-255 characters, must not start with \"AWS/\" (reserved) and must not contain \":\"."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (table, topic, function, role, policy, alarms). Use a distinct prefix per module instance."
+  type        = string
+  default     = "metricskit"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,32}$", var.name_prefix))
+    error_message = "name_prefix must be 1-32 characters of A-Z, a-z, 0-9, \"-\" or \"_\"."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every taggable resource."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Dashboard --------------------------------------------------------------------------------
+
+variable "dashboard_name" {
+  description = "Name of the CloudWatch dashboard. Null means \"<name_prefix>-<namespace>\" with characters CloudWatch rejects replaced by \"-\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dashboard_name == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.dashboard_name))
+    error_message = "dashboard_name must be 1-255 characters of A-Z, a-z, 0-9, \"-\" or \"_\"."
+  }
+}
+
+variable "default_job_id" {
+  description = "JobId the dashboard shows when it opens; the JobId box at the top of the dashboard switches every job widget to another job."
+  type        = string
+  default     = "example-job"
+
+  validation {
+    condition     = length(var.default_job_id) >= 1 && length(var.default_job_id) <= 1024
+    error_message = "default_job_id must be 1-1024 characters (a CloudWatch dimension value)."
+  }
+}
+
+variable "job_id_input_type" {
+  description = "How the dashboard's JobId variable is chosen: \"input\" (a free text box) or \"select\" (a drop-down filled by a metric search over the namespace's RecordsProcessed series)."
+  type        = string
+  default     = "input"
+
+  validation {
+    condition     = contains(["input", "select"], var.job_id_input_type)
+    error_message = "job_id_input_type must be \"input\" or \"select\"."
+  }
+}
+
+variable "dashboard_period_seconds" {
+  description = "Period of the dashboard's time-series widgets in seconds (the workers' flush interval or a multiple of it)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([1, 5, 10, 30], var.dashboard_period_seconds) || (var.dashboard_period_seconds >= 60 && var.dashboard_period_seconds % 60 == 0)
+    error_message = "dashboard_period_seconds must be 1, 5, 10, 30 or a multiple of 60."
+  }
+}
+
+variable "latency_metric_names" {
+  description = "Distribution metrics (job.observe()/job.timer(), unit Milliseconds) shown as average and p99 latency and watched by the p99 alarm."
+  type        = list(string)
+  default     = ["KafkaLatency"]
+
+  validation {
+    condition     = alltrue([for name in var.latency_metric_names : can(regex("^[A-Za-z0-9_.-]{1,255}$", name))])
+    error_message = "Each latency metric name must be 1-255 characters of A-Z, a-z, 0-9, \"_\", \".\" or \"-\"."
+  }
+}
+
+variable "stage_names" {
+  description = "Stage names (job.stage(name)) for the per-stage progress widget. Empty means a SEARCH expression that finds every stage of every job in the namespace (SEARCH ignores the JobId box)."
+  type        = list(string)
+  default     = []
+}
+
+variable "cost_categories" {
+  description = "CostCategory tag values shown in the month-to-date cost widget (the cost tracker publishes MonthlyCost per value)."
+  type        = list(string)
+  default     = ["Training", "Inference", "Storage", "Orchestrator"]
+
+  validation {
+    condition     = length(var.cost_categories) >= 1
+    error_message = "cost_categories needs at least one value."
+  }
+}
+
+# --- Alarms -----------------------------------------------------------------------------------
+
+variable "alarm_job_ids" {
+  description = "JobIds to create alarms for (stalled, error rate, p99 latency per latency metric, cost over budget). CloudWatch alarms need concrete dimensions and cannot use SEARCH, so alarms are per job; remove a job when it finishes, or its stalled alarm fires."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.alarm_job_ids : length(id) >= 1 && length(id) <= 200])
+    error_message = "Each alarm JobId must be 1-200 characters (it becomes part of the alarm names)."
+  }
+}
+
+variable "alarm_email" {
+  description = "Email address subscribed to the alarm topic. Null means no subscription (subscribe your own endpoints to the sns_topic_arn output)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be null or an email address."
+  }
+}
+
+variable "sns_kms_key_arn" {
+  description = "ARN of a customer managed KMS key for the alarm topic; its key policy must let cloudwatch.amazonaws.com use kms:Decrypt and kms:GenerateDataKey*. Null means the module creates such a key (the AWS managed SNS key cannot be used by CloudWatch alarms)."
+  type        = string
+  default     = null
+}
+
+variable "stalled_minutes" {
+  description = "The job-stalled alarm fires when no RecordsProcessed arrive for this many consecutive minutes (missing data counts as stalled)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.stalled_minutes >= 1 && var.stalled_minutes <= 1440 && floor(var.stalled_minutes) == var.stalled_minutes
+    error_message = "stalled_minutes must be a whole number from 1 to 1440."
+  }
+}
+
+variable "error_rate_threshold_percent" {
+  description = "The error-rate alarm fires when 100 x errors / (processed + errors) is above this percentage."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.error_rate_threshold_percent >= 0 && var.error_rate_threshold_percent <= 100
+    error_message = "error_rate_threshold_percent must be between 0 and 100."
+  }
+}
+
+variable "error_rate_evaluation_minutes" {
+  description = "Window in minutes over which the error rate is computed (one alarm period)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.error_rate_evaluation_minutes >= 1 && var.error_rate_evaluation_minutes <= 60 && floor(var.error_rate_evaluation_minutes) == var.error_rate_evaluation_minutes
+    error_message = "error_rate_evaluation_minutes must be a whole number from 1 to 60."
+  }
+}
+
+variable "latency_p99_threshold_ms" {
+  description = "The latency alarm fires when the p99 of a latency metric is above this many milliseconds for 3 consecutive periods."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.latency_p99_threshold_ms > 0
+    error_message = "latency_p99_threshold_ms must be positive."
+  }
+}
+
+variable "job_cost_budget_usd" {
+  description = "The cost alarm fires when a job's EstimatedCost (USD, from the cost tracker) is above this budget."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.job_cost_budget_usd > 0
+    error_message = "job_cost_budget_usd must be positive."
+  }
+}
+
+# --- Job table --------------------------------------------------------------------------------
+
+variable "job_table_name" {
+  description = "Name of the DynamoDB job table (METRICSKIT_JOB_TABLE). Null means \"<name_prefix>-jobs\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.job_table_name == null || can(regex("^[A-Za-z0-9_.-]{3,255}$", var.job_table_name))
+    error_message = "job_table_name must be 3-255 characters of A-Z, a-z, 0-9, \"_\", \".\" or \"-\"."
+  }
+}
+
+variable "job_table_kms_key_arn" {
+  description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on)."
+  type        = string
+  default     = null
+}
+
+variable "job_table_deletion_protection" {
+  description = "Turn on DynamoDB deletion protection for the job table (recommended in production; off so examples destroy cleanly)."
+  type        = bool
+  default     = false
+}
+
+# --- Cost tracker -----------------------------------------------------------------------------
+
+variable "cost_tracker_zip_path" {
+  description = "Path of the cost tracker zip built by `python -m cost_tracker.package --out <dir>`; its SHA-256 redeploys the function whenever the code changes."
+  type        = string
+
+  validation {
+    condition     = endswith(var.cost_tracker_zip_path, ".zip")
+    error_message = "cost_tracker_zip_path must name a .zip file."
+  }
+}
+
+variable "cost_tracker_schedule" {
+  description = "EventBridge schedule expression of the cost tracker. Cost Explorer is cached, so a short schedule does not raise its cost."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = can(regex("^(rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\)|cron\\(.+\\))$", var.cost_tracker_schedule))
+    error_message = "cost_tracker_schedule must be rate(N unit) or cron(...)."
+  }
+}
+
+variable "cost_tracker_ce_refresh_hours" {
+  description = "Hours between Cost Explorer refreshes (COST_TRACKER_CE_REFRESH_HOURS). 6 keeps Cost Explorer at 4 requests a day or fewer."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.cost_tracker_ce_refresh_hours >= 1 && var.cost_tracker_ce_refresh_hours <= 24 && floor(var.cost_tracker_ce_refresh_hours) == var.cost_tracker_ce_refresh_hours
+    error_message = "cost_tracker_ce_refresh_hours must be a whole number from 1 to 24."
+  }
+}
+
+variable "cost_tracker_pricing_overrides_json" {
+  description = "Optional JSON of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), in the format docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cost_tracker_pricing_overrides_json == null || can(jsondecode(var.cost_tracker_pricing_overrides_json))
+    error_message = "cost_tracker_pricing_overrides_json must be null or valid JSON."
+  }
+}
+
+variable "cost_tracker_timeout_seconds" {
+  description = "Timeout of the cost tracker function in seconds."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.cost_tracker_timeout_seconds >= 1 && var.cost_tracker_timeout_seconds <= 900
+    error_message = "cost_tracker_timeout_seconds must be from 1 to 900."
+  }
+}
+
+variable "cost_tracker_memory_mb" {
+  description = "Memory of the cost tracker function in MB."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.cost_tracker_memory_mb >= 128 && var.cost_tracker_memory_mb <= 10240
+    error_message = "cost_tracker_memory_mb must be from 128 to 10240."
+  }
+}
+
+variable "cost_tracker_reserved_concurrency" {
+  description = "Reserved concurrency of the cost tracker. 1 keeps runs from overlapping (one Cost Explorer refresh at a time); -1 reserves nothing, which accounts whose Lambda concurrency quota is still 10 need (AWS refuses any reservation there)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.cost_tracker_reserved_concurrency == -1 || var.cost_tracker_reserved_concurrency >= 1
+    error_message = "cost_tracker_reserved_concurrency must be -1 (no reservation) or at least 1."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the cost tracker's log group in days (its EMF metrics are extracted on arrival, so the logs themselves are only for debugging)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653."
+  }
+}

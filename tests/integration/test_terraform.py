@@ -1,0 +1,679 @@
+"""The Terraform module: formatted, valid, applies against moto, deploys a dashboard and alarms
+that only name catalog metrics, plans no changes the second time, and destroys cleanly.
+
+The tests marked ``terraform`` skip (with the reason) when terraform or the provider mirror is
+missing, except under CI=true, where they fail instead. The others need neither.
+One apply per session: the ``deployed`` fixture is module scoped, and the last test destroys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TF_DIR = REPO / "terraform"
+EXAMPLE = "examples/complete"
+MIRROR = Path("/opt/tf-plugins")
+TERRAFORMRC = TF_DIR / "tests" / "terraformrc"
+GUIDE = REPO / "docs" / "DASHBOARD_GUIDE.md"
+REGION = "us-east-1"
+GRID_COLUMNS = 24
+
+CATALOG: dict[str, Any] = json.loads((REPO / "metricskit" / "catalog.json").read_text("utf-8"))
+STANDARD = {m["name"]: m for m in CATALOG["metrics"]}
+SELF = {m["name"]: m for m in CATALOG["self_metrics"]}
+DISTRIBUTION = CATALOG["distribution_example"]
+JOB_DIM = CATALOG["dimensions"]["job"]
+
+
+# --- Validators of a dashboard body (pure functions, tested on bad bodies below) ---------------
+
+
+def _entry_parts(entry: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Split a metrics-array row into its positional strings and its options object."""
+    if entry and isinstance(entry[-1], dict):
+        return entry[:-1], entry[-1]
+    return entry, {}
+
+
+def _metric_entry_problems(where: str, entry: Any) -> list[str]:
+    if not isinstance(entry, list) or not entry:
+        return [f"{where}: a metrics row must be a non-empty list, got {entry!r}"]
+    strings, options = _entry_parts(entry)
+    if not strings:  # a math or SEARCH expression row
+        if not isinstance(options.get("expression"), str) or not options["expression"]:
+            return [f"{where}: an options-only row needs an expression: {entry!r}"]
+        return []
+    problems = []
+    if not all(isinstance(s, str) and s for s in strings):
+        problems.append(f"{where}: namespace, name and dimensions must be non-empty strings")
+    if "..." in strings or "." in strings:
+        problems.append(f"{where}: shorthand rows are not used by this module: {entry!r}")
+    if len(strings) < 2 or len(strings) % 2:
+        problems.append(f"{where}: expected [namespace, name, (dim, value)*]: {entry!r}")
+    if "id" in options and not re.fullmatch(r"[a-z][A-Za-z0-9_]*", str(options["id"])):
+        problems.append(f"{where}: bad metric id {options['id']!r}")
+    return problems
+
+
+def _geometry_problems(where: str, widget: dict[str, Any], taken: dict[Any, str]) -> list[str]:
+    """Inside the 24-column grid, and no cell already taken by an earlier widget."""
+    geometry = [widget.get(k) for k in ("x", "y", "width", "height")]
+    if not all(isinstance(v, int) for v in geometry):
+        return [f"{where}: x, y, width and height must be integers: {geometry}"]
+    x, y, width, height = geometry
+    if x < 0 or y < 0 or width < 1 or height < 1 or x + width > GRID_COLUMNS:
+        return [f"{where}: outside the 24-column grid: {geometry}"]
+    for cell in ((col, row) for col in range(x, x + width) for row in range(y, y + height)):
+        if cell in taken:
+            return [f"{where}: overlaps {taken[cell]} at {cell}"]
+        taken[cell] = where
+    return []
+
+
+def widget_problems(body: dict[str, Any]) -> list[str]:
+    """Everything structurally wrong with a dashboard body; empty when it is well formed."""
+    widgets = body.get("widgets")
+    if not isinstance(widgets, list) or not widgets:
+        return ["the body has no widgets"]
+    problems: list[str] = []
+    taken: dict[tuple[int, int], str] = {}
+    for index, widget in enumerate(widgets):
+        props = widget.get("properties")
+        where = f"widget {index} ({(props or {}).get('title', widget.get('type'))})"
+        if widget.get("type") not in {"metric", "text", "alarm", "log", "explorer"}:
+            problems.append(f"{where}: unknown type {widget.get('type')!r}")
+        if not isinstance(props, dict) or not props:
+            problems.append(f"{where}: properties missing")
+            continue
+        problems += _geometry_problems(where, widget, taken)
+        if widget["type"] == "text" and not props.get("markdown"):
+            problems.append(f"{where}: a text widget needs markdown")
+        if widget["type"] == "alarm":
+            alarms = props.get("alarms")
+            if not alarms or not all(isinstance(a, str) and a.startswith("arn:") for a in alarms):
+                problems.append(f"{where}: an alarm widget needs alarm ARNs: {alarms!r}")
+        if widget["type"] == "metric":
+            problems += _metric_widget_problems(where, props)
+    return problems
+
+
+def _metric_widget_problems(where: str, props: dict[str, Any]) -> list[str]:
+    metrics = props.get("metrics")
+    if not isinstance(metrics, list) or not metrics:
+        return [f"{where}: a metric widget needs a non-empty metrics array"]
+    problems = []
+    for row, entry in enumerate(metrics):
+        problems += _metric_entry_problems(f"{where} row {row}", entry)
+    if problems:
+        return problems
+    ids = [opts["id"] for _, opts in map(_entry_parts, metrics) if "id" in opts]
+    if len(ids) != len(set(ids)):
+        problems.append(f"{where}: duplicate metric ids {ids}")
+    expressions = " ".join(opts.get("expression", "") for _, opts in map(_entry_parts, metrics))
+    for strings, opts in map(_entry_parts, metrics):
+        if strings and opts.get("visible") is False and opts.get("id") not in expressions:
+            problems.append(f"{where}: hidden metric {opts.get('id')!r} is used by no expression")
+    if props.get("view") not in {"timeSeries", "singleValue", "gauge", "bar", "pie"}:
+        problems.append(f"{where}: unknown view {props.get('view')!r}")
+    if props.get("view") == "gauge":
+        left = props.get("yAxis", {}).get("left", {})
+        if "min" not in left or "max" not in left:
+            problems.append(f"{where}: a gauge needs yAxis.left min and max")
+    if not isinstance(props.get("region"), str):
+        problems.append(f"{where}: region missing")
+    return problems
+
+
+def named_metrics(body: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(metric name, statistic) for every metric a body names, SEARCH expressions included."""
+    found: list[tuple[str, str | None]] = []
+    for widget in body.get("widgets", []):
+        props = widget.get("properties", {})
+        for entry in props.get("metrics", []):
+            strings, opts = _entry_parts(entry)
+            if strings:
+                found.append((strings[1], opts.get("stat", props.get("stat"))))
+            for name in re.findall(r'MetricName="([^"]+)"', opts.get("expression", "")):
+                found.append((name, None))
+    for variable in body.get("variables", []):
+        for name in re.findall(r'MetricName="([^"]+)"', variable.get("search", "")):
+            found.append((name, None))
+    return found
+
+
+def catalog_problems(body: dict[str, Any], distributions: list[str]) -> list[str]:
+    """Metrics the library does not emit, wrong statistics, and standard metrics left out."""
+    problems = []
+    named = named_metrics(body)
+    for name, stat in named:
+        if name in STANDARD or name in SELF:
+            expected = (STANDARD.get(name) or SELF[name])["statistic"]
+            if stat is not None and stat != expected:
+                problems.append(f"{name} shown as {stat}, the catalog says {expected}")
+        elif name in distributions:
+            if stat is not None and stat not in DISTRIBUTION["statistics"]:
+                problems.append(f"distribution {name} shown as {stat}")
+        else:
+            problems.append(f"{name} is not a metric the catalog defines")
+    missing = sorted(set(STANDARD) - {name for name, _ in named})
+    if missing:
+        problems.append(f"standard metrics missing from the dashboard: {missing}")
+    return problems
+
+
+# --- Checks that need neither terraform nor AWS ------------------------------------------------
+
+
+def _good_body() -> dict[str, Any]:
+    rows = [["NS", name, JOB_DIM, "j", {"stat": m["statistic"]}] for name, m in STANDARD.items()]
+    return {
+        "widgets": [
+            {
+                "type": "text",
+                "x": 0,
+                "y": 0,
+                "width": 24,
+                "height": 2,
+                "properties": {"markdown": "#"},
+            },
+            {
+                "type": "metric",
+                "x": 0,
+                "y": 2,
+                "width": 24,
+                "height": 6,
+                "properties": {"metrics": rows, "view": "timeSeries", "region": REGION},
+            },
+        ]
+    }
+
+
+def test_validators_accept_a_good_body_and_reject_each_kind_of_bad_one() -> None:
+    good = _good_body()
+    assert widget_problems(good) == []
+    assert catalog_problems(good, []) == []
+
+    overlap = _good_body()
+    overlap["widgets"][1]["y"] = 1
+    assert any("overlaps" in p for p in widget_problems(overlap))
+
+    too_wide = _good_body()
+    too_wide["widgets"][1]["x"] = 1
+    assert any("grid" in p for p in widget_problems(too_wide))
+
+    malformed = _good_body()
+    malformed["widgets"][1]["properties"]["metrics"].append(["NS", "RecordsProcessed", JOB_DIM])
+    assert any("expected [namespace" in p for p in widget_problems(malformed))
+
+    unknown = _good_body()
+    unknown["widgets"][1]["properties"]["metrics"].append(["NS", "Bogus", JOB_DIM, "j"])
+    assert catalog_problems(unknown, []) == ["Bogus is not a metric the catalog defines"]
+
+    missing = _good_body()
+    missing["widgets"][1]["properties"]["metrics"].pop(0)
+    assert any("missing from the dashboard" in p for p in catalog_problems(missing, []))
+
+    wrong_stat = _good_body()
+    wrong_stat["widgets"][1]["properties"]["metrics"][0][-1]["stat"] = "Average"
+    assert any("the catalog says" in p for p in catalog_problems(wrong_stat, []))
+
+
+def test_terraform_catalog_copy_is_byte_identical_to_the_library_catalog() -> None:
+    copy = (TF_DIR / "metric_catalog.json").read_bytes()
+    assert copy == (REPO / "metricskit" / "catalog.json").read_bytes(), "run `make sync-catalog`"
+
+
+def test_tf_files_name_catalog_metrics_only_through_the_decoded_catalog() -> None:
+    """Outside comments and descriptions, a catalog metric name in a .tf file may only appear
+    as a lookup key of the decoded catalog (local.metric["..."] / local.job_metric["..."]),
+    so a name the catalog drops fails the plan instead of drifting silently."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, (*STANDARD, *SELF))) + r")\b")
+    offenders = []
+    for path in sorted(TF_DIR.rglob("*.tf")):
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            if re.match(r"\s*(alarm_)?description\s*=", line):
+                continue
+            code = line.split("#", 1)[0]
+            for match in pattern.finditer(code):
+                if not code[: match.start()].endswith('metric["'):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {match.group(1)}")
+    assert offenders == []
+
+
+def test_every_checkov_skip_carries_a_reason() -> None:
+    skips = [
+        line.strip()
+        for path in TF_DIR.rglob("*.tf")
+        for line in path.read_text("utf-8").splitlines()
+        if "checkov:skip" in line
+    ]
+    assert skips, "the module documents its skipped checks inline"
+    bad = [s for s in skips if not re.fullmatch(r"#checkov:skip=CKV2?_AWS_\d+:\S.{10,}", s)]
+    assert bad == []
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_missing_terraform_skips_outside_ci_and_fails_in_ci(
+    ci: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci == "true" else pytest.skip.Exception
+    with pytest.raises(expected, match="terraform is not on PATH"):
+        _terraform_or_skip()
+
+
+def _tf_names(filename: str, block: str) -> list[str]:
+    text = (TF_DIR / filename).read_text("utf-8")
+    return re.findall(rf'^{block} "([A-Za-z0-9_]+)"', text, flags=re.MULTILINE)
+
+
+def _guide_table_names(heading: str) -> list[str]:
+    text = GUIDE.read_text("utf-8")
+    section = re.search(rf"^## {heading}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    assert section, f"docs/DASHBOARD_GUIDE.md has no '## {heading}' section"
+    return re.findall(r"^\| `([A-Za-z0-9_]+)` \|", section.group(1), flags=re.MULTILINE)
+
+
+def test_guide_inputs_table_matches_variables_tf() -> None:
+    assert _guide_table_names("Inputs") == _tf_names("variables.tf", "variable")
+
+
+def test_guide_outputs_table_matches_outputs_tf() -> None:
+    assert _guide_table_names("Outputs") == _tf_names("outputs.tf", "output")
+
+
+# --- Terraform against moto ---------------------------------------------------------------------
+
+
+def _terraform_or_skip() -> str:
+    terraform = shutil.which("terraform")
+    reason = None
+    if terraform is None:
+        reason = "terraform is not on PATH"
+    elif not MIRROR.is_dir():
+        reason = f"the provider mirror {MIRROR} is missing (terraform/tests/terraformrc uses it)"
+    if reason is None:
+        assert terraform is not None
+        return terraform
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true, so the Terraform tests must run")
+    pytest.skip(reason)
+
+
+def _cli_config() -> str:
+    """The caller's TF_CLI_CONFIG_FILE when it names a file, else the repo's mirror config."""
+    configured = os.environ.get("TF_CLI_CONFIG_FILE", "")
+    return configured if configured and Path(configured).is_file() else str(TERRAFORMRC)
+
+
+def _tf_env(endpoint: str | None = None) -> dict[str, str]:
+    env = {
+        "TF_CLI_CONFIG_FILE": _cli_config(),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",  # no version check over the network
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return env
+
+
+def build_cost_tracker_zip(dest: Path) -> Path:
+    """A stand-in for `python -m cost_tracker.package` (moto only needs a valid zip)."""
+    path = dest / "cost_tracker.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for source in sorted((REPO / "cost_tracker").rglob("*")):
+            if source.is_file() and "__pycache__" not in source.parts:
+                info = zipfile.ZipInfo(source.relative_to(REPO).as_posix(), (1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, source.read_bytes())
+    return path
+
+
+@dataclass
+class Deployment:
+    tf: Any
+    tf_vars: dict[str, Any]
+    endpoint: str
+    zip_path: Path
+    outputs: dict[str, Any] = field(default_factory=dict)
+    destroyed: bool = False
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of terraform/, so state and .terraform never land in the checkout."""
+    _terraform_or_skip()
+    root = tmp_path_factory.mktemp("tf") / "terraform"
+    shutil.copytree(
+        TF_DIR,
+        root,
+        ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"),
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def deployed(workdir: Path, moto_server: str) -> Iterator[Deployment]:
+    import tftest
+
+    unique = uuid.uuid4().hex[:8]
+    zip_path = build_cost_tracker_zip(workdir.parent)
+    tf_vars = {
+        "aws_endpoint_url": moto_server,
+        "cost_tracker_zip_path": str(zip_path),
+        "namespace": f"TFTest/{unique}",
+        "name_prefix": f"mktf-{unique}",
+        "alarm_job_ids": [f"job-{unique}"],
+    }
+    tf = tftest.TerraformTest(EXAMPLE, basedir=str(workdir), env=_tf_env(moto_server))
+    tf.setup(upgrade=False)
+    deployment = Deployment(tf=tf, tf_vars=tf_vars, endpoint=moto_server, zip_path=zip_path)
+    try:
+        tf.apply(tf_vars=tf_vars)
+        deployment.outputs = tf.output()
+        yield deployment
+    finally:
+        if not deployment.destroyed:
+            tf.destroy(tf_vars=tf_vars)
+
+
+@pytest.mark.terraform
+def test_terraform_fmt_check_passes() -> None:
+    terraform = _terraform_or_skip()
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_tf_env()},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.terraform
+def test_example_and_module_validate(deployed: Deployment) -> None:
+    result = deployed.tf.execute_command("validate", "-no-color")
+    assert "The configuration is valid" in result.out
+
+
+@pytest.mark.terraform
+def test_second_plan_shows_no_changes(deployed: Deployment) -> None:
+    plan = deployed.tf.plan(output=True, tf_vars=deployed.tf_vars)
+    changed = {
+        address: change["change"]["actions"]
+        for address, change in plan.resource_changes.items()
+        if change["change"]["actions"] not in (["no-op"], ["read"])
+    }
+    assert changed == {}
+
+
+def _dashboard_body(deployed: Deployment) -> dict[str, Any]:
+    cloudwatch = deployed.client("cloudwatch")
+    answer = cloudwatch.get_dashboard(DashboardName=deployed.outputs["dashboard_name"])
+    body: dict[str, Any] = json.loads(answer["DashboardBody"])
+    return body
+
+
+@pytest.mark.terraform
+def test_dashboard_names_only_catalog_metrics_and_every_standard_one(
+    deployed: Deployment,
+) -> None:
+    body = _dashboard_body(deployed)
+    assert catalog_problems(body, [DISTRIBUTION["name"]]) == []
+    names = {name for name, _ in named_metrics(body)}
+    assert set(SELF) <= names  # the health widget shows metricskit's own metrics
+    assert DISTRIBUTION["name"] in names
+
+
+@pytest.mark.terraform
+def test_dashboard_widgets_are_well_formed_on_the_grid(deployed: Deployment) -> None:
+    body = _dashboard_body(deployed)
+    assert widget_problems(body) == []
+    types = [w["type"] for w in body["widgets"]]
+    assert types[0] == "text"  # the header comes first
+    assert types.count("alarm") == 1
+    alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
+    assert alarm_widget["properties"]["alarms"] == deployed.outputs["alarm_arns"]
+
+
+@pytest.mark.terraform
+def test_dashboard_job_id_variable_switches_every_job_widget(deployed: Deployment) -> None:
+    body = _dashboard_body(deployed)
+    job_id = deployed.tf_vars["alarm_job_ids"][0]  # the example opens on its first job
+    assert body["variables"] == [
+        {
+            "type": "property",
+            "property": JOB_DIM,
+            "inputType": "input",
+            "id": JOB_DIM,
+            "label": JOB_DIM,
+            "defaultValue": job_id,
+            "visible": True,
+        }
+    ]
+    namespace = deployed.tf_vars["namespace"]
+    for widget in body["widgets"]:
+        for entry in widget["properties"].get("metrics", []):
+            strings, _ = _entry_parts(entry)
+            if strings:
+                assert strings[0] == namespace
+            if JOB_DIM in strings:
+                assert strings[strings.index(JOB_DIM) + 1] == job_id
+
+
+@pytest.mark.terraform
+def test_throughput_is_job_wide_records_per_second_by_metric_math(deployed: Deployment) -> None:
+    body = _dashboard_body(deployed)
+    widget = next(w for w in body["widgets"] if w["properties"].get("title", "").startswith("Thr"))
+    rows = [_entry_parts(e) for e in widget["properties"]["metrics"]]
+    (hidden_id,) = [o["id"] for s, o in rows if s and s[1] == "RecordsProcessed"]
+    (expression,) = [o["expression"] for s, o in rows if not s]
+    assert expression == f"SUM([{hidden_id}]) / PERIOD({hidden_id})"
+
+
+@pytest.mark.terraform
+def test_select_input_and_stage_search_variant_plans_a_valid_dashboard(
+    deployed: Deployment,
+) -> None:
+    """The other branches (a JobId drop-down, SEARCH over stages), checked on the plan."""
+    variant = {**deployed.tf_vars, "job_id_input_type": "select", "stage_names": []}
+    plan = deployed.tf.plan(output=True, tf_vars=variant)
+    change = plan.resource_changes["module.metricskit.aws_cloudwatch_dashboard.this"]["change"]
+    assert change["actions"] == ["update"]
+    body = json.loads(change["after"]["dashboard_body"])
+    assert widget_problems(body) == []
+    assert catalog_problems(body, [DISTRIBUTION["name"]]) == []
+    namespace = deployed.tf_vars["namespace"]
+    (variable,) = body["variables"]
+    assert variable["inputType"] == "select"
+    assert variable["populateFrom"] == JOB_DIM
+    assert variable["search"] == f'{{"{namespace}",{JOB_DIM}}} MetricName="RecordsProcessed"'
+    stages = next(w for w in body["widgets"] if "stage" in w["properties"].get("title", ""))
+    ((options,),) = stages["properties"]["metrics"]
+    assert options["expression"].startswith(f'SEARCH(\'{{"{namespace}",{JOB_DIM},Stage}}')
+
+
+@pytest.mark.terraform
+def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deployment) -> None:
+    cloudwatch = deployed.client("cloudwatch")
+    arns = deployed.outputs["alarm_arns"]
+    alarms = cloudwatch.describe_alarms(AlarmNames=[a.rsplit(":", 1)[1] for a in arns])
+    by_suffix = {a["AlarmName"].rsplit("-", 1)[-1]: a for a in alarms["MetricAlarms"]}
+    assert len(by_suffix) == 4 == len(arns)
+    job = deployed.tf_vars["alarm_job_ids"][0]
+    topic = deployed.outputs["sns_topic_arn"]
+    for alarm in by_suffix.values():
+        assert alarm["AlarmActions"] == [topic]
+
+    # CloudWatch cannot use the AWS managed SNS key: the topic's own key must let it in.
+    key_id = deployed.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"][
+        "KmsMasterKeyId"
+    ]
+    key_policy = deployed.client("kms").get_key_policy(KeyId=key_id, PolicyName="default")
+    grant = _statements(key_policy["Policy"])["CloudWatchAlarmsPublish"]
+    assert grant["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert _as_list(grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+    stalled = by_suffix["stalled"]
+    assert (stalled["MetricName"], stalled["Statistic"]) == ("RecordsProcessed", "Sum")
+    assert stalled["Dimensions"] == [{"Name": JOB_DIM, "Value": job}]
+    assert stalled["TreatMissingData"] == "breaching"
+    assert stalled["ComparisonOperator"] == "LessThanThreshold"
+    assert stalled["Threshold"] == 1
+
+    rate = by_suffix["rate"]
+    stats = {q["Id"]: q for q in rate["Metrics"]}
+    assert stats["processed"]["MetricStat"]["Metric"]["MetricName"] == "RecordsProcessed"
+    assert stats["errors"]["MetricStat"]["Metric"]["MetricName"] == "ErrorCount"
+    assert "errors" in stats["error_rate"]["Expression"]
+    assert "processed" in stats["error_rate"]["Expression"]
+    assert stats["error_rate"]["ReturnData"] is True
+
+    p99 = by_suffix["p99"]
+    assert (p99["MetricName"], p99["ExtendedStatistic"]) == (DISTRIBUTION["name"], "p99")
+
+    budget = by_suffix["budget"]
+    assert (budget["MetricName"], budget["Statistic"]) == ("EstimatedCost", "Maximum")
+
+
+@pytest.mark.terraform
+def test_job_table_follows_the_layout(deployed: Deployment) -> None:
+    dynamodb = deployed.client("dynamodb")
+    name = deployed.outputs["job_table_name"]
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "job_id", "AttributeType": "S"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+@pytest.mark.terraform
+def test_cost_tracker_runs_the_zip_on_a_schedule(deployed: Deployment) -> None:
+    function_name = deployed.outputs["cost_tracker_function_name"]
+    config = deployed.client("lambda").get_function(FunctionName=function_name)["Configuration"]
+    digest = hashlib.sha256(deployed.zip_path.read_bytes()).digest()
+    assert config["CodeSha256"] == base64.b64encode(digest).decode()
+    assert (config["Handler"], config["Runtime"]) == ("cost_tracker.handler.handler", "python3.12")
+    assert config["Environment"]["Variables"] == {
+        "METRICSKIT_JOB_TABLE": deployed.outputs["job_table_name"],
+        "METRICSKIT_NAMESPACE": deployed.tf_vars["namespace"],
+        "METRICSKIT_SINK": "emf",
+        "COST_TRACKER_CE_REFRESH_HOURS": "6",
+    }
+
+    events = deployed.client("events")
+    rule_name = f"{deployed.tf_vars['name_prefix']}-cost-tracker-schedule"
+    rule = events.describe_rule(Name=rule_name)
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+    assert [t["Arn"] for t in targets] == [config["FunctionArn"]]
+
+    policy = json.loads(deployed.client("lambda").get_policy(FunctionName=function_name)["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
+
+    logs = deployed.client("logs")
+    groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{function_name}")
+    assert [g["retentionInDays"] for g in groups["logGroups"]] == [30]
+
+
+def _statements(document: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(document, str):
+        document = json.loads(document)
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else sorted(value)
+
+
+@pytest.mark.terraform
+def test_iam_grants_only_what_workers_and_the_tracker_need(deployed: Deployment) -> None:
+    iam = deployed.client("iam")
+    table_arn = deployed.client("dynamodb").describe_table(
+        TableName=deployed.outputs["job_table_name"]
+    )["Table"]["TableArn"]
+
+    policy = iam.get_policy(PolicyArn=deployed.outputs["worker_policy_arn"])["Policy"]
+    version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])[
+        "PolicyVersion"
+    ]
+    worker = _statements(version["Document"])
+    metrics = worker["PutMetricsInOwnNamespace"]
+    assert _as_list(metrics["Action"]) == ["cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": deployed.tf_vars["namespace"]}
+    }
+    table = worker["JobTableItems"]
+    assert _as_list(table["Action"]) == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
+    assert table["Resource"] == table_arn
+
+    role = f"{deployed.tf_vars['name_prefix']}-cost-tracker"
+    tracker = _statements(iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"])
+    assert _as_list(tracker["CostExplorerRead"]["Action"]) == ["ce:GetCostAndUsage"]
+    assert _as_list(tracker["JobTable"]["Action"]) == [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Scan",
+        "dynamodb:UpdateItem",
+    ]
+    assert tracker["JobTable"]["Resource"] == table_arn
+    log_group = f"/aws/lambda/{deployed.outputs['cost_tracker_function_name']}"
+    assert tracker["OwnLogGroup"]["Resource"].endswith(f":log-group:{log_group}:*")
+    star = [sid for sid, s in {**worker, **tracker}.items() if "*" in _as_list(s["Resource"])]
+    assert sorted(star) == ["CostExplorerRead", "PutMetricsInOwnNamespace"]
+
+
+@pytest.mark.terraform
+def test_destroy_is_clean(deployed: Deployment) -> None:
+    deployed.tf.destroy(tf_vars=deployed.tf_vars)
+    deployed.destroyed = True
+    assert deployed.tf.state_pull().resources == {}
+    cloudwatch = deployed.client("cloudwatch")
+    dashboards = cloudwatch.list_dashboards(DashboardNamePrefix=deployed.outputs["dashboard_name"])
+    assert dashboards["DashboardEntries"] == []
+    prefix = deployed.tf_vars["name_prefix"]
+    assert cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"] == []
+    assert (
+        deployed.outputs["job_table_name"]
+        not in deployed.client("dynamodb").list_tables()["TableNames"]
+    )
+    functions = deployed.client("lambda").list_functions()["Functions"]
+    assert all(not f["FunctionName"].startswith(prefix) for f in functions)
