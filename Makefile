@@ -34,6 +34,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py
 	$(BIN)/python bench/api_calls.py
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/cost_explorer_requests.py
 
 # checkov pins its own boto3/botocore, older than the dev venv's, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov

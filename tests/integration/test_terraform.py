@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,14 +339,16 @@ def _tf_env(endpoint: str | None = None) -> dict[str, str]:
 
 
 def build_cost_tracker_zip(dest: Path) -> Path:
-    """A stand-in for `python -m cost_tracker.package` (moto only needs a valid zip)."""
-    path = dest / "cost_tracker.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for source in sorted((REPO / "cost_tracker").rglob("*")):
-            if source.is_file() and "__pycache__" not in source.parts:
-                info = zipfile.ZipInfo(source.relative_to(REPO).as_posix(), (1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, source.read_bytes())
+    """The real deployment package, built as `python -m cost_tracker.package --out` does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cost_tracker.package", "--out", str(dest)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    path = Path(result.stdout.splitlines()[0].strip())
+    assert path.is_file(), result.stdout
     return path
 
 
