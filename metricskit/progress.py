@@ -209,14 +209,19 @@ def render(bar: Any, status: JobStatus) -> None:
     rate = "?" if status.rate is None else f"{status.rate:,.1f}/s"
     eta = "?" if status.eta_seconds is None else bar.format_interval(status.eta_seconds)
     if status.total:
-        bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {postfix}]"
-        bar.total = status.total
+        bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+        bar.total = _whole(status.total)
     else:
-        bar.bar_format = "{desc}: {n_fmt} [{elapsed}, {postfix}]"
+        bar.bar_format = "{desc}: {n_fmt} [{elapsed}{postfix}]"
         bar.total = None
-    bar.n = status.done
+    bar.n = _whole(status.done)
     bar.set_postfix_str(f"{rate}, ETA {eta}", refresh=False)
     bar.refresh()
+
+
+def _whole(value: float) -> float | int:
+    """Counts are floats inside metricskit; show 4 rather than 4.0."""
+    return int(value) if float(value).is_integer() else value
 
 
 __all__ = ["ByteProgressReader", "TerminalProgress", "progress_bar_wanted", "render"]
