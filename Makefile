@@ -34,6 +34,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py
 	$(BIN)/python bench/api_calls.py
+	$(BIN)/python bench/eta_accuracy.py
+	$(BIN)/python bench/count_lines.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

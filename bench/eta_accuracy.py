@@ -6,7 +6,8 @@ of about 25 %. After 10 % of the job is done, every second we ask three estimato
 time remaining and compare it with the true remaining time (known once the simulation ends):
 
 * metricskit: ``metricskit.eta.EtaEstimator``, fed the count once per ``--feed`` seconds
-  (1 s: a progress bar or ``status()`` poller; 60 s: only the default flush);
+  (1 s: a progress bar or ``status()`` poller; 60 s: only the default flush); the figure
+  scored is the ETA computed at the last feed, as published (not refreshed in between);
 * original plan: ``(total - done) / (done / elapsed)``, the overall average;
 * tqdm: a real ``tqdm.tqdm`` (default ``smoothing=0.3``, ``mininterval=0.1``) whose clock is
   replaced by the simulation's, updated every step; its estimate is what its bar prints,
@@ -88,6 +89,7 @@ def simulate(profile: Profile, seed: int, feed: float) -> dict[str, list[float]]
     jitter = 1.0
     samples: list[tuple[float, float | None, float | None, float | None]] = []
     next_sample = next_feed = 0.0
+    ours: float | None = None  # the last estimate published, as a dashboard would show it
     t = 0.0
     steps_per_second = round(1.0 / STEP)
     step = 0
@@ -103,13 +105,14 @@ def simulate(profile: Profile, seed: int, feed: float) -> dict[str, list[float]]
         if k:
             bar.update(k)
         if t >= next_feed:
+            # What a flush would publish (ETASeconds) or status() would return at this moment.
             est.update(t, done)
+            ours = est.estimate(TOTAL - done).eta_seconds
             next_feed += feed
         if t >= next_sample:
             next_sample += 1.0
             if done >= 0.1 * TOTAL and done < TOTAL:
                 remaining = TOTAL - done
-                ours = est.estimate(remaining).eta_seconds
                 plan = remaining / (done / t)
                 rate = bar.format_dict["rate"]
                 tq = remaining / rate if rate else None

@@ -234,6 +234,9 @@ class Job(Recorder):
         registration = self._registration
         if registration is None:
             return super()._done_for_collect(processed_delta)
+        if self._closed:
+            # close() has sent (or is sending) everything with its final update: no more calls.
+            return registration.job_done(self._processed.total())
         now = self.clock()
         return registration.sync(
             self._processed.total(), self._failed.total(), self.wall_time(now), now
@@ -393,11 +396,13 @@ class Job(Recorder):
         self.final_status = status
         deadline = time.monotonic() + self.shutdown_timeout
         self._flusher.stop(timeout=self.shutdown_timeout)
+        # The registry first, with at most half the time: its reply carries the job-wide count
+        # the last metrics publish, and a hung DynamoDB still leaves time for the metrics.
+        registered = self._finish_registry(status, max(0.1, (deadline - time.monotonic()) / 2))
         remaining = max(0.1, deadline - time.monotonic())
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
             lambda: self._flush_once(force=True), remaining
         )
-        registered = self._finish_registry(status, max(0.1, deadline - time.monotonic()))
         self._close_progress_bar()
         process_hooks.untrack(self)
         self._shutdown_sink()

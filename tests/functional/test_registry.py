@@ -329,3 +329,30 @@ def test_unreachable_table_never_blocks_or_raises(monkeypatch: pytest.MonkeyPatc
     assert job.status().done == 10
     assert job.close() is False  # the registry could not be told; nothing raised
     assert sink.last(catalog.RECORDS_DONE) == 10
+
+
+def test_hung_table_at_close_still_lets_the_metrics_out(table: str) -> None:
+    release = threading.Event()
+    hanging = threading.Event()
+
+    def hang(**_: Any) -> None:
+        if hanging.is_set():
+            release.wait(30)  # a DynamoDB call that does not answer
+
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", hang)
+    sink = MemorySink()
+    jid = job_id()
+    job = Job(
+        jid, total=10, sink=sink, registry=JobRegistry(table, client=client), shutdown_timeout=2
+    )
+    wait_for(lambda: job.registration is not None and job.registration.registered, "register")
+    job.processed(10)
+    hanging.set()
+    try:
+        assert job.close() is False  # the registry did not answer in time
+        assert sink.sum(catalog.RECORDS_PROCESSED) == 10  # but the metrics were delivered
+        assert sink.last(catalog.RECORDS_DONE) == 10
+    finally:
+        hanging.clear()
+        release.set()
