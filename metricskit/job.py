@@ -159,12 +159,20 @@ class Job(Recorder):
         self._flusher = PeriodicFlusher(
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
         )
-        self._registration = self._join_registry(
-            registry, job_table, compute_profile, hourly_rate, total
-        )
+        self._registration: WorkerRegistration | None = None
+        # Everything that can refuse an argument comes before anything that starts a thread.
+        self._progress_bar = self._make_progress_bar(progress_bar)
+        try:
+            self._registration = self._join_registry(
+                registry, job_table, compute_profile, hourly_rate, total
+            )
+        except Exception:
+            self._close_progress_bar()
+            raise
         if not isinstance(self.sink, NullSink) or self._registration is not None:
             self._flusher.start()
-        self._progress_bar = self._start_progress_bar(progress_bar)
+        if self._progress_bar is not None:
+            self._progress_bar.start()
         process_hooks.track(self)
 
     @staticmethod
@@ -254,7 +262,7 @@ class Job(Recorder):
             timeout,
         )
 
-    def _start_progress_bar(self, wanted: bool | None) -> TerminalProgress | None:
+    def _make_progress_bar(self, wanted: bool | None) -> TerminalProgress | None:
         if wanted is None:
             wanted = config.env_bool(config.ENV_PROGRESS_BAR, None)
         if not progress_bar_wanted(wanted):
@@ -265,7 +273,6 @@ class Job(Recorder):
             if wanted:  # asked for explicitly: say why it cannot be
                 raise
             return None  # a terminal but no tqdm: no bar
-        bar.start()
         return bar
 
     def _close_progress_bar(self) -> None:

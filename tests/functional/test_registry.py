@@ -356,3 +356,20 @@ def test_hung_table_at_close_still_lets_the_metrics_out(table: str) -> None:
     finally:
         hanging.clear()
         release.set()
+
+
+def test_bad_registry_arguments_are_refused_before_anything_starts(table: str) -> None:
+    import threading as th
+
+    from metricskit.errors import ConfigurationError
+
+    before = {t.name for t in th.enumerate()}
+    with pytest.raises(ConfigurationError, match="hourly_rate"):
+        Job(job_id(), sink=MemorySink(), job_table=table, hourly_rate=-1)
+    with pytest.raises(ConfigurationError, match="compute_profile"):
+        Job(job_id(), sink=MemorySink(), job_table=table, compute_profile="")
+    with pytest.raises(ConfigurationError, match="job table"):
+        Job(job_id(), sink=MemorySink(), job_table="x")
+    started = {t.name for t in th.enumerate()} - before
+    assert not [name for name in started if name.startswith("metricskit")]
+    assert JobRegistry(table).jobs() == []  # nobody registered
