@@ -9,11 +9,13 @@ the regime the job is in now*.
 The estimator below finds that regime with an adaptive window (ADWIN, Bifet & Gavaldà 2007):
 
 * progress is spread over equal time slots (linear between samples, so a job fed once a
-  minute by the flusher and one fed twice a second by a progress bar look alike);
+  minute by the flusher and one fed twice a second by a progress bar look alike; slots are
+  kept at least an eighth of the usual time between samples);
 * the window of slots is cut where the rate before and after a split differs by more than
-  the noise of the slot rates allows (a Bernstein bound with the window's own variance), so a
-  real change (warm-up ending, a slowdown) starts a new window within tens of slots, while
-  periodic stalls and bursts, which look like noise over a long window, do not;
+  the noise of the slot rates allows (ADWIN's Bernstein bound: the window's variance plus a
+  range term), at the likeliest change point (largest CUSUM statistic), so a real change
+  (warm-up ending, a slowdown) starts a new window within tens of slots, while periodic
+  stalls and bursts, which look like noise over a long window, do not;
 * the rate is the average over the window; the ETA is what remains divided by it;
 * a job with no progress for much longer than any gap seen before is *stalled*: no ETA
   rather than a misleadingly near one; while shorter, the ETA is at least the stall so far.
