@@ -272,20 +272,25 @@ def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> 
 class Outage:
     """A botocore hook that fails every DynamoDB call while ``down`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self.down = False
         self.refused = 0
 
     def __call__(self, request: Any, **_: Any) -> None:
         if self.down:
-            from botocore.exceptions import EndpointConnectionError
+            from botocore.exceptions import ClientError, EndpointConnectionError
 
             self.refused += 1
-            raise EndpointConnectionError(endpoint_url=request.url)
+            if self.kind == "unreachable":
+                raise EndpointConnectionError(endpoint_url=request.url)
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "UpdateItem")
 
 
-def test_deltas_survive_an_outage_and_arrive_when_it_ends(table: str) -> None:
-    outage = Outage()
+@pytest.mark.parametrize("kind", ["unreachable", "throttled"])
+def test_deltas_survive_an_outage_and_arrive_when_it_ends(table: str, kind: str) -> None:
+    outage = Outage(kind)
     client = boto3.client("dynamodb")
     client.meta.events.register("before-send.dynamodb", outage)
     registry = JobRegistry(table, client=client)
