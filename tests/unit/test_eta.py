@@ -159,3 +159,23 @@ def test_job_status_uses_the_estimator(clock: Any) -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="slot_seconds"):
         EtaEstimator(slot_seconds=0)
+
+
+def test_stalled_job_stops_publishing_an_eta(clock: Any) -> None:
+    sink = MemorySink()
+    with Job("eta-stalled", total=10_000, sink=sink, clock=clock) as job:
+        for _ in range(60):
+            job.processed(10)
+            clock.advance(1)
+            job.status()
+        job.flush()
+        assert job.status().eta_seconds == pytest.approx(940.0)
+        assert sink.last("ETASeconds") == pytest.approx(940.0)
+        sink.clear()
+        for _ in range(60):  # an hour with no progress at all
+            clock.advance(60)
+            job.status()
+        job.flush()
+        assert job.status().eta_seconds is None
+        assert sink.metrics("ETASeconds") == []
+        assert sink.last("RecordsDone") == 600
