@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from metricskit import Job
+from metricskit import Job, catalog
 from metricskit.eta import STALL_FLOOR_SECONDS, EtaEstimator
 from metricskit.sinks.memory import MemorySink
 
@@ -170,12 +170,12 @@ def test_stalled_job_stops_publishing_an_eta(clock: Any) -> None:
             job.status()
         job.flush()
         assert job.status().eta_seconds == pytest.approx(940.0)
-        assert sink.last("ETASeconds") == pytest.approx(940.0)
+        assert sink.last(catalog.ETA_SECONDS) == pytest.approx(940.0)
         sink.clear()
         for _ in range(60):  # an hour with no progress at all
             clock.advance(60)
             job.status()
         job.flush()
         assert job.status().eta_seconds is None
-        assert sink.metrics("ETASeconds") == []
-        assert sink.last("RecordsDone") == 600
+        assert sink.metrics(catalog.ETA_SECONDS) == []
+        assert sink.last(catalog.RECORDS_DONE) == 600
