@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_calls.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/cost_explorer_requests.py
+	$(BIN)/python bench/eta_accuracy.py
+	$(BIN)/python bench/count_lines.py
 
 # checkov pins its own boto3/botocore, older than the dev venv's, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov

@@ -15,6 +15,7 @@ from metricskit.errors import (
     MetricsKitError,
 )
 from metricskit.job import Job, Stage
+from metricskit.lines import count_lines
 from metricskit.recorder import JobStatus, Timer
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "Stage",
     "Timer",
     "__version__",
+    "count_lines",
 ]

@@ -22,7 +22,9 @@ from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
 from metricskit.errors import ConfigurationError, InvalidDimensionError, JobClosedError
 from metricskit.flusher import PeriodicFlusher
+from metricskit.progress import TerminalProgress, progress_bar_wanted
 from metricskit.recorder import DropCounter, JobStatus, Recorder
+from metricskit.registry import JobRegistry, WorkerRegistration
 from metricskit.sinks.base import NullSink, Sink
 from metricskit.validation import check_dimension_value, check_dimensions, check_namespace
 
@@ -82,6 +84,12 @@ class Job(Recorder):
     then defaults: namespace ``metricskit``, sink ``cloudwatch``, a 60 s flush interval.
     ``sink`` is a name (``"cloudwatch"``, ``"emf"``, ``"memory"``, ``"off"``) or a sink
     object. ``clock`` is a monotonic ``() -> float`` in seconds, injectable for tests.
+
+    With a job table (``registry``, ``job_table`` or ``METRICSKIT_JOB_TABLE``) the workers of
+    one job share its progress through DynamoDB (see :mod:`metricskit.registry`);
+    ``compute_profile``/``hourly_rate`` go there for the cost tracker. ``progress_bar``
+    (default ``METRICSKIT_PROGRESS_BAR``, else on only when stderr is a terminal) draws a
+    tqdm bar with the same numbers as the metrics.
     """
 
     def __init__(
@@ -98,6 +106,11 @@ class Job(Recorder):
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         max_queued_periods: int | None = None,
+        job_table: str | None = None,
+        registry: JobRegistry | None = None,
+        compute_profile: str | None = None,
+        hourly_rate: float | None = None,
+        progress_bar: bool | None = None,
         handle_sigterm: bool = True,
     ) -> None:
         check_dimension_value(catalog.JOB_ID, job_id)
@@ -153,8 +166,20 @@ class Job(Recorder):
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
         )
         self._owner_pid = os.getpid()
-        if not isinstance(self.sink, NullSink):
+        self._registration: WorkerRegistration | None = None
+        # Everything that can refuse an argument comes before anything that starts a thread.
+        self._progress_bar = self._make_progress_bar(progress_bar)
+        try:
+            self._registration = self._join_registry(
+                registry, job_table, compute_profile, hourly_rate, total
+            )
+        except Exception:
+            self._close_progress_bar()
+            raise
+        if not isinstance(self.sink, NullSink) or self._registration is not None:
             self._flusher.start()
+        if self._progress_bar is not None:
+            self._progress_bar.start()
         process_hooks.track(self)
         if handle_sigterm:
             process_hooks.install_sigterm_handler()
@@ -175,6 +200,94 @@ class Job(Recorder):
                 f"export(batch), got {sink!r}"
             )
         return sink
+
+    # -- job registry and progress bar (see metricskit.registry / metricskit.progress) -------
+
+    def _join_registry(
+        self,
+        registry: JobRegistry | None,
+        table: str | None,
+        compute_profile: str | None,
+        hourly_rate: float | None,
+        total: float | None,
+    ) -> WorkerRegistration | None:
+        if registry is None:
+            name = table or config.env_optional_str(config.ENV_JOB_TABLE)
+            if name is None:
+                if compute_profile is not None or hourly_rate is not None:
+                    logger.info("metricskit: compute_profile/hourly_rate need a job table")
+                return None
+            registry = JobRegistry(name)
+        registration = WorkerRegistration(
+            registry,
+            self.job_id,
+            namespace=self.namespace,
+            total=total,
+            started_at=self._wall_start,
+            compute_profile=compute_profile,
+            hourly_rate=hourly_rate,
+            monotonic_now=self._mono_start,
+        )
+        # Register at once, off the worker's thread (the flusher's first turn is a minute away).
+        threading.Thread(
+            target=registration.register,
+            args=(self._wall_start,),
+            name=f"metricskit-register-{self.job_id}",
+            daemon=True,
+        ).start()
+        return registration
+
+    @property
+    def registration(self) -> WorkerRegistration | None:
+        """This worker's membership of the job registry, if there is one."""
+        return self._registration
+
+    def _done(self) -> float:
+        registration = self._registration
+        local = self._processed.total()
+        return local if registration is None else registration.job_done(local)
+
+    def _done_for_collect(self, processed_delta: float) -> float:
+        registration = self._registration
+        if registration is None:
+            return super()._done_for_collect(processed_delta)
+        if self._closed:
+            # close() has sent (or is sending) everything with its final update: no more calls.
+            return registration.job_done(self._processed.total())
+        now = self.clock()
+        return registration.sync(
+            self._processed.total(), self._failed.total(), self.wall_time(now), now
+        )
+
+    def _finish_registry(self, status: FinalStatus, timeout: float) -> bool:
+        registration = self._registration
+        if registration is None:
+            return True
+        now = self.clock()
+        return self._run_bounded(
+            lambda: registration.finish(
+                status, self._processed.total(), self._failed.total(), self.wall_time(now), now
+            ),
+            timeout,
+        )
+
+    def _make_progress_bar(self, wanted: bool | None) -> TerminalProgress | None:
+        if wanted is None:
+            wanted = config.env_bool(config.ENV_PROGRESS_BAR, None)
+        if not progress_bar_wanted(wanted):
+            return None
+        try:
+            bar = TerminalProgress(self.status, desc=self.job_id)
+        except ConfigurationError:
+            if wanted:  # asked for explicitly: say why it cannot be
+                raise
+            return None  # a terminal but no tqdm: no bar
+        return bar
+
+    def _close_progress_bar(self) -> None:
+        bar, self._progress_bar = self._progress_bar, None
+        if bar is not None:
+            bar.close()
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -320,13 +433,17 @@ class Job(Recorder):
         self.final_status = status
         deadline = time.monotonic() + self.shutdown_timeout
         self._flusher.stop(timeout=self.shutdown_timeout)
+        # The registry first, with at most half the time: its reply carries the job-wide count
+        # the last metrics publish, and a hung DynamoDB still leaves time for the metrics.
+        registered = self._finish_registry(status, max(0.1, (deadline - time.monotonic()) / 2))
         remaining = max(0.1, deadline - time.monotonic())
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
             lambda: self._drain(deadline), remaining
         )
+        self._close_progress_bar()
         process_hooks.untrack(self)
         self._shutdown_sink()
-        return delivered
+        return delivered and registered
 
     def _shutdown_sink(self) -> None:
         try:
@@ -359,7 +476,14 @@ class Job(Recorder):
         return os.getpid() != self._owner_pid
 
     def _close_at_exit(self) -> None:
-        self.close("interrupted" if self.final_status is None else self.final_status)
+        if self.final_status is not None:
+            status = self.final_status
+        elif self.inherited:
+            # A forked worker leaving normally finished its share; the parent owns the job.
+            status = "completed"
+        else:
+            status = "interrupted"
+        self.close(status)
 
     def _close_interrupted(self) -> None:
         self.close("interrupted")
@@ -376,13 +500,19 @@ class Job(Recorder):
         self._delivery.reset_after_fork()
         self._failed_exports_reported = 0
         self._last_collect = self.clock()
+        self._progress_bar = None  # its thread stayed in the parent
+        if self._registration is not None:
+            self._registration.reset_after_fork(
+                self._processed.total(), self._failed.total(), self._last_collect
+            )
         after_fork = getattr(self.sink, "after_fork", None)
         if callable(after_fork):
             try:
                 after_fork()
             except Exception:
                 logger.exception("metricskit: sink after_fork failed")
-        if not self._closed and not isinstance(self.sink, NullSink):
+        publishes = not isinstance(self.sink, NullSink) or self._registration is not None
+        if not self._closed and publishes:
             self._flusher.restart_after_fork()
 
     def __repr__(self) -> str:

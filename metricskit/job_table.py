@@ -11,7 +11,10 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   (ADD 1 per worker that registered), ``worker_seconds`` N (every worker ADDs the seconds it
   ran since its previous flush: estimated cost = worker_seconds / 3600 x hourly rate),
   ``compute_profile`` S (optional, e.g. ``fargate:4vcpu:8gb``, ``ec2-spot:g5.xlarge``),
-  ``hourly_rate`` N (optional USD per worker-hour, overrides the profile's price);
+  ``hourly_rate`` N (optional USD per worker-hour, overrides the profile's price),
+  ``active_workers`` N (ADD 1 on register, ADD -1 on close: the last worker out sets the
+  final status), ``interrupted_workers`` N (ADD 1 per worker closed as interrupted: the job
+  ends ``interrupted`` rather than ``completed`` when any shard was cut short);
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
@@ -52,6 +55,8 @@ FINISHED_AT: Final = "finished_at"
 HEARTBEAT_AT: Final = "heartbeat_at"
 WORKERS: Final = "workers"
 WORKER_SECONDS: Final = "worker_seconds"
+ACTIVE_WORKERS: Final = "active_workers"
+INTERRUPTED_WORKERS: Final = "interrupted_workers"
 COMPUTE_PROFILE: Final = "compute_profile"
 HOURLY_RATE: Final = "hourly_rate"
 ACTUAL_COST: Final = "actual_cost"

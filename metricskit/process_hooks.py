@@ -65,6 +65,7 @@ def _install_once() -> None:
             return
         atexit.register(_close_all)
         os.register_at_fork(after_in_child=_after_fork_in_child)
+        _install_multiprocessing_exit_hook()
         _installed = True
 
 
@@ -111,14 +112,34 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _after_fork_in_child() -> None:
     global _install_lock  # noqa: PLW0603 - the parent may have held it at fork time
     _install_lock = threading.Lock()
-    jobs = live_jobs()
-    for job in jobs:
+    for job in live_jobs():
         job._after_fork_in_child()
-    if jobs:
-        _finalize_in_multiprocessing_child()
 
 
-def _finalize_in_multiprocessing_child() -> None:
+class _Anchor:
+    """Keeps the multiprocessing after-fork registration alive (it is held weakly)."""
+
+
+_ANCHOR = _Anchor()
+
+
+def _install_multiprocessing_exit_hook() -> None:
+    """Close jobs when a multiprocessing child exits: it leaves through ``os._exit``.
+
+    A child clears the finalizer registry while it bootstraps, *after* os.register_at_fork
+    hooks ran, so the finalizer is registered from multiprocessing's own after-fork hook,
+    which runs later in the bootstrap. A process that is itself a multiprocessing child
+    (spawn, forkserver) registers it at once.
+    """
+    import multiprocessing
+    import multiprocessing.util
+
+    multiprocessing.util.register_after_fork(_ANCHOR, _register_finalizer)
+    if multiprocessing.parent_process() is not None:
+        _register_finalizer(_ANCHOR)
+
+
+def _register_finalizer(_: object) -> None:
     import multiprocessing.util
 
     # Runs from multiprocessing's _exit_function in pool workers and Process children.

@@ -230,10 +230,11 @@ def _record_in_child(task: tuple[str, int]) -> int:
 
 def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None:
     global _INHERITED  # noqa: PLW0603 - fork children see module globals
-    # Generous shutdown timeouts: on a loaded 2-core machine a child's final flush to the
-    # moto server (which runs in this process) can take seconds; the test is about counts.
+    # No periodic flush happens during the test (an hour's interval): the children's counts
+    # can only arrive through the exit hook of each pool worker. Generous shutdown timeouts:
+    # on a loaded 2-core machine a final flush to the in-process moto server can take seconds.
     parent = metricskit.Job(
-        "forked", namespace=namespace, sink="cloudwatch", flush_interval=0.2, shutdown_timeout=60
+        "forked", namespace=namespace, sink="cloudwatch", flush_interval=3600, shutdown_timeout=60
     )
     _INHERITED = parent
     parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent

@@ -1,0 +1,459 @@
+"""The job registry: one job across many workers, in the DynamoDB job table.
+
+Layout: :mod:`metricskit.job_table`. Each worker
+
+* registers on start with one ``UpdateItem``: ``if_not_exists`` for what the first worker
+  sets (namespace, total, started_at, compute profile, hourly rate), status ``running``,
+  ``ADD workers 1, active_workers 1``; it never clobbers an item another worker created;
+* on every flush sends one ``UpdateItem ... ADD done :d, errors :e, worker_seconds :s`` with
+  ``ReturnValues=UPDATED_NEW``: the reply carries the job-wide ``done``, so the worker
+  publishes job-wide RecordsDone, ProgressPercentage and ETASeconds without another call;
+* on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
+  ``failed`` at once when a worker fails; otherwise the last worker to leave sets
+  ``completed`` (or ``interrupted`` when any worker was interrupted) and ``finished_at``.
+
+Faults: every call happens on the flusher thread, a helper thread at start, or in close()
+(bounded by the shutdown timeout), never on the worker's thread, and none raises. What a
+failed call did not deliver stays pending: the registration tracks cumulative counts and
+what DynamoDB acknowledged, so the next successful call adds the whole difference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from metricskit import job_table
+from metricskit.aws_clients import dynamodb_client
+from metricskit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+logger = logging.getLogger("metricskit")
+
+DEFAULT_STALE_AFTER_SECONDS: Final = 600.0
+"""A running job without a heartbeat for this long is stale (ten default flush intervals)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job item of the job table, decoded."""
+
+    job_id: str
+    status: str
+    done: float
+    total: float | None
+    errors: float
+    workers: int
+    active_workers: int
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    worker_seconds: float
+    namespace: str | None
+    compute_profile: str | None
+    hourly_rate: float | None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> JobRecord:
+        """Decode a low-level DynamoDB item (``{"S": ...}``/``{"N": ...}`` values)."""
+        return cls(
+            job_id=_s(item, job_table.HASH_KEY) or "",
+            status=_s(item, job_table.STATUS) or job_table.STATUS_RUNNING,
+            done=_n(item, job_table.DONE) or 0.0,
+            total=_n(item, job_table.TOTAL),
+            errors=_n(item, job_table.ERRORS) or 0.0,
+            workers=int(_n(item, job_table.WORKERS) or 0),
+            active_workers=int(_n(item, job_table.ACTIVE_WORKERS) or 0),
+            started_at=_n(item, job_table.STARTED_AT),
+            finished_at=_n(item, job_table.FINISHED_AT),
+            heartbeat_at=_n(item, job_table.HEARTBEAT_AT),
+            worker_seconds=_n(item, job_table.WORKER_SECONDS) or 0.0,
+            namespace=_s(item, job_table.NAMESPACE),
+            compute_profile=_s(item, job_table.COMPUTE_PROFILE),
+            hourly_rate=_n(item, job_table.HOURLY_RATE),
+        )
+
+    def is_stale(
+        self, now: float | None = None, stale_after: float = DEFAULT_STALE_AFTER_SECONDS
+    ) -> bool:
+        """True for a job still marked running whose last heartbeat is too old."""
+        return is_stale(self, now, stale_after)
+
+
+def is_stale(
+    record: JobRecord, now: float | None = None, stale_after: float = DEFAULT_STALE_AFTER_SECONDS
+) -> bool:
+    """True when ``record`` says running but no worker sent a heartbeat for ``stale_after`` s.
+
+    >>> is_stale(registry.get("csv-job-1"), stale_after=300)      # doctest: +SKIP
+    """
+    if record.status != job_table.STATUS_RUNNING:
+        return False
+    seen = record.heartbeat_at if record.heartbeat_at is not None else record.started_at
+    if seen is None:
+        return False
+    return (time.time() if now is None else now) - seen > stale_after
+
+
+class JobRegistry:
+    """Access to the job table: register, add progress, finish, read, find stale jobs.
+
+    >>> registry = JobRegistry("metricskit-jobs")                      # doctest: +SKIP
+    >>> metricskit.Job("csv-job-1", total=10**8, registry=registry)    # doctest: +SKIP
+
+    ``client`` (a low-level boto3 DynamoDB client) or ``session`` are used when given;
+    otherwise a client with short timeouts is built from boto3's default chain.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        client: DynamoDBClient | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        if not isinstance(table, str) or not 3 <= len(table) <= 255:
+            raise ConfigurationError(f"job table must be a DynamoDB table name, got {table!r}")
+        self.table = table
+        self._session = session
+        self._owns_client = client is None
+        self._client = client if client is not None else dynamodb_client(session)
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client
+
+    def after_fork(self) -> None:
+        """A forked child must not share the parent's connection pool."""
+        if self._owns_client:
+            self._client = dynamodb_client(self._session)
+
+    def update(
+        self, job_id: str, sets: Mapping[str, Any], adds: Mapping[str, float], *, returns: str
+    ) -> dict[str, Any]:
+        """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``."""
+        names: dict[str, str] = {}
+        values: dict[str, AttributeValueTypeDef] = {}
+        set_parts: list[str] = []
+        add_parts: list[str] = []
+        for i, (attr, value) in enumerate(sets.items()):
+            names[f"#s{i}"] = attr
+            if isinstance(value, tuple) and value[0] == "if_not_exists":
+                values[f":s{i}"] = _encode(value[1])
+                set_parts.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
+            else:
+                values[f":s{i}"] = _encode(value)
+                set_parts.append(f"#s{i} = :s{i}")
+        for i, (attr, amount) in enumerate(adds.items()):
+            names[f"#a{i}"] = attr
+            values[f":a{i}"] = _encode(amount)
+            add_parts.append(f"#a{i} :a{i}")
+        expression = "SET " + ", ".join(set_parts)
+        if add_parts:
+            expression += " ADD " + ", ".join(add_parts)
+        reply = self._client.update_item(
+            TableName=self.table,
+            Key={job_table.HASH_KEY: {"S": job_id}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues=returns,  # type: ignore[arg-type]  # a ReturnValueType literal
+        )
+        return dict(reply.get("Attributes", {}))
+
+    def set_status(
+        self, job_id: str, status: str, finished_at: float, *, only_if: str | None
+    ) -> bool:
+        """Set the job's final status; with ``only_if``, only while the status is that one."""
+        kwargs: dict[str, Any] = {}
+        values: dict[str, AttributeValueTypeDef] = {
+            ":st": {"S": status},
+            ":fin": {"N": _number(finished_at)},
+        }
+        if only_if is not None:
+            kwargs["ConditionExpression"] = "#st = :cond"
+            values[":cond"] = {"S": only_if}
+        try:
+            self._client.update_item(
+                TableName=self.table,
+                Key={job_table.HASH_KEY: {"S": job_id}},
+                UpdateExpression="SET #st = :st, #fin = :fin",
+                ExpressionAttributeNames={"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT},
+                ExpressionAttributeValues=values,
+                **kwargs,
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None when the table has no such job."""
+        reply = self._client.get_item(
+            TableName=self.table, Key={job_table.HASH_KEY: {"S": job_id}}, ConsistentRead=True
+        )
+        item = reply.get("Item")
+        return None if item is None else JobRecord.from_item(item)
+
+    def jobs(self) -> list[JobRecord]:
+        """Every job item in the table (a paginated Scan filtered on ``item_type``)."""
+        found: list[JobRecord] = []
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self.table,
+            FilterExpression="#t = :job",
+            ExpressionAttributeNames={"#t": job_table.ITEM_TYPE},
+            ExpressionAttributeValues={":job": {"S": job_table.TYPE_JOB}},
+        ):
+            found.extend(JobRecord.from_item(item) for item in page.get("Items", []))
+        return found
+
+    def stale_jobs(
+        self, now: float | None = None, stale_after: float = DEFAULT_STALE_AFTER_SECONDS
+    ) -> list[JobRecord]:
+        """Jobs marked running whose heartbeat is older than ``stale_after`` seconds."""
+        return [job for job in self.jobs() if is_stale(job, now, stale_after)]
+
+
+class WorkerRegistration:
+    """One worker's membership of one job: what it told the registry and what is pending.
+
+    Counts are cumulative (``local_done``/``local_errors`` as this worker recorded them);
+    ``_acked_*`` is what DynamoDB confirmed, so a failed call loses nothing: the next
+    successful one adds the whole difference.
+    """
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        job_id: str,
+        *,
+        namespace: str,
+        total: float | None,
+        started_at: float,
+        compute_profile: str | None,
+        hourly_rate: float | None,
+        monotonic_now: float,
+    ) -> None:
+        if hourly_rate is not None and not (
+            isinstance(hourly_rate, int | float) and 0 <= hourly_rate < math.inf
+        ):
+            raise ConfigurationError(f"hourly_rate must be USD per hour >= 0, got {hourly_rate!r}")
+        if compute_profile is not None and (
+            not isinstance(compute_profile, str) or not compute_profile
+        ):
+            raise ConfigurationError(
+                f"compute_profile must be a non-empty string, got {compute_profile!r}"
+            )
+        self.registry = registry
+        self.job_id = job_id
+        self._namespace = namespace
+        self._total = total
+        self._started_at = started_at
+        self._compute_profile = compute_profile
+        self._hourly_rate = hourly_rate
+        self._io_lock = threading.Lock()  # serializes calls; never taken by the worker thread
+        self._state_lock = threading.Lock()  # guards the numbers below; held only briefly
+        self._registered = False
+        self._acked_done = 0.0
+        self._acked_errors = 0.0
+        self._acked_seconds_at = monotonic_now
+        self._job_done: float | None = None
+        self.failed_calls = 0
+        self.successful_calls = 0
+
+    # -- read by the worker (no I/O) ---------------------------------------------------------
+
+    def job_done(self, local_done: float) -> float:
+        """Job-wide done: the last reply plus what this worker did since (local if none yet)."""
+        with self._state_lock:
+            if self._job_done is None:
+                return local_done
+            return self._job_done + max(0.0, local_done - self._acked_done)
+
+    @property
+    def registered(self) -> bool:
+        return self._registered
+
+    # -- I/O (flusher thread, start-up helper thread, close) ----------------------------------
+
+    def register(self, now_wall: float) -> None:
+        """Join the job (idempotent: a registered worker does nothing). Never raises."""
+        with self._io_lock:
+            if self._registered:
+                return
+            self._call({}, now_wall, local=None, monotonic_now=None)
+
+    def sync(
+        self, local_done: float, local_errors: float, now_wall: float, monotonic_now: float
+    ) -> float:
+        """Add what is pending (registering first if needed); returns job-wide done."""
+        with self._io_lock:
+            self._call({}, now_wall, local=(local_done, local_errors), monotonic_now=monotonic_now)
+        return self.job_done(local_done)
+
+    def finish(
+        self,
+        status: str,
+        local_done: float,
+        local_errors: float,
+        now_wall: float,
+        monotonic_now: float,
+    ) -> bool:
+        """Send the last deltas, leave the job and set its status. Never raises."""
+        with self._io_lock:
+            adds = {job_table.ACTIVE_WORKERS: -1.0}
+            if status == job_table.STATUS_INTERRUPTED:
+                adds[job_table.INTERRUPTED_WORKERS] = 1.0
+            reply = self._call(
+                adds,
+                now_wall,
+                local=(local_done, local_errors),
+                monotonic_now=monotonic_now,
+                returns="ALL_NEW",
+            )
+            if reply is None:
+                return False
+            record = JobRecord.from_item(reply)
+            interrupted = _n(reply, job_table.INTERRUPTED_WORKERS) or 0.0
+            try:
+                if status == job_table.STATUS_FAILED:
+                    self.registry.set_status(self.job_id, status, now_wall, only_if=None)
+                elif record.active_workers <= 0:
+                    final = job_table.STATUS_INTERRUPTED if interrupted > 0 else status
+                    self.registry.set_status(
+                        self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
+                    )
+            except Exception as exc:
+                self._failed(exc)
+                return False
+            return True
+
+    def _call(
+        self,
+        extra_adds: Mapping[str, float],
+        now_wall: float,
+        *,
+        local: tuple[float, float] | None,
+        monotonic_now: float | None,
+        returns: str = "UPDATED_NEW",
+    ) -> dict[str, Any] | None:
+        with self._state_lock:
+            done_delta = errors_delta = 0.0
+            if local is not None:
+                done_delta = max(0.0, local[0] - self._acked_done)
+                errors_delta = max(0.0, local[1] - self._acked_errors)
+            seconds = (
+                0.0 if monotonic_now is None else max(0.0, monotonic_now - self._acked_seconds_at)
+            )
+        sets: dict[str, Any] = {job_table.HEARTBEAT_AT: now_wall}
+        adds: dict[str, float] = {
+            job_table.DONE: done_delta,
+            job_table.ERRORS: errors_delta,
+            job_table.WORKER_SECONDS: seconds,
+        }
+        registering = not self._registered
+        if registering:
+            sets.update(self._registration_sets())
+            adds[job_table.WORKERS] = 1.0
+            adds[job_table.ACTIVE_WORKERS] = 1.0
+        for attr, amount in extra_adds.items():
+            adds[attr] = adds.get(attr, 0.0) + amount
+        try:
+            reply = self.registry.update(self.job_id, sets, adds, returns=returns)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self.successful_calls += 1
+        with self._state_lock:
+            self._registered = True
+            self._acked_done += done_delta
+            self._acked_errors += errors_delta
+            if monotonic_now is not None:
+                self._acked_seconds_at = monotonic_now
+            job_done = _n(reply, job_table.DONE)
+            if job_done is not None:
+                self._job_done = job_done
+        return reply
+
+    def _registration_sets(self) -> dict[str, Any]:
+        first: dict[str, Any] = {
+            job_table.ITEM_TYPE: ("if_not_exists", job_table.TYPE_JOB),
+            job_table.NAMESPACE: ("if_not_exists", self._namespace),
+            job_table.STARTED_AT: ("if_not_exists", self._started_at),
+            # A worker starting means the job runs (again, after an interruption).
+            job_table.STATUS: job_table.STATUS_RUNNING,
+        }
+        if self._total is not None:
+            first[job_table.TOTAL] = ("if_not_exists", self._total)
+        if self._compute_profile is not None:
+            first[job_table.COMPUTE_PROFILE] = ("if_not_exists", self._compute_profile)
+        if self._hourly_rate is not None:
+            first[job_table.HOURLY_RATE] = ("if_not_exists", self._hourly_rate)
+        return first
+
+    def _failed(self, exc: Exception) -> None:
+        self.failed_calls += 1
+        if self.failed_calls == 1 or self.failed_calls % 10 == 0:
+            logger.warning(
+                "metricskit: job registry %s unavailable for job %s (%s); progress is kept "
+                "and sent with the next successful call (%d failed calls so far)",
+                self.registry.table,
+                self.job_id,
+                exc,
+                self.failed_calls,
+            )
+
+    def reset_after_fork(
+        self, local_done: float, local_errors: float, monotonic_now: float
+    ) -> None:
+        """In a forked child: a new worker that starts from the counts it inherited."""
+        self._io_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._registered = False
+        self._acked_done = local_done
+        self._acked_errors = local_errors
+        self._acked_seconds_at = monotonic_now
+        self.registry.after_fork()
+
+
+def _encode(value: object) -> AttributeValueTypeDef:
+    if isinstance(value, bool):
+        raise TypeError("booleans are not stored in the job table")
+    if isinstance(value, int | float):
+        return {"N": _number(float(value))}
+    return {"S": str(value)}
+
+
+def _number(value: float) -> str:
+    # DynamoDB numbers are decimal strings; repr keeps every digit of a float.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _s(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value.get("S"))
+
+
+def _n(item: Mapping[str, Any], name: str) -> float | None:
+    value = item.get(name)
+    if value is None or "N" not in value:
+        return None
+    return float(value["N"])
+
+
+__all__ = [
+    "DEFAULT_STALE_AFTER_SECONDS",
+    "JobRecord",
+    "JobRegistry",
+    "WorkerRegistration",
+    "is_stale",
+]

@@ -1,0 +1,167 @@
+"""count_lines on local, compressed and moto S3 objects, with the job-table cache."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from metricskit import count_lines, job_table
+from metricskit.errors import ConfigurationError
+from metricskit.lines import count_newlines_in
+
+
+def make_table(name: str) -> Any:
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+@pytest.fixture
+def table(aws: str) -> str:
+    name = f"jobs-{uuid.uuid4().hex[:8]}"
+    make_table(name)
+    return name
+
+
+def rows(n: int, *, trailing_newline: bool = True) -> bytes:
+    body = b"\n".join(b"%d,value-%d" % (i, i * 7) for i in range(n))
+    return body + (b"\n" if trailing_newline else b"")
+
+
+def test_local_file_counts_every_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows(12_345))
+    assert count_lines(path) == 12_345
+    assert count_lines(str(path)) == 12_345
+    assert count_lines(f"file://{path}") == 12_345
+
+
+def test_last_line_without_newline_counts(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows(10, trailing_newline=False))
+    assert count_lines(path) == 10
+
+
+def test_empty_file_has_no_lines(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert count_lines(path) == 0
+
+
+def test_small_chunks_give_the_same_count(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows(1000, trailing_newline=False))
+    for chunk in (1, 7, 4096):
+        assert count_lines(path, chunk_size=chunk) == 1000
+
+
+def test_gzip_and_bz2_are_counted_decompressed(tmp_path: Path) -> None:
+    gz = tmp_path / "rows.csv.gz"
+    gz.write_bytes(gzip.compress(rows(5000)))
+    bz = tmp_path / "rows.csv.bz2"
+    bz.write_bytes(bz2.compress(rows(777, trailing_newline=False)))
+    assert count_lines(gz) == 5000
+    assert count_lines(bz) == 777
+
+
+def test_count_newlines_in_without_numpy_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now fails
+    assert count_newlines_in(io.BytesIO(rows(321, trailing_newline=False)), 10) == 321
+
+
+def test_bad_uris_and_chunks_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="s3://"):
+        count_lines("http://example.com/rows.csv")
+    with pytest.raises(ConfigurationError, match="s3://bucket/key"):
+        count_lines("s3://only-a-bucket")
+    with pytest.raises(ConfigurationError, match="chunk_size"):
+        count_lines(tmp_path, chunk_size=0)
+    with pytest.raises(FileNotFoundError):
+        count_lines(tmp_path / "missing.csv")
+
+
+def test_s3_plain_and_gzip_objects(aws: str) -> None:
+    s3 = boto3.client("s3")
+    bucket = f"lines-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/rows.csv", Body=rows(2500))
+    s3.put_object(Bucket=bucket, Key="in/rows.csv.gz", Body=gzip.compress(rows(4000)))
+    assert count_lines(f"s3://{bucket}/in/rows.csv") == 2500
+    assert count_lines(f"s3://{bucket}/in/rows.csv.gz", s3=s3) == 4000
+
+
+def test_s3_count_is_cached_by_etag_and_recounted_when_replaced(aws: str, table: str) -> None:
+    s3 = boto3.client("s3")
+    dynamodb = boto3.client("dynamodb")
+    bucket = f"lines-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    uri = f"s3://{bucket}/rows.csv"
+    s3.put_object(Bucket=bucket, Key="rows.csv", Body=rows(100))
+    assert count_lines(uri, table=table) == 100
+    key = {job_table.HASH_KEY: {"S": job_table.linecount_key(uri)}}
+    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    assert item[job_table.ITEM_TYPE]["S"] == job_table.TYPE_LINECOUNT
+    assert item[job_table.LINES]["N"] == "100"
+    etag = s3.head_object(Bucket=bucket, Key="rows.csv")["ETag"].strip('"')
+    assert item[job_table.VERSION]["S"] == etag
+
+    # A cache hit: the (doctored) cached value comes back without a read of the object.
+    dynamodb.update_item(
+        TableName=table,
+        Key=key,
+        UpdateExpression="SET #l = :n",
+        ExpressionAttributeNames={"#l": job_table.LINES},
+        ExpressionAttributeValues={":n": {"N": "99999"}},
+    )
+    assert count_lines(uri, table=table) == 99999
+
+    # The object is replaced: new ETag, so it is counted again and the cache updated.
+    s3.put_object(Bucket=bucket, Key="rows.csv", Body=rows(250))
+    assert count_lines(uri, table=table) == 250
+    assert dynamodb.get_item(TableName=table, Key=key)["Item"][job_table.LINES]["N"] == "250"
+
+
+def test_local_cache_uses_size_and_mtime_from_the_env_table(
+    tmp_path: Path, aws: str, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRICSKIT_JOB_TABLE", table)
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows(40))
+    assert count_lines(path) == 40
+    dynamodb = boto3.client("dynamodb")
+    key = {job_table.HASH_KEY: {"S": job_table.linecount_key(str(path))}}
+    item = dynamodb.get_item(TableName=table, Key=key)["Item"]
+    stat = path.stat()
+    assert item[job_table.VERSION]["S"] == f"{stat.st_size}:{stat.st_mtime_ns}"
+    path.write_bytes(rows(41))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert count_lines(path) == 41
+    assert count_lines(path, use_cache=False) == 41
+
+
+def test_unreachable_cache_still_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
+    }.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "rows.csv"
+    path.write_bytes(rows(3))
+    assert count_lines(path, table="jobs") == 3

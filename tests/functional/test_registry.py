@@ -1,0 +1,380 @@
+"""The job registry on moto DynamoDB: many workers, one job; faults never reach the worker."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from metricskit import Job, catalog, job_table
+from metricskit.registry import JobRecord, JobRegistry, is_stale
+from metricskit.sinks.memory import MemorySink
+
+TOTAL = 4000
+
+
+@pytest.fixture
+def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialize moto's item writes, as DynamoDB makes each UpdateItem atomic.
+
+    The session moto server answers requests on many threads and its UpdateItem is a plain
+    read-modify-write, so concurrent ADDs from several worker processes can lose updates
+    there (never in DynamoDB). The lock lives in this process, where the server runs.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    for name in ("update_item", "put_item", "get_item"):
+        original = getattr(DynamoHandler, name)
+
+        def locked(self: Any, _original: Any = original) -> Any:
+            with lock:
+                return _original(self)
+
+        monkeypatch.setattr(DynamoHandler, name, locked)
+
+
+@pytest.fixture
+def table(aws: str, atomic_items: None) -> str:
+    name = f"jobs-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll until ``condition`` holds (a background registration is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def record(table: str, jid: str) -> JobRecord:
+    found = JobRegistry(table).get(jid)
+    assert found is not None, f"{jid} is not in {table}"
+    return found
+
+
+def test_worker_registers_on_start_with_profile_and_rate(table: str) -> None:
+    jid = job_id()
+    job = Job(
+        jid,
+        namespace="Reg/Test",
+        total=100,
+        sink=MemorySink(),
+        job_table=table,
+        compute_profile="fargate:4vcpu:8gb",
+        hourly_rate=0.25,
+    )
+    try:
+        assert job.registration is not None
+        wait_for(lambda: job.registration is not None and job.registration.registered, "register")
+        rec = record(table, jid)
+        assert rec.status == job_table.STATUS_RUNNING
+        assert rec.namespace == "Reg/Test"
+        assert rec.total == 100
+        assert rec.workers == 1
+        assert rec.active_workers == 1
+        assert rec.compute_profile == "fargate:4vcpu:8gb"
+        assert rec.hourly_rate == 0.25
+        assert rec.started_at is not None
+        assert abs(rec.started_at - time.time()) < 600
+        item = boto3.client("dynamodb").get_item(
+            TableName=table, Key={job_table.HASH_KEY: {"S": jid}}
+        )["Item"]
+        assert item[job_table.ITEM_TYPE]["S"] == job_table.TYPE_JOB
+    finally:
+        job.close()
+    rec = record(table, jid)
+    assert rec.status == job_table.STATUS_COMPLETED
+    assert rec.finished_at is not None
+    assert rec.active_workers == 0
+
+
+def test_registration_does_not_clobber_what_the_first_worker_set(table: str) -> None:
+    jid = job_id()
+    boto3.client("dynamodb").put_item(
+        TableName=table,
+        Item={
+            job_table.HASH_KEY: {"S": jid},
+            job_table.ITEM_TYPE: {"S": job_table.TYPE_JOB},
+            job_table.TOTAL: {"N": "500"},
+            job_table.STARTED_AT: {"N": "1000"},
+            job_table.DONE: {"N": "120"},
+            job_table.WORKERS: {"N": "1"},
+            job_table.ACTIVE_WORKERS: {"N": "1"},
+            job_table.NAMESPACE: {"S": "First"},
+        },
+    )
+    with Job(jid, namespace="Second", total=999, sink=MemorySink(), job_table=table) as job:
+        job.processed(30)
+        job.flush()
+        assert job.status().done == 150  # job-wide: the other worker's 120 plus our 30
+    rec = record(table, jid)
+    assert (rec.total, rec.started_at, rec.namespace) == (500, 1000, "First")
+    assert rec.done == 150
+    assert rec.workers == 2
+    assert rec.active_workers == 1  # the first worker has not left
+    assert rec.status == job_table.STATUS_RUNNING  # so the job is not over yet
+
+
+def test_each_flush_publishes_job_wide_progress(table: str, clock: Any) -> None:
+    jid = job_id()
+    sink_a, sink_b = MemorySink(), MemorySink()
+    a = Job(jid, total=200, sink=sink_a, job_table=table, clock=clock, worker_id="a")
+    b = Job(jid, total=200, sink=sink_b, job_table=table, clock=clock, worker_id="b")
+    try:
+        a.processed(30)
+        b.processed(50)
+        clock.advance(10)
+        a.flush()
+        assert sink_a.last(catalog.RECORDS_DONE) == 30
+        b.flush()
+        assert sink_b.last(catalog.RECORDS_DONE) == 80  # a's 30 came back in the reply
+        assert sink_b.last(catalog.PROGRESS_PERCENTAGE) == 40
+        assert sink_b.sum(catalog.RECORDS_PROCESSED) == 50  # the delta stays this worker's
+        a.processed(20)
+        clock.advance(10)
+        a.flush()
+        assert sink_a.last(catalog.RECORDS_DONE) == 100
+        assert sink_a.last(catalog.ETA_SECONDS) is not None
+        assert a.status().done == 100
+        b.processed(1)
+        assert b.status().done == 81  # the last reply plus what b did since, without a call
+    finally:
+        a.close()
+        b.close()
+    rec = record(table, jid)
+    assert rec.done == 101
+    assert rec.worker_seconds == pytest.approx(40.0)  # 20 s each, on the injected clock
+    assert rec.status == job_table.STATUS_COMPLETED
+
+
+def _worker(table: str, jid: str, share: int, results: Any) -> None:
+    sink = MemorySink()
+    job = Job(jid, namespace="Reg/Procs", total=TOTAL, sink=sink, job_table=table)
+    for i in range(share):
+        job.processed()
+        if i % 250 == 249:
+            job.flush()
+    job.close("completed")
+    results.put((sink.last(catalog.RECORDS_DONE), sink.last(catalog.PROGRESS_PERCENTAGE)))
+
+
+def test_four_worker_processes_complete_one_job(table: str) -> None:
+    jid = job_id()
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(table, jid, TOTAL // 4, results)) for _ in range(4)
+    ]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(120)
+        assert proc.exitcode == 0
+    published = [results.get(timeout=10) for _ in workers]
+    rec = record(table, jid)
+    assert rec.done == TOTAL
+    assert rec.status == job_table.STATUS_COMPLETED
+    assert (rec.workers, rec.active_workers) == (4, 0)
+    # The worker whose final update came last saw every other worker's records.
+    assert max(done for done, _ in published) == TOTAL
+    assert max(percent for _, percent in published) == 100
+
+
+def _inheriting_worker(job: Job, share: int) -> None:
+    for _ in range(share):
+        job.processed()
+    job.close("completed")
+
+
+def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
+    jid = job_id()
+    parent = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    parent.processed(400)  # unflushed at fork time: the parent, not the children, sends it
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_inheriting_worker, args=(parent, 900)) for _ in range(4)]
+    for proc in children:
+        proc.start()
+    for proc in children:
+        proc.join(120)
+        assert proc.exitcode == 0
+    parent.close()
+    rec = record(table, jid)
+    assert rec.done == TOTAL
+    assert rec.workers == 5
+    assert rec.status == job_table.STATUS_COMPLETED
+
+
+def test_failed_worker_fails_the_job_and_interrupted_one_is_remembered(table: str) -> None:
+    failed = job_id()
+    with pytest.raises(RuntimeError), Job(failed, sink=MemorySink(), job_table=table):
+        raise RuntimeError("boom")
+    assert record(table, failed).status == job_table.STATUS_FAILED
+
+    mixed = job_id()
+    a = Job(mixed, sink=MemorySink(), job_table=table)
+    b = Job(mixed, sink=MemorySink(), job_table=table)
+    a.close("interrupted")
+    assert record(table, mixed).status == job_table.STATUS_RUNNING  # b still runs
+    b.close("completed")
+    rec = record(table, mixed)
+    assert rec.status == job_table.STATUS_INTERRUPTED
+    assert rec.finished_at is not None
+
+
+def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> None:
+    registry = JobRegistry(table)
+    now = time.time()
+    fresh, old, over = job_id(), job_id(), job_id()
+    for jid, heartbeat, status in (
+        (fresh, now - 10, "running"),
+        (old, now - 3600, "running"),
+        (over, now - 3600, "completed"),
+    ):
+        registry.update(
+            jid,
+            {
+                job_table.ITEM_TYPE: job_table.TYPE_JOB,
+                job_table.STATUS: status,
+                job_table.HEARTBEAT_AT: heartbeat,
+            },
+            {},
+            returns="NONE",
+        )
+    stale = {rec.job_id for rec in registry.stale_jobs(now=now, stale_after=600)}
+    assert old in stale
+    assert fresh not in stale
+    assert over not in stale
+    rec = registry.get(old)
+    assert rec is not None
+    assert is_stale(rec, now=now, stale_after=600)
+    assert not rec.is_stale(now=now, stale_after=7200)
+
+
+class Outage:
+    """A botocore hook that fails every DynamoDB call while ``down`` is set."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.down = False
+        self.refused = 0
+
+    def __call__(self, request: Any, **_: Any) -> None:
+        if self.down:
+            from botocore.exceptions import ClientError, EndpointConnectionError
+
+            self.refused += 1
+            if self.kind == "unreachable":
+                raise EndpointConnectionError(endpoint_url=request.url)
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+
+@pytest.mark.parametrize("kind", ["unreachable", "throttled"])
+def test_deltas_survive_an_outage_and_arrive_when_it_ends(table: str, kind: str) -> None:
+    outage = Outage(kind)
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", outage)
+    registry = JobRegistry(table, client=client)
+    jid = job_id()
+    outage.down = True
+    sink = MemorySink()
+    job = Job(jid, total=1000, sink=sink, registry=registry)
+    for _ in range(3):
+        for _ in range(100):
+            job.processed()  # never raises, never waits for DynamoDB
+        job.failed()
+        assert job.flush() is True  # the metrics still go out
+    assert outage.refused >= 3
+    assert job.registration is not None
+    assert job.registration.failed_calls >= 3
+    assert sink.last(catalog.RECORDS_DONE) == 300  # local progress while the table is away
+    outage.down = False
+    job.processed(50)
+    job.flush()
+    rec = record(table, jid)
+    assert rec.done == 350
+    assert rec.errors == 3
+    assert rec.workers == 1
+    job.close()
+    assert record(table, jid).status == job_table.STATUS_COMPLETED
+
+
+def test_unreachable_table_never_blocks_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("METRICSKIT_JOB_TABLE", "jobs")
+    sink = MemorySink()
+    job = Job(job_id(), total=10, sink=sink, shutdown_timeout=5)
+    for _ in range(10):
+        job.processed()
+    assert job.status().done == 10
+    assert job.close() is False  # the registry could not be told; nothing raised
+    assert sink.last(catalog.RECORDS_DONE) == 10
+
+
+def test_hung_table_at_close_still_lets_the_metrics_out(table: str) -> None:
+    release = threading.Event()
+    hanging = threading.Event()
+
+    def hang(**_: Any) -> None:
+        if hanging.is_set():
+            release.wait(30)  # a DynamoDB call that does not answer
+
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", hang)
+    sink = MemorySink()
+    jid = job_id()
+    job = Job(
+        jid, total=10, sink=sink, registry=JobRegistry(table, client=client), shutdown_timeout=2
+    )
+    wait_for(lambda: job.registration is not None and job.registration.registered, "register")
+    job.processed(10)
+    hanging.set()
+    try:
+        assert job.close() is False  # the registry did not answer in time
+        assert sink.sum(catalog.RECORDS_PROCESSED) == 10  # but the metrics were delivered
+        assert sink.last(catalog.RECORDS_DONE) == 10
+    finally:
+        hanging.clear()
+        release.set()
+
+
+def test_bad_registry_arguments_are_refused_before_anything_starts(table: str) -> None:
+    import threading as th
+
+    from metricskit.errors import ConfigurationError
+
+    before = {t.name for t in th.enumerate()}
+    with pytest.raises(ConfigurationError, match="hourly_rate"):
+        Job(job_id(), sink=MemorySink(), job_table=table, hourly_rate=-1)
+    with pytest.raises(ConfigurationError, match="compute_profile"):
+        Job(job_id(), sink=MemorySink(), job_table=table, compute_profile="")
+    with pytest.raises(ConfigurationError, match="job table"):
+        Job(job_id(), sink=MemorySink(), job_table="x")
+    started = {t.name for t in th.enumerate()} - before
+    assert not [name for name in started if name.startswith("metricskit")]
+    assert JobRegistry(table).jobs() == []  # nobody registered
