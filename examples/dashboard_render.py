@@ -193,8 +193,14 @@ def parse_metric_rows(properties: Mapping[str, Any]) -> list[_Row]:
     return rows
 
 
+def align(start: dt.datetime, period: int) -> dt.datetime:
+    """``start`` rounded down to a multiple of ``period`` seconds since the epoch."""
+    stamp = math.floor(start.timestamp() / period) * period
+    return dt.datetime.fromtimestamp(stamp, tz=dt.UTC)
+
+
 def _grid(start: dt.datetime, end: dt.datetime, period: int) -> FloatArray:
-    first = math.floor(start.timestamp() / period) * period
+    first = start.timestamp()
     count = max(1, math.ceil((end.timestamp() - first) / period))
     return np.asarray([first + i * period for i in range(count)], dtype=float)
 
@@ -400,7 +406,10 @@ class _Canvas:
         start, end = self.start, self.end
         period = int(props.get("period", DEFAULT_PERIOD))
         if props.get("setPeriodToTimeRange") and view != "timeSeries":
+            # One period covering exactly the dashboard's time range.
             period = max(1, math.ceil((end - start).total_seconds()))
+        else:
+            start = align(start, period)
         data = _WidgetData(self.source, start, end, period)
         series = data.evaluate(parse_metric_rows({**props, "period": period}))
         for item in series:

@@ -314,8 +314,8 @@ def _diff(values: FloatArray, period: int) -> FloatArray:
 
 
 def _running_sum(values: FloatArray, period: int) -> FloatArray:
-    out = np.nancumsum(values)
-    return np.where(np.isnan(values) & (np.cumsum(~np.isnan(values)) == 0), np.nan, out)
+    # Missing points stay missing, as CloudWatch draws them; the sum carries over them.
+    return np.where(np.isnan(values), np.nan, np.nancumsum(values))
 
 
 _ELEMENTWISE: Final[dict[str, Callable[[FloatArray, int], FloatArray]]] = {

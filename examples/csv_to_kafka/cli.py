@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra librdkafka producer setting (repeatable), e.g. -X acks=all",
     )
+    p.add_argument("--max-rate", type=float, default=None, help="rows per second at most")
     p.add_argument("--sink", default=None, help="metricskit sink (default: $METRICSKIT_SINK)")
     p.add_argument("--flush-interval", type=float, default=None, help="seconds between flushes")
     p.add_argument("--high-resolution", action="store_true", help="1-second CloudWatch storage")
@@ -153,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint_every=args.checkpoint_every,
             delivered_log=args.delivered_log,
             fail_after=args.fail_after,
+            max_rate=args.max_rate,
         )
         total_rows = count_rows(args.source) if args.count_rows else args.total_rows
         if total_rows is not None and total_rows < 0:

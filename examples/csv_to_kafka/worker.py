@@ -55,10 +55,12 @@ class Settings:
     bootstrap_servers: str | None = None
     producer_config: Mapping[str, str] = field(default_factory=dict)
     checkpoint_every: int = 50_000
-    poll_every: int = 1_000
+    poll_every: int = 100
     flush_timeout: float = 30.0
     delivered_log: str | None = None
     fail_after: int | None = None
+    max_rate: float | None = None
+    """Rows per second at most (a shared broker's quota, or a demo that should last a while)."""
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "poll_every"):
@@ -66,6 +68,8 @@ class Settings:
                 raise ExampleInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fail_after is not None and self.fail_after < 1:
             raise ExampleInputError(f"fail_after must be >= 1 row, got {self.fail_after}")
+        if self.max_rate is not None and not self.max_rate > 0:
+            raise ExampleInputError(f"max_rate must be > 0 rows/s, got {self.max_rate}")
         if not self.topic:
             raise ExampleInputError("topic must not be empty")
 
@@ -238,11 +242,12 @@ class _Loader:
         self.next_checkpoint = settings.checkpoint_every
         self.log: IO[bytes] | None = None
         self.deliveries = _Deliveries(job, None)
+        self.started = time.monotonic()
 
     def run(self) -> RunResult:
         settings = self.settings
         resumed_after = self.checkpoints.load()
-        started = time.monotonic()
+        started = self.started = time.monotonic()
         if settings.delivered_log:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
         self.deliveries = _Deliveries(self.job, self.log)
@@ -356,6 +361,12 @@ class _Loader:
                     self.handled,
                 )
             )
+        if self.settings.max_rate is not None:
+            # Wait inside poll(): delivery callbacks keep being served, so the wait does not
+            # show up as Kafka latency.
+            deadline = self.started + self.handled / self.settings.max_rate
+            while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+                self.producer.poll(min(left, 0.05))
         if self.handled >= self.next_checkpoint:
             self.next_checkpoint = self.handled + self.settings.checkpoint_every
             self.commit(index)
