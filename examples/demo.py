@@ -484,6 +484,7 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
     ]
     print(f"job {job_id}: {SHARDS} workers (shards {', '.join(s for s, _ in commands)})")
     with workers_running(commands, out) as runs:
+        print("worker pids: " + " ".join(str(r.process.pid) for r in runs), flush=True)
         watch(runs, args.rows, bar=not args.no_bar)
     failed = [r for r in runs if r.process.returncode != 0 or r.result is None]
     for run in failed:

@@ -6,7 +6,8 @@ What each metric means here:
   delivery callback, so it never counts a row that was only queued;
 * ``KafkaLatency`` (ms): from ``produce()`` to the delivery callback (librdkafka's own
   per-message ``latency()``), i.e. queueing + batching + the broker round trip;
-* ``ErrorCount``: malformed rows (skipped) and rows Kafka finally refused;
+* ``ErrorCount``: malformed rows (skipped), rows ``produce()`` refused outright (e.g. too
+  large) and rows whose delivery finally failed;
 * ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
   serves delivery callbacks and tries the same row again;
 * ``CheckpointCount``: checkpoints written to the job table.
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+from confluent_kafka import KafkaException, Producer
 
 from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
 from examples.csv_to_kafka.sharding import Shard
@@ -91,6 +94,7 @@ class RunResult:
     delivered: int
     malformed: int
     delivery_errors: int
+    rejected: int
     retried: int
     checkpoints: int
     produced: int
@@ -101,13 +105,14 @@ class RunResult:
 
     @property
     def failed(self) -> int:
-        return self.malformed + self.delivery_errors
+        return self.malformed + self.rejected + self.delivery_errors
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "delivered": self.delivered,
             "malformed": self.malformed,
             "delivery_errors": self.delivery_errors,
+            "rejected": self.rejected,
             "failed": self.failed,
             "retried": self.retried,
             "checkpoints": self.checkpoints,
@@ -132,8 +137,6 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 def build_producer(settings: Settings) -> Any:
     """A ``confluent_kafka.Producer`` for ``settings``."""
-    from confluent_kafka import Producer
-
     return Producer(producer_config(settings))
 
 
@@ -238,6 +241,7 @@ class _Loader:
         self.retried = 0
         self.checkpoints_written = 0
         self.produced = 0
+        self.rejected = 0
         self.handled = 0
         self.next_checkpoint = settings.checkpoint_every
         self.log: IO[bytes] | None = None
@@ -264,6 +268,7 @@ class _Loader:
             delivered=self.deliveries.delivered,
             malformed=self.malformed,
             delivery_errors=self.deliveries.errors,
+            rejected=self.rejected,
             retried=self.retried,
             checkpoints=self.checkpoints_written,
             produced=self.produced,
@@ -324,9 +329,11 @@ class _Loader:
                         value = dumps(dict(zip(header, row, strict=True)))
                         try:
                             produce(topic, value, key, on_delivery=deliveries)
+                            self.produced += 1
                         except BufferError:
                             self._produce_when_room(topic, value, key)
-                        self.produced += 1
+                        except KafkaException as exc:
+                            self._reject(index, exc)
                     else:
                         self.malformed += 1
                         failed()
@@ -356,7 +363,7 @@ class _Loader:
             self.on_progress(
                 Progress(
                     self.deliveries.delivered,
-                    self.malformed + self.deliveries.errors,
+                    self.malformed + self.rejected + self.deliveries.errors,
                     self.retried,
                     self.handled,
                 )
@@ -382,4 +389,17 @@ class _Loader:
                 self.producer.produce(topic, value, key, on_delivery=self.deliveries)
             except BufferError:
                 continue
+            except KafkaException as exc:
+                self._reject(int(key), exc)
+                return
+            self.produced += 1
             return
+
+    def _reject(self, index: int, exc: KafkaException) -> None:
+        """produce() refused the row outright (too large, unknown topic...): an error."""
+        self.rejected += 1
+        self.job.failed()
+        if self.rejected == 1:
+            logger.warning(
+                "row %d refused by the producer: %s (further ones only counted)", index, exc
+            )
