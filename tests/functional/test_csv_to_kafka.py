@@ -13,13 +13,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
 import pytest
 
 import metricskit
-from examples.csv_to_kafka import DynamoCheckpoints, Settings, Shard, count_rows, run
+from examples.csv_to_kafka import DynamoCheckpoints, RunResult, Settings, Shard, count_rows, run
+from examples.csv_to_kafka.checkpoints import Checkpoints
 from examples.csv_to_kafka.worker import InjectedFailureError
 from examples.errors import ExampleInputError
 from metricskit import job_table
@@ -29,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 HEADER = "id,name,amount\n"
 
 
-def write_csv(path: Path, rows: int, *, bad: set[int] = frozenset()) -> set[int]:  # type: ignore[assignment]
+def write_csv(path: Path, rows: int, *, bad: Collection[int] = ()) -> set[int]:
     """``rows`` data rows; the indexes in ``bad`` have a wrong field count. Returns good ones."""
     with path.open("w", encoding="utf-8") as out:
         out.write(HEADER)
         for row in range(rows):
             out.write(f"{row},only-two\n" if row in bad else f"{row},name-{row},{row * 1.5}\n")
-    return set(range(rows)) - bad
+    return set(range(rows)) - set(bad)
 
 
 def delivered(log: Path) -> Counter[int]:
@@ -54,10 +57,12 @@ def make_table(name: str = "jobs") -> str:
     return name
 
 
-def load(settings: Settings, job_id: str = "load", **kwargs: object):  # type: ignore[no-untyped-def]
+def load(
+    settings: Settings, job_id: str = "load", *, checkpoints: Checkpoints | None = None
+) -> tuple[RunResult, MemorySink]:
     sink = MemorySink()
     with metricskit.Job(job_id, namespace="Test/CsvToKafka", sink=sink) as job:
-        result = run(settings, job, **kwargs)  # type: ignore[arg-type]
+        result = run(settings, job, checkpoints=checkpoints)
     return result, sink
 
 
@@ -75,7 +80,7 @@ def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Pa
     assert set(delivered(log)) == good
     assert sink.sum("RecordsProcessed") == 3000
     assert sink.sum("ErrorCount") == 0
-    latency = [m for m in sink.metrics("KafkaLatency")]
+    latency = list(sink.metrics("KafkaLatency"))
     assert sum(sum(m.counts) for m in latency) == 3000
     assert all(v > 0 for m in latency for v in m.values)
     assert count_rows("s3://input/rows.csv") == 3000
@@ -184,7 +189,8 @@ def test_two_shards_together_deliver_every_row_exactly_once(tmp_path: Path) -> N
     assert all(count == 1 for count in (first + second).values())
     assert set(first) | set(second) == good
     assert not set(first) & set(second)
-    assert {r % 2 for r in first} == {0} and {r % 2 for r in second} == {1}
+    assert {r % 2 for r in first} == {0}
+    assert {r % 2 for r in second} == {1}
     assert sum(r.delivered for r in results) == len(good)
     assert sum(r.malformed for r in results) == 2
 
@@ -196,26 +202,24 @@ def test_a_crashed_worker_resumes_from_its_checkpoint_without_losing_rows(
     source = tmp_path / "rows.csv"
     good = write_csv(source, 10_000, bad={5})
     log = tmp_path / "delivered.log"
-    settings = dict(source=str(source), topic="rows", delivered_log=str(log), checkpoint_every=1000)
+    base = Settings(str(source), topic="rows", delivered_log=str(log), checkpoint_every=1000)
     store = DynamoCheckpoints(table, "resumable", "0/1")
-    sinks = []
-
+    crashed = MemorySink()
+    job = metricskit.Job("resumable", namespace="Test/CsvToKafka", sink=crashed)
     with pytest.raises(InjectedFailureError):
-        sink = MemorySink()
-        sinks.append(sink)
-        with metricskit.Job("resumable", namespace="Test/CsvToKafka", sink=sink) as job:
-            run(Settings(**settings, fail_after=4321), job, checkpoints=store)  # type: ignore[arg-type]
+        run(replace(base, fail_after=4321), job, checkpoints=store)
+    job.close("failed")
     committed = store.load()
-    assert committed is not None and 999 <= committed < 4321
+    assert committed is not None
+    assert 999 <= committed < 4321
 
-    result, sink = load(Settings(**settings), job_id="resumable", checkpoints=store)  # type: ignore[arg-type]
-    sinks.append(sink)
+    result, resumed = load(base, job_id="resumable", checkpoints=store)
 
     assert result.resumed_after == committed
     seen = delivered(log)
     assert set(seen) == good  # at least once: nothing lost
     assert all(seen[r] == 1 for r in good if r <= committed)  # committed rows never resent
-    assert sum(s.sum("RecordsProcessed") for s in sinks) >= len(good)
+    assert crashed.sum("RecordsProcessed") + resumed.sum("RecordsProcessed") >= len(good)
     assert store.load() == 9_999
     item = boto3.client("dynamodb").get_item(
         TableName=table, Key={job_table.HASH_KEY: {"S": "checkpoint#resumable#0/1"}}
@@ -279,7 +283,8 @@ def test_a_killed_worker_process_restarts_from_the_job_table(
         first.communicate()
     assert first.returncode == (-signal.SIGKILL if how == "SIGKILL" else 143)
     committed = DynamoCheckpoints(table, job_id, "0/1").load()
-    assert committed is not None and committed >= 999
+    assert committed is not None
+    assert committed >= 999
 
     second = _worker(common)
     out, err = second.communicate(timeout=120)
