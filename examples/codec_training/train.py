@@ -125,12 +125,12 @@ def train(config: TrainConfig, job: Job, *, gpu: GpuMonitor | None = None) -> Tr
         dim=config.patch * config.patch, latent=config.latent, step=config.quant_step, rng=rng
     )
     before = evaluate(codec, eval_frames, config)
-    if job.total is None:
-        job.set_total(config.total_samples)
+    # A batch cannot be larger than the training set; the job's total follows the real size.
+    batch = min(config.batch, len(patches))
+    job.set_total(config.epochs * config.steps * batch)
     started = time.monotonic()
     first_loss = final_loss = float("nan")
     gpu_samples = 0
-    batch = min(config.batch, len(patches))
     for epoch in range(1, config.epochs + 1):
         stage = job.stage(f"epoch-{epoch}", total=config.steps * batch)
         order = rng.permutation(len(patches))
