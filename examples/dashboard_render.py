@@ -518,9 +518,9 @@ def _bar(ax: Axes, x: float, y: float, width: float, *, height: float, color: st
 def format_number(value: float) -> str:
     """A dashboard-style number: 1.23M, 45.6k, 0.0123."""
     magnitude = abs(value)
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+    for limit, unit, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if magnitude >= limit:
-            return f"{value / limit:.3g}{suffix}"
+            return f"{value / unit:.3g}{suffix}"
     if magnitude >= 100 or value == int(value):
         return f"{value:,.0f}"
     return f"{value:.3g}"
