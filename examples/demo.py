@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib
 import json
 import os
 import random
@@ -34,7 +35,7 @@ from examples.csv_to_kafka.worker import LATENCY_METRIC
 from examples.dashboard_render import RenderReport, render_dashboard
 from examples.demo_dashboard import demo_dashboard_body
 from examples.local_aws import LocalAws, MotoStoreSource, statistic
-from metricskit import catalog, job_table
+from metricskit import catalog, config, job_table
 
 NAMESPACE: Final = "CSVToKafka"
 TABLE: Final = "metricskit-jobs"
@@ -266,12 +267,14 @@ def finish_job(table: str, job_id: str, runs: list[WorkerRun], ok: bool) -> floa
 def run_cost_tracker(provisioned: Provisioned) -> str:
     """Run the cost tracker's handler in-process, as its schedule would. Returns what happened."""
     try:
-        from cost_tracker import handler  # type: ignore[attr-defined]
+        handler = importlib.import_module("cost_tracker.handler")
     except ImportError:
         return "skipped: cost_tracker.handler is not installed on this branch yet"
-    os.environ.setdefault("METRICSKIT_JOB_TABLE", provisioned.table)
+    os.environ.setdefault(config.ENV_JOB_TABLE, provisioned.table)
+    os.environ.setdefault(config.ENV_NAMESPACE, NAMESPACE)
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
     try:
-        answer = handler.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+        answer = handler.handler(event, None)
     except Exception as exc:  # the demo goes on to its summary either way
         return f"failed: {exc!r}"
     return f"ran: {answer!r}"
