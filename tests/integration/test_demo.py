@@ -95,7 +95,7 @@ def test_the_summary_matches_what_the_workers_produced(
 def test_the_dashboard_png_has_drawn_series(demo: tuple[str, dict[str, Any], Path]) -> None:
     from matplotlib import image
 
-    stdout, report, out = demo
+    stdout, report, _ = demo
     dashboard = report["dashboard"]
     png = Path(dashboard["path"])
     assert png.exists()
