@@ -2,8 +2,8 @@
 
 Output: with ``--progress-lines``, one JSON line ``{"progress": {...}}`` at most every
 ``--progress-every`` seconds; always a last JSON line ``{"result": {...}}``. Exit status 0
-when the shard is done, 3 after ``--fail-after``, 143 when stopped by SIGTERM/SIGINT (the
-checkpoint is written first), 2 for bad arguments or input.
+when the shard is done, 1 when the job table cannot be read, 2 for bad arguments or input,
+3 after ``--fail-after``, 143 when stopped by SIGTERM/SIGINT (the checkpoint is written first).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 import metricskit
 from examples.csv_to_kafka.checkpoints import Checkpoints, DynamoCheckpoints, NoCheckpoints
@@ -164,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ExampleInputError, metricskit.MetricsKitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (BotoCoreError, ClientError) as exc:
+        # Starting over without the checkpoint would send the whole shard again.
+        print(f"error: cannot read the checkpoint from the job table: {exc}", file=sys.stderr)
+        return 1
 
     stop = threading.Event()
 

@@ -25,14 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from confluent_kafka import KafkaException, Producer
 
 from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
 from examples.csv_to_kafka.sharding import Shard
 from examples.errors import ExampleInputError
-from metricskit import Job
 
 logger = logging.getLogger("examples.csv_to_kafka")
 
@@ -42,6 +41,39 @@ MOCK_CLUSTER_CONFIG: Mapping[str, Any] = {"test.mock.num.brokers": 1, "log_level
 producer). ``log_level`` 4 hides its start-up notice."""
 
 ProgressCallback = Callable[["Progress"], None]
+
+
+class Recorder(Protocol):
+    """What the worker records into: a :class:`metricskit.Job` (or :class:`NoMetrics`)."""
+
+    def processed(self, n: float = 1) -> None: ...
+
+    def failed(self, n: float = 1) -> None: ...
+
+    def retried(self, n: float = 1) -> None: ...
+
+    def checkpointed(self, n: float = 1) -> None: ...
+
+    def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None: ...
+
+
+class NoMetrics:
+    """Records nothing: the "metrics off" baseline when measuring the worker's overhead."""
+
+    def processed(self, n: float = 1) -> None:
+        pass
+
+    def failed(self, n: float = 1) -> None:
+        pass
+
+    def retried(self, n: float = 1) -> None:
+        pass
+
+    def checkpointed(self, n: float = 1) -> None:
+        pass
+
+    def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None:
+        pass
 
 
 class InjectedFailureError(RuntimeError):
@@ -167,7 +199,7 @@ class _Deliveries:
 
     __slots__ = ("_failed", "_log", "_observe", "_processed", "delivered", "errors")
 
-    def __init__(self, job: Job, log: IO[bytes] | None) -> None:
+    def __init__(self, job: Recorder, log: IO[bytes] | None) -> None:
         self._processed = job.processed
         self._failed = job.failed
         self._observe = job.observe
@@ -193,7 +225,7 @@ class _Deliveries:
 
 def run(
     settings: Settings,
-    job: Job,
+    job: Recorder,
     *,
     checkpoints: Checkpoints | None = None,
     producer: Any = None,
@@ -224,7 +256,7 @@ class _Loader:
     def __init__(
         self,
         settings: Settings,
-        job: Job,
+        job: Recorder,
         *,
         checkpoints: Checkpoints,
         producer: Any,

@@ -326,3 +326,14 @@ def test_cli_loads_a_file_and_prints_its_result(
     result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
     assert result["delivered"] == 39
     assert result["malformed"] == 1
+
+
+def test_cli_stops_when_the_checkpoint_cannot_be_read(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    assert main([str(source), "--job-id", "j", "--table", "no-such-table", "--sink", "off"]) == 1
+    assert "cannot read the checkpoint" in capsys.readouterr().err
