@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,7 +444,7 @@ def _draw_lines(
     props: Mapping[str, Any],
     report: WidgetReport,
 ) -> None:
-    stamps = grid.astype("datetime64[s]")
+    stamps = grid
     for index, item in enumerate(series):
         mask = ~np.isnan(item.values)
         if not mask.any():
@@ -464,11 +465,15 @@ def _draw_lines(
         ax.set_ylim(bottom=y_axis.get("min"), top=y_axis.get("max"))
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
-    from matplotlib import dates
+    from matplotlib import ticker
 
-    ax.xaxis.set_major_formatter(dates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]
+    # Whole seconds of UTC clock time; date locators label sub-second ticks twice.
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=6, integer=True, steps=[1, 2, 3, 5, 6, 10]))
+    ax.xaxis.set_major_formatter(
+        ticker.FuncFormatter(lambda x, _: time.strftime("%H:%M:%S", time.gmtime(x)))
+    )
     if report.series_drawn:
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
+        ax.legend(fontsize=7, loc="best", frameon=False)
     else:
         ax.text(
             0.5, 0.5, "no data", ha="center", va="center", color="#888888", transform=ax.transAxes
