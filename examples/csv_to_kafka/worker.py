@@ -288,10 +288,11 @@ class _Loader:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
         self.deliveries = _Deliveries(self.job, self.log)
         try:
+            skip_to = -1 if resumed_after is None else resumed_after
             with open_source(settings.source) as stream:
-                position, stopped = self._load(
-                    stream, -1 if resumed_after is None else resumed_after
-                )
+                position, stopped = self._load(stream, skip_to)
+            # Never move a checkpoint backwards (a shorter file under the same key).
+            position = max(position, skip_to)
             self.commit(position)
         finally:
             if self.log is not None:
