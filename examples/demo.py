@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any, Final
 
 from examples.csv_to_kafka.worker import LATENCY_METRIC
@@ -450,12 +451,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     job_id = f"demo-{int(time.time())}"
     started = time.monotonic()
+    # SIGTERM (a CI timeout, `kill`) cleans up like Ctrl-C; by default it would skip finally.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with LocalAws() as aws:
             return _run(args, out, job_id, aws, started)
     except KeyboardInterrupt:
         print("\ninterrupted: workers and the local endpoint were stopped", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, started: float) -> int:

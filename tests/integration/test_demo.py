@@ -125,7 +125,8 @@ def test_the_demo_leaves_no_process_behind(demo: tuple[str, dict[str, Any], Path
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_workers_and_the_demo(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_demo_stops_its_workers(tmp_path: Path, stop: signal.Signals) -> None:
     process = start_demo(tmp_path, "--pace", "120")
     assert process.stdout is not None
     pids: list[int] = []
@@ -135,7 +136,7 @@ def test_ctrl_c_stops_the_workers_and_the_demo(tmp_path: Path) -> None:
             break
     assert pids, process.stderr.read() if process.stderr else ""
     time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     try:
         process.communicate(timeout=60)
     finally:
