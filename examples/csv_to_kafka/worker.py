@@ -5,7 +5,9 @@ What each metric means here:
 * ``RecordsProcessed`` (``job.processed()``): a row Kafka acknowledged, counted in the
   delivery callback, so it never counts a row that was only queued;
 * ``KafkaLatency`` (ms): from ``produce()`` to the delivery callback (librdkafka's own
-  per-message ``latency()``), i.e. queueing + batching + the broker round trip;
+  per-message ``latency()``): queueing, batching (``linger.ms``), the broker round trip, and
+  the wait until the worker next serves callbacks (every ``poll_every`` rows, and
+  continuously while ``max_rate`` holds it back);
 * ``ErrorCount``: malformed rows (skipped), rows ``produce()`` refused outright (e.g. too
   large) and rows whose delivery finally failed;
 * ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
