@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra librdkafka producer setting (repeatable), e.g. -X acks=all",
     )
+    p.add_argument(
+        "--latency-every", type=int, default=1, help="observe every Nth row's Kafka latency"
+    )
     p.add_argument("--max-rate", type=float, default=None, help="rows per second at most")
     p.add_argument("--sink", default=None, help="metricskit sink (default: $METRICSKIT_SINK)")
     p.add_argument("--flush-interval", type=float, default=None, help="seconds between flushes")
@@ -157,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             delivered_log=args.delivered_log,
             fail_after=args.fail_after,
             max_rate=args.max_rate,
+            latency_every=args.latency_every,
         )
         total_rows = count_rows(args.source) if args.count_rows else args.total_rows
         if total_rows is not None and total_rows < 0:

@@ -98,9 +98,12 @@ class Settings:
     fail_after: int | None = None
     max_rate: float | None = None
     """Rows per second at most (a shared broker's quota, or a demo that should last a while)."""
+    latency_every: int = 1
+    """Observe the latency of every Nth acknowledged row (1 = all). A distribution costs
+    ~0.3 us per value; 1-in-16 of 1M rows still gives 62k samples for the p99."""
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint_every", "poll_every"):
+        for name in ("checkpoint_every", "poll_every", "latency_every"):
             if getattr(self, name) < 1:
                 raise ExampleInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fail_after is not None and self.fail_after < 1:
@@ -199,13 +202,24 @@ def count_rows(uri: str) -> int:
 class _Deliveries:
     """The delivery callback: count, time and (optionally) log what Kafka acknowledged."""
 
-    __slots__ = ("_failed", "_log", "_observe", "_processed", "delivered", "errors")
+    __slots__ = (
+        "_every",
+        "_failed",
+        "_log",
+        "_next_sample",
+        "_observe",
+        "_processed",
+        "delivered",
+        "errors",
+    )
 
-    def __init__(self, job: Recorder, log: IO[bytes] | None) -> None:
+    def __init__(self, job: Recorder, log: IO[bytes] | None, latency_every: int = 1) -> None:
         self._processed = job.processed
         self._failed = job.failed
         self._observe = job.observe
         self._log = log
+        self._every = latency_every
+        self._next_sample = 1
         self.delivered = 0
         self.errors = 0
 
@@ -213,9 +227,11 @@ class _Deliveries:
         if err is None:
             self.delivered += 1
             self._processed()
-            latency = msg.latency()
-            if latency is not None:
-                self._observe(LATENCY_METRIC, latency * 1000.0)
+            if self.delivered >= self._next_sample:
+                self._next_sample += self._every
+                latency = msg.latency()
+                if latency is not None:
+                    self._observe(LATENCY_METRIC, latency * 1000.0)
             if self._log is not None:
                 self._log.write(msg.key() + b"\n")
         else:
@@ -288,7 +304,7 @@ class _Loader:
         started = self.started = time.monotonic()
         if settings.delivered_log:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
-        self.deliveries = _Deliveries(self.job, self.log)
+        self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
         try:
             skip_to = -1 if resumed_after is None else resumed_after
             with open_source(settings.source) as stream:

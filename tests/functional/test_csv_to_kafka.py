@@ -337,3 +337,14 @@ def test_cli_stops_when_the_checkpoint_cannot_be_read(
     write_csv(source, 3)
     assert main([str(source), "--job-id", "j", "--table", "no-such-table", "--sink", "off"]) == 1
     assert "cannot read the checkpoint" in capsys.readouterr().err
+
+
+def test_latency_can_be_sampled_while_every_row_is_still_counted(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    write_csv(source, 1000)
+
+    result, sink = load(Settings(str(source), topic="rows", latency_every=16))
+
+    assert result.delivered == 1000
+    assert sink.sum("RecordsProcessed") == 1000
+    assert sum(sum(m.counts) for m in sink.metrics("KafkaLatency")) == 63  # rows 1, 17, ... 993
