@@ -341,16 +341,17 @@ def summarize(
     )
 
 
-def print_summary(summary: Summary) -> None:
+def print_summary(summary: Summary, *, pace: float) -> None:
     def money(value: float | None) -> str:
         return "n/a" if value is None else f"${value:.6f}"
 
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f} ms"
 
+    paced = f"  (paced over ~{pace:g} s; --pace 0 runs flat out)" if pace else ""
     rows = [
         ("records", f"{summary.records:,.0f}  (workers reported {summary.workers_reported:,})"),
-        ("throughput", f"{summary.throughput:,.0f} records/s"),
+        ("throughput", f"{summary.throughput:,.0f} records/s" + paced),
         ("Kafka latency p99", ms(summary.p99_latency_ms)),
         ("Kafka latency avg", ms(summary.avg_latency_ms)),
         ("errors", f"{summary.errors:,.0f}"),
@@ -511,7 +512,7 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
     summary = summarize(
         source, job_id, runs=runs, worker_seconds=worker_seconds, start=window_start, end=window_end
     )
-    print_summary(summary)
+    print_summary(summary, pace=args.pace)
     body, origin = dashboard_body(provisioned, job_id)
     report = render_dashboard(
         body,
