@@ -19,7 +19,7 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -73,6 +73,25 @@ class MetricSource(Protocol):
     ) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
         """(metric name, dimensions) of every metric in ``namespace`` (and ``name``)."""
         ...
+
+
+FetchFunction = Callable[[MetricQuery, dt.datetime, dt.datetime], Datapoints]
+"""A bare fetch function is enough when the dashboard uses no SEARCH."""
+
+
+class FunctionSource:
+    """A :class:`MetricSource` from a fetch function (SEARCH then finds no metrics)."""
+
+    def __init__(self, fetch: FetchFunction) -> None:
+        self._fetch = fetch
+
+    def fetch(self, query: MetricQuery, start: dt.datetime, end: dt.datetime) -> Datapoints:
+        return self._fetch(query, start, end)
+
+    def list_metrics(
+        self, namespace: str, name: str | None
+    ) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+        return []
 
 
 class CloudWatchSource:
@@ -292,7 +311,7 @@ class _WidgetData:
 
 def render_dashboard(
     body: Mapping[str, Any],
-    source: MetricSource,
+    source: MetricSource | FetchFunction,
     out: str | Path,
     *,
     start: dt.datetime,
@@ -305,6 +324,7 @@ def render_dashboard(
     """
     import matplotlib
 
+    data: MetricSource = FunctionSource(source) if callable(source) else source
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -316,7 +336,7 @@ def render_dashboard(
     fig = plt.figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor=BACKGROUND)
     if title:
         fig.text(0.01, 1 - 20 / height_px, title, fontsize=14, weight="bold", va="center")
-    canvas = _Canvas(fig, source, start, end, (width_px, height_px, header_px))
+    canvas = _Canvas(fig, data, start, end, (width_px, height_px, header_px))
     reports = [canvas.draw_widget(w) for w in widgets]
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -262,3 +262,30 @@ def test_numbers_are_formatted_like_a_dashboard() -> None:
     assert format_number(45_600) == "45.6k"
     assert format_number(12) == "12"
     assert format_number(0.01234) == "0.0123"
+
+
+def test_a_bare_fetch_function_is_enough(tmp_path: Path) -> None:
+    asked: list[MetricQuery] = []
+
+    def fetch(query: MetricQuery, start: dt.datetime, end: dt.datetime) -> Datapoints:
+        asked.append(query)
+        return [START.timestamp(), START.timestamp() + 60], [1.0, 3.0]
+
+    widget = {
+        "type": "metric",
+        "x": 0,
+        "y": 0,
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "t",
+            "period": 60,
+            "stat": "Maximum",
+            "metrics": [[NS, "RecordsDone", "JobId", "j1"]],
+        },
+    }
+    report = render_dashboard(
+        {"widgets": [widget]}, fetch, tmp_path / "f.png", start=START, end=END
+    )
+    assert asked == [MetricQuery(NS, "RecordsDone", JOB, "Maximum", 60)]
+    assert report.widgets[0].points_drawn == 2
