@@ -1,0 +1,229 @@
+"""Command line of the CSV-to-Kafka worker: ``python -m examples.csv_to_kafka --help``.
+
+Output: with ``--progress-lines``, one JSON line ``{"progress": {...}}`` at most every
+``--progress-every`` seconds; always a last JSON line ``{"result": {...}}``. Exit status 0
+when the shard is done, 1 when the job table cannot be read, 2 for bad arguments or input,
+3 after ``--fail-after``, 143 when stopped by SIGTERM/SIGINT (the checkpoint is written first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+import metricskit
+from examples.csv_to_kafka.checkpoints import Checkpoints, DynamoCheckpoints, NoCheckpoints
+from examples.csv_to_kafka.sharding import Shard
+from examples.csv_to_kafka.worker import (
+    InjectedFailureError,
+    Progress,
+    Settings,
+    count_rows,
+    run,
+)
+from examples.errors import ExampleInputError
+from metricskit import config
+
+EXIT_FAILED = 3
+EXIT_STOPPED = 143
+KAFKA_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m examples.csv_to_kafka",
+        description="Stream a CSV (S3 or local) into Kafka, instrumented with metricskit.",
+    )
+    p.add_argument("source", help="s3://bucket/key.csv, any smart-open URI, or a local path")
+    p.add_argument("--topic", default="rows", help="Kafka topic (default: rows)")
+    p.add_argument("--job-id", required=True, help="the JobId shared by every shard of the load")
+    p.add_argument("--shard", default="0/1", help="i/N: this worker takes rows r with r %% N == i")
+    p.add_argument("--namespace", default="CSVToKafka", help="CloudWatch namespace")
+    p.add_argument(
+        "--table",
+        default=None,
+        help=f"DynamoDB job table for checkpoints (default: ${config.ENV_JOB_TABLE}; "
+        "none = no resume)",
+    )
+    total = p.add_mutually_exclusive_group()
+    total.add_argument("--total-rows", type=int, help="data rows in the whole file, if known")
+    total.add_argument(
+        "--count-rows", action="store_true", help="stream the file once first to count its rows"
+    )
+    p.add_argument("--checkpoint-every", type=int, default=50_000, help="rows between checkpoints")
+    p.add_argument(
+        "--bootstrap-servers",
+        default=None,
+        help=f"Kafka brokers (default: ${KAFKA_BOOTSTRAP_ENV}; unset = librdkafka mock cluster)",
+    )
+    p.add_argument(
+        "-X",
+        dest="producer_config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka producer setting (repeatable), e.g. -X acks=all",
+    )
+    p.add_argument(
+        "--latency-every", type=int, default=1, help="observe every Nth row's Kafka latency"
+    )
+    p.add_argument("--max-rate", type=float, default=None, help="rows per second at most")
+    p.add_argument("--sink", default=None, help="metricskit sink (default: $METRICSKIT_SINK)")
+    p.add_argument("--flush-interval", type=float, default=None, help="seconds between flushes")
+    p.add_argument("--high-resolution", action="store_true", help="1-second CloudWatch storage")
+    p.add_argument("--progress-lines", action="store_true", help="print JSON progress lines")
+    p.add_argument("--progress-every", type=float, default=0.5, help="seconds between them")
+    p.add_argument("--delivered-log", default=None, help="append each delivered row index here")
+    p.add_argument("--fail-after", type=int, default=None, help="crash after N rows (testing)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    return p
+
+
+def _producer_settings(pairs: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ExampleInputError(f"-X {pair!r}: expected KEY=VALUE, e.g. -X acks=all")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def _checkpoints(table: str | None, job_id: str, shard: Shard) -> Checkpoints:
+    name = table or config.env_optional_str(config.ENV_JOB_TABLE)
+    return DynamoCheckpoints(name, job_id, shard.label) if name else NoCheckpoints()
+
+
+def _job_total(total_rows: int | None, shard: Shard, resumed_after: int | None) -> int | None:
+    """The rows this process will handle: its shard's share after the checkpoint.
+
+    (With a job registry that sums ``done`` job-wide, pass the whole file's rows instead.)
+    """
+    if total_rows is None:
+        return None
+    skipped = 0 if resumed_after is None else shard.rows_below(resumed_after + 1)
+    return max(0, shard.rows_below(total_rows) - skipped)
+
+
+class _ProgressPrinter:
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._next = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every
+        _emit(
+            {
+                "progress": {
+                    "delivered": progress.delivered,
+                    "failed": progress.failed,
+                    "retried": progress.retried,
+                    "handled": progress.handled,
+                }
+            }
+        )
+
+
+def _emit(payload: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        shard = Shard.parse(args.shard)
+        settings = Settings(
+            source=args.source,
+            topic=args.topic,
+            shard=shard,
+            bootstrap_servers=args.bootstrap_servers or os.environ.get(KAFKA_BOOTSTRAP_ENV),
+            producer_config=_producer_settings(args.producer_config),
+            checkpoint_every=args.checkpoint_every,
+            delivered_log=args.delivered_log,
+            fail_after=args.fail_after,
+            max_rate=args.max_rate,
+            latency_every=args.latency_every,
+        )
+        total_rows = count_rows(args.source) if args.count_rows else args.total_rows
+        if total_rows is not None and total_rows < 0:
+            raise ExampleInputError(f"--total-rows must be >= 0, got {total_rows}")
+        checkpoints = _checkpoints(args.table, args.job_id, shard)
+        resumed_after = checkpoints.load()
+    except (ExampleInputError, metricskit.MetricsKitError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        # Starting over without the checkpoint would send the whole shard again.
+        print(f"error: cannot read the checkpoint from the job table: {exc}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    job = metricskit.Job(
+        args.job_id,
+        namespace=args.namespace,
+        total=_job_total(total_rows, shard, resumed_after),
+        sink=args.sink,
+        flush_interval=args.flush_interval,
+        high_resolution=args.high_resolution or None,
+    )
+    on_progress = _ProgressPrinter(args.progress_every) if args.progress_lines else None
+    try:
+        result = run(
+            settings,
+            job,
+            checkpoints=_Preloaded(checkpoints, resumed_after),
+            stop=stop,
+            on_progress=on_progress,
+        )
+    except InjectedFailureError as exc:
+        job.close("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ExampleInputError as exc:
+        job.close("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        job.close("failed")
+        raise
+    job.close("interrupted" if result.stopped else "completed")
+    _emit({"result": result.as_dict()})
+    return EXIT_STOPPED if result.stopped else 0
+
+
+class _Preloaded:
+    """The checkpoint store with its position already read (once, before the Job started)."""
+
+    def __init__(self, store: Checkpoints, position: int | None) -> None:
+        self._store = store
+        self._position = position
+
+    def load(self) -> int | None:
+        return self._position
+
+    def save(self, position: int) -> bool:
+        return self._store.save(position)

@@ -1,0 +1,456 @@
+"""The CSV-to-Kafka loop: stream rows, produce them, count what Kafka confirmed.
+
+What each metric means here:
+
+* ``RecordsProcessed`` (``job.processed()``): a row Kafka acknowledged, counted in the
+  delivery callback, so it never counts a row that was only queued;
+* ``KafkaLatency`` (ms): from ``produce()`` to the delivery callback (librdkafka's own
+  per-message ``latency()``): queueing, batching (``linger.ms``), the broker round trip, and
+  the wait until the worker next serves callbacks (every ``poll_every`` rows, and
+  continuously while ``max_rate`` holds it back);
+* ``ErrorCount``: malformed rows (skipped), rows ``produce()`` refused outright (e.g. too
+  large) and rows whose delivery finally failed;
+* ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
+  serves delivery callbacks and tries the same row again;
+* ``CheckpointCount``: checkpoints written to the job table.
+
+The per-row path does only what a loader without metrics would do plus one counter tick in
+the callback; the poll, progress, stop and checkpoint checks run once per ``poll_every`` rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from confluent_kafka import KafkaException, Producer
+
+from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
+from examples.csv_to_kafka.sharding import Shard
+from examples.errors import ExampleInputError
+
+logger = logging.getLogger("examples.csv_to_kafka")
+
+LATENCY_METRIC = "KafkaLatency"
+MOCK_CLUSTER_CONFIG: Mapping[str, Any] = {"test.mock.num.brokers": 1, "log_level": 4}
+"""librdkafka's in-process mock cluster (speaks the real protocol; lives as long as the
+producer). ``log_level`` 4 hides its start-up notice."""
+
+ProgressCallback = Callable[["Progress"], None]
+
+
+class Recorder(Protocol):
+    """What the worker records into: a :class:`metricskit.Job` (or :class:`NoMetrics`)."""
+
+    def processed(self, n: float = 1) -> None: ...
+
+    def failed(self, n: float = 1) -> None: ...
+
+    def retried(self, n: float = 1) -> None: ...
+
+    def checkpointed(self, n: float = 1) -> None: ...
+
+    def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None: ...
+
+
+class NoMetrics:
+    """Records nothing: the "metrics off" baseline when measuring the worker's overhead."""
+
+    def processed(self, n: float = 1) -> None:
+        pass
+
+    def failed(self, n: float = 1) -> None:
+        pass
+
+    def retried(self, n: float = 1) -> None:
+        pass
+
+    def checkpointed(self, n: float = 1) -> None:
+        pass
+
+    def observe(self, name: str, value: float, unit: str = "Milliseconds") -> None:
+        pass
+
+
+class InjectedFailureError(RuntimeError):
+    """Raised by ``--fail-after``: a crash at a known row, for resume tests and demos."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What to load and where. ``source`` is an S3 URI, any smart-open URI or a local path."""
+
+    source: str
+    topic: str
+    shard: Shard = field(default_factory=lambda: Shard(0, 1))
+    bootstrap_servers: str | None = None
+    producer_config: Mapping[str, str] = field(default_factory=dict)
+    checkpoint_every: int = 50_000
+    poll_every: int = 100
+    flush_timeout: float = 30.0
+    delivered_log: str | None = None
+    fail_after: int | None = None
+    max_rate: float | None = None
+    """Rows per second at most (a shared broker's quota, or a demo that should last a while)."""
+    latency_every: int = 1
+    """Observe the latency of every Nth acknowledged row (1 = all). A distribution costs
+    ~0.3 us per value; 1-in-16 of 1M rows still gives 62k samples for the p99."""
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_every", "poll_every", "latency_every"):
+            if getattr(self, name) < 1:
+                raise ExampleInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fail_after is not None and self.fail_after < 1:
+            raise ExampleInputError(f"fail_after must be >= 1 row, got {self.fail_after}")
+        if self.max_rate is not None and not self.max_rate > 0:
+            raise ExampleInputError(f"max_rate must be > 0 rows/s, got {self.max_rate}")
+        if not self.topic:
+            raise ExampleInputError("topic must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress report: rows of this shard handled so far in this run."""
+
+    delivered: int
+    failed: int
+    retried: int
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one run of a worker did (this process only; the job may span several runs)."""
+
+    delivered: int
+    malformed: int
+    delivery_errors: int
+    rejected: int
+    retried: int
+    checkpoints: int
+    produced: int
+    resumed_after: int | None
+    position: int
+    seconds: float
+    stopped: bool
+
+    @property
+    def failed(self) -> int:
+        return self.malformed + self.rejected + self.delivery_errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "malformed": self.malformed,
+            "delivery_errors": self.delivery_errors,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "retried": self.retried,
+            "checkpoints": self.checkpoints,
+            "produced": self.produced,
+            "resumed_after": self.resumed_after,
+            "position": self.position,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+        }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The confluent-kafka configuration: a real broker or librdkafka's mock cluster."""
+    config: dict[str, Any] = {"linger.ms": 5}
+    if settings.bootstrap_servers:
+        config["bootstrap.servers"] = settings.bootstrap_servers
+    else:
+        config.update(MOCK_CLUSTER_CONFIG)
+    config.update(settings.producer_config)
+    return config
+
+
+def build_producer(settings: Settings) -> Any:
+    """A ``confluent_kafka.Producer`` for ``settings``."""
+    return Producer(producer_config(settings))
+
+
+def open_source(uri: str) -> IO[str]:
+    """Open the CSV as a text stream; S3 objects are streamed, never downloaded whole.
+
+    smart-open builds its S3 client with boto3's defaults, so ``AWS_ENDPOINT_URL`` selects
+    moto or LocalStack. Undecodable bytes become U+FFFD rather than stopping the load.
+    """
+    import smart_open
+
+    stream: IO[str] = smart_open.open(uri, "r", encoding="utf-8", errors="replace", newline="")
+    return stream
+
+
+def count_rows(uri: str) -> int:
+    """Data rows in the CSV (records after the header), by streaming it once.
+
+    >>> count_rows("rows.csv")   # doctest: +SKIP
+    200000
+    """
+    with open_source(uri) as stream:
+        return max(0, sum(1 for _ in csv.reader(stream)) - 1)
+
+
+class _Deliveries:
+    """The delivery callback: count, time and (optionally) log what Kafka acknowledged."""
+
+    __slots__ = (
+        "_every",
+        "_failed",
+        "_log",
+        "_next_sample",
+        "_observe",
+        "_processed",
+        "delivered",
+        "errors",
+    )
+
+    def __init__(self, job: Recorder, log: IO[bytes] | None, latency_every: int = 1) -> None:
+        self._processed = job.processed
+        self._failed = job.failed
+        self._observe = job.observe
+        self._log = log
+        self._every = latency_every
+        self._next_sample = 1
+        self.delivered = 0
+        self.errors = 0
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+            self._processed()
+            if self.delivered >= self._next_sample:
+                self._next_sample += self._every
+                latency = msg.latency()
+                if latency is not None:
+                    self._observe(LATENCY_METRIC, latency * 1000.0)
+            if self._log is not None:
+                self._log.write(msg.key() + b"\n")
+        else:
+            self.errors += 1
+            self._failed()
+            if self.errors == 1:
+                logger.warning("Kafka refused a row: %s (further refusals only counted)", err)
+
+
+def run(
+    settings: Settings,
+    job: Recorder,
+    *,
+    checkpoints: Checkpoints | None = None,
+    producer: Any = None,
+    stop: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Load this shard's rows of ``settings.source`` into Kafka, resuming after a checkpoint.
+
+    >>> with metricskit.Job("load-1", namespace="CSVToKafka") as job:       # doctest: +SKIP
+    ...     run(Settings("s3://bucket/rows.csv", topic="rows"), job)
+
+    Does not close ``job``; the caller decides whether the job completed or was interrupted.
+    """
+    loader = _Loader(
+        settings,
+        job,
+        checkpoints=checkpoints or NoCheckpoints(),
+        producer=producer if producer is not None else build_producer(settings),
+        stop=stop or threading.Event(),
+        on_progress=on_progress,
+    )
+    return loader.run()
+
+
+class _Loader:
+    """One run: the row loop plus the rare work done every ``poll_every`` rows."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        job: Recorder,
+        *,
+        checkpoints: Checkpoints,
+        producer: Any,
+        stop: threading.Event,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.settings = settings
+        self.job = job
+        self.checkpoints = checkpoints
+        self.producer = producer
+        self.stop = stop
+        self.on_progress = on_progress
+        self.malformed = 0
+        self.retried = 0
+        self.checkpoints_written = 0
+        self.produced = 0
+        self.rejected = 0
+        self.handled = 0
+        self.next_checkpoint = settings.checkpoint_every
+        self.log: IO[bytes] | None = None
+        self.deliveries = _Deliveries(job, None)
+        self.started = time.monotonic()
+
+    def run(self) -> RunResult:
+        settings = self.settings
+        resumed_after = self.checkpoints.load()
+        started = self.started = time.monotonic()
+        if settings.delivered_log:
+            self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
+        self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
+        try:
+            skip_to = -1 if resumed_after is None else resumed_after
+            with open_source(settings.source) as stream:
+                position, stopped = self._load(stream, skip_to)
+            # Never move a checkpoint backwards (a shorter file under the same key).
+            position = max(position, skip_to)
+            self.commit(position)
+        finally:
+            if self.log is not None:
+                self.log.close()
+        return RunResult(
+            delivered=self.deliveries.delivered,
+            malformed=self.malformed,
+            delivery_errors=self.deliveries.errors,
+            rejected=self.rejected,
+            retried=self.retried,
+            checkpoints=self.checkpoints_written,
+            produced=self.produced,
+            resumed_after=resumed_after,
+            position=position,
+            seconds=time.monotonic() - started,
+            stopped=stopped,
+        )
+
+    def commit(self, position: int) -> None:
+        """Wait for Kafka's verdict on every produced row, then store ``position``."""
+        pending = self.producer.flush(self.settings.flush_timeout)
+        if pending:
+            logger.warning("%d rows still unacknowledged; checkpoint %d skipped", pending, position)
+            return
+        if self.log is not None:
+            self.log.flush()
+        if self.checkpoints.save(position):
+            self.checkpoints_written += 1
+            self.job.checkpointed()
+
+    def _header(self, reader: Iterator[list[str]]) -> list[str]:
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ExampleInputError(
+                f"{self.settings.source}: empty file, expected a header row"
+            ) from None
+        if not header or len(set(header)) != len(header):
+            raise ExampleInputError(
+                f"{self.settings.source}: the header {header!r} must name each column once"
+            )
+        return header
+
+    def _load(self, stream: IO[str], skip_to: int) -> tuple[int, bool]:
+        """The row loop. Returns (last row index read, stopped early)."""
+        reader = csv.reader(stream)
+        header = self._header(reader)
+        # Locals: attribute lookups per row add up over 100M rows.
+        width = len(header)
+        topic = self.settings.topic
+        produce = self.producer.produce
+        deliveries = self.deliveries
+        failed = self.job.failed
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        count, mine = self.settings.shard.count, self.settings.shard.index
+        fail_at = self.settings.fail_after or 1 << 62
+        next_mark = self.settings.poll_every
+        index = -1
+        while True:
+            try:
+                for row in reader:
+                    index += 1
+                    if index % count != mine or index <= skip_to:
+                        continue
+                    if len(row) == width:
+                        key = str(index)
+                        value = dumps(dict(zip(header, row, strict=True)))
+                        try:
+                            produce(topic, value, key, on_delivery=deliveries)
+                            self.produced += 1
+                        except BufferError:
+                            self._produce_when_room(topic, value, key)
+                        except KafkaException as exc:
+                            self._reject(index, exc)
+                    else:
+                        self.malformed += 1
+                        failed()
+                    self.handled += 1
+                    if self.handled >= fail_at:
+                        raise InjectedFailureError(
+                            f"--fail-after {fail_at}: failing at row {index}"
+                        )
+                    if self.handled >= next_mark:
+                        next_mark = self.handled + self.settings.poll_every
+                        if self._at_mark(index):
+                            return index, True
+                return index, False
+            except csv.Error as exc:
+                # The reader consumed the bad record; count it if it is ours and go on.
+                index += 1
+                if index % count == mine and index > skip_to:
+                    self.malformed += 1
+                    self.handled += 1
+                    failed()
+                    logger.debug("row %d is not valid CSV: %s", index, exc)
+
+    def _at_mark(self, index: int) -> bool:
+        """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop."""
+        self.producer.poll(0)
+        if self.on_progress is not None:
+            self.on_progress(
+                Progress(
+                    self.deliveries.delivered,
+                    self.malformed + self.rejected + self.deliveries.errors,
+                    self.retried,
+                    self.handled,
+                )
+            )
+        if self.settings.max_rate is not None:
+            # Wait inside poll(): delivery callbacks keep being served, so the wait does not
+            # show up as Kafka latency.
+            deadline = self.started + self.handled / self.settings.max_rate
+            while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+                self.producer.poll(min(left, 0.05))
+        if self.handled >= self.next_checkpoint:
+            self.next_checkpoint = self.handled + self.settings.checkpoint_every
+            self.commit(index)
+        return self.stop.is_set()
+
+    def _produce_when_room(self, topic: str, value: str, key: str) -> None:
+        """The local queue is full: serve delivery callbacks until the row fits."""
+        while True:
+            self.retried += 1
+            self.job.retried()
+            self.producer.poll(0.05)
+            try:
+                self.producer.produce(topic, value, key, on_delivery=self.deliveries)
+            except BufferError:
+                continue
+            except KafkaException as exc:
+                self._reject(int(key), exc)
+                return
+            self.produced += 1
+            return
+
+    def _reject(self, index: int, exc: KafkaException) -> None:
+        """produce() refused the row outright (too large, unknown topic...): an error."""
+        self.rejected += 1
+        self.job.failed()
+        if self.rejected == 1:
+            logger.warning(
+                "row %d refused by the producer: %s (further ones only counted)", index, exc
+            )

@@ -1,0 +1,188 @@
+"""A local AWS endpoint for the demo: a moto server on loopback, selected through boto3's own
+``AWS_ENDPOINT_URL``, and a reader of what it stored.
+
+>>> with LocalAws() as aws:                         # doctest: +SKIP
+...     boto3.client("s3").create_bucket(Bucket="demo")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final
+
+import numpy as np
+
+from examples.dashboard_render import Datapoints, MetricQuery
+
+FAKE_CREDENTIALS: Final[Mapping[str, str]] = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    # moto mishandles gzip-compressed request bodies of 10 KB or more.
+    "AWS_DISABLE_REQUEST_COMPRESSION": "true",
+}
+
+
+class LocalAws:
+    """Start a moto server on 127.0.0.1 (a free port) and point this process and its
+    children at it; ``close()`` stops it and restores the environment."""
+
+    def __init__(self) -> None:
+        self.endpoint = ""
+        self._server: Any = None
+        self._saved: dict[str, str | None] = {}
+
+    def start(self) -> LocalAws:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request at INFO; the demo's terminal is for the progress bar.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}.items():
+            self._saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        return self
+
+    def close(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_SeriesId = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+class MotoStoreSource:
+    """Datapoints read from the in-process moto server's CloudWatch store.
+
+    Why not GetMetricData: moto computes no percentiles (the p99 of ``KafkaLatency`` is the
+    point of publishing Values/Counts), and it scans every stored value once per period per
+    query, which takes minutes for a dashboard over 200k latency values. moto keeps each
+    published value (a Values/Counts pair becomes ``count`` stored values), so the
+    statistics here are exact. Against real CloudWatch use ``CloudWatchSource``.
+    """
+
+    def __init__(self, region: str = "us-east-1", account: str | None = None) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+
+        self._backend = cloudwatch_backends[account or DEFAULT_ACCOUNT_ID][region]
+        self._index: dict[_SeriesId, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the store again (call after more data was published)."""
+        stamps: dict[_SeriesId, list[float]] = defaultdict(list)
+        values: dict[_SeriesId, list[float]] = defaultdict(list)
+        for datum in list(self._backend.metric_data):
+            value = getattr(datum, "value", None)
+            if value is None:  # StatisticValues datums: metricskit never sends them
+                continue
+            dims = tuple(sorted((str(d.name), str(d.value)) for d in datum.dimensions))
+            key = (datum.namespace, datum.name, dims)
+            stamp = datum.timestamp
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=dt.UTC)
+            stamps[key].append(stamp.timestamp())
+            values[key].append(float(value))
+        self._index = {key: (np.asarray(stamps[key]), np.asarray(values[key])) for key in stamps}
+
+    def list_metrics(
+        self, namespace: str, name: str | None
+    ) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+        return [
+            (metric, dims)
+            for ns, metric, dims in self._index
+            if ns == namespace and (name is None or metric == name)
+        ]
+
+    def raw_values(
+        self,
+        namespace: str,
+        name: str,
+        dimensions: Sequence[tuple[str, str]],
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> np.ndarray[Any, Any]:
+        """Every value stored for one series (between ``start`` and ``end``): exact statistics."""
+        found = self._index.get((namespace, name, tuple(sorted(dimensions))))
+        if found is None:
+            return np.asarray([])
+        stamps, values = found
+        lo = -np.inf if start is None else start.timestamp()
+        hi = np.inf if end is None else end.timestamp()
+        return values[(stamps >= lo) & (stamps < hi)]
+
+    def fetch(self, query: MetricQuery, start: dt.datetime, end: dt.datetime) -> Datapoints:
+        found = self._index.get((query.namespace, query.name, tuple(sorted(query.dimensions))))
+        if found is None:
+            return [], []
+        stamps, values = found
+        lo, hi = start.timestamp(), end.timestamp()
+        inside = (stamps >= lo) & (stamps < hi)
+        stamps, values = stamps[inside], values[inside]
+        # Periods start at ``start`` (callers align it), as GetMetricData's do.
+        period = query.period
+        first = lo
+        slots = ((stamps - first) // period).astype(int)
+        out_t: list[float] = []
+        out_v: list[float] = []
+        for slot in np.unique(slots):
+            out_t.append(float(first + slot * period))
+            out_v.append(statistic(values[slots == slot], query.stat))
+        return out_t, out_v
+
+
+def statistic(values: np.ndarray[Any, Any], stat: str) -> float:
+    """One CloudWatch statistic of raw values: Sum, Average, Minimum, Maximum,
+    SampleCount or pNN (nearest rank, as CloudWatch computes percentiles on raw values).
+
+    >>> statistic(np.arange(1.0, 101.0), "p99")
+    99.0
+    """
+    if stat == "Sum":
+        return float(values.sum())
+    if stat == "Average":
+        return float(values.mean())
+    if stat == "Minimum":
+        return float(values.min())
+    if stat == "Maximum":
+        return float(values.max())
+    if stat == "SampleCount":
+        return float(values.size)
+    if stat.startswith("p"):
+        rank = float(stat[1:]) / 100.0
+        ordered = np.sort(values)
+        index = max(0, int(np.ceil(rank * ordered.size)) - 1)
+        return float(ordered[index])
+    raise ValueError(
+        f"statistic {stat!r}: expected Sum, Average, Minimum, Maximum, SampleCount or pNN"
+    )

@@ -1,0 +1,350 @@
+"""The CSV-to-Kafka worker against librdkafka's mock cluster and a local moto server.
+
+A mock cluster lives inside one producer, so "what reached Kafka" is read from the worker's
+delivery callback (``--delivered-log``: one row index per acknowledged message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+import pytest
+
+import metricskit
+from examples.csv_to_kafka import DynamoCheckpoints, RunResult, Settings, Shard, count_rows, run
+from examples.csv_to_kafka.checkpoints import Checkpoints
+from examples.csv_to_kafka.worker import InjectedFailureError
+from examples.errors import ExampleInputError
+from metricskit import job_table
+from metricskit.sinks.memory import MemorySink
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADER = "id,name,amount\n"
+
+
+def write_csv(path: Path, rows: int, *, bad: Collection[int] = ()) -> set[int]:
+    """``rows`` data rows; the indexes in ``bad`` have a wrong field count. Returns good ones."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(HEADER)
+        for row in range(rows):
+            out.write(f"{row},only-two\n" if row in bad else f"{row},name-{row},{row * 1.5}\n")
+    return set(range(rows)) - set(bad)
+
+
+def delivered(log: Path) -> Counter[int]:
+    return Counter(int(line) for line in log.read_text().split())
+
+
+def make_table(name: str = "jobs") -> str:
+    client = boto3.client("dynamodb")
+    if name not in client.list_tables()["TableNames"]:
+        client.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    return name
+
+
+def load(
+    settings: Settings, job_id: str = "load", *, checkpoints: Checkpoints | None = None
+) -> tuple[RunResult, MemorySink]:
+    sink = MemorySink()
+    with metricskit.Job(job_id, namespace="Test/CsvToKafka", sink=sink) as job:
+        result = run(settings, job, checkpoints=checkpoints)
+    return result, sink
+
+
+def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 3000)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="input")
+    s3.upload_file(str(source), "input", "rows.csv")
+    log = tmp_path / "delivered.log"
+
+    result, sink = load(Settings("s3://input/rows.csv", topic="rows", delivered_log=str(log)))
+
+    assert result.delivered == len(good) == 3000
+    assert set(delivered(log)) == good
+    assert sink.sum("RecordsProcessed") == 3000
+    assert sink.sum("ErrorCount") == 0
+    latency = list(sink.metrics("KafkaLatency"))
+    assert sum(sum(m.counts) for m in latency) == 3000
+    assert all(v > 0 for m in latency for v in m.values)
+    assert count_rows("s3://input/rows.csv") == 3000
+
+
+def test_malformed_rows_are_counted_as_errors_and_skipped(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    bad = {3, 10, 11, 499}
+    good = write_csv(source, 500, bad=bad)
+    with source.open("a", encoding="utf-8") as out:
+        out.write("\n")  # a blank record: no fields at all
+        out.write('500,"unterminated,1\n')  # swallows the rest of the file into one field
+    log = tmp_path / "delivered.log"
+
+    result, sink = load(Settings(str(source), topic="rows", delivered_log=str(log)))
+
+    assert result.malformed == len(bad) + 2
+    assert result.delivered == len(good)
+    assert set(delivered(log)) == good
+    assert sink.sum("ErrorCount") == len(bad) + 2
+    assert sink.sum("RecordsProcessed") == len(good)
+
+
+def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
+    import csv
+
+    source = tmp_path / "rows.csv"
+    limit = csv.field_size_limit()
+    with source.open("w", encoding="utf-8") as out:
+        out.write(HEADER)
+        out.write("0,a,1\n")
+        out.write(f"1,{'x' * (limit + 10)},2\n")  # csv.Error: field larger than the limit
+        out.write("2,c,3\n")
+    log = tmp_path / "delivered.log"
+
+    result, sink = load(Settings(str(source), topic="rows", delivered_log=str(log)))
+
+    assert set(delivered(log)) == {0, 2}
+    assert result.malformed == 1
+    assert sink.sum("ErrorCount") == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "empty file"), ("a,a\n1,2\n", "name each column once")],
+)
+def test_a_file_without_a_usable_header_is_a_clear_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text(content)
+    with pytest.raises(ExampleInputError, match=message):
+        load(Settings(str(source), topic="rows"))
+
+
+def test_a_full_local_queue_is_retried_and_every_row_still_delivered(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 2000)
+    log = tmp_path / "delivered.log"
+    settings = Settings(
+        str(source),
+        topic="rows",
+        producer_config={"queue.buffering.max.messages": "20", "linger.ms": "20"},
+        poll_every=1000,
+        delivered_log=str(log),
+    )
+
+    result, sink = load(settings)
+
+    assert result.retried > 0
+    assert sink.sum("RetryCount") == result.retried
+    assert Counter(delivered(log)) == Counter(dict.fromkeys(good, 1))
+
+
+def test_rows_kafka_never_acknowledges_are_errors(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    write_csv(source, 50)
+    settings = Settings(
+        str(source),
+        topic="rows",
+        bootstrap_servers="127.0.0.1:1",  # nothing listens there
+        producer_config={"message.timeout.ms": "300"},
+    )
+
+    result, sink = load(settings)
+
+    assert result.delivered == 0
+    assert result.delivery_errors == 50
+    assert sink.sum("ErrorCount") == 50
+    assert sink.sum("RecordsProcessed") == 0
+
+
+def test_two_shards_together_deliver_every_row_exactly_once(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 5001, bad={17, 4000})
+    logs = [tmp_path / "shard0.log", tmp_path / "shard1.log"]
+    results = [
+        load(
+            Settings(str(source), topic="rows", shard=Shard(i, 2), delivered_log=str(logs[i])),
+            job_id="sharded",
+        )[0]
+        for i in range(2)
+    ]
+    first, second = delivered(logs[0]), delivered(logs[1])
+
+    assert all(count == 1 for count in (first + second).values())
+    assert set(first) | set(second) == good
+    assert not set(first) & set(second)
+    assert {r % 2 for r in first} == {0}
+    assert {r % 2 for r in second} == {1}
+    assert sum(r.delivered for r in results) == len(good)
+    assert sum(r.malformed for r in results) == 2
+
+
+def test_a_crashed_worker_resumes_from_its_checkpoint_without_losing_rows(
+    aws: str, tmp_path: Path
+) -> None:
+    table = make_table()
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 10_000, bad={5})
+    log = tmp_path / "delivered.log"
+    base = Settings(str(source), topic="rows", delivered_log=str(log), checkpoint_every=1000)
+    store = DynamoCheckpoints(table, "resumable", "0/1")
+    crashed = MemorySink()
+    job = metricskit.Job("resumable", namespace="Test/CsvToKafka", sink=crashed)
+    with pytest.raises(InjectedFailureError):
+        run(replace(base, fail_after=4321), job, checkpoints=store)
+    job.close("failed")
+    committed = store.load()
+    assert committed is not None
+    assert 999 <= committed < 4321
+
+    result, resumed = load(base, job_id="resumable", checkpoints=store)
+
+    assert result.resumed_after == committed
+    seen = delivered(log)
+    assert set(seen) == good  # at least once: nothing lost
+    assert all(seen[r] == 1 for r in good if r <= committed)  # committed rows never resent
+    assert crashed.sum("RecordsProcessed") + resumed.sum("RecordsProcessed") >= len(good)
+    assert store.load() == 9_999
+    item = boto3.client("dynamodb").get_item(
+        TableName=table, Key={job_table.HASH_KEY: {"S": "checkpoint#resumable#0/1"}}
+    )["Item"]
+    assert item[job_table.ITEM_TYPE] == {"S": job_table.TYPE_CHECKPOINT}
+
+
+def _worker(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "examples.csv_to_kafka", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _wait_for_progress(process: subprocess.Popen[str], handled: int) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line).get("progress", {}).get("handled", 0) >= handled:
+            return
+    pytest.fail(f"the worker ended before {handled} rows: {process.stderr.read()}")  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_worker_process_restarts_from_the_job_table(
+    aws: str, tmp_path: Path, how: str
+) -> None:
+    table = make_table()
+    job_id = f"killed-{how.lower()}"
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 20_000)
+    log = tmp_path / "delivered.log"
+    common = [
+        str(source),
+        "--job-id",
+        job_id,
+        "--table",
+        table,
+        "--sink",
+        "off",
+        "--delivered-log",
+        str(log),
+        "--checkpoint-every",
+        "1000",
+        "--progress-lines",
+        "--progress-every",
+        "0",
+    ]
+    first = _worker([*common, "--max-rate", "4000"])
+    try:
+        _wait_for_progress(first, 3000)
+        first.send_signal(getattr(signal, how))
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert first.returncode == (-signal.SIGKILL if how == "SIGKILL" else 143)
+    committed = DynamoCheckpoints(table, job_id, "0/1").load()
+    assert committed is not None
+    assert committed >= 999
+
+    second = _worker(common)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])["result"]
+    assert result["resumed_after"] == committed
+    seen = delivered(log)
+    assert set(seen) == good
+    if how == "SIGTERM":  # a graceful stop commits everything it sent: no duplicates at all
+        assert all(count == 1 for count in seen.values())
+
+
+def test_shard_arguments_are_checked() -> None:
+    assert Shard.parse(" 1 / 3 ") == Shard(1, 3)
+    assert Shard(1, 3).rows_below(7) == 2  # rows 1 and 4
+    assert Shard(0, 1).rows_below(5) == 5
+    for bad in ("2/2", "1", "-1/2", "0/0", "a/b"):
+        with pytest.raises(ExampleInputError, match="--shard"):
+            Shard.parse(bad)
+
+
+def test_cli_rejects_bad_arguments_with_exit_status_2(tmp_path: Path) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    assert main([str(source), "--job-id", "j", "--shard", "3/2", "--sink", "off"]) == 2
+    assert main([str(source), "--job-id", "j", "-X", "novalue", "--sink", "off"]) == 2
+    assert main([str(tmp_path / "missing.csv"), "--job-id", "j", "--count-rows"]) == 2
+
+
+def test_cli_loads_a_file_and_prints_its_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 40, bad={1})
+    assert main([str(source), "--job-id", "cli", "--sink", "memory", "--count-rows"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert result["delivered"] == 39
+    assert result["malformed"] == 1
+
+
+def test_cli_stops_when_the_checkpoint_cannot_be_read(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    assert main([str(source), "--job-id", "j", "--table", "no-such-table", "--sink", "off"]) == 1
+    assert "cannot read the checkpoint" in capsys.readouterr().err
+
+
+def test_latency_can_be_sampled_while_every_row_is_still_counted(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    write_csv(source, 1000)
+
+    result, sink = load(Settings(str(source), topic="rows", latency_every=16))
+
+    assert result.delivered == 1000
+    assert sink.sum("RecordsProcessed") == 1000
+    assert sum(sum(m.counts) for m in sink.metrics("KafkaLatency")) == 63  # rows 1, 17, ... 993

@@ -1,0 +1,183 @@
+"""The codec training worker: quality measures, a training run that really learns, its
+metrics, GPU gauges through a stand-in NVML, and bad configurations."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import metricskit
+from examples.codec_training import TrainConfig, train
+from examples.codec_training.data import from_patches, make_frames, to_patches
+from examples.codec_training.gpu import GpuMonitor, open_gpu_monitor
+from examples.codec_training.model import LinearCodec
+from examples.codec_training.quality import entropy_bits, psnr, ssim
+from examples.errors import ExampleInputError
+from metricskit.sinks.memory import MemorySink
+
+SMALL = TrainConfig(epochs=3, steps=40, batch=128, frames=40, eval_every=10)
+
+
+def test_patches_round_trip_frames() -> None:
+    frames = make_frames(3, 16, np.random.default_rng(1))
+    patches = to_patches(frames, 4)
+    assert patches.shape == (3 * 16, 16)
+    np.testing.assert_array_equal(from_patches(patches, 16, 4), frames)
+
+
+def test_psnr_matches_its_definition() -> None:
+    reference = np.zeros((4, 4))
+    assert psnr(reference, reference) == math.inf
+    assert psnr(reference, np.full((4, 4), 0.1)) == pytest.approx(20.0)
+    assert psnr(reference, np.full((4, 4), 0.01)) == pytest.approx(40.0)
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_distortion() -> None:
+    image = make_frames(1, 32, np.random.default_rng(2))[0]
+    rng = np.random.default_rng(3)
+    slightly = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1)
+    badly = np.clip(image + rng.normal(0, 0.2, image.shape), 0, 1)
+    assert ssim(image, image) == 1.0
+    assert 1.0 > ssim(image, slightly) > ssim(image, badly) > -1.0
+    assert ssim(image, slightly) == pytest.approx(ssim(slightly, image))
+    with pytest.raises(ValueError, match="2-D"):
+        ssim(image, image[:8])
+
+
+def test_entropy_counts_bits_per_symbol() -> None:
+    assert entropy_bits(np.zeros(10)) == 0.0
+    assert entropy_bits(np.array([0, 1, 2, 3])) == pytest.approx(2.0)
+
+
+def test_the_rate_term_shrinks_the_latents() -> None:
+    patches = to_patches(make_frames(20, 16, np.random.default_rng(4)), 8)
+
+    def bits(rate_weight: float) -> float:
+        codec = LinearCodec(dim=64, latent=16, step=0.05, rng=np.random.default_rng(5))
+        for _ in range(300):
+            codec.train_step(patches, rate_weight=rate_weight, lr=0.01)
+        return entropy_bits(codec.quantize(codec.encode(patches)))
+
+    assert bits(0.05) < bits(0.0)
+
+
+def test_training_improves_held_out_quality_and_reports_it() -> None:
+    sink = MemorySink()
+    with metricskit.Job("codec", namespace="Test/Codec", sink=sink, total=None) as job:
+        result = train(SMALL, job)
+
+    assert result.final_loss < result.first_loss / 5
+    assert result.after.psnr_db > result.before.psnr_db + 10
+    assert result.after.ssim > result.before.ssim
+    assert result.after.ssim > 0.8
+    job_wide = [m for m in sink.metrics("RecordsProcessed") if len(m.key.dimensions) == 1]
+    assert sum(m.value for m in job_wide) == SMALL.epochs * SMALL.steps * SMALL.batch
+    for epoch in range(1, SMALL.epochs + 1):
+        assert sink.sum("RecordsProcessed", JobId="codec", Stage=f"epoch-{epoch}") == (
+            SMALL.steps * SMALL.batch
+        )
+    assert sink.last("PSNR") == pytest.approx(result.after.psnr_db)
+    assert sink.last("SSIM") == pytest.approx(result.after.ssim)
+    assert sink.last("BitsPerPixel") == pytest.approx(result.after.bits_per_pixel)
+    assert sink.last("Bitrate") == pytest.approx(result.after.bitrate_kbps)
+    assert sink.last("Loss") == pytest.approx(result.final_loss)
+    totals = [m.value for m in sink.metrics("RecordsTotal") if len(m.key.dimensions) == 1]
+    assert totals[-1] == SMALL.total_samples
+    assert "GPUUtilization" not in sink.names()
+
+
+class FakeNvml:
+    """A stand-in for pynvml with two devices, or one whose init fails."""
+
+    def __init__(self, *, fail_init: bool = False, devices: int = 2) -> None:
+        self.fail_init = fail_init
+        self.devices = devices
+        self.shut_down = False
+
+    def nvmlInit(self) -> None:  # noqa: N802 - NVML's own names
+        if self.fail_init:
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return self.devices
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:  # noqa: N802
+        return SimpleNamespace(gpu=[40, 80][handle], memory=0)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:  # noqa: N802
+        return SimpleNamespace(used=[2**30, 3 * 2**30][handle], total=8 * 2**30)
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        self.shut_down = True
+
+
+def test_gpu_gauges_average_utilisation_and_sum_memory() -> None:
+    monitor = GpuMonitor(FakeNvml())
+    sink = MemorySink()
+    with metricskit.Job("gpu", namespace="Test/Codec", sink=sink) as job:
+        result = train(
+            TrainConfig(epochs=1, steps=10, batch=32, frames=10, eval_every=5), job, gpu=monitor
+        )
+    assert result.gpu_samples == 2
+    assert sink.last("GPUUtilization") == pytest.approx(60.0)
+    assert sink.last("GPUMemoryUsed") == pytest.approx(4 * 1024)
+    assert sink.last("GPUMemoryPercent") == pytest.approx(25.0)
+
+
+def test_no_gpu_means_no_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    assert open_gpu_monitor() is None
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))  # no driver
+    assert open_gpu_monitor() is None
+    empty = FakeNvml(devices=0)
+    monkeypatch.setitem(sys.modules, "pynvml", empty)  # driver, no device
+    assert open_gpu_monitor() is None
+    assert empty.shut_down
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"frame_size": 30}, "multiple of patch"),
+        ({"latent": 65}, "at most patch"),
+        ({"quant_step": 0.0}, "quant_step"),
+        ({"rate_weight": -1.0}, "rate_weight"),
+        ({"frames": 4}, "frames"),
+    ],
+)
+def test_bad_configurations_are_clear_errors(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ExampleInputError, match=message):
+        TrainConfig(**changes)
+
+
+def test_cli_trains_and_prints_the_result(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.codec_training.cli import main
+
+    argv = [
+        "--job-id",
+        "cli",
+        "--sink",
+        "memory",
+        "--epochs",
+        "1",
+        "--steps",
+        "20",
+        "--frames",
+        "10",
+        "--no-gpu",
+    ]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)["result"]
+    assert result["samples"] == 20 * 128  # 8 training frames hold 128 patches: the batch
+    assert result["after"]["psnr_db"] > result["before"]["psnr_db"]
+    assert main(["--job-id", "cli", "--frame-size", "30", "--sink", "off"]) == 2
