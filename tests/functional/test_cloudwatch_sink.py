@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from typing import Any
 
@@ -12,20 +11,7 @@ import pytest
 import metricskit
 from metricskit import catalog
 from metricskit.sinks.cloudwatch import CloudWatchSink
-
-
-def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
-    now = dt.datetime.now(dt.UTC)
-    response = client.get_metric_statistics(
-        Namespace=namespace,
-        MetricName=name,
-        Dimensions=[{"Name": "JobId", "Value": job_id}],
-        StartTime=now - dt.timedelta(hours=1),
-        EndTime=now + dt.timedelta(hours=1),
-        Period=3600,
-        Statistics=["Sum", "SampleCount"],
-    )
-    return float(sum(p["Sum"] for p in response["Datapoints"]))
+from tests.helpers import read_sum
 
 
 def weighted_rank(pairs: list[tuple[float, float]], rank: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing
 import os
 import signal
@@ -23,32 +22,9 @@ from metricskit import catalog
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import FAKE_AWS_ENV, FakeClock
+from tests.helpers import read_sum, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
-    now = dt.datetime.now(dt.UTC)
-    response = client.get_metric_statistics(
-        Namespace=namespace,
-        MetricName=name,
-        Dimensions=[{"Name": "JobId", "Value": job_id}],
-        StartTime=now - dt.timedelta(hours=2),
-        EndTime=now + dt.timedelta(hours=1),
-        Period=3600,
-        Statistics=["Sum"],
-    )
-    return float(sum(p["Sum"] for p in response["Datapoints"]))
-
-
-def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
-    """A liveness wait (polls until true), never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def free_port() -> int:

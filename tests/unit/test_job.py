@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -14,22 +13,13 @@ from metricskit.sinks.base import BaseSink, ExportResult
 from metricskit.sinks.memory import MemorySink
 from metricskit.testing import capture
 from tests.conftest import FakeClock
+from tests.helpers import wait_until
 
 
 def make_job(clock: FakeClock, sink: MemorySink, **kwargs: object) -> metricskit.Job:
     return metricskit.Job(
         "job-1", namespace="Test", sink=sink, clock=clock, flush_interval=3600, **kwargs
     )  # type: ignore[arg-type]
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout``; a liveness wait, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_counts_and_standard_metrics_are_published_on_flush(clock: FakeClock) -> None:
@@ -207,9 +197,9 @@ def test_background_flusher_is_a_named_daemon_thread_and_flushes() -> None:
     flushers = [t for t in threading.enumerate() if t.name == "metricskit-flusher-bg"]
     assert len(flushers) == 1
     assert flushers[0].daemon
-    assert wait_for(lambda: sink.sum(catalog.RECORDS_PROCESSED) == 3)
+    assert wait_until(lambda: sink.sum(catalog.RECORDS_PROCESSED) == 3)
     job.close()
-    assert wait_for(lambda: not flushers[0].is_alive())
+    assert wait_until(lambda: not flushers[0].is_alive())
 
 
 class ExplodingSink(BaseSink):
@@ -225,7 +215,7 @@ def test_flusher_survives_a_sink_that_raises_and_keeps_the_data() -> None:
     sink = ExplodingSink()
     job = metricskit.Job("boom", sink=sink, flush_interval=0.02)
     job.processed(5)
-    assert wait_for(lambda: sink.calls >= 3)
+    assert wait_until(lambda: sink.calls >= 3)
     assert any(t.name == "metricskit-flusher-boom" for t in threading.enumerate())
     assert job._delivery.queued >= 1
     job.close()

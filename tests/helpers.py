@@ -1,0 +1,34 @@
+"""Small helpers several test modules share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
+    """Sum of a metric's datapoints for one JobId over the last two hours (moto or AWS)."""
+    now = dt.datetime.now(dt.UTC)
+    response = client.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=name,
+        Dimensions=[{"Name": "JobId", "Value": job_id}],
+        StartTime=now - dt.timedelta(hours=2),
+        EndTime=now + dt.timedelta(hours=1),
+        Period=3600,
+        Statistics=["Sum"],
+    )
+    return float(sum(p["Sum"] for p in response["Datapoints"]))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes: a liveness wait, never a
+    timing assertion. Returns the predicate's last truth value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
