@@ -1,6 +1,8 @@
 """The ``metricskit`` command: small operational helpers around the library.
 
-metricskit catalog            # the metric catalog as a table (or --json)
+metricskit catalog                     # the metric catalog as a table (or --json)
+metricskit count-lines URI [--table T] # lines of a local file or s3:// object, cached
+metricskit jobs [--table T]            # the job registry: progress, status, stale jobs
 metricskit version
 """
 
@@ -9,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 
-from metricskit import catalog
+from metricskit import catalog, config
 from metricskit._version import __version__
 
 
@@ -39,6 +42,39 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(args: argparse.Namespace) -> str | None:
+    table: str | None = args.table or config.env_optional_str(config.ENV_JOB_TABLE)
+    return table
+
+
+def _cmd_count_lines(args: argparse.Namespace) -> int:
+    from metricskit.lines import count_lines
+
+    print(count_lines(args.uri, table=_table(args), use_cache=not args.no_cache))
+    return 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from metricskit.registry import JobRegistry, is_stale
+
+    table = _table(args)
+    if table is None:
+        print(f"no job table: pass --table or set {config.ENV_JOB_TABLE}", file=sys.stderr)
+        return 2
+    now = time.time()
+    records = sorted(JobRegistry(table).jobs(), key=lambda r: r.started_at or 0.0)
+    print(f"{'job':30} {'status':12} {'done':>12} {'total':>12} {'%':>6} {'workers':>7}")
+    for record in records:
+        total = "" if record.total is None else f"{record.total:,.0f}"
+        percent = "" if not record.total else f"{100 * record.done / record.total:.1f}"
+        status = record.status + (" (stale)" if is_stale(record, now, args.stale_after) else "")
+        print(
+            f"{record.job_id:30} {status:12} {record.done:12,.0f} {total:>12} {percent:>6} "
+            f"{record.active_workers:>7}"
+        )
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -50,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("catalog", help="print the metric catalog")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=_cmd_catalog)
+    lines = commands.add_parser("count-lines", help="count the lines of a file or S3 object")
+    lines.add_argument("uri", help="a local path or s3://bucket/key (gzip/bz2/xz included)")
+    lines.add_argument("--table", help=f"job table for the cache (default ${config.ENV_JOB_TABLE})")
+    lines.add_argument("--no-cache", action="store_true", help="count again, ignoring the cache")
+    lines.set_defaults(func=_cmd_count_lines)
+    jobs = commands.add_parser("jobs", help="list the jobs of the job registry")
+    jobs.add_argument("--table", help=f"job table (default ${config.ENV_JOB_TABLE})")
+    jobs.add_argument(
+        "--stale-after", type=float, default=600.0, help="seconds without a heartbeat (600)"
+    )
+    jobs.set_defaults(func=_cmd_jobs)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
     return parser

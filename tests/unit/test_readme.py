@@ -43,3 +43,17 @@ def test_cli_catalog_lists_every_metric(capsys: object) -> None:
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     for entry in catalog.standard_metrics():
         assert entry.name in out
+
+
+def test_cli_count_lines_counts_a_local_file(tmp_path: object, capsys: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "rows.csv"
+    path.write_text("a\nb\nc")  # a last line without a newline still counts
+    assert cli_main(["count-lines", str(path), "--no-cache"]) == 0
+    assert capsys.readouterr().out.strip() == "3"  # type: ignore[attr-defined]
+
+
+def test_cli_jobs_without_a_table_says_how_to_name_one(capsys: object) -> None:
+    assert cli_main(["jobs"]) == 2
+    assert "METRICSKIT_JOB_TABLE" in capsys.readouterr().err  # type: ignore[attr-defined]

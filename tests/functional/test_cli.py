@@ -1,0 +1,31 @@
+"""The metricskit command against a moto job table."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+
+import metricskit
+from metricskit import job_table
+from metricskit.cli import main as cli_main
+
+
+def test_jobs_lists_registered_jobs_with_status_and_progress(
+    aws: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = f"cli-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with metricskit.Job("cli-job", total=200, sink="memory", job_table=table) as job:
+        job.processed(50)
+    assert cli_main(["jobs", "--table", table]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("cli-job"))
+    assert "completed" in line
+    assert " 50 " in line
+    assert "25.0" in line
