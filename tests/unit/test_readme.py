@@ -57,3 +57,11 @@ def test_cli_count_lines_counts_a_local_file(tmp_path: object, capsys: object) -
 def test_cli_jobs_without_a_table_says_how_to_name_one(capsys: object) -> None:
     assert cli_main(["jobs"]) == 2
     assert "METRICSKIT_JOB_TABLE" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+def test_every_configuration_variable_is_documented_in_the_readme() -> None:
+    from metricskit import config
+
+    text = README.read_text()
+    missing = [name for name in config.ALL_VARIABLES if name not in text]
+    assert missing == []
