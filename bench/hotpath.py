@@ -80,6 +80,8 @@ def main() -> None:
     samples = itertools.cycle([rng.lognormvariate(2.5, 1.0) for _ in range(4096)])
     draw = samples.__next__
     t_observe = measure("metricskit job.observe(name, v)", lambda: observe("Latency", draw()))
+    handle = job.distribution("Latency").observe
+    measure("metricskit handle.observe(v)", lambda: handle(draw()))
     measure("metricskit with job.timer(name)", timed_block)
     t_prom_inc = measure("prometheus_client Counter.inc()", prom_counter.inc)
     t_prom_obs = measure(

@@ -60,15 +60,25 @@ def _load_numpy() -> Any:
     return _numpy
 
 
-def _fold_positive_numpy(np: Any, values: array[float], into: dict[int, int]) -> None:
-    """Vectorized fold of values all within [MIN_ABS_VALUE, MAX_ABS_VALUE]."""
-    indices = np.ceil(np.log(np.frombuffer(values, dtype=np.float64)) * _INV_LOG_GAMMA)
-    indices = indices.astype(np.int64)
+def _fold_positive_numpy(np: Any, values: array[float], into: dict[int, int]) -> bool:
+    """Vectorized fold when every value is within [MIN_ABS_VALUE, MAX_ABS_VALUE].
+
+    Returns False, folding nothing, when some value is not (zero, negative, NaN, inf, out of
+    range): the caller then takes the per-value path, which sorts those out.
+    """
+    raw = np.frombuffer(values, dtype=np.float64)
+    # NaN fails both comparisons, so this also rules out NaN and +/-inf.
+    if not (
+        np.all(raw >= limits.MIN_ABS_VALUE) and np.all(raw <= limits.MAX_ABS_VALUE)
+    ):  # fmt: skip
+        return False
+    indices = np.ceil(np.log(raw) * _INV_LOG_GAMMA).astype(np.int64)
     lowest = int(indices.min())
     counts = np.bincount(indices - lowest)
     present = np.flatnonzero(counts)
     for index, count in zip((present + lowest).tolist(), counts[present].tolist(), strict=True):
         into[index] = into.get(index, 0) + count
+    return True
 
 
 def bucket_index(value: float) -> int:
@@ -204,6 +214,9 @@ class DistributionCell:
         if len(buffer) >= BUFFER_CAPACITY:
             self.fold()
 
+    observe = record
+    """The public name of :meth:`record` on a handle from ``job.distribution(name)``."""
+
     def fold(self) -> None:
         """Move buffered raw values into buckets.
 
@@ -220,10 +233,7 @@ class DistributionCell:
             positive, negative = self._positive, self._negative
             low, high = limits.MIN_ABS_VALUE, limits.MAX_ABS_VALUE
             np = _load_numpy()
-            # min/max skip NaN unpredictably, so NaN/inf also rule out the fast path via sum.
-            fast = np is not None and low <= min(values) and max(values) <= high
-            if fast and math.isfinite(sum(values)):
-                _fold_positive_numpy(np, values, positive)
+            if np is not None and _fold_positive_numpy(np, values, positive):
                 return
             log, ceil, inv = math.log, math.ceil, _INV_LOG_GAMMA
             for value in values:

@@ -166,6 +166,19 @@ class Recorder:
             cell = self._define_distribution(name, unit)
         cell.record(value)
 
+    def distribution(self, name: str, unit: str = "Milliseconds") -> DistributionCell:
+        """A bound handle on the distribution ``name`` for hot loops: validated once, here.
+
+        ``handle.observe(v)`` skips the name lookup of ``job.observe(name, v)`` (~2x cheaper):
+
+        >>> latency = job.distribution("KafkaLatency")          # doctest: +SKIP
+        >>> latency.observe(msg.latency() * 1000)               # doctest: +SKIP
+        """
+        cell = self._distributions.get(name)
+        if cell is None or cell.unit != unit:
+            cell = self._define_distribution(name, unit)
+        return cell
+
     def timer(self, name: str) -> Timer:
         """Time a block in milliseconds into the distribution ``name``.
 

@@ -165,3 +165,20 @@ def test_distribution_merge_adds_counts_exactly() -> None:
     merged = a.merged_with(b)
     assert merged.kind is MetricKind.DISTRIBUTION
     assert dict(zip(merged.values, merged.counts, strict=True)) == {1.0: 2.0, 5.0: 4.0, 9.0: 1.0}
+
+
+def test_vectorized_and_pure_python_folds_give_identical_buckets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import metricskit.aggregation as aggregation
+
+    rng = random.Random(11)
+    values = [rng.lognormvariate(1.0, 2.0) for _ in range(3 * BUFFER_CAPACITY + 17)]
+    vectorized = DistributionCell("X", lambda name, value: None)
+    for value in values:
+        vectorized.record(value)
+    monkeypatch.setattr(aggregation, "_load_numpy", lambda: None)
+    pure = DistributionCell("X", lambda name, value: None)
+    for value in values:
+        pure.record(value)
+    assert vectorized.take() == pure.take()

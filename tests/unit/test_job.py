@@ -272,3 +272,17 @@ def test_worker_id_dimension_is_opt_in(clock: FakeClock) -> None:
     job.processed()
     job.close()
     assert sink.metrics(catalog.RECORDS_PROCESSED)[0].key.dimension("WorkerId") == "w-7"
+
+
+def test_distribution_handle_records_into_the_same_series(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    latency = job.distribution("KafkaLatency")
+    assert job.distribution("KafkaLatency") is latency
+    latency.observe(10.0)
+    job.observe("KafkaLatency", 20.0)
+    latency.observe(float("nan"))  # dropped and counted, never raised
+    job.flush()
+    assert sink.count("KafkaLatency") == 2
+    assert sink.sum(catalog.DROPPED_VALUES) == 1
+    job.close()
