@@ -170,7 +170,7 @@ def test_distribution_merge_adds_counts_exactly() -> None:
 def test_vectorized_and_pure_python_folds_give_identical_buckets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import metricskit.aggregation as aggregation
+    from metricskit import aggregation
 
     rng = random.Random(11)
     values = [rng.lognormvariate(1.0, 2.0) for _ in range(3 * BUFFER_CAPACITY + 17)]
