@@ -507,8 +507,12 @@ def _draw_lines(
         sides.append((right_ax, "right"))
     for target, side in sides:
         bounds = axes_bounds.get(side, {})
-        if "min" in bounds or "max" in bounds:
-            target.set_ylim(bottom=bounds.get("min"), top=bounds.get("max"))
+        top = bounds.get("max")
+        if top is None and target.has_data():
+            # Headroom, so a flat line (one datapoint over a long period) is not on the frame.
+            low, high = target.get_ylim()
+            top = high + 0.08 * (high - min(low, float(bounds.get("min", low))))
+        target.set_ylim(bottom=bounds.get("min"), top=top)
         target.tick_params(labelsize=7)
     # The widget's whole time range, even for a single point (matplotlib would otherwise
     # centre the axis on it, spanning days).
