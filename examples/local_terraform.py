@@ -13,9 +13,11 @@ points it at ``terraform/tests/terraformrc``, which reads ``/opt/tf-plugins``): 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ MIRROR: Final = Path("/opt/tf-plugins")
 TERRAFORMRC: Final = TF_DIR / "tests" / "terraformrc"
 INIT_TIMEOUT_SECONDS: Final = 120.0
 APPLY_TIMEOUT_SECONDS: Final = 240.0
+STOP_GRACE_SECONDS: Final = 10.0
 
 
 class TerraformError(RuntimeError):
@@ -87,25 +90,47 @@ def var_arguments(tf_vars: Mapping[str, Any]) -> list[str]:
 
 
 def _run(command: list[str], cwd: Path, env: Mapping[str, str], timeout: float) -> str:
+    """Run one terraform command in a process group of its own, so that a timeout or an
+    interrupt of the demo (Ctrl-C, SIGTERM) stops terraform *and* its provider plugins."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _stop_group(process)
         raise TerraformError(
             f"`{' '.join(command[:2])}` took longer than {timeout:.0f} s"
         ) from None
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        tail = " | ".join(lines[-3:]) or f"exit status {done.returncode}"
+    except BaseException:
+        _stop_group(process)
+        raise
+    if process.returncode != 0:
+        lines = [line for line in (stderr or stdout).splitlines() if line.strip()]
+        tail = " | ".join(lines[-3:]) or f"exit status {process.returncode}"
         raise TerraformError(f"`{' '.join(command[:2])}` failed: {tail}")
-    return done.stdout
+    return stdout
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """SIGTERM to terraform's process group (terraform stops its plugins), SIGKILL after 10 s."""
+    for signum, grace in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
+        try:
+            process.communicate(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # Plugins that outlived terraform are still in its group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def apply_complete_example(

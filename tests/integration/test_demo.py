@@ -347,3 +347,57 @@ def test_terraform_vars_are_passed_as_hcl_values() -> None:
         "-var",
         "n=5",
     ]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.terraform
+def test_an_interrupted_terraform_apply_leaves_no_terraform_behind(tmp_path: Path) -> None:
+    """SIGTERM while the AWS provider plugin runs: terraform and its plugins are stopped."""
+    terraform_or_skip()
+    process = start_demo(tmp_path, "--pace", "120")
+
+    def running(part: str) -> list[int]:
+        found = []
+        for pid in _descendants(process.pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if part in command:
+                found.append(pid)
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if running("terraform-provider-aws"):
+                break
+            time.sleep(0.2)
+        assert running("terraform-provider-aws"), "the provider plugin never started"
+        started = running("terraform")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    assert started
+    assert not [pid for pid in started if alive(pid)]
