@@ -432,13 +432,15 @@ class _Canvas:
         else:
             start = align(start, period)
         data = _WidgetData(self.source, start, end, period)
-        series = data.evaluate(parse_metric_rows({**props, "period": period}))
+        rows = parse_metric_rows({**props, "period": period})
+        series = data.evaluate(rows)
         for item in series:
             present = item.values[~np.isnan(item.values)]
             if present.size:
                 report.values[item.label] = float(present[-1])
         if view == "timeSeries":
-            _draw_lines(ax, data.grid, series, props, report)
+            right = {r.label for r in rows if r.options.get("yAxis") == "right"}
+            _draw_lines(ax, data.grid, series, props, report, period=period, right=right)
         elif view in {"singleValue", "gauge"}:
             _draw_numbers(ax, report.values, props, view)
             report.series_drawn = len(report.values)
@@ -447,6 +449,7 @@ class _Canvas:
             labels = list(report.values)
             ax.bar(range(len(labels)), list(report.values.values()), color=PALETTE[0])
             ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
             report.series_drawn = report.points_drawn = len(labels)
 
 
@@ -463,27 +466,57 @@ def _draw_lines(
     series: list[Labeled],
     props: Mapping[str, Any],
     report: WidgetReport,
+    *,
+    period: int,
+    right: frozenset[str] | set[str] = frozenset(),
 ) -> None:
+    """Lines on the widget's time range; series labelled in ``right`` (rows with
+    ``"yAxis": "right"``) on a second y axis with the body's ``yAxis.right`` bounds."""
     stamps = grid
+    right_ax: Axes | None = None
+    handles: list[Any] = []
     for index, item in enumerate(series):
         mask = ~np.isnan(item.values)
         if not mask.any():
             continue
-        ax.plot(
+        target = ax
+        if item.label in right:
+            if right_ax is None:
+                right_ax = ax.twinx()
+            target = right_ax
+        color = PALETTE[index % len(PALETTE)]
+        handles += target.plot(
             stamps[mask],
             item.values[mask],
             label=item.label,
-            color=PALETTE[index % len(PALETTE)],
+            color=color,
             linewidth=2,
             marker="o" if mask.sum() < 12 else None,
-            markersize=3,
+            markersize=4,
         )
+        if mask.sum() == 1:
+            # A lone point (one datapoint in a long period) spans its period, as a bar would.
+            (at,) = stamps[mask]
+            (value,) = item.values[mask]
+            target.hlines(value, at, at + period, colors=color, linewidth=2)
         report.series_drawn += 1
         report.points_drawn += int(mask.sum())
-    y_axis = props.get("yAxis", {}).get("left", {})
-    if "min" in y_axis or "max" in y_axis:
-        ax.set_ylim(bottom=y_axis.get("min"), top=y_axis.get("max"))
-    ax.tick_params(labelsize=7)
+    axes_bounds = props.get("yAxis", {})
+    sides: list[tuple[Axes, str]] = [(ax, "left")]
+    if right_ax is not None:
+        sides.append((right_ax, "right"))
+    for target, side in sides:
+        bounds = axes_bounds.get(side, {})
+        top = bounds.get("max")
+        if top is None and target.has_data():
+            # Headroom, so a flat line (one datapoint over a long period) is not on the frame.
+            low, high = target.get_ylim()
+            top = high + 0.08 * (high - min(low, float(bounds.get("min", low))))
+        target.set_ylim(bottom=bounds.get("min"), top=top)
+        target.tick_params(labelsize=7)
+    # The widget's whole time range, even for a single point (matplotlib would otherwise
+    # centre the axis on it, spanning days).
+    ax.set_xlim(float(grid[0]), float(grid[-1]) + period)
     ax.grid(alpha=0.3)
     from matplotlib import ticker
 
@@ -493,7 +526,7 @@ def _draw_lines(
         ticker.FuncFormatter(lambda x, _: time.strftime("%H:%M:%S", time.gmtime(x)))
     )
     if report.series_drawn:
-        ax.legend(fontsize=7, loc="best", frameon=False)
+        ax.legend(handles=handles, fontsize=7, loc="best", frameon=False)
     else:
         ax.text(
             0.5, 0.5, "no data", ha="center", va="center", color="#888888", transform=ax.transAxes

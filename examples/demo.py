@@ -1,11 +1,16 @@
 """``make demo``: the CSV-to-Kafka job on a local AWS endpoint, with no account and no network.
 
 1. starts a moto server on 127.0.0.1 and points this process and its children at it;
-2. provisions the job table and a bucket (:func:`provision`);
-3. generates a CSV (``--rows``, with a few malformed rows) and uploads it;
-4. runs two CSV-to-Kafka workers on shards 0/2 and 1/2 of one job, with a progress bar;
-5. runs the cost tracker handler once, as its schedule would (when it is installed);
-6. prints a summary read back from the local CloudWatch and draws the dashboard as a PNG.
+2. applies the Terraform module (``terraform/examples/complete``) against it when terraform and
+   its provider mirror are there, else creates the job table with boto3 (:func:`provision`);
+3. generates a CSV (``--rows``, with a few malformed rows), uploads it, counts its lines once
+   (``metricskit.count_lines``, cached in the job table);
+4. runs two CSV-to-Kafka workers on shards 0/2 and 1/2 of one job, with a progress bar; they
+   join the job registry (METRICSKIT_JOB_TABLE), so progress and the job item are job-wide;
+5. queues a local Cost Explorer answer and runs the cost tracker handler once, in-process, as
+   its schedule would, publishing to the local CloudWatch;
+6. prints a summary read back from the local CloudWatch and the job table, and draws the
+   dashboard (the deployed one when Terraform made it) as a PNG.
 
 Every process it starts is stopped on the way out, Ctrl-C included.
 
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import dataclasses
 import datetime as dt
-import importlib
 import json
 import os
 import random
@@ -32,21 +38,31 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
+import metricskit
+from examples.csv_to_kafka.cli import STAGE_PRODUCE, STAGE_READ
 from examples.csv_to_kafka.worker import LATENCY_METRIC
 from examples.dashboard_render import RenderReport, render_dashboard
 from examples.demo_dashboard import demo_dashboard_body
 from examples.local_aws import LocalAws, MotoStoreSource, statistic
 from metricskit import catalog, config, job_table
+from metricskit.registry import JobRecord
 
 NAMESPACE: Final = "CSVToKafka"
-TABLE: Final = "metricskit-jobs"
+NAME_PREFIX: Final = "metricskit-demo"
+TABLE: Final = f"{NAME_PREFIX}-jobs"
+"""The job table's name when the demo creates it with boto3 (Terraform names it the same)."""
 BUCKET: Final = "metricskit-demo"
 SHARDS: Final = 2
 COMPUTE_PROFILE: Final = "fargate:1vcpu:2gb"
-HOURLY_RATE: Final = 0.04937
-"""USD per worker-hour of Fargate 1 vCPU + 2 GB in us-east-1 (0.04048 + 2 x 0.004445)."""
+"""What each worker would run on; the cost tracker prices it (cost_tracker/pricing.json)."""
+COST_CATEGORY: Final = "Orchestrator"
 FLUSH_INTERVAL: Final = 1.0
-DASHBOARD_PERIOD: Final = 2
+DASHBOARD_PERIOD: Final = 5
+"""Seconds per dashboard point: the run lasts ~20 s and the metrics are high-resolution."""
+FARGATE_MINIMUM_SECONDS: Final = 60.0
+"""Fargate bills a task for at least one minute: the queued "actual" cost says so."""
+ILLUSTRATIVE_MONTH: Final = {"Training": 812.40, "Inference": 120.00, "Storage": 35.20}
+"""Made-up month-to-date costs of other categories in the queued Cost Explorer answer."""
 STOP_GRACE_SECONDS: Final = 10.0
 
 
@@ -58,14 +74,86 @@ class Provisioned:
     bucket: str
     dashboard: str | None = None
     """The deployed dashboard's name, when Terraform created one."""
+    how: str = "boto3"
+    """``terraform`` or ``boto3``."""
+    seconds: float = 0.0
+    """How long provisioning took."""
 
 
-def provision(endpoint: str) -> Provisioned:
-    """Create the demo's infrastructure on ``endpoint`` (boto3 honours AWS_ENDPOINT_URL).
+def provision(endpoint: str, *, job_id: str, use_terraform: bool = True) -> Provisioned:
+    """Create the demo's infrastructure on ``endpoint`` and say how, and how long it took.
 
-    For now the job table (layout: :mod:`metricskit.job_table`) and the bucket directly
-    with boto3; applying ``terraform/examples/complete`` against the endpoint belongs here.
+    With terraform and its provider mirror (see :mod:`examples.local_terraform`): the module's
+    ``examples/complete`` (job table, dashboard, alarms, cost-tracker Lambda from the real
+    zip). Without them, or when the apply fails: the job table alone, with boto3 (the demo
+    then draws its own dashboard body). The bucket is created with boto3 either way.
     """
+    import boto3
+
+    started = time.monotonic()
+    provisioned: Provisioned | None = None
+    if use_terraform:
+        provisioned, why_not = _provision_with_terraform(endpoint, job_id)
+        if provisioned is None:
+            print(f"terraform: {why_not}; creating the job table with boto3 instead")
+    else:
+        print("terraform: skipped (--no-terraform); creating the job table with boto3")
+    if provisioned is None:
+        provisioned = _provision_with_boto3(endpoint)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=provisioned.bucket)
+    provisioned = dataclasses.replace(provisioned, seconds=time.monotonic() - started)
+    how = {"terraform": "terraform apply of terraform/examples/complete"}.get(
+        provisioned.how, provisioned.how
+    )
+    print(f"provisioned in {provisioned.seconds:.1f} s ({how})")
+    return provisioned
+
+
+def _provision_with_terraform(endpoint: str, job_id: str) -> tuple[Provisioned | None, str]:
+    """The module applied on ``endpoint``; (None, why) when Terraform cannot or did not work."""
+    import tempfile
+
+    from cost_tracker.package import build_zip
+    from examples import local_terraform
+
+    config_file, why_not = local_terraform.cli_config()
+    if config_file is None:
+        return None, why_not or "terraform cannot run here"
+    with tempfile.TemporaryDirectory(prefix="metricskit-demo-zip-") as scratch:
+        zip_path, code_sha256 = build_zip(Path(scratch))
+        tf_vars = {
+            "aws_endpoint_url": endpoint,
+            "cost_tracker_zip_path": str(zip_path),
+            "namespace": NAMESPACE,
+            "name_prefix": NAME_PREFIX,
+            "alarm_job_ids": [job_id],
+            "stage_names": [STAGE_READ, STAGE_PRODUCE],
+            "dashboard_period_seconds": DASHBOARD_PERIOD,
+        }
+        try:
+            outputs = local_terraform.apply_complete_example(
+                endpoint, tf_vars, config_file=config_file
+            )
+        except local_terraform.TerraformError as exc:
+            return None, str(exc)
+    deployed = outputs.get("cost_tracker_function_code_sha256")
+    same = "matches" if deployed == code_sha256 else f"differs ({deployed})"
+    print(
+        f"terraform: applied; job table {outputs['job_table_name']}, dashboard "
+        f"{outputs['dashboard_name']}, {len(outputs.get('alarm_arns', []))} alarms, cost tracker "
+        f"{outputs['cost_tracker_function_name']} (CodeSha256 {same} the local build)"
+    )
+    provisioned = Provisioned(
+        table=str(outputs["job_table_name"]),
+        bucket=BUCKET,
+        dashboard=str(outputs["dashboard_name"]),
+        how="terraform",
+    )
+    return provisioned, ""
+
+
+def _provision_with_boto3(endpoint: str) -> Provisioned:
+    """The job table only (layout: :mod:`metricskit.job_table`)."""
     import boto3
 
     boto3.client("dynamodb", endpoint_url=endpoint).create_table(
@@ -74,7 +162,6 @@ def provision(endpoint: str) -> Provisioned:
         KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
     return Provisioned(table=TABLE, bucket=BUCKET)
 
 
@@ -127,9 +214,10 @@ class WorkerRun:
 
 @contextlib.contextmanager
 def workers_running(
-    commands: Sequence[tuple[str, list[str]]], log_dir: Path
+    commands: Sequence[tuple[str, list[str]]], log_dir: Path, env: dict[str, str] | None = None
 ) -> Iterator[list[WorkerRun]]:
-    """Start the worker subprocesses; stop whatever still runs on the way out."""
+    """Start the worker subprocesses (with ``env`` added to this process's environment);
+    stop whatever still runs on the way out."""
     runs: list[WorkerRun] = []
     logs: list[IO[str]] = []
     try:
@@ -140,7 +228,12 @@ def workers_running(
             # A new session: Ctrl-C reaches the demo only, which stops the workers itself
             # (SIGTERM first, so they write a checkpoint and flush their metrics).
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
             run = WorkerRun(shard, process, log_path)
             run.reader = threading.Thread(target=run.read_stdout, daemon=True)
@@ -189,104 +282,90 @@ def watch(runs: list[WorkerRun], total: int, *, bar: bool) -> None:
             time.sleep(0.2)
 
 
-def register_job(table: str, job_id: str, total: int) -> None:
-    """The job item the cost tracker reads (a job registry would write it; see job_table)."""
-    import boto3
+def read_job(table: str, job_id: str) -> JobRecord | None:
+    """The job item the workers' registry wrote (done, errors, worker-seconds, status)."""
+    from metricskit.registry import JobRegistry
 
-    now = int(time.time())
-    boto3.client("dynamodb").update_item(
-        TableName=table,
-        Key={job_table.HASH_KEY: {"S": job_id}},
-        UpdateExpression="SET #t = :t, #ns = :ns, #st = :st, #total = :total, #start = :now, "
-        "#profile = :profile, #rate = :rate",
-        ExpressionAttributeNames={
-            "#t": job_table.ITEM_TYPE,
-            "#ns": job_table.NAMESPACE,
-            "#st": job_table.STATUS,
-            "#total": job_table.TOTAL,
-            "#start": job_table.STARTED_AT,
-            "#profile": job_table.COMPUTE_PROFILE,
-            "#rate": job_table.HOURLY_RATE,
-        },
-        ExpressionAttributeValues={
-            ":t": {"S": job_table.TYPE_JOB},
-            ":ns": {"S": NAMESPACE},
-            ":st": {"S": job_table.STATUS_RUNNING},
-            ":total": {"N": str(total)},
-            ":now": {"N": str(now)},
-            ":profile": {"S": COMPUTE_PROFILE},
-            ":rate": {"N": str(HOURLY_RATE)},
-        },
+    return JobRegistry(table).get(job_id)
+
+
+def queue_cost_explorer_answer(
+    endpoint: str, job: JobRecord, runs: list[WorkerRun], now: float
+) -> dict[str, float]:
+    """Queue the one GetCostAndUsage answer the tracker will get from the local endpoint.
+
+    It is made up locally (moto has no bill): the job's "actual" cost is what Fargate would
+    bill for its workers (each task at least one minute, at the profile's price), and the
+    month-to-date costs of the other categories are illustrative. Returns what was queued.
+    """
+    import urllib.request
+
+    from cost_tracker.cost_explorer import CATEGORY_TAG, JOB_TAG, METRIC, query_period
+    from cost_tracker.pricing import PriceTable
+
+    rate = PriceTable.load({}).hourly_rate(COMPUTE_PROFILE)
+    seconds = [float((run.result or {}).get("seconds", 0.0)) for run in runs]
+    actual = sum(max(FARGATE_MINIMUM_SECONDS, s) for s in seconds) / 3600.0 * rate
+    costs = {f"{JOB_TAG}${job.job_id}|{CATEGORY_TAG}${COST_CATEGORY}": actual}
+    costs.update(
+        {f"{JOB_TAG}$|{CATEGORY_TAG}${name}": amount for name, amount in ILLUSTRATIVE_MONTH.items()}
     )
-
-
-def finish_job(table: str, job_id: str, runs: list[WorkerRun], ok: bool) -> float:
-    """Mark the job finished; add done/worker_seconds unless a job registry already did.
-    Returns the job's worker-seconds."""
-    import boto3
-
-    client = boto3.client("dynamodb")
-    key = {job_table.HASH_KEY: {"S": job_id}}
-    item = client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
-    seconds = sum(float((r.result or {}).get("seconds", 0.0)) for r in runs)
-    names = {"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT}
-    values: dict[str, Any] = {
-        ":st": {"S": job_table.STATUS_COMPLETED if ok else job_table.STATUS_FAILED},
-        ":fin": {"N": str(int(time.time()))},
+    start, end = query_period(now, [job.started_at or now])
+    answer = {
+        "ResultsByTime": [
+            {
+                "TimePeriod": {"Start": start, "End": end},
+                "Total": {},
+                "Groups": [
+                    {
+                        "Keys": keys.split("|"),
+                        "Metrics": {METRIC: {"Amount": f"{amount:.10f}", "Unit": "USD"}},
+                    }
+                    for keys, amount in costs.items()
+                ],
+                "Estimated": True,
+            }
+        ],
+        "DimensionValueAttributes": [],
     }
-    expression = "SET #st = :st, #fin = :fin"
-    if job_table.WORKER_SECONDS in item:
-        seconds = float(item[job_table.WORKER_SECONDS]["N"])
-    else:
-        names.update(
-            {
-                "#ws": job_table.WORKER_SECONDS,
-                "#done": job_table.DONE,
-                "#err": job_table.ERRORS,
-                "#workers": job_table.WORKERS,
-            }
-        )
-        values.update(
-            {
-                ":ws": {"N": f"{seconds:.3f}"},
-                ":done": {"N": str(sum(int((r.result or {}).get("delivered", 0)) for r in runs))},
-                ":err": {"N": str(sum(int((r.result or {}).get("failed", 0)) for r in runs))},
-                ":workers": {"N": str(len(runs))},
-            }
-        )
-        expression += " ADD #ws :ws, #done :done, #err :err, #workers :workers"
-    client.update_item(
-        TableName=table,
-        Key=key,
-        UpdateExpression=expression,
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/static/ce/cost-and-usage-results",
+        data=json.dumps({"results": [answer]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
-    return seconds
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        reply.read()
+    return {"job": actual, **ILLUSTRATIVE_MONTH}
 
 
-def run_cost_tracker(provisioned: Provisioned) -> str:
-    """Run the cost tracker's handler in-process, as its schedule would. Returns what happened."""
+def run_cost_tracker(provisioned: Provisioned) -> dict[str, Any]:
+    """The cost tracker's handler, in-process, as its schedule would run it; metrics go to the
+    local CloudWatch (inside Lambda they would go out as EMF on stdout)."""
+    from cost_tracker.handler import run as run_tracker
+    from metricskit.sinks.cloudwatch import CloudWatchSink
+
+    sink = CloudWatchSink()
     try:
-        handler = importlib.import_module("cost_tracker.handler")
-    except ImportError:
-        return "skipped: cost_tracker.handler is not installed on this branch yet"
-    os.environ.setdefault(config.ENV_JOB_TABLE, provisioned.table)
-    os.environ.setdefault(config.ENV_NAMESPACE, NAMESPACE)
-    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-    try:
-        answer = handler.handler(event, None)
-    except Exception as exc:  # the demo goes on to its summary either way
-        return f"failed: {exc!r}"
-    return f"ran: {answer!r}"
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        # The function's environment as the module sets it (MonthlyCost goes to this namespace).
+        environ = {**os.environ, config.ENV_NAMESPACE: NAMESPACE}
+        return run_tracker(event, table=provisioned.table, sink=sink, environ=environ)
+    finally:
+        sink.shutdown()
 
 
 @dataclass
 class Summary:
-    """The demo's closing table: read back from the local CloudWatch."""
+    """The demo's closing table: metrics read back from the local CloudWatch, and the job
+    item the workers' registry wrote."""
 
     records: float
     workers_reported: int
+    registry_done: float | None
+    registry_total: float | None
+    registry_status: str | None
+    workers_registered: int
     throughput: float
     p99_latency_ms: float | None
     avg_latency_ms: float | None
@@ -294,7 +373,7 @@ class Summary:
     retries: float
     checkpoints: float
     estimated_cost: float | None
-    cost_source: str
+    actual_cost: float | None
     cost_per_million: float | None
     worker_seconds: float
 
@@ -304,7 +383,7 @@ def summarize(
     job_id: str,
     *,
     runs: list[WorkerRun],
-    worker_seconds: float,
+    job: JobRecord | None,
     start: dt.datetime,
     end: dt.datetime,
 ) -> Summary:
@@ -317,67 +396,104 @@ def summarize(
     records = total(catalog.RECORDS_PROCESSED, "Sum") or 0.0
     latencies = source.raw_values(NAMESPACE, LATENCY_METRIC, dims, start=start, end=end)
     busiest = max((float((r.result or {}).get("seconds", 0.0)) for r in runs), default=0.0)
-    estimated = total(catalog.ESTIMATED_COST, "Maximum")
-    cost_source = "cost tracker (CloudWatch EstimatedCost)"
-    if estimated is None:
-        estimated = worker_seconds / 3600 * HOURLY_RATE
-        cost_source = f"local estimate: {worker_seconds:.1f} worker-s x ${HOURLY_RATE}/h"
-    per_million = total(catalog.COST_PER_MILLION_RECORDS, "Maximum")
-    if per_million is None and records:
-        per_million = estimated / records * 1e6
     return Summary(
         records=records,
         workers_reported=sum(int((r.result or {}).get("delivered", 0)) for r in runs),
+        registry_done=None if job is None else job.done,
+        registry_total=None if job is None else job.total,
+        registry_status=None if job is None else job.status,
+        workers_registered=0 if job is None else job.workers,
         throughput=records / busiest if busiest else 0.0,
         p99_latency_ms=statistic(latencies, "p99") if latencies.size else None,
         avg_latency_ms=statistic(latencies, "Average") if latencies.size else None,
         errors=total(catalog.ERROR_COUNT, "Sum") or 0.0,
         retries=total(catalog.RETRY_COUNT, "Sum") or 0.0,
         checkpoints=total(catalog.CHECKPOINT_COUNT, "Sum") or 0.0,
-        estimated_cost=estimated,
-        cost_source=cost_source,
-        cost_per_million=per_million,
-        worker_seconds=worker_seconds,
+        # Published by the cost tracker (Maximum: it publishes one value per run).
+        estimated_cost=total(catalog.ESTIMATED_COST, "Maximum"),
+        actual_cost=total(catalog.ACTUAL_COST, "Maximum"),
+        cost_per_million=total(catalog.COST_PER_MILLION_RECORDS, "Maximum"),
+        worker_seconds=0.0 if job is None else job.worker_seconds,
     )
 
 
 def print_summary(summary: Summary, *, pace: float) -> None:
     def money(value: float | None) -> str:
-        return "n/a" if value is None else f"${value:.6f}"
+        return "n/a (the cost tracker published none)" if value is None else f"${value:.6f}"
 
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f} ms"
 
     paced = f"  (paced over ~{pace:g} s; --pace 0 runs flat out)" if pace else ""
+    registry = "n/a"
+    if summary.registry_done is not None:
+        registry = (
+            f"done {summary.registry_done:,.0f} of {summary.registry_total or 0:,.0f}, "
+            f"status {summary.registry_status}, {summary.workers_registered} workers, "
+            f"{summary.worker_seconds:.1f} worker-s"
+        )
+    basis = "actual" if summary.actual_cost is not None else "estimated"
     rows = [
         ("records", f"{summary.records:,.0f}  (workers reported {summary.workers_reported:,})"),
+        ("job registry", registry),
         ("throughput", f"{summary.throughput:,.0f} records/s" + paced),
         ("Kafka latency p99", ms(summary.p99_latency_ms)),
         ("Kafka latency avg", ms(summary.avg_latency_ms)),
         ("errors", f"{summary.errors:,.0f}"),
         ("retries / checkpoints", f"{summary.retries:,.0f} / {summary.checkpoints:,.0f}"),
-        ("estimated cost", f"{money(summary.estimated_cost)}  ({summary.cost_source})"),
-        ("cost per million records", money(summary.cost_per_million)),
+        ("estimated cost", f"{money(summary.estimated_cost)}  ({COMPUTE_PROFILE})"),
+        ("actual cost", f"{money(summary.actual_cost)}  (queued local Cost Explorer answer)"),
+        ("cost per million records", f"{money(summary.cost_per_million)}  (from the {basis} cost)"),
     ]
     width = max(len(name) for name, _ in rows)
     print()
-    print("Summary (read back from the local CloudWatch)")
+    print("Summary (read back from the local CloudWatch and the job table)")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
 
 def dashboard_body(provisioned: Provisioned, job_id: str) -> tuple[dict[str, Any], str]:
-    """The deployed dashboard's body when there is one, else the demo's own."""
+    """The deployed dashboard's body (its JobId variable set to ``job_id``) when there is one,
+    else the demo's own."""
     import boto3
 
     if provisioned.dashboard:
         answer = boto3.client("cloudwatch").get_dashboard(DashboardName=provisioned.dashboard)
         body: dict[str, Any] = json.loads(answer["DashboardBody"])
+        body = set_property_variables(body, {catalog.JOB_ID: job_id})
         return body, f"deployed dashboard {provisioned.dashboard!r}"
     body = demo_dashboard_body(
         NAMESPACE, job_id, latency_metric=LATENCY_METRIC, period=DASHBOARD_PERIOD
     )
     return body, "the demo's own dashboard body (no deployed dashboard)"
+
+
+def set_property_variables(body: dict[str, Any], chosen: dict[str, str]) -> dict[str, Any]:
+    """What the console does when a ``property`` dashboard variable is set: every metric row
+    that has the variable's dimension gets the chosen value (a variable not in ``chosen``
+    keeps its ``defaultValue``). SEARCH expressions are left alone, as in the console.
+
+    >>> body = {"variables": [{"type": "property", "property": "JobId", "id": "JobId",
+    ...                        "defaultValue": "a"}],
+    ...         "widgets": [{"properties": {"metrics": [["NS", "M", "JobId", "a", {}]]}}]}
+    >>> set_property_variables(body, {"JobId": "b"})["widgets"][0]["properties"]["metrics"]
+    [['NS', 'M', 'JobId', 'b', {}]]
+    """
+    values: dict[str, str] = {}
+    for variable in body.get("variables", []):
+        if variable.get("type") != "property":
+            continue
+        dimension = str(variable.get("property"))
+        value = chosen.get(str(variable.get("id")), chosen.get(dimension))
+        values[dimension] = str(value if value is not None else variable.get("defaultValue"))
+    result = copy.deepcopy(body)
+    for widget in result.get("widgets", []):
+        for row in widget.get("properties", {}).get("metrics", []):
+            # [namespace, name, dim1, value1, ..., {options}]: dimension names at even indexes.
+            for index in range(2, len(row) - 1, 2):
+                if isinstance(row[index], str) and row[index] in values:
+                    row[index + 1] = values[row[index]]
+    return result
 
 
 def worker_command(
@@ -389,6 +505,8 @@ def worker_command(
     rows: int,
     max_rate: float | None,
 ) -> list[str]:
+    """One worker of the job. It joins the job registry through METRICSKIT_JOB_TABLE (see
+    :func:`workers_running`) and takes the file's row count from the job table's cache."""
     command = [
         sys.executable,
         "-m",
@@ -402,8 +520,9 @@ def worker_command(
         NAMESPACE,
         "--table",
         provisioned.table,
-        "--total-rows",
-        str(rows),
+        "--count-rows",
+        "--compute-profile",
+        COMPUTE_PROFILE,
         "--topic",
         "orders",
         "--sink",
@@ -440,6 +559,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="out/demo", help="folder for the CSV, logs, PNG, summary")
     p.add_argument("--no-bar", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-terraform",
+        action="store_true",
+        help="create the job table with boto3 instead of applying the Terraform module",
+    )
     args = p.parse_args(argv)
     if args.rows < 1 or args.pace < 0 or args.malformed_every < 0:
         p.error("--rows must be >= 1, --pace and --malformed-every >= 0")
@@ -472,13 +596,16 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
     import boto3
 
     print(f"local AWS endpoint: {aws.endpoint} (moto; no account, no network)")
-    provisioned = provision(aws.endpoint)
+    provisioned = provision(aws.endpoint, job_id=job_id, use_terraform=not args.no_terraform)
     csv_path = out / "orders.csv"
     malformed = write_csv(csv_path, args.rows, malformed_every=args.malformed_every)
     key = "input/orders.csv"
+    uri = f"s3://{provisioned.bucket}/{key}"
     boto3.client("s3").upload_file(str(csv_path), provisioned.bucket, key)
-    print(f"uploaded s3://{provisioned.bucket}/{key}: {args.rows:,} rows ({malformed} malformed)")
-    register_job(provisioned.table, job_id, args.rows)
+    print(f"uploaded {uri}: {args.rows:,} rows ({malformed} malformed)")
+    # Counted once here and cached in the job table by ETag: the workers' --count-rows finds it.
+    lines = metricskit.count_lines(uri, table=provisioned.table)
+    print(f"count_lines: {lines:,} lines (header + {lines - 1:,} rows), cached in the job table")
     window_start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     max_rate = args.rows / SHARDS / args.pace if args.pace else None
     commands = [
@@ -496,7 +623,8 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
         for i in range(SHARDS)
     ]
     print(f"job {job_id}: {SHARDS} workers (shards {', '.join(s for s, _ in commands)})")
-    with workers_running(commands, out) as runs:
+    registry_env = {config.ENV_JOB_TABLE: provisioned.table}
+    with workers_running(commands, out, env=registry_env) as runs:
         print("worker pids: " + " ".join(str(r.process.pid) for r in runs), flush=True)
         watch(runs, args.rows, bar=not args.no_bar)
     failed = [r for r in runs if r.process.returncode != 0 or r.result is None]
@@ -505,15 +633,35 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
             f"worker {run.shard} exited with {run.process.returncode}; log: {run.log_path}",
             file=sys.stderr,
         )
-    worker_seconds = finish_job(provisioned.table, job_id, runs, ok=not failed)
-    print(f"cost tracker: {run_cost_tracker(provisioned)}")
-    window_end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    job = read_job(provisioned.table, job_id)
+    queued: dict[str, float] = {}
+    if job is not None:
+        queued = queue_cost_explorer_answer(aws.endpoint, job, runs, time.time())
+        print(
+            f"Cost Explorer: queued a local answer (moto has no bill): this job "
+            f"${queued['job']:.6f} (Fargate bills each task at least a minute); "
+            + ", ".join(f"{name} ${queued[name]:,.2f}" for name in ILLUSTRATIVE_MONTH)
+            + " month to date (illustrative)"
+        )
+    tracker = run_cost_tracker(provisioned)
+    print(
+        f"cost tracker: {tracker['published_jobs']} job(s), {tracker['metrics']} metrics to the "
+        f"local CloudWatch, Cost Explorer {tracker['ce_status']}"
+        + ("" if tracker["export_ok"] else " (export FAILED)")
+    )
+    window_end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     source = MotoStoreSource()
     summary = summarize(
-        source, job_id, runs=runs, worker_seconds=worker_seconds, start=window_start, end=window_end
+        source,
+        job_id,
+        runs=runs,
+        job=read_job(provisioned.table, job_id),
+        start=window_start,
+        end=window_end,
     )
     print_summary(summary, pace=args.pace)
     body, origin = dashboard_body(provisioned, job_id)
+    (out / "dashboard_body.json").write_text(json.dumps(body, indent=2), encoding="utf-8")
     report = render_dashboard(
         body,
         source,
@@ -530,6 +678,12 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
         summary=summary,
         report=report,
         origin=origin,
+        extra={
+            "provisioned": asdict(provisioned),
+            "cost_explorer_queued": queued,
+            "cost_tracker": tracker,
+            "seconds": round(time.monotonic() - started, 1),
+        },
     )
     print(f"\ndashboard ({origin}): {report.path.resolve()}")
     print(f"finished in {time.monotonic() - started:.1f} s")
@@ -545,8 +699,10 @@ def _write_report(
     summary: Summary,
     report: RenderReport,
     origin: str,
+    extra: dict[str, Any],
 ) -> None:
     payload = {
+        **extra,
         "job_id": job_id,
         "rows": rows,
         "malformed": malformed,

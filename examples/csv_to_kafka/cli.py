@@ -27,6 +27,7 @@ from examples.csv_to_kafka.sharding import Shard
 from examples.csv_to_kafka.worker import (
     InjectedFailureError,
     Progress,
+    ProgressCallback,
     Settings,
     count_rows,
     run,
@@ -52,13 +53,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--table",
         default=None,
-        help=f"DynamoDB job table for checkpoints (default: ${config.ENV_JOB_TABLE}; "
-        "none = no resume)",
+        help=f"DynamoDB job table for checkpoints, the job registry (job-wide progress) and "
+        f"the line-count cache (default: ${config.ENV_JOB_TABLE}; none = no resume)",
     )
     total = p.add_mutually_exclusive_group()
     total.add_argument("--total-rows", type=int, help="data rows in the whole file, if known")
     total.add_argument(
-        "--count-rows", action="store_true", help="stream the file once first to count its rows"
+        "--count-rows",
+        action="store_true",
+        help="count the file's rows first (metricskit.count_lines, cached in the job table by "
+        "the object's ETag, so the other shards and a restart do not count again)",
     )
     p.add_argument("--checkpoint-every", type=int, default=50_000, help="rows between checkpoints")
     p.add_argument(
@@ -78,6 +82,18 @@ def parser() -> argparse.ArgumentParser:
         "--latency-every", type=int, default=1, help="observe every Nth row's Kafka latency"
     )
     p.add_argument("--max-rate", type=float, default=None, help="rows per second at most")
+    p.add_argument(
+        "--compute-profile",
+        default=None,
+        help="what the worker runs on, for the cost tracker (e.g. fargate:1vcpu:2gb); "
+        "needs a job table",
+    )
+    p.add_argument(
+        "--hourly-rate",
+        type=float,
+        default=None,
+        help="USD per worker-hour (overrides the profile's price); needs a job table",
+    )
     p.add_argument("--sink", default=None, help="metricskit sink (default: $METRICSKIT_SINK)")
     p.add_argument("--flush-interval", type=float, default=None, help="seconds between flushes")
     p.add_argument("--high-resolution", action="store_true", help="1-second CloudWatch storage")
@@ -99,18 +115,35 @@ def _producer_settings(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def _table(given: str | None) -> str | None:
+    return given or config.env_optional_str(config.ENV_JOB_TABLE)
+
+
 def _checkpoints(table: str | None, job_id: str, shard: Shard) -> Checkpoints:
-    name = table or config.env_optional_str(config.ENV_JOB_TABLE)
-    return DynamoCheckpoints(name, job_id, shard.label) if name else NoCheckpoints()
+    return DynamoCheckpoints(table, job_id, shard.label) if table else NoCheckpoints()
 
 
-def _job_total(total_rows: int | None, shard: Shard, resumed_after: int | None) -> int | None:
-    """The rows this process will handle: its shard's share after the checkpoint.
+def _count_rows(source: str, table: str | None) -> int:
+    """Data rows of the file: its lines minus the header.
 
-    (With a job registry that sums ``done`` job-wide, pass the whole file's rows instead.)
+    ``metricskit.count_lines`` (newlines, cached in the job table by ETag) where it reads the
+    source (local paths, file:// and s3://); a quoted field spanning lines would make it count
+    more rows than there are, which only makes the ETA pessimistic. Other smart-open URIs are
+    parsed as CSV once.
     """
-    if total_rows is None:
-        return None
+    if "://" in source and not source.startswith(("s3://", "file://")):
+        return count_rows(source)
+    return max(0, metricskit.count_lines(source, table=table) - 1)
+
+
+def _job_total(
+    total_rows: int | None, shard: Shard, resumed_after: int | None, *, registry: bool
+) -> int | None:
+    """The Job's total: with a job registry (``done`` summed job-wide over every shard and
+    restart) the whole file's rows; without one, this process's share after the checkpoint.
+    """
+    if total_rows is None or registry:
+        return total_rows
     skipped = 0 if resumed_after is None else shard.rows_below(resumed_after + 1)
     return max(0, shard.rows_below(total_rows) - skipped)
 
@@ -135,6 +168,40 @@ class _ProgressPrinter:
                 }
             }
         )
+
+
+STAGE_READ = "read"
+STAGE_PRODUCE = "produce"
+
+
+class _StageProgress:
+    """Two stages of this worker's share: ``read`` (rows taken from the file) and ``produce``
+    (rows Kafka acknowledged or refused). Fed from the progress reports, which come every
+    ``poll_every`` rows, so the row loop pays nothing for them."""
+
+    def __init__(self, job: metricskit.Job, share: int | None) -> None:
+        self._read = job.stage(STAGE_READ, total=share)
+        self._produce = job.stage(STAGE_PRODUCE, total=share)
+        self._handled = 0
+        self._answered = 0
+
+    def __call__(self, progress: Progress) -> None:
+        answered = progress.delivered + progress.failed
+        if progress.handled > self._handled:
+            self._read.processed(progress.handled - self._handled)
+            self._handled = progress.handled
+        if answered > self._answered:
+            self._produce.processed(answered - self._answered)
+            self._answered = answered
+
+
+class _Both:
+    def __init__(self, *callbacks: ProgressCallback | None) -> None:
+        self._callbacks = [c for c in callbacks if c is not None]
+
+    def __call__(self, progress: Progress) -> None:
+        for callback in self._callbacks:
+            callback(progress)
 
 
 def _emit(payload: dict[str, object]) -> None:
@@ -162,10 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_rate=args.max_rate,
             latency_every=args.latency_every,
         )
-        total_rows = count_rows(args.source) if args.count_rows else args.total_rows
+        if args.hourly_rate is not None and not args.hourly_rate >= 0:
+            raise ExampleInputError(f"--hourly-rate must be >= 0 USD, got {args.hourly_rate}")
+        table = _table(args.table)
+        total_rows = _count_rows(args.source, table) if args.count_rows else args.total_rows
         if total_rows is not None and total_rows < 0:
             raise ExampleInputError(f"--total-rows must be >= 0, got {total_rows}")
-        checkpoints = _checkpoints(args.table, args.job_id, shard)
+        checkpoints = _checkpoints(table, args.job_id, shard)
         resumed_after = checkpoints.load()
     except (ExampleInputError, metricskit.MetricsKitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -185,12 +255,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = metricskit.Job(
         args.job_id,
         namespace=args.namespace,
-        total=_job_total(total_rows, shard, resumed_after),
+        total=_job_total(total_rows, shard, resumed_after, registry=table is not None),
         sink=args.sink,
+        job_table=table,
+        compute_profile=args.compute_profile,
+        hourly_rate=args.hourly_rate,
         flush_interval=args.flush_interval,
         high_resolution=args.high_resolution or None,
     )
-    on_progress = _ProgressPrinter(args.progress_every) if args.progress_lines else None
+    stages = _StageProgress(job, _job_total(total_rows, shard, resumed_after, registry=False))
+    printer = _ProgressPrinter(args.progress_every) if args.progress_lines else None
+    on_progress = _Both(stages, printer)
     try:
         result = run(
             settings,
@@ -210,6 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         job.close("failed")
         raise
+    stages(
+        Progress(
+            result.delivered,
+            result.failed,
+            result.retried,
+            result.malformed + result.rejected + result.produced,
+        )
+    )
     job.close("interrupted" if result.stopped else "completed")
     _emit({"result": result.as_dict()})
     return EXIT_STOPPED if result.stopped else 0

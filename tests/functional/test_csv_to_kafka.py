@@ -348,3 +348,48 @@ def test_latency_can_be_sampled_while_every_row_is_still_counted(tmp_path: Path)
     assert result.delivered == 1000
     assert sink.sum("RecordsProcessed") == 1000
     assert sum(sum(m.counts) for m in sink.metrics("KafkaLatency")) == 63  # rows 1, 17, ... 993
+
+
+def test_cli_shards_join_the_job_registry_with_the_cached_line_count(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two shards, one after the other: the job item sums both (job-wide done), the total is
+    the file's rows from count_lines (cached in the table by ETag), the profile is stored."""
+    from examples.csv_to_kafka.cli import main
+    from metricskit.registry import JobRegistry
+
+    table = make_table("jobs-registry")
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 300, bad={7})
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="registry-input")
+    s3.upload_file(str(source), "registry-input", "rows.csv")
+    uri = "s3://registry-input/rows.csv"
+    common = ["--job-id", "registered", "--table", table, "--sink", "off", "--count-rows"]
+    profile = ["--compute-profile", "fargate:1vcpu:2gb"]
+    assert main([uri, *common, *profile, "--shard", "0/2"]) == 0
+    assert main([uri, *common, "--shard", "1/2", "--hourly-rate", "0.5"]) == 0
+    results = [json.loads(line)["result"] for line in capsys.readouterr().out.splitlines()]
+    assert sum(r["delivered"] for r in results) == len(good)
+
+    job = JobRegistry(table).get("registered")
+    assert job is not None
+    assert job.done == len(good)
+    assert job.errors == 1
+    assert job.total == 300  # the header line is not a row
+    assert job.status == job_table.STATUS_COMPLETED
+    assert job.workers == 2
+    assert job.compute_profile == "fargate:1vcpu:2gb"
+    assert job.hourly_rate == 0.5  # the first worker had none; if_not_exists lets the second set it
+    cached = boto3.client("dynamodb").get_item(
+        TableName=table, Key={job_table.HASH_KEY: {"S": job_table.linecount_key(uri)}}
+    )["Item"]
+    assert cached[job_table.LINES] == {"N": "301"}
+
+
+def test_cli_refuses_a_negative_hourly_rate(tmp_path: Path) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    assert main([str(source), "--job-id", "j", "--sink", "off", "--hourly-rate", "-1"]) == 2

@@ -36,15 +36,16 @@ provider "aws" {
 module "metricskit" {
   source = "../.."
 
-  namespace             = var.namespace
-  name_prefix           = var.name_prefix
-  cost_tracker_zip_path = var.cost_tracker_zip_path
-  alarm_job_ids         = var.alarm_job_ids
-  alarm_email           = var.alarm_email
-  default_job_id        = length(var.alarm_job_ids) > 0 ? var.alarm_job_ids[0] : "example-job"
-  latency_metric_names  = ["KafkaLatency"]
-  stage_names           = var.stage_names
-  job_id_input_type     = var.job_id_input_type
+  namespace                = var.namespace
+  name_prefix              = var.name_prefix
+  cost_tracker_zip_path    = var.cost_tracker_zip_path
+  alarm_job_ids            = var.alarm_job_ids
+  alarm_email              = var.alarm_email
+  default_job_id           = length(var.alarm_job_ids) > 0 ? var.alarm_job_ids[0] : "example-job"
+  latency_metric_names     = ["KafkaLatency"]
+  stage_names              = var.stage_names
+  job_id_input_type        = var.job_id_input_type
+  dashboard_period_seconds = var.dashboard_period_seconds
 
   tags = {
     Project = "metricskit-example"

@@ -50,3 +50,9 @@ variable "stage_names" {
   type        = list(string)
   default     = ["download", "parse", "produce"]
 }
+
+variable "dashboard_period_seconds" {
+  description = "Period of the dashboard's time-series widgets (1, 5, 10, 30 or a multiple of 60); the local demo uses 5 for its short, high-resolution run."
+  type        = number
+  default     = 60
+}
