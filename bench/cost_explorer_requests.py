@@ -79,14 +79,11 @@ def queue_result(endpoint: str, job_ids: list[str]) -> None:
 def make_table(job_ids: list[str], start: float) -> str:
     import boto3
 
+    from metricskit import job_table
+
     client = boto3.client("dynamodb")
     name = f"bench-jobs-{uuid.uuid4().hex[:8]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    job_table.create_table(client, name)
     for job in job_ids:
         client.put_item(
             TableName=name,

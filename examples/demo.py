@@ -156,12 +156,7 @@ def _provision_with_boto3(endpoint: str) -> Provisioned:
     """The job table only (layout: :mod:`metricskit.job_table`)."""
     import boto3
 
-    boto3.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    job_table.create_table(boto3.client("dynamodb", endpoint_url=endpoint), TABLE)
     return Provisioned(table=TABLE, bucket=BUCKET)
 
 

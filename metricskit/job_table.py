@@ -26,7 +26,10 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 HASH_KEY: Final = "job_id"
 ITEM_TYPE: Final = "item_type"
@@ -87,3 +90,18 @@ def checkpoint_key(job_id: str, shard: str) -> str:
 
 def cost_cache_key(name: str) -> str:
     return f"{COST_CACHE_PREFIX}{name}"
+
+
+def create_table(client: DynamoDBClient, name: str) -> None:
+    """Create a job table with this layout (what the Terraform module creates in AWS).
+
+    For local runs and tests; in AWS apply the module, which also sets encryption and PITR.
+
+    >>> create_table(boto3.client("dynamodb"), "metricskit-jobs")   # doctest: +SKIP
+    """
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": HASH_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

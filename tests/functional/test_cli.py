@@ -16,12 +16,7 @@ def test_jobs_lists_registered_jobs_with_status_and_progress(
     aws: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = f"cli-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb").create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    job_table.create_table(boto3.client("dynamodb"), table)
     with metricskit.Job("cli-job", total=200, sink="memory", job_table=table) as job:
         job.processed(50)
     assert cli_main(["jobs", "--table", table]) == 0

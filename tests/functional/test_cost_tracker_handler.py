@@ -93,12 +93,7 @@ class CountingCE:
 def table(aws: str) -> Iterator[str]:
     client = boto3.client("dynamodb")
     name = f"jobs-{uuid.uuid4().hex[:10]}"
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": jt.HASH_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": jt.HASH_KEY, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    jt.create_table(client, name)
     yield name
     client.delete_table(TableName=name)
 

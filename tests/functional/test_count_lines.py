@@ -19,12 +19,7 @@ from metricskit.lines import count_newlines_in
 
 def make_table(name: str) -> Any:
     client = boto3.client("dynamodb")
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    job_table.create_table(client, name)
     return client
 
 

@@ -47,12 +47,7 @@ def delivered(log: Path) -> Counter[int]:
 def make_table(name: str = "jobs") -> str:
     client = boto3.client("dynamodb")
     if name not in client.list_tables()["TableNames"]:
-        client.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        job_table.create_table(client, name)
     return name
 
 

@@ -43,12 +43,7 @@ def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def table(aws: str, atomic_items: None) -> str:
     name = f"jobs-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": job_table.HASH_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": job_table.HASH_KEY, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    job_table.create_table(boto3.client("dynamodb"), name)
     return name
 
 
