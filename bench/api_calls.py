@@ -38,24 +38,6 @@ class RequestMeter:
         self.bytes += len(body) if body else 0
 
 
-def start_moto() -> Any:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_DISABLE_REQUEST_COMPRESSION": "true",
-        }
-    )
-    return server
-
-
 def run_metricskit(records: int, latencies: list[float]) -> RequestMeter:
     import boto3
 
@@ -123,12 +105,11 @@ def main() -> None:
     logging.disable(logging.WARNING)
     rng = random.Random(5)
     latencies = [rng.lognormvariate(2.0, 0.8) for _ in range(10_000)]
-    server = start_moto()
-    try:
+    from examples.local_aws import LocalAws
+
+    with LocalAws():
         mk = run_metricskit(args.records, latencies)
         plan = run_original_plan(args.plan_sample, latencies)
-    finally:
-        server.stop()
     scale = args.records / args.plan_sample
     plan_requests = plan.requests * scale
     plan_bytes = plan.bytes * scale

@@ -39,25 +39,6 @@ class CallCounter:
         self.calls += 1
 
 
-def start_moto() -> tuple[Any, str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_DISABLE_REQUEST_COMPRESSION": "true",
-        }
-    )
-    return server, endpoint
-
-
 def queue_result(endpoint: str, job_ids: list[str]) -> None:
     groups = [
         {
@@ -141,15 +122,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    server, endpoint = start_moto()
-    try:
+    from examples.local_aws import LocalAws
+
+    with LocalAws() as aws:
         start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp()
         job_ids = [f"bench-job-{i}" for i in range(args.jobs)]
-        ours = run_metricskit(endpoint, job_ids, start, args.days) / args.days
+        ours = run_metricskit(aws.endpoint, job_ids, start, args.days) / args.days
         plan_one = run_original_plan(job_ids[:1], start, args.days) / args.days
         plan_all = run_original_plan(job_ids, start, args.days) / args.days
-    finally:
-        server.stop()
 
     print(f"\nCost Explorer GetCostAndUsage, runs every 5 minutes, {args.days} simulated day(s)")
     print(f"  {'':40}{'requests/day':>14}{'USD/month':>12}")
