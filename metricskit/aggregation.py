@@ -137,10 +137,6 @@ class CounterCell:
         self._reported = total
         return delta
 
-    def restore(self, delta: float) -> None:
-        """Give back a delta that was taken but could not be used (it is counted again)."""
-        self._reported -= delta
-
     def reset_after_fork(self) -> None:
         """In a forked child: drop the parent's unreported counts (the parent reports them)."""
         self._lock = threading.Lock()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 
 from metricskit.batch import Metric, MetricBatch, MetricKind
 from metricskit.sinks.base import BaseSink, ExportResult
@@ -94,8 +93,3 @@ def _matches(metric: Metric, name: str | None, dimensions: dict[str, str]) -> bo
     if name is not None and metric.name != name:
         return False
     return all(metric.key.dimension(k) == v for k, v in dimensions.items())
-
-
-def flatten(batches: Iterable[MetricBatch]) -> list[Metric]:
-    """Every metric of every batch, in order."""
-    return [metric for batch in batches for metric in batch]
