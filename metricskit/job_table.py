@@ -14,7 +14,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   ``hourly_rate`` N (optional USD per worker-hour, overrides the profile's price),
   ``active_workers`` N (ADD 1 on register, ADD -1 on close: the last worker out sets the
   final status), ``interrupted_workers`` N (ADD 1 per worker closed as interrupted: the job
-  ends ``interrupted`` rather than ``completed`` when any shard was cut short);
+  ends ``interrupted`` rather than ``completed`` when any shard was cut short, unless
+  ``done >= total`` shows a replacement finished it: ``registry.final_status``);
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.

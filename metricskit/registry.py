@@ -104,6 +104,24 @@ def is_stale(
     return (time.time() if now is None else now) - seen > stale_after
 
 
+def final_status(closing: str, record: JobRecord, interrupted_workers: float) -> str:
+    """The job's status when its last worker leaves with ``closing``.
+
+    A worker cut short earlier (``interrupted_workers`` > 0) makes a job that otherwise
+    completed ``interrupted``, unless every record is done anyway: a replacement worker
+    resumed the interrupted share (a retried Batch job, a new Spot task resuming from its
+    checkpoint). Without a total nothing tells the two apart, so the interruption stands.
+
+    >>> final_status("completed", record, interrupted_workers=1)   # doctest: +SKIP
+    'interrupted'
+    """
+    if closing != job_table.STATUS_COMPLETED or interrupted_workers <= 0:
+        return closing
+    if record.total is not None and record.done >= record.total:
+        return closing
+    return job_table.STATUS_INTERRUPTED
+
+
 class JobRegistry:
     """Access to the job table: register, add progress, finish, read, find stale jobs.
 
@@ -328,7 +346,7 @@ class WorkerRegistration:
                 if status == job_table.STATUS_FAILED:
                     self.registry.set_status(self.job_id, status, now_wall, only_if=None)
                 elif record.active_workers <= 0:
-                    final = job_table.STATUS_INTERRUPTED if interrupted > 0 else status
+                    final = final_status(status, record, interrupted)
                     self.registry.set_status(
                         self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
                     )

@@ -235,6 +235,34 @@ def test_failed_worker_fails_the_job_and_interrupted_one_is_remembered(table: st
     assert rec.finished_at is not None
 
 
+def test_a_job_resumed_after_an_interruption_completes(table: str) -> None:
+    """A Spot task cut short, then a replacement finishing the rest: the job completed."""
+    jid = job_id()
+    first = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    first.processed(1000)
+    first.close("interrupted")
+    assert record(table, jid).status == job_table.STATUS_INTERRUPTED
+
+    replacement = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    wait_for(lambda: record(table, jid).status == job_table.STATUS_RUNNING, "re-registration")
+    replacement.processed(TOTAL - 1000)
+    replacement.close("completed")
+    rec = record(table, jid)
+    assert (rec.done, rec.workers, rec.active_workers) == (TOTAL, 2, 0)
+    assert rec.status == job_table.STATUS_COMPLETED
+
+
+def test_a_resumed_job_that_stops_short_stays_interrupted(table: str) -> None:
+    jid = job_id()
+    first = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    first.processed(1000)
+    first.close("interrupted")
+    replacement = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    replacement.processed(1000)  # leaves half of the records undone
+    replacement.close("completed")
+    assert record(table, jid).status == job_table.STATUS_INTERRUPTED
+
+
 def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> None:
     registry = JobRegistry(table)
     now = time.time()
