@@ -259,6 +259,13 @@ class Job(Recorder):
             self._processed.total(), self._failed.total(), self.wall_time(now), now
         )
 
+    def _job_completed(self) -> bool:
+        if self.final_status != "completed":
+            return False
+        # With a registry, other workers may still be running: ask what the last one set.
+        registration = self._registration
+        return registration is None or registration.job_status == "completed"
+
     def _finish_registry(self, status: FinalStatus, timeout: float) -> bool:
         registration = self._registration
         if registration is None:

@@ -264,6 +264,9 @@ class Recorder:
         with self._estimator_lock:
             self._estimator.update(now, done)
             estimate = self._estimator.estimate(self._remaining(done))
+        eta = estimate.eta_seconds
+        if eta is not None and self._job_completed():
+            eta = 0.0
         total = self._total
         percent = None if not total else min(100.0, 100.0 * done / total)
         return JobStatus(
@@ -271,12 +274,20 @@ class Recorder:
             total=total,
             percent=percent,
             rate=estimate.rate,
-            eta_seconds=estimate.eta_seconds,
+            eta_seconds=eta,
             errors=self._failed.total(),
         )
 
     def _remaining(self, done: float) -> float | None:
         return None if self._total is None else max(0.0, self._total - done)
+
+    def _job_completed(self) -> bool:
+        """True once the whole job is known to have completed; a Job overrides this.
+
+        Nothing is left to do then, so the ETA is 0 even when ``done`` stopped short of
+        ``total`` (rows that failed, or a line count that over-estimated the records).
+        """
+        return False
 
     # -- collection (flusher thread) -------------------------------------------------------
 
@@ -335,6 +346,8 @@ class Recorder:
         with self._estimator_lock:
             self._estimator.update(now, done)
             eta = self._estimator.estimate(self._remaining(done)).eta_seconds
+        if eta is not None and self._job_completed():
+            eta = 0.0
         if eta is not None:
             metrics.append(self._gauge_metric(catalog.ETA_SECONDS, eta))
         return metrics

@@ -287,6 +287,8 @@ class WorkerRegistration:
         self._job_done: float | None = None
         self.failed_calls = 0
         self.successful_calls = 0
+        self.job_status: str | None = None
+        """The status this worker set as the job's last one out (None while others run)."""
 
     # -- read by the worker (no I/O) ---------------------------------------------------------
 
@@ -347,9 +349,10 @@ class WorkerRegistration:
                     self.registry.set_status(self.job_id, status, now_wall, only_if=None)
                 elif record.active_workers <= 0:
                     final = final_status(status, record, interrupted)
-                    self.registry.set_status(
+                    if self.registry.set_status(
                         self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
-                    )
+                    ):
+                        self.job_status = final
             except Exception as exc:
                 self._failed(exc)
                 return False

@@ -263,6 +263,36 @@ def test_a_resumed_job_that_stops_short_stays_interrupted(table: str) -> None:
     assert record(table, jid).status == job_table.STATUS_INTERRUPTED
 
 
+def test_only_the_last_worker_out_of_a_completed_job_publishes_eta_zero(
+    table: str, clock: Any
+) -> None:
+    jid = job_id()
+    sinks = [MemorySink(), MemorySink()]
+    first, last = (
+        Job(jid, total=TOTAL, sink=sink, job_table=table, clock=clock, flush_interval=3600)
+        for sink in sinks
+    )
+    for job in (first, last):
+        wait_for(lambda job=job: job.registration is not None and job.registration.registered,
+                 "registration")  # fmt: skip
+    for _ in range(3):
+        first.processed(500)
+        last.processed(500)
+        clock.advance(10)
+        first.flush()
+        last.flush()
+    first.close("completed")  # 3000 of 4000 done and a peer still running: time is left
+    eta = sinks[0].last(catalog.ETA_SECONDS)
+    assert eta is not None
+    assert eta > 0
+    last.processed(900)  # 100 rows failed: done stops short of the total
+    last.failed(100)
+    clock.advance(10)
+    last.close("completed")
+    assert sinks[1].last(catalog.ETA_SECONDS) == 0.0
+    assert record(table, jid).status == job_table.STATUS_COMPLETED
+
+
 def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> None:
     registry = JobRegistry(table)
     now = time.time()

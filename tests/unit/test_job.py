@@ -286,3 +286,32 @@ def test_distribution_handle_records_into_the_same_series(clock: FakeClock) -> N
     assert sink.count("KafkaLatency") == 2
     assert sink.sum(catalog.DROPPED_VALUES) == 1
     job.close()
+
+
+def test_a_completed_job_publishes_eta_zero_even_when_done_stops_short(clock: FakeClock) -> None:
+    """Rows that failed leave done < total; once the job completed nothing remains to wait for."""
+    sink = MemorySink()
+    job = make_job(clock, sink, total=1000)
+    for _ in range(5):
+        job.processed(190)
+        clock.advance(10)
+        job.flush()
+    assert sink.last(catalog.ETA_SECONDS) == pytest.approx(2.6, rel=0.05)  # 50 left at 19/s
+    job.failed(50)
+    job.close("completed")
+    assert sink.last(catalog.ETA_SECONDS) == 0.0
+    assert sink.last(catalog.PROGRESS_PERCENTAGE) == pytest.approx(95.0)
+    assert job.status().eta_seconds == 0.0
+
+
+def test_an_interrupted_job_keeps_its_eta(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink, total=1000)
+    for _ in range(2):
+        job.processed(100)
+        clock.advance(10)
+        job.flush()
+    job.close("interrupted")
+    eta = sink.last(catalog.ETA_SECONDS)
+    assert eta is not None
+    assert eta > 0
