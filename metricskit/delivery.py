@@ -9,19 +9,15 @@ costs time resolution, never counts, and memory stays bounded by series x bucket
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections import deque
 from collections.abc import Callable
 
+from metricskit.backoff import Backoff
 from metricskit.batch import MetricBatch
 from metricskit.sinks.base import ExportResult, Sink
 
 logger = logging.getLogger("metricskit")
-
-MAX_BACKOFF_SECONDS = 300.0
-MAX_BACKOFF_INTERVALS = 5
-"""Backoff never exceeds five flush intervals, so recovery is noticed within a few minutes."""
 
 
 class Delivery:
@@ -40,13 +36,11 @@ class Delivery:
     ) -> None:
         self._sink = sink
         self._max_queued = max(1, max_queued)
-        self._base_backoff = base_backoff
+        self._backoff = Backoff(base_backoff)
         self._clock = clock
         self._pending: deque[MetricBatch] = deque()
         self._queue_lock = threading.Lock()
         self.export_lock = threading.Lock()
-        self._failures_in_a_row = 0
-        self._next_attempt_at = 0.0
         self.failed_exports = 0
         self.dropped_batches = 0
         self.merged_periods = 0
@@ -74,7 +68,7 @@ class Delivery:
         Returns True when nothing is left queued. Unless ``force``, does nothing while the
         backoff after a failure has not yet elapsed. The caller holds ``export_lock``.
         """
-        if not force and self._clock() < self._next_attempt_at:
+        if not force and not self._backoff.ready(self._clock()):
             return False
         while True:
             with self._queue_lock:
@@ -88,13 +82,12 @@ class Delivery:
                     if not result.success:
                         self.dropped_batches += 1
                     else:
-                        self._failures_in_a_row = 0
+                        self._backoff.succeeded()
                     continue
                 if result.remainder is not None:
                     self._pending[0] = result.remainder
                 self.failed_exports += 1
-                self._failures_in_a_row += 1
-                self._next_attempt_at = self._clock() + self._backoff()
+                self._backoff.failed(self._clock())
                 return False
 
     def _export(self, batch: MetricBatch) -> ExportResult:
@@ -104,16 +97,9 @@ class Delivery:
             logger.exception("metricskit: sink %r raised; the batch is kept", self._sink)
             return ExportResult.failed(batch)
 
-    def _backoff(self) -> float:
-        # Exponential with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
-        cap = min(MAX_BACKOFF_SECONDS, MAX_BACKOFF_INTERVALS * self._base_backoff)
-        ceiling = min(cap, self._base_backoff * 2 ** min(self._failures_in_a_row - 1, 30))
-        return random.uniform(0.0, ceiling)
-
     def reset_after_fork(self) -> None:
         """In a forked child: the parent delivers what it had queued."""
         self._queue_lock = threading.Lock()
         self.export_lock = threading.Lock()
         self._pending.clear()
-        self._failures_in_a_row = 0
-        self._next_attempt_at = 0.0
+        self._backoff.succeeded()

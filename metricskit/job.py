@@ -227,6 +227,7 @@ class Job(Recorder):
             compute_profile=compute_profile,
             hourly_rate=hourly_rate,
             monotonic_now=self._mono_start,
+            retry_base_seconds=self.flush_interval,
         )
         # Register at once, off the worker's thread (the flusher's first turn is a minute away).
         threading.Thread(

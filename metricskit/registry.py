@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from metricskit import job_table
 from metricskit.aws_clients import dynamodb_client
+from metricskit.backoff import Backoff
 from metricskit.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -260,6 +261,7 @@ class WorkerRegistration:
         compute_profile: str | None,
         hourly_rate: float | None,
         monotonic_now: float,
+        retry_base_seconds: float = 60.0,
     ) -> None:
         if hourly_rate is not None and not (
             isinstance(hourly_rate, int | float) and 0 <= hourly_rate < math.inf
@@ -285,8 +287,11 @@ class WorkerRegistration:
         self._acked_errors = 0.0
         self._acked_seconds_at = monotonic_now
         self._job_done: float | None = None
+        self._backoff = Backoff(retry_base_seconds)
         self.failed_calls = 0
         self.successful_calls = 0
+        self.skipped_syncs = 0
+        """Flushes that did not call DynamoDB because it failed recently (backoff)."""
         self.job_status: str | None = None
         """The status this worker set as the job's last one out (None while others run)."""
 
@@ -315,9 +320,23 @@ class WorkerRegistration:
     def sync(
         self, local_done: float, local_errors: float, now_wall: float, monotonic_now: float
     ) -> float:
-        """Add what is pending (registering first if needed); returns job-wide done."""
+        """Add what is pending (registering first if needed); returns job-wide done.
+
+        After a failed call the next ones wait with backoff (at most five ``retry_base``
+        intervals), so a hung or throttling table does not hold up every flush; what is
+        pending stays counted and goes with the next call that is made.
+        """
         with self._io_lock:
-            self._call({}, now_wall, local=(local_done, local_errors), monotonic_now=monotonic_now)
+            if not self._backoff.ready(monotonic_now):
+                self.skipped_syncs += 1
+                return self.job_done(local_done)
+            reply = self._call(
+                {}, now_wall, local=(local_done, local_errors), monotonic_now=monotonic_now
+            )
+            if reply is None:
+                self._backoff.failed(monotonic_now)
+            else:
+                self._backoff.succeeded()
         return self.job_done(local_done)
 
     def finish(
@@ -443,6 +462,7 @@ class WorkerRegistration:
         self._acked_done = local_done
         self._acked_errors = local_errors
         self._acked_seconds_at = monotonic_now
+        self._backoff.succeeded()
         self.registry.after_fork()
 
 

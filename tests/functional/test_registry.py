@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from metricskit import Job, catalog, job_table
+from metricskit import Job, backoff, catalog, job_table
 from metricskit.registry import JobRecord, JobRegistry, is_stale
 from metricskit.sinks.memory import MemorySink
 
@@ -342,7 +342,11 @@ class Outage:
 
 
 @pytest.mark.parametrize("kind", ["unreachable", "throttled"])
-def test_deltas_survive_an_outage_and_arrive_when_it_ends(table: str, kind: str) -> None:
+def test_deltas_survive_an_outage_and_arrive_when_it_ends(
+    table: str, kind: str, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The longest wait full jitter allows, so the attempts below are deterministic.
+    monkeypatch.setattr(backoff.random, "uniform", lambda low, high: high)
     outage = Outage(kind)
     client = boto3.client("dynamodb")
     client.meta.events.register("before-send.dynamodb", outage)
@@ -350,23 +354,32 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(table: str, kind: str)
     jid = job_id()
     outage.down = True
     sink = MemorySink()
-    job = Job(jid, total=1000, sink=sink, registry=registry)
-    for _ in range(3):
+    job = Job(jid, total=10_000, sink=sink, registry=registry, clock=clock, flush_interval=60)
+    registration = job.registration
+    assert registration is not None
+    wait_for(lambda: registration.failed_calls == 1, "the failed start-up registration")
+    for _ in range(10):
         for _ in range(100):
             job.processed()  # never raises, never waits for DynamoDB
         job.failed()
+        clock.advance(60)
         assert job.flush() is True  # the metrics still go out
-    assert outage.refused >= 3
-    assert job.registration is not None
-    assert job.registration.failed_calls >= 3
-    assert sink.last(catalog.RECORDS_DONE) == 300  # local progress while the table is away
+    # Backoff after the k-th failure: min(5 intervals, 2^(k-1) intervals) = 60, 120, 240,
+    # 300 s, so of the flushes at 60..600 s only those at 60, 120, 240 and 480 s call.
+    assert (registration.failed_calls, registration.skipped_syncs) == (1 + 4, 6)
+    assert outage.refused >= 5
+    assert sink.last(catalog.RECORDS_DONE) == 1000  # local progress while the table is away
+
     outage.down = False
     job.processed(50)
+    clock.advance(60)  # 660 s: still inside the backoff (next attempt at 780 s)
+    job.flush()
+    assert registry.get(jid) is None  # nothing was ever registered
+    clock.advance(300)
     job.flush()
     rec = record(table, jid)
-    assert rec.done == 350
-    assert rec.errors == 3
-    assert rec.workers == 1
+    assert (rec.done, rec.errors, rec.workers) == (1050, 10, 1)
+    assert registration.successful_calls == 1
     job.close()
     assert record(table, jid).status == job_table.STATUS_COMPLETED
 
