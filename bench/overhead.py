@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -94,6 +95,7 @@ Rows = Iterator[list[str]]
 Produce = Callable[..., None]
 Delivery = Callable[[Any, Any], None]
 Poll = Callable[[float], int]
+Loop = Callable[[Rows, Produce, Delivery, Poll, Any], None]
 
 
 def loop_off(rows: Rows, produce: Produce, on_delivery: Delivery, poll: Poll, job: Any) -> None:
@@ -128,35 +130,28 @@ def loop_processed(
             poll(0)
 
 
-def loop_py_timer(
-    rows: Rows, produce: Produce, on_delivery: Delivery, poll: Poll, job: Any
-) -> None:
-    dumps, timer = json.dumps, MinimalTimer()
-    for i, row in enumerate(rows):
-        message = dumps(dict(zip(HEADER, row, strict=True))).encode()
-        with timer:
-            produce(TOPIC, value=message, key=row[0].encode(), on_delivery=on_delivery)
-        if i % POLL_EVERY == 0:
-            poll(0)
+def loop_around(make_block: Callable[[], AbstractContextManager[Any]]) -> Loop:
+    """The floors: the plain loop with a ``with make_block():`` block around every produce."""
+
+    def loop(rows: Rows, produce: Produce, on_delivery: Delivery, poll: Poll, job: Any) -> None:
+        dumps, block = json.dumps, make_block()
+        for i, row in enumerate(rows):
+            message = dumps(dict(zip(HEADER, row, strict=True))).encode()
+            with block:
+                produce(TOPIC, value=message, key=row[0].encode(), on_delivery=on_delivery)
+            if i % POLL_EVERY == 0:
+                poll(0)
+
+    return loop
 
 
-def loop_with(rows: Rows, produce: Produce, on_delivery: Delivery, poll: Poll, job: Any) -> None:
-    dumps, block = json.dumps, threading.Lock()
-    for i, row in enumerate(rows):
-        message = dumps(dict(zip(HEADER, row, strict=True))).encode()
-        with block:
-            produce(TOPIC, value=message, key=row[0].encode(), on_delivery=on_delivery)
-        if i % POLL_EVERY == 0:
-            poll(0)
-
-
-LOOPS: dict[str, Callable[[Rows, Produce, Delivery, Poll, Any], None]] = {
+LOOPS: dict[str, Loop] = {
     "off": loop_off,
     "on/timer": loop_timer,
     "on/processed": loop_processed,
     "on/callback": loop_off,  # the metrics live in the delivery callback
-    "floor/py-timer": loop_py_timer,
-    "floor/with": loop_with,
+    "floor/py-timer": loop_around(MinimalTimer),
+    "floor/with": loop_around(threading.Lock),
 }
 WITH_JOB = ("on/timer", "on/processed", "on/callback")
 
