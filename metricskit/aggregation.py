@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from metricskit import limits
+from metricskit.lock_holders import holds_lock
 
 RELATIVE_ACCURACY: Final = 0.005
 """Every bucket representative is within 0.5% of each value it stands for, which keeps
@@ -111,6 +112,7 @@ class CounterCell:
         self._reads = 0
         self._reported = 0.0
 
+    @holds_lock
     def add(self, n: float) -> bool:
         """Add ``n`` (finite, >= 0). Returns False, recording nothing, for a bad ``n``."""
         try:
@@ -122,6 +124,7 @@ class CounterCell:
             self._added += n
         return True
 
+    @holds_lock
     def total(self) -> float:
         """Everything counted so far (ticks plus adds)."""
         with self._lock:
@@ -153,6 +156,7 @@ class GaugeCell:
         self._lock = threading.Lock()
         self._value: float | None = None
 
+    @holds_lock
     def set(self, value: float) -> bool:
         """Keep ``value`` as the period's last. Returns False, keeping nothing, when bad."""
         try:
@@ -213,6 +217,7 @@ class DistributionCell:
     observe = record
     """The public name of :meth:`record` on a handle from ``job.distribution(name)``."""
 
+    @holds_lock
     def fold(self) -> None:
         """Move buffered raw values into buckets.
 

@@ -22,6 +22,7 @@ from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
 from metricskit.errors import ConfigurationError, InvalidDimensionError, JobClosedError
 from metricskit.flusher import PeriodicFlusher
+from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
 from metricskit.recorder import DropCounter, JobStatus, Recorder
 from metricskit.registry import JobRegistry, WorkerRegistration
@@ -299,6 +300,7 @@ class Job(Recorder):
 
     # -- stages ----------------------------------------------------------------------------
 
+    @holds_lock
     def stage(self, name: str, *, total: float | None = None) -> Stage:
         """The stage ``name`` of this job (created on first use), with its own progress."""
         with self._stages_lock:
@@ -429,6 +431,7 @@ class Job(Recorder):
     def closed(self) -> bool:
         return self._closed
 
+    @holds_lock
     def close(self, status: FinalStatus = "completed") -> bool:
         """Flush once more, mark the job finished and stop the flusher. Safe to call twice.
 

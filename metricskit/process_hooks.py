@@ -18,11 +18,14 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
 from types import FrameType
 from typing import Any, Protocol
+
+from metricskit.lock_holders import outermost_lock_holder
 
 logger = logging.getLogger("metricskit")
 
@@ -88,7 +91,54 @@ def install_sigterm_handler() -> bool:
         return True
 
 
+_holder_returned = False
+
+
+def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
+    """Put SIGTERM off while the main thread holds a metricskit lock; True when put off.
+
+    Python runs signal handlers in the main thread between bytecodes, so the handler can
+    find that thread in the middle of, say, folding a distribution under its lock
+    (:mod:`metricskit.lock_holders`). Closing then would wait on that lock until the
+    shutdown timeout and lose the last period. Instead a trace function is set on the
+    outermost such frame (those functions take microseconds): when it returns, the lock is
+    free and the signal is sent again, to be handled at the main thread's next check.
+    Tracing costs a little only until then; the previous trace function is put back.
+    """
+    global _holder_returned  # noqa: PLW0603 - one SIGTERM at a time, in the main thread
+    if _holder_returned:
+        # Sent again by on_return below and handled inside it: the holder has left its
+        # with-block (the lock is free) and is returning, so close now.
+        _holder_returned = False
+        return False
+    holder = outermost_lock_holder(frame)
+    if holder is None:
+        return False
+    if holder.f_trace is not None and getattr(holder.f_trace, "__name__", "") == "on_return":
+        return True  # a second SIGTERM while the first waits for the same call
+    previous = sys.gettrace()
+
+    def on_return(traced: FrameType, event: str, arg: object) -> Any:
+        global _holder_returned  # noqa: PLW0603
+        if event == "return" and traced is holder:
+            sys.settrace(previous)
+            _holder_returned = True
+            os.kill(os.getpid(), signum)  # handled right here, before the holder returns
+            return None
+        return on_return
+
+    def no_tracing_elsewhere(traced: FrameType, event: str, arg: object) -> Any:
+        return None  # frames the worker enters meanwhile stay untraced
+
+    holder.f_trace = on_return
+    holder.f_trace_lines = False
+    sys.settrace(no_tracing_elsewhere)
+    return True
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _defer_sigterm(signum, frame):
+        return
     jobs = live_jobs()
     if jobs:
         # Jobs close in parallel so the whole stop takes one shutdown timeout, not one per job.

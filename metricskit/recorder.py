@@ -19,6 +19,7 @@ from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell
 from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
 from metricskit.errors import InvalidMetricError
 from metricskit.eta import EtaEstimator
+from metricskit.lock_holders import holds_lock
 from metricskit.validation import check_metric_name, check_unit
 
 logger = logging.getLogger("metricskit")
@@ -257,6 +258,7 @@ class Recorder:
         """Records done as this recorder reports it (job-wide where a registry says so)."""
         return self._processed.total()
 
+    @holds_lock
     def status(self) -> JobStatus:
         """Records done, total, percent, rate and ETA as of now."""
         done = self._done()

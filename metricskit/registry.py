@@ -32,6 +32,7 @@ from metricskit import job_table
 from metricskit.aws_clients import dynamodb_client
 from metricskit.backoff import Backoff
 from metricskit.errors import ConfigurationError
+from metricskit.lock_holders import holds_lock
 
 if TYPE_CHECKING:
     import boto3
@@ -297,6 +298,7 @@ class WorkerRegistration:
 
     # -- read by the worker (no I/O) ---------------------------------------------------------
 
+    @holds_lock
     def job_done(self, local_done: float) -> float:
         """Job-wide done: the last reply plus what this worker did since (local if none yet)."""
         with self._state_lock:

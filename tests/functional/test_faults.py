@@ -145,6 +145,65 @@ def test_sigterm_flushes_pending_counts_and_chains_the_application_handler(
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "sigterm-job") == done
 
 
+SIGTERM_IN_FOLD_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import metricskit
+    from metricskit import aggregation
+
+    folds = 0
+    original_fold = aggregation._fold_positive_numpy
+
+    def fold_interrupted_by_sigterm(np, values, into):
+        # SIGTERM lands while the worker's own thread folds a full buffer, holding the
+        # distribution's lock: the final flush must not wait for that lock forever.
+        global folds
+        folds += 1
+        if folds == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_fold(np, values, into)
+
+    aggregation._fold_positive_numpy = fold_interrupted_by_sigterm
+
+    def app_handler(signum, frame):
+        with open(sys.argv[2], "w") as out:
+            out.write(f"{job.status().done:.0f} {job.final_status} {folds}")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, app_handler)
+    job = metricskit.Job("fold-job", namespace=sys.argv[1], flush_interval=3600)
+    while True:
+        job.processed()
+        job.observe("Latency", 2.0)
+    """
+)
+
+
+def test_sigterm_while_the_worker_thread_holds_a_metricskit_lock_still_flushes(
+    aws: str, namespace: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(SIGTERM_IN_FOLD_WORKER)
+    report = tmp_path / "report.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "METRICSKIT_SHUTDOWN_TIMEOUT": "8"}
+    proc = subprocess.run(
+        [sys.executable, str(script), namespace, str(report)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "did not finish" not in proc.stderr
+    done_text, status, folds = report.read_text().split()
+    assert status == "interrupted"
+    assert int(folds) >= 3
+    assert float(done_text) >= 3 * 4096
+    client = boto3.client("cloudwatch")
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "fold-job") == float(done_text)
+
+
 def test_sigterm_without_an_application_handler_still_terminates(
     aws: str, namespace: str, tmp_path: Path
 ) -> None:
