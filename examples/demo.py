@@ -3,8 +3,8 @@
 1. starts a moto server on 127.0.0.1 and points this process and its children at it;
 2. applies the Terraform module (``terraform/examples/complete``) against it when terraform and
    its provider mirror are there, else creates the job table with boto3 (:func:`provision`);
-3. generates a CSV (``--rows``, with a few malformed rows), uploads it, counts its lines once
-   (``metricskit.count_lines``, cached in the job table);
+3. generates a CSV (``--rows``, with a few malformed rows), uploads it, counts its rows once
+   (``metricskit.count_csv_records``, cached in the job table);
 4. runs two CSV-to-Kafka workers on shards 0/2 and 1/2 of one job, with a progress bar; they
    join the job registry (METRICSKIT_JOB_TABLE), so progress and the job item are job-wide;
 5. queues a local Cost Explorer answer and runs the cost tracker handler once, in-process, as
@@ -599,8 +599,8 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
     boto3.client("s3").upload_file(str(csv_path), provisioned.bucket, key)
     print(f"uploaded {uri}: {args.rows:,} rows ({malformed} malformed)")
     # Counted once here and cached in the job table by ETag: the workers' --count-rows finds it.
-    lines = metricskit.count_lines(uri, table=provisioned.table)
-    print(f"count_lines: {lines:,} lines (header + {lines - 1:,} rows), cached in the job table")
+    rows = metricskit.count_csv_records(uri, table=provisioned.table)
+    print(f"count_csv_records: {rows:,} rows (after the header), cached in the job table")
     window_start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     max_rate = args.rows / SHARDS / args.pace if args.pace else None
     commands = [

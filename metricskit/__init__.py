@@ -15,7 +15,7 @@ from metricskit.errors import (
     MetricsKitError,
 )
 from metricskit.job import Job, Stage
-from metricskit.lines import count_lines
+from metricskit.lines import count_csv_records, count_lines
 from metricskit.recorder import JobStatus, Timer
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "Stage",
     "Timer",
     "__version__",
+    "count_csv_records",
     "count_lines",
 ]

@@ -2,6 +2,7 @@
 
 metricskit catalog                     # the metric catalog as a table (or --json)
 metricskit count-lines URI [--table T] # lines of a local file or s3:// object, cached
+metricskit count-csv-records URI       # CSV records (a quoted field may span lines), cached
 metricskit jobs [--table T]            # the job registry: progress, status, stale jobs
 metricskit version
 """
@@ -54,6 +55,16 @@ def _cmd_count_lines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_count_csv_records(args: argparse.Namespace) -> int:
+    from metricskit.lines import count_csv_records
+
+    records = count_csv_records(
+        args.uri, header=not args.no_header, table=_table(args), use_cache=not args.no_cache
+    )
+    print(records)
+    return 0
+
+
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from metricskit.registry import JobRegistry, is_stale
 
@@ -91,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     lines.add_argument("--table", help=f"job table for the cache (default ${config.ENV_JOB_TABLE})")
     lines.add_argument("--no-cache", action="store_true", help="count again, ignoring the cache")
     lines.set_defaults(func=_cmd_count_lines)
+    records = commands.add_parser(
+        "count-csv-records",
+        help="count the CSV records of a file or S3 object (quoted fields may span lines)",
+    )
+    records.add_argument("uri", help="a local path or s3://bucket/key (gzip/bz2/xz included)")
+    records.add_argument("--no-header", action="store_true", help="the first record is data too")
+    records.add_argument(
+        "--table", help=f"job table for the cache (default ${config.ENV_JOB_TABLE})"
+    )
+    records.add_argument("--no-cache", action="store_true", help="count again, ignoring the cache")
+    records.set_defaults(func=_cmd_count_csv_records)
     jobs = commands.add_parser("jobs", help="list the jobs of the job registry")
     jobs.add_argument("--table", help=f"job table (default ${config.ENV_JOB_TABLE})")
     jobs.add_argument(

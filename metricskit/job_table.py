@@ -19,6 +19,9 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
+* CSV-record cache items (``item_type = "csvrecords"``), key ``csvrecords#<uri>``: the same
+  attributes, ``lines`` holding the CSV records that ``lines.count_csv_records`` counted
+  (header included; quoted fields may span lines, so they can be fewer than the lines).
 * checkpoint items (``item_type = "checkpoint"``), key ``checkpoint#<job_id>#<shard>``:
   ``position`` N (records or bytes committed), ``updated_at`` N.
 * cost-explorer cache items (``item_type = "cost_cache"``), key ``costcache#<name>``:
@@ -37,6 +40,7 @@ ITEM_TYPE: Final = "item_type"
 
 TYPE_JOB: Final = "job"
 TYPE_LINECOUNT: Final = "linecount"
+TYPE_CSVRECORDS: Final = "csvrecords"
 TYPE_CHECKPOINT: Final = "checkpoint"
 TYPE_COST_CACHE: Final = "cost_cache"
 
@@ -77,12 +81,17 @@ PAYLOAD: Final = "payload"
 FETCHED_AT: Final = "fetched_at"
 
 LINECOUNT_PREFIX: Final = "linecount#"
+CSVRECORDS_PREFIX: Final = "csvrecords#"
 CHECKPOINT_PREFIX: Final = "checkpoint#"
 COST_CACHE_PREFIX: Final = "costcache#"
 
 
 def linecount_key(uri: str) -> str:
     return f"{LINECOUNT_PREFIX}{uri}"
+
+
+def csvrecords_key(uri: str) -> str:
+    return f"{CSVRECORDS_PREFIX}{uri}"
 
 
 def checkpoint_key(job_id: str, shard: str) -> str:

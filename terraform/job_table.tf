@@ -1,6 +1,7 @@
 # The job registry: one DynamoDB table shared by workers and the cost tracker.
 # Layout (item kinds, attributes) is the contract in metricskit/job_table.py: hash key job_id
-# (string), no sort key, item_type telling job / linecount / checkpoint / cost_cache apart.
+# (string), no sort key, item_type telling job / linecount / csvrecords / checkpoint /
+# cost_cache apart.
 
 resource "aws_dynamodb_table" "jobs" {
   name                        = local.job_table_name

@@ -54,15 +54,16 @@ def parser() -> argparse.ArgumentParser:
         "--table",
         default=None,
         help=f"DynamoDB job table for checkpoints, the job registry (job-wide progress) and "
-        f"the line-count cache (default: ${config.ENV_JOB_TABLE}; none = no resume)",
+        f"the row-count cache (default: ${config.ENV_JOB_TABLE}; none = no resume)",
     )
     total = p.add_mutually_exclusive_group()
     total.add_argument("--total-rows", type=int, help="data rows in the whole file, if known")
     total.add_argument(
         "--count-rows",
         action="store_true",
-        help="count the file's rows first (metricskit.count_lines, cached in the job table by "
-        "the object's ETag, so the other shards and a restart do not count again)",
+        help="count the file's rows first (metricskit.count_csv_records: CSV records, a quoted "
+        "field may span lines; cached in the job table by the object's ETag, so the other "
+        "shards and a restart do not count again)",
     )
     p.add_argument("--checkpoint-every", type=int, default=50_000, help="rows between checkpoints")
     p.add_argument(
@@ -124,16 +125,16 @@ def _checkpoints(table: str | None, job_id: str, shard: Shard) -> Checkpoints:
 
 
 def _count_rows(source: str, table: str | None) -> int:
-    """Data rows of the file: its lines minus the header.
+    """Data rows of the file: its CSV records minus the header.
 
-    ``metricskit.count_lines`` (newlines, cached in the job table by ETag) where it reads the
-    source (local paths, file:// and s3://); a quoted field spanning lines would make it count
-    more rows than there are, which only makes the ETA pessimistic. Other smart-open URIs are
-    parsed as CSV once.
+    ``metricskit.count_csv_records`` (newlines outside quoted fields, cached in the job table
+    by ETag) where it reads the source (local paths, file:// and s3://): it counts the records
+    csv.reader yields, so a quoted field spanning lines is one row and progress reaches 100%.
+    Other smart-open URIs are parsed as CSV once.
     """
     if "://" in source and not source.startswith(("s3://", "file://")):
         return count_rows(source)
-    return max(0, metricskit.count_lines(source, table=table) - 1)
+    return metricskit.count_csv_records(source, table=table)
 
 
 def _job_total(

@@ -7,7 +7,6 @@ import gzip
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -15,19 +14,6 @@ import pytest
 from metricskit import count_lines, job_table
 from metricskit.errors import ConfigurationError
 from metricskit.lines import count_newlines_in
-
-
-def make_table(name: str) -> Any:
-    client = boto3.client("dynamodb")
-    job_table.create_table(client, name)
-    return client
-
-
-@pytest.fixture
-def table(aws: str) -> str:
-    name = f"jobs-{uuid.uuid4().hex[:8]}"
-    make_table(name)
-    return name
 
 
 def rows(n: int, *, trailing_newline: bool = True) -> bytes:

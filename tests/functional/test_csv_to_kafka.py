@@ -349,7 +349,8 @@ def test_cli_shards_join_the_job_registry_with_the_cached_line_count(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two shards, one after the other: the job item sums both (job-wide done), the total is
-    the file's rows from count_lines (cached in the table by ETag), the profile is stored."""
+    the file's rows from count_csv_records (cached in the table by ETag), the profile is
+    stored."""
     from examples.csv_to_kafka.cli import main
     from metricskit.registry import JobRegistry
 
@@ -377,9 +378,33 @@ def test_cli_shards_join_the_job_registry_with_the_cached_line_count(
     assert job.compute_profile == "fargate:1vcpu:2gb"
     assert job.hourly_rate == 0.5  # the first worker had none; if_not_exists lets the second set it
     cached = boto3.client("dynamodb").get_item(
-        TableName=table, Key={job_table.HASH_KEY: {"S": job_table.linecount_key(uri)}}
+        TableName=table, Key={job_table.HASH_KEY: {"S": job_table.csvrecords_key(uri)}}
     )["Item"]
-    assert cached[job_table.LINES] == {"N": "301"}
+    assert cached[job_table.LINES] == {"N": "301"}  # CSV records, the header included
+
+
+def test_cli_count_rows_counts_a_quoted_field_spanning_lines_as_one_row(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--count-rows gives the rows the worker reads, so the job reaches 100%: each of these
+    rows has a field spanning two lines, so there are twice as many lines as rows."""
+    from examples.csv_to_kafka.cli import main
+    from metricskit.registry import JobRegistry
+
+    table = make_table("jobs-multiline")
+    source = tmp_path / "notes.csv"
+    with source.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        for row in range(50):
+            out.write(f'{row},"name {row}\nsecond line",{row * 1.5}\n')
+    argv = [str(source), "--job-id", "multiline", "--table", table, "--sink", "off"]
+    assert main([*argv, "--count-rows"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["result"]["delivered"] == 50
+
+    job = JobRegistry(table).get("multiline")
+    assert job is not None
+    assert (job.done, job.total, job.status) == (50, 50, job_table.STATUS_COMPLETED)
+    assert metricskit.count_lines(source) == 101
 
 
 def test_cli_refuses_a_negative_hourly_rate(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ def test_the_summary_matches_what_the_workers_produced(
     assert summary["throughput"] > 0
     assert summary["checkpoints"] >= 2  # at least the final one of each shard
     assert f"{ROWS - malformed:,}" in stdout
+    assert f"count_csv_records: {ROWS:,} rows" in stdout
     assert "dashboard" in stdout
 
 
@@ -119,7 +120,7 @@ def test_the_workers_job_registry_counted_every_row(
     summary = report["summary"]
     malformed = ROWS // MALFORMED_EVERY
     assert summary["registry_done"] == ROWS - malformed == summary["records"]
-    assert summary["registry_total"] == ROWS  # count_lines minus the header, job-wide
+    assert summary["registry_total"] == ROWS  # count_csv_records (header excluded), job-wide
     assert summary["registry_status"] == "completed"
     assert summary["workers_registered"] == 2
     assert summary["worker_seconds"] > 0

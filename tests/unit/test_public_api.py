@@ -21,6 +21,7 @@ def test_top_level_names_are_pinned() -> None:
         "Stage",
         "Timer",
         "__version__",
+        "count_csv_records",
         "count_lines",
     ]
 
