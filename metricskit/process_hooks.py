@@ -92,6 +92,8 @@ def install_sigterm_handler() -> bool:
 
 
 _holder_returned = False
+_waiting_for: FrameType | None = None
+"""The lock-holding frame a put-off SIGTERM waits for, while it waits."""
 
 
 def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
@@ -105,7 +107,7 @@ def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
     free and the signal is sent again, to be handled at the main thread's next check.
     Tracing costs a little only until then; the previous trace function is put back.
     """
-    global _holder_returned  # noqa: PLW0603 - one SIGTERM at a time, in the main thread
+    global _holder_returned, _waiting_for  # noqa: PLW0603 - one SIGTERM at a time, main thread
     if _holder_returned:
         # Sent again by on_return below and handled inside it: the holder has left its
         # with-block (the lock is free) and is returning, so close now.
@@ -114,14 +116,15 @@ def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
     holder = outermost_lock_holder(frame)
     if holder is None:
         return False
-    if holder.f_trace is not None and getattr(holder.f_trace, "__name__", "") == "on_return":
+    if holder is _waiting_for:
         return True  # a second SIGTERM while the first waits for the same call
     previous = sys.gettrace()
 
     def on_return(traced: FrameType, event: str, arg: object) -> Any:
-        global _holder_returned  # noqa: PLW0603
+        global _holder_returned, _waiting_for  # noqa: PLW0603
         if event == "return" and traced is holder:
             sys.settrace(previous)
+            _waiting_for = None
             _holder_returned = True
             os.kill(os.getpid(), signum)  # handled right here, before the holder returns
             return None
@@ -130,6 +133,7 @@ def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
     def no_tracing_elsewhere(traced: FrameType, event: str, arg: object) -> Any:
         return None  # frames the worker enters meanwhile stay untraced
 
+    _waiting_for = holder
     holder.f_trace = on_return
     holder.f_trace_lines = False
     sys.settrace(no_tracing_elsewhere)

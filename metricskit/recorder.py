@@ -18,7 +18,7 @@ from metricskit import catalog
 from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell
 from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
 from metricskit.errors import InvalidMetricError
-from metricskit.eta import EtaEstimator
+from metricskit.eta import Estimate, EtaEstimator
 from metricskit.lock_holders import holds_lock
 from metricskit.validation import check_metric_name, check_unit
 
@@ -263,12 +263,7 @@ class Recorder:
         """Records done, total, percent, rate and ETA as of now."""
         done = self._done()
         now = self._clock()
-        with self._estimator_lock:
-            self._estimator.update(now, done)
-            estimate = self._estimator.estimate(self._remaining(done))
-        eta = estimate.eta_seconds
-        if eta is not None and self._job_completed():
-            eta = 0.0
+        estimate = self._estimate(now, done)
         total = self._total
         percent = None if not total else min(100.0, 100.0 * done / total)
         return JobStatus(
@@ -276,12 +271,24 @@ class Recorder:
             total=total,
             percent=percent,
             rate=estimate.rate,
-            eta_seconds=eta,
+            eta_seconds=estimate.eta_seconds,
             errors=self._failed.total(),
         )
 
     def _remaining(self, done: float) -> float | None:
         return None if self._total is None else max(0.0, self._total - done)
+
+    def _estimate(self, now: float, done: float) -> Estimate:
+        """Feed the estimator ``done`` at ``now``; the rate and ETA it then gives.
+
+        A completed job has nothing left to do, so its ETA is 0 (see ``_job_completed``).
+        """
+        with self._estimator_lock:
+            self._estimator.update(now, done)
+            estimate = self._estimator.estimate(self._remaining(done))
+        if estimate.eta_seconds is not None and self._job_completed():
+            return Estimate(rate=estimate.rate, eta_seconds=0.0)
+        return estimate
 
     def _job_completed(self) -> bool:
         """True once the whole job is known to have completed; a Job overrides this.
@@ -345,11 +352,7 @@ class Recorder:
             if total > 0:
                 percent = min(100.0, 100.0 * done / total)
                 metrics.append(self._gauge_metric(catalog.PROGRESS_PERCENTAGE, percent))
-        with self._estimator_lock:
-            self._estimator.update(now, done)
-            eta = self._estimator.estimate(self._remaining(done)).eta_seconds
-        if eta is not None and self._job_completed():
-            eta = 0.0
+        eta = self._estimate(now, done).eta_seconds
         if eta is not None:
             metrics.append(self._gauge_metric(catalog.ETA_SECONDS, eta))
         return metrics

@@ -329,16 +329,14 @@ class WorkerRegistration:
         pending stays counted and goes with the next call that is made.
         """
         with self._io_lock:
-            if not self._backoff.ready(monotonic_now):
-                self.skipped_syncs += 1
-                return self.job_done(local_done)
-            reply = self._call(
-                {}, now_wall, local=(local_done, local_errors), monotonic_now=monotonic_now
-            )
-            if reply is None:
-                self._backoff.failed(monotonic_now)
+            if self._backoff.ready(monotonic_now):
+                local = (local_done, local_errors)
+                if self._call({}, now_wall, local=local, monotonic_now=monotonic_now) is None:
+                    self._backoff.failed(monotonic_now)
+                else:
+                    self._backoff.succeeded()
             else:
-                self._backoff.succeeded()
+                self.skipped_syncs += 1
         return self.job_done(local_done)
 
     def finish(
