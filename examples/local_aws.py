@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -29,6 +30,36 @@ FAKE_CREDENTIALS: Final[Mapping[str, str]] = {
     "AWS_DISABLE_REQUEST_COMPRESSION": "true",
 }
 
+_item_lock = threading.Lock()
+"""Held by every patched moto item request."""
+_patch_lock = threading.Lock()
+_item_writes_atomic = False
+
+
+def make_item_writes_atomic() -> None:
+    """Serialize moto's DynamoDB item reads and writes, as DynamoDB makes each UpdateItem atomic.
+
+    A moto server answers requests on many threads and its UpdateItem is a plain
+    read-modify-write, so two worker processes ADDing at the same moment can lose one update
+    there (never in DynamoDB): two workers registering together were once counted as one.
+    Applies to every moto server in this process; calling it again does nothing.
+    """
+    global _item_writes_atomic  # noqa: PLW0603 - one patch per process
+    from moto.dynamodb.responses import DynamoHandler
+
+    with _patch_lock:
+        if _item_writes_atomic:
+            return
+        for name in ("update_item", "put_item", "get_item"):
+            original = getattr(DynamoHandler, name)
+
+            def locked(self: Any, _original: Any = original) -> Any:
+                with _item_lock:
+                    return _original(self)
+
+            setattr(DynamoHandler, name, locked)
+        _item_writes_atomic = True
+
 
 class LocalAws:
     """Start a moto server on 127.0.0.1 (a free port) and point this process and its
@@ -44,6 +75,7 @@ class LocalAws:
 
         # werkzeug logs every request at INFO; the demo's terminal is for the progress bar.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        make_item_writes_atomic()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

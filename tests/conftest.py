@@ -29,9 +29,15 @@ def _clean_metricskit_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """A moto server on 127.0.0.1 with a free port; yields its endpoint URL."""
+    """A moto server on 127.0.0.1 with a free port; yields its endpoint URL.
+
+    Its DynamoDB item writes are atomic, as in DynamoDB (see make_item_writes_atomic).
+    """
     from moto.server import ThreadedMotoServer
 
+    from examples.local_aws import make_item_writes_atomic
+
+    make_item_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -20,28 +20,7 @@ TOTAL = 4000
 
 
 @pytest.fixture
-def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Serialize moto's item writes, as DynamoDB makes each UpdateItem atomic.
-
-    The session moto server answers requests on many threads and its UpdateItem is a plain
-    read-modify-write, so concurrent ADDs from several worker processes can lose updates
-    there (never in DynamoDB). The lock lives in this process, where the server runs.
-    """
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    for name in ("update_item", "put_item", "get_item"):
-        original = getattr(DynamoHandler, name)
-
-        def locked(self: Any, _original: Any = original) -> Any:
-            with lock:
-                return _original(self)
-
-        monkeypatch.setattr(DynamoHandler, name, locked)
-
-
-@pytest.fixture
-def table(aws: str, atomic_items: None) -> str:
+def table(aws: str) -> str:
     name = f"jobs-{uuid.uuid4().hex[:8]}"
     job_table.create_table(boto3.client("dynamodb"), name)
     return name
