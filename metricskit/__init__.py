@@ -6,6 +6,7 @@
 """
 
 from metricskit._version import __version__
+from metricskit.aggregation import Timer
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.errors import (
     ConfigurationError,
@@ -16,7 +17,7 @@ from metricskit.errors import (
 )
 from metricskit.job import Job, Stage
 from metricskit.lines import count_csv_records, count_lines
-from metricskit.recorder import JobStatus, Timer
+from metricskit.recorder import JobStatus
 
 __all__ = [
     "ConfigurationError",

@@ -11,11 +11,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 from metricskit import catalog
-from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell
+from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell, Timer
 from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
 from metricskit.errors import InvalidMetricError
 from metricskit.eta import Estimate, EtaEstimator
@@ -74,29 +73,6 @@ class DropCounter:
         self._lock = threading.Lock()
 
 
-class Timer:
-    """Context manager that records its elapsed time in milliseconds into a distribution."""
-
-    __slots__ = ("_clock", "_record", "_start")
-
-    def __init__(self, record: Callable[[float], None], clock: Callable[[], float]) -> None:
-        self._record = record
-        self._clock = clock
-        self._start = 0.0
-
-    def __enter__(self) -> Timer:
-        self._start = self._clock()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._record((self._clock() - self._start) * 1000.0)
-
-
 class Recorder:
     """Counters, distributions and gauges for one set of dimensions, plus its progress."""
 
@@ -122,6 +98,7 @@ class Recorder:
         self._checkpointed_tick = self._checkpointed.tick
         self._distributions: dict[str, DistributionCell] = {}
         self._distribution_units: dict[str, str] = {}
+        self._timer_types: dict[str, type[Timer]] = {}
         self._gauges: dict[str, GaugeCell] = {}
         self._gauge_units: dict[str, str] = {}
         self._definition_lock = threading.Lock()
@@ -186,10 +163,10 @@ class Recorder:
         >>> with job.timer("KafkaLatency"):      # doctest: +SKIP
         ...     producer.produce(row)
         """
-        cell = self._distributions.get(name)
-        if cell is None or cell.unit != "Milliseconds":
-            cell = self._define_distribution(name, "Milliseconds")
-        return Timer(cell.record, self._clock)
+        timer_type = self._timer_types.get(name)
+        if timer_type is None:
+            timer_type = self._define_timer(name)
+        return timer_type()
 
     def gauge(self, name: str, value: float, unit: str = "None") -> None:
         """Set the gauge ``name``; the last value in each period is published."""
@@ -226,6 +203,14 @@ class Recorder:
             self._distribution_units[name] = unit
             self._distributions[name] = cell
             return cell
+
+    def _define_timer(self, name: str) -> type[Timer]:
+        cell = self.distribution(name, "Milliseconds")
+        with self._definition_lock:
+            timer_type = self._timer_types.get(name)
+            if timer_type is None:
+                timer_type = self._timer_types[name] = cell.timer_type(self._clock)
+            return timer_type
 
     def _define_gauge(self, name: str, unit: str) -> GaugeCell:
         with self._definition_lock:

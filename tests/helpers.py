@@ -10,6 +10,11 @@ from typing import Any
 
 def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
     """Sum of a metric's datapoints for one JobId over the last two hours (moto or AWS)."""
+    return read_statistic(client, namespace, name, job_id, "Sum")
+
+
+def read_statistic(client: Any, namespace: str, name: str, job_id: str, statistic: str) -> float:
+    """``statistic`` (Sum, SampleCount) summed over one JobId's last two hours of datapoints."""
     now = dt.datetime.now(dt.UTC)
     response = client.get_metric_statistics(
         Namespace=namespace,
@@ -18,9 +23,9 @@ def read_sum(client: Any, namespace: str, name: str, job_id: str) -> float:
         StartTime=now - dt.timedelta(hours=2),
         EndTime=now + dt.timedelta(hours=1),
         Period=3600,
-        Statistics=["Sum"],
+        Statistics=[statistic],
     )
-    return float(sum(p["Sum"] for p in response["Datapoints"]))
+    return float(sum(p[statistic] for p in response["Datapoints"]))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:

@@ -22,7 +22,7 @@ from metricskit import catalog
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import FAKE_AWS_ENV, FakeClock
-from tests.helpers import read_sum, wait_until
+from tests.helpers import read_statistic, read_sum, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -255,7 +255,8 @@ def _record_in_child(task: tuple[str, int]) -> int:
     namespace, n = task
     assert _INHERITED is not None
     for _ in range(n):
-        _INHERITED.processed()  # a job created before the fork
+        with _INHERITED.timer("ForkedBlock"):  # a timer type the parent defined
+            _INHERITED.processed()  # a job created before the fork
     with metricskit.Job(
         f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch", shutdown_timeout=60
     ) as own:
@@ -273,6 +274,8 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
     )
     _INHERITED = parent
     parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent
+    with parent.timer("ForkedBlock"):  # buffered at fork time: observed once, by the parent
+        pass
     try:
         context = multiprocessing.get_context("fork")
         pool = context.Pool(4)
@@ -285,6 +288,8 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
         _INHERITED = None
     client = boto3.client("cloudwatch")
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "forked") == 1000 + 40_000 + 1
+    timed = read_statistic(client, namespace, "ForkedBlock", "forked", "SampleCount")
+    assert timed == 1 + 40_000
     children = {f"child-{pid}" for pid in pids}
     total_own = sum(
         read_sum(client, namespace, catalog.RECORDS_PROCESSED, name) for name in children

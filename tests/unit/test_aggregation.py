@@ -182,3 +182,74 @@ def test_vectorized_and_pure_python_folds_give_identical_buckets(
     for value in values:
         pure.record(value)
     assert vectorized.take() == pure.take()
+
+
+class StepClock:
+    """Advances by ``step`` seconds on every read, so every timed block lasts ``step``."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_timers_are_exact_across_folds_and_concurrent_takes() -> None:
+    cell = DistributionCell("X", lambda name, value: None)
+    timer = cell.timer_type(StepClock(0.002))  # every block: 2 ms
+    stop = threading.Event()
+    taken: list[dict[float, float]] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            taken.append(cell.take())
+
+    def writer() -> None:
+        for _ in range(BUFFER_CAPACITY * 10 + 7):
+            with timer():
+                pass
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    writers = [threading.Thread(target=writer) for _ in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    thread.join()
+    taken.append(cell.take())
+    counts: dict[float, float] = {}
+    for period in taken:
+        for value, count in period.items():
+            counts[value] = counts.get(value, 0.0) + count
+    assert sum(counts.values()) == 4 * (BUFFER_CAPACITY * 10 + 7)
+    # Threads interleave clock reads, so a block may span several steps: all are positive
+    # multiples of 2 ms, each within the buckets' relative accuracy.
+    for value in counts:
+        steps = round(value / 2.0)
+        assert steps >= 1
+        assert abs(value - 2.0 * steps) <= 2.0 * steps * RELATIVE_ACCURACY
+
+
+def test_a_timer_records_a_block_that_raises_and_lets_the_exception_through() -> None:
+    cell = DistributionCell("X", lambda name, value: None)
+    timer = cell.timer_type(StepClock(0.5))
+    with pytest.raises(KeyError), timer():
+        raise KeyError("boom")
+    (value,) = cell.take()
+    assert abs(value - 500.0) <= 500.0 * RELATIVE_ACCURACY
+
+
+def test_a_timer_type_made_before_a_fork_records_into_the_childs_cell() -> None:
+    """The child empties the cell in place, so the timer type it inherited still counts."""
+    cell = DistributionCell("X", lambda name, value: None)
+    timer = cell.timer_type(StepClock(0.001))
+    with timer():
+        pass  # buffered in the parent at fork time: the parent reports it, not the child
+    cell.reset_after_fork()
+    for _ in range(3):
+        with timer():
+            pass
+    assert sum(cell.take().values()) == 3

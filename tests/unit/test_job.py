@@ -315,3 +315,28 @@ def test_an_interrupted_job_keeps_its_eta(clock: FakeClock) -> None:
     eta = sink.last(catalog.ETA_SECONDS)
     assert eta is not None
     assert eta > 0
+
+
+def test_timer_is_a_public_timer_and_keeps_the_unit_contract(clock: FakeClock) -> None:
+    job = make_job(clock, MemorySink())
+    assert isinstance(job.timer("KafkaLatency"), metricskit.Timer)
+    assert job.timer("KafkaLatency") is not job.timer("KafkaLatency")  # nests and threads
+    job.observe("Size", 3.0, unit="Bytes")
+    with pytest.raises(metricskit.InvalidMetricError, match="unit 'Bytes'"):
+        job.timer("Size")
+    with pytest.raises(metricskit.InvalidMetricError):
+        job.timer("")
+    job.close()
+
+
+def test_nested_timers_on_one_name_each_record_their_own_block(clock: FakeClock) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    with job.timer("Step"):
+        clock.advance(0.010)
+        with job.timer("Step"):
+            clock.advance(0.005)
+    job.flush()
+    values = sorted(sink.values("Step"))
+    assert values == [pytest.approx(5.0, rel=0.005), pytest.approx(15.0, rel=0.005)]
+    job.close()
