@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cost_tracker import cost_explorer as cex
-from cost_tracker.job_source import JobRecord, Rejected, load_jobs
+from cost_tracker.job_source import Rejected, load_jobs
 from cost_tracker.pricing import PriceTable, UnknownProfileError
 from metricskit import catalog
 from metricskit import config as mk_config
 from metricskit.batch import Metric, MetricBatch, SeriesKey
 from metricskit.errors import ConfigurationError, MetricsKitError
+from metricskit.job_record import JobRecord
 from metricskit.sinks.base import Sink
 from metricskit.validation import check_dimension_value, check_namespace
 
@@ -112,7 +113,7 @@ def estimated_cost(job: JobRecord, rate: float, now: float) -> float:
         return job.worker_seconds / 3600.0 * rate
     end = now if job.running else (job.ended_at or now)
     elapsed = max(0.0, end - job.started_at)
-    workers = job.workers if job.workers and job.workers > 0 else 1.0
+    workers = job.workers if job.workers > 0 else 1
     return elapsed / 3600.0 * workers * rate
 
 

@@ -45,7 +45,7 @@ from examples.dashboard_render import RenderReport, render_dashboard
 from examples.demo_dashboard import demo_dashboard_body
 from examples.local_aws import LocalAws, MotoStoreSource, statistic
 from metricskit import catalog, config, job_table
-from metricskit.registry import JobRecord
+from metricskit.job_record import JobRecord
 
 NAMESPACE: Final = "CSVToKafka"
 NAME_PREFIX: Final = "metricskit-demo"
@@ -305,7 +305,7 @@ def queue_cost_explorer_answer(
     costs.update(
         {f"{JOB_TAG}$|{CATEGORY_TAG}${name}": amount for name, amount in ILLUSTRATIVE_MONTH.items()}
     )
-    start, end = query_period(now, [job.started_at or now])
+    start, end = query_period(now, [job.started_at])
     answer = {
         "ResultsByTime": [
             {
@@ -408,7 +408,7 @@ def summarize(
         estimated_cost=total(catalog.ESTIMATED_COST, "Maximum"),
         actual_cost=total(catalog.ACTUAL_COST, "Maximum"),
         cost_per_million=total(catalog.COST_PER_MILLION_RECORDS, "Maximum"),
-        worker_seconds=0.0 if job is None else job.worker_seconds,
+        worker_seconds=0.0 if job is None else job.worker_seconds or 0.0,
     )
 
 

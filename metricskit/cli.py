@@ -73,7 +73,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         print(f"no job table: pass --table or set {config.ENV_JOB_TABLE}", file=sys.stderr)
         return 2
     now = time.time()
-    records = sorted(JobRegistry(table).jobs(), key=lambda r: r.started_at or 0.0)
+    records = sorted(JobRegistry(table).jobs(), key=lambda r: r.started_at)
     print(f"{'job':30} {'status':12} {'done':>12} {'total':>12} {'%':>6} {'workers':>7}")
     for record in records:
         total = "" if record.total is None else f"{record.total:,.0f}"

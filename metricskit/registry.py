@@ -23,15 +23,21 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from metricskit import job_table
 from metricskit.aws_clients import dynamodb_client
 from metricskit.backoff import Backoff
 from metricskit.errors import ConfigurationError
+from metricskit.job_record import (
+    DEFAULT_STALE_AFTER_SECONDS,
+    InvalidJobItemError,
+    JobRecord,
+    deserialize_item,
+    parse_job_item,
+    parse_number,
+)
 from metricskit.lock_holders import holds_lock
 
 if TYPE_CHECKING:
@@ -41,55 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("metricskit")
 
-DEFAULT_STALE_AFTER_SECONDS: Final = 600.0
-"""A running job without a heartbeat for this long is stale (ten default flush intervals)."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """A job item of the job table, decoded."""
-
-    job_id: str
-    status: str
-    done: float
-    total: float | None
-    errors: float
-    workers: int
-    active_workers: int
-    started_at: float | None
-    finished_at: float | None
-    heartbeat_at: float | None
-    worker_seconds: float
-    namespace: str | None
-    compute_profile: str | None
-    hourly_rate: float | None
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> JobRecord:
-        """Decode a low-level DynamoDB item (``{"S": ...}``/``{"N": ...}`` values)."""
-        return cls(
-            job_id=_s(item, job_table.HASH_KEY) or "",
-            status=_s(item, job_table.STATUS) or job_table.STATUS_RUNNING,
-            done=_n(item, job_table.DONE) or 0.0,
-            total=_n(item, job_table.TOTAL),
-            errors=_n(item, job_table.ERRORS) or 0.0,
-            workers=int(_n(item, job_table.WORKERS) or 0),
-            active_workers=int(_n(item, job_table.ACTIVE_WORKERS) or 0),
-            started_at=_n(item, job_table.STARTED_AT),
-            finished_at=_n(item, job_table.FINISHED_AT),
-            heartbeat_at=_n(item, job_table.HEARTBEAT_AT),
-            worker_seconds=_n(item, job_table.WORKER_SECONDS) or 0.0,
-            namespace=_s(item, job_table.NAMESPACE),
-            compute_profile=_s(item, job_table.COMPUTE_PROFILE),
-            hourly_rate=_n(item, job_table.HOURLY_RATE),
-        )
-
-    def is_stale(
-        self, now: float | None = None, stale_after: float = DEFAULT_STALE_AFTER_SECONDS
-    ) -> bool:
-        """True for a job still marked running whose last heartbeat is too old."""
-        return is_stale(self, now, stale_after)
-
 
 def is_stale(
     record: JobRecord, now: float | None = None, stale_after: float = DEFAULT_STALE_AFTER_SECONDS
@@ -98,26 +55,21 @@ def is_stale(
 
     >>> is_stale(registry.get("csv-job-1"), stale_after=300)      # doctest: +SKIP
     """
-    if record.status != job_table.STATUS_RUNNING:
-        return False
-    seen = record.heartbeat_at if record.heartbeat_at is not None else record.started_at
-    if seen is None:
-        return False
-    return (time.time() if now is None else now) - seen > stale_after
+    return record.is_stale(now, stale_after)
 
 
-def final_status(closing: str, record: JobRecord, interrupted_workers: float) -> str:
+def final_status(closing: str, record: JobRecord) -> str:
     """The job's status when its last worker leaves with ``closing``.
 
-    A worker cut short earlier (``interrupted_workers`` > 0) makes a job that otherwise
+    A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
     completed ``interrupted``, unless every record is done anyway: a replacement worker
     resumed the interrupted share (a retried Batch job, a new Spot task resuming from its
     checkpoint). Without a total nothing tells the two apart, so the interruption stands.
 
-    >>> final_status("completed", record, interrupted_workers=1)   # doctest: +SKIP
+    >>> final_status("completed", record)   # record.interrupted_workers == 1  # doctest: +SKIP
     'interrupted'
     """
-    if closing != job_table.STATUS_COMPLETED or interrupted_workers <= 0:
+    if closing != job_table.STATUS_COMPLETED or record.interrupted_workers <= 0:
         return closing
     if record.total is not None and record.done >= record.total:
         return closing
@@ -216,15 +168,22 @@ class JobRegistry:
         return True
 
     def get(self, job_id: str) -> JobRecord | None:
-        """The job's record, or None when the table has no such job."""
+        """The job's record, or None when the table has no such job.
+
+        Raises :class:`~metricskit.job_record.InvalidJobItemError` for a malformed item.
+        """
         reply = self._client.get_item(
             TableName=self.table, Key={job_table.HASH_KEY: {"S": job_id}}, ConsistentRead=True
         )
         item = reply.get("Item")
-        return None if item is None else JobRecord.from_item(item)
+        return None if item is None else parse_job_item(deserialize_item(item))
 
     def jobs(self) -> list[JobRecord]:
-        """Every job item in the table (a paginated Scan filtered on ``item_type``)."""
+        """Every valid job item in the table (a paginated Scan filtered on ``item_type``).
+
+        An item with a missing or malformed field is skipped with a warning saying why, so
+        one bad item (written by hand, or by another tool) never hides the others.
+        """
         found: list[JobRecord] = []
         paginator = self._client.get_paginator("scan")
         for page in paginator.paginate(
@@ -233,7 +192,12 @@ class JobRegistry:
             ExpressionAttributeNames={"#t": job_table.ITEM_TYPE},
             ExpressionAttributeValues={":job": {"S": job_table.TYPE_JOB}},
         ):
-            found.extend(JobRecord.from_item(item) for item in page.get("Items", []))
+            for item in page.get("Items", []):
+                try:
+                    found.append(parse_job_item(deserialize_item(item)))
+                except InvalidJobItemError as exc:
+                    key = item.get(job_table.HASH_KEY, {}).get("S", "?")
+                    logger.warning("metricskit: skipped job item %r: %s", key, exc)
         return found
 
     def stale_jobs(
@@ -361,13 +325,13 @@ class WorkerRegistration:
             )
             if reply is None:
                 return False
-            record = JobRecord.from_item(reply)
-            interrupted = _n(reply, job_table.INTERRUPTED_WORKERS) or 0.0
             try:
                 if status == job_table.STATUS_FAILED:
                     self.registry.set_status(self.job_id, status, now_wall, only_if=None)
-                elif record.active_workers <= 0:
-                    final = final_status(status, record, interrupted)
+                    return True
+                record = parse_job_item(deserialize_item(reply))
+                if record.active_workers <= 0:
+                    final = final_status(status, record)
                     if self.registry.set_status(
                         self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
                     ):
@@ -419,8 +383,13 @@ class WorkerRegistration:
             self._acked_errors += errors_delta
             if monotonic_now is not None:
                 self._acked_seconds_at = monotonic_now
-            job_done = _n(reply, job_table.DONE)
-            if job_done is not None:
+        try:
+            job_done = parse_number(deserialize_item(reply), job_table.DONE)
+        except InvalidJobItemError as exc:  # the ADD was applied: never count it as failed
+            logger.warning("metricskit: job %s: unreadable registry reply (%s)", self.job_id, exc)
+            job_done = None
+        if job_done is not None:
+            with self._state_lock:
                 self._job_done = job_done
         return reply
 
@@ -479,20 +448,9 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _s(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return None if value is None else str(value.get("S"))
-
-
-def _n(item: Mapping[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    if value is None or "N" not in value:
-        return None
-    return float(value["N"])
-
-
 __all__ = [
     "DEFAULT_STALE_AFTER_SECONDS",
+    "InvalidJobItemError",
     "JobRecord",
     "JobRegistry",
     "WorkerRegistration",

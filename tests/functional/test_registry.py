@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
@@ -13,7 +14,7 @@ import boto3
 import pytest
 
 from metricskit import Job, backoff, catalog, job_table
-from metricskit.registry import JobRecord, JobRegistry, is_stale
+from metricskit.registry import InvalidJobItemError, JobRecord, JobRegistry, is_stale
 from metricskit.sinks.memory import MemorySink
 
 TOTAL = 4000
@@ -286,6 +287,7 @@ def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> 
             {
                 job_table.ITEM_TYPE: job_table.TYPE_JOB,
                 job_table.STATUS: status,
+                job_table.STARTED_AT: now - 7200,
                 job_table.HEARTBEAT_AT: heartbeat,
             },
             {},
@@ -299,6 +301,24 @@ def test_stale_jobs_are_those_running_without_a_recent_heartbeat(table: str) -> 
     assert rec is not None
     assert is_stale(rec, now=now, stale_after=600)
     assert not rec.is_stale(now=now, stale_after=7200)
+
+
+def test_a_malformed_job_item_is_skipped_by_jobs_and_refused_by_get(
+    table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = JobRegistry(table)
+    good, bad = job_id(), job_id()
+    base = {job_table.ITEM_TYPE: job_table.TYPE_JOB, job_table.STARTED_AT: time.time()}
+    registry.update(good, {**base, job_table.STATUS: "running"}, {}, returns="NONE")
+    registry.update(bad, {**base, job_table.STATUS: "running", job_table.DONE: "lots"}, {},
+                    returns="NONE")  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        found = {rec.job_id for rec in registry.jobs()}
+    assert good in found
+    assert bad not in found
+    assert f"skipped job item {bad!r}: done must be a number" in caplog.text
+    with pytest.raises(InvalidJobItemError, match="done must be a number, got 'lots'"):
+        registry.get(bad)
 
 
 class Outage:

@@ -1,0 +1,88 @@
+"""The one decoder of job items, shared by the registry, the CLI and the cost tracker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from metricskit.job_record import (
+    InvalidJobItemError,
+    JobRecord,
+    deserialize_item,
+    parse_job_item,
+)
+from metricskit.registry import final_status
+
+
+def test_job_items_are_checked_field_by_field() -> None:
+    good = {"job_id": "j", "status": "running", "started_at": Decimal("10"), "done": Decimal(5)}
+    record = parse_job_item(good)
+    assert record.done == 5.0
+    assert record.total is None
+    assert record.running
+    for bad, message in [
+        ({**good, "job_id": ""}, "job_id"),
+        ({**good, "status": "paused"}, "status 'paused'"),
+        ({k: v for k, v in good.items() if k != "started_at"}, "started_at is missing"),
+        ({**good, "total": "lots"}, "total must be a number"),
+        ({**good, "hourly_rate": Decimal("-1")}, "hourly_rate must be a finite number"),
+        ({**good, "compute_profile": Decimal(3)}, "compute_profile must be a string"),
+        ({**good, "status": "failed"}, "neither finished_at nor heartbeat_at"),
+    ]:
+        with pytest.raises(InvalidJobItemError, match=message):
+            parse_job_item(bad)
+
+
+def test_low_level_items_decode_to_the_same_record() -> None:
+    raw = {
+        "job_id": {"S": "j"},
+        "status": {"S": "completed"},
+        "started_at": {"N": "10"},
+        "finished_at": {"N": "70.5"},
+        "done": {"N": "100"},
+        "total": {"N": "100"},
+        "workers": {"N": "2"},
+        "active_workers": {"N": "0"},
+        "interrupted_workers": {"N": "1"},
+        "compute_profile": {"S": "fargate:1vcpu:2gb"},
+    }
+    record = parse_job_item(deserialize_item(raw))
+    assert record == JobRecord(
+        "j",
+        "completed",
+        started_at=10.0,
+        finished_at=70.5,
+        done=100.0,
+        total=100.0,
+        workers=2,
+        active_workers=0,
+        interrupted_workers=1,
+        compute_profile="fargate:1vcpu:2gb",
+    )
+    assert record.ended_at == 70.5
+    assert record.worker_seconds is None  # absent: "no figure", not zero
+    assert final_status("completed", record) == "completed"  # the resumed share finished it
+
+
+def test_a_worker_count_below_zero_still_decodes_as_none_active() -> None:
+    item = {"job_id": "j", "status": "running", "started_at": 1, "active_workers": Decimal(-1)}
+    assert parse_job_item(item).active_workers == -1
+    with pytest.raises(InvalidJobItemError, match="active_workers must be a finite number, got"):
+        parse_job_item({**item, "active_workers": Decimal("NaN")})
+
+
+def test_something_that_is_not_a_dynamodb_item_is_a_typed_error() -> None:
+    with pytest.raises(InvalidJobItemError, match="not a DynamoDB item"):
+        deserialize_item({"job_id": {"Q": "j"}})
+    with pytest.raises(InvalidJobItemError, match="not a DynamoDB item"):
+        deserialize_item({"job_id": "plain"})
+
+
+def test_staleness_counts_from_the_last_heartbeat_else_the_start() -> None:
+    running = JobRecord("j", "running", started_at=0.0)
+    assert running.is_stale(now=601.0)
+    assert not running.is_stale(now=599.0)
+    beating = JobRecord("j", "running", started_at=0.0, heartbeat_at=500.0)
+    assert not beating.is_stale(now=601.0)
+    assert not JobRecord("j", "completed", started_at=0.0, finished_at=1.0).is_stale(now=1e9)
