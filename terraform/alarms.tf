@@ -4,6 +4,10 @@
 # "every JobId". The module therefore creates the alarms per job, for the JobIds listed in
 # var.alarm_job_ids. Remove a finished job from the list, or its stalled alarm fires (missing
 # data counts as stalled by design).
+#
+# Each kind of alarm stays a resource of its own. Folding them into one for_each would change
+# every alarm's address, and a moved block cannot name instance keys that come from a variable
+# (the JobIds), so existing alarms would be destroyed and created again.
 
 locals {
   alarm_jobs = toset(var.alarm_job_ids)
@@ -139,29 +143,21 @@ resource "aws_cloudwatch_metric_alarm" "error_rate" {
     return_data = true
   }
 
-  metric_query {
-    id = "processed"
+  # The expression's inputs, by the ids it names: the job's series of two catalog metrics.
+  dynamic "metric_query" {
+    for_each = { processed = local.metric["RecordsProcessed"], errors = local.metric["ErrorCount"] }
 
-    metric {
-      namespace   = var.namespace
-      metric_name = local.metric["RecordsProcessed"].name
-      unit        = local.metric["RecordsProcessed"].unit
-      stat        = local.metric["RecordsProcessed"].statistic
-      period      = var.error_rate_evaluation_minutes * 60
-      dimensions  = { (local.dim.job) = each.key }
-    }
-  }
+    content {
+      id = metric_query.key
 
-  metric_query {
-    id = "errors"
-
-    metric {
-      namespace   = var.namespace
-      metric_name = local.metric["ErrorCount"].name
-      unit        = local.metric["ErrorCount"].unit
-      stat        = local.metric["ErrorCount"].statistic
-      period      = var.error_rate_evaluation_minutes * 60
-      dimensions  = { (local.dim.job) = each.key }
+      metric {
+        namespace   = var.namespace
+        metric_name = metric_query.value.name
+        unit        = metric_query.value.unit
+        stat        = metric_query.value.statistic
+        period      = var.error_rate_evaluation_minutes * 60
+        dimensions  = { (local.dim.job) = each.key }
+      }
     }
   }
 }

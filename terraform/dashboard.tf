@@ -87,18 +87,17 @@ locals {
     }
   }
 
+  # The metric widgets, row by row: where each sits on the grid and what it shows.
+  # widgets_metric (below) adds the fields every metric widget shares.
   widgets_summary = [
     {
-      type   = "metric"
       x      = 0
       y      = local.row_y_summary
       width  = local.half_width
       height = local.summary_height
       properties = {
-        title  = "Throughput (records/s, all workers)"
-        view   = "timeSeries"
-        region = local.region
-        period = local.period
+        title = "Throughput (records/s, all workers)"
+        view  = "timeSeries"
         # RecordsProcessed is a delta that every worker adds to the same JobId series, so its
         # Sum per period is job-wide; dividing by the period gives records per second.
         metrics = [
@@ -110,7 +109,6 @@ locals {
       }
     },
     {
-      type   = "metric"
       x      = local.half_width
       y      = local.row_y_summary
       width  = local.summary_width
@@ -118,24 +116,19 @@ locals {
       properties = {
         title   = "Progress (%)"
         view    = "gauge"
-        region  = local.region
-        period  = local.period
         stat    = local.metric["ProgressPercentage"].statistic
         metrics = [concat(local.job_metric["ProgressPercentage"], [{ label = "progress" }])]
         yAxis   = { left = { min = 0, max = 100 } }
       }
     },
     {
-      type   = "metric"
       x      = local.half_width + local.summary_width
       y      = local.row_y_summary
       width  = local.summary_width
       height = local.summary_height
       properties = {
-        title  = "Records done / total"
-        view   = "singleValue"
-        region = local.region
-        period = local.period
+        title = "Records done / total"
+        view  = "singleValue"
         metrics = [
           concat(local.job_metric["RecordsDone"], [{ stat = local.metric["RecordsDone"].statistic, label = "done" }]),
           concat(local.job_metric["RecordsTotal"], [{ stat = local.metric["RecordsTotal"].statistic, label = "total" }]),
@@ -143,7 +136,6 @@ locals {
       }
     },
     {
-      type   = "metric"
       x      = local.half_width + 2 * local.summary_width
       y      = local.row_y_summary
       width  = local.summary_width
@@ -151,8 +143,6 @@ locals {
       properties = {
         title   = "ETA"
         view    = "singleValue"
-        region  = local.region
-        period  = local.period
         stat    = local.metric["ETASeconds"].statistic
         metrics = [concat(local.job_metric["ETASeconds"], [{ label = "seconds to completion" }])]
       }
@@ -161,7 +151,6 @@ locals {
 
   widgets_detail = concat(
     length(local.latency_metrics) == 0 ? [] : [{
-      type   = "metric"
       x      = 0
       y      = local.row_y_detail1
       width  = local.half_width
@@ -169,15 +158,12 @@ locals {
       properties = {
         title   = "Latency (${local.distribution.unit}): average and p99"
         view    = "timeSeries"
-        region  = local.region
-        period  = local.period
         metrics = local.latency_metrics
         yAxis   = { left = { min = 0, label = local.distribution.unit, showUnits = false } }
       }
     }],
     [
       {
-        type   = "metric"
         x      = local.half_width
         y      = local.row_y_detail1
         width  = local.quarter_width
@@ -185,7 +171,6 @@ locals {
         properties = {
           title  = "Errors and retries (sum over 5 min)"
           view   = "timeSeries"
-          region = local.region
           period = 300
           metrics = [
             concat(local.job_metric["ErrorCount"], [{ stat = local.metric["ErrorCount"].statistic, label = "errors" }]),
@@ -195,7 +180,6 @@ locals {
         }
       },
       {
-        type   = "metric"
         x      = local.half_width + local.quarter_width
         y      = local.row_y_detail1
         width  = local.quarter_width
@@ -203,15 +187,12 @@ locals {
         properties = {
           title   = "Checkpoints"
           view    = "timeSeries"
-          region  = local.region
-          period  = local.period
           stat    = local.metric["CheckpointCount"].statistic
           metrics = [concat(local.job_metric["CheckpointCount"], [{ label = "checkpoints" }])]
           yAxis   = { left = { min = 0 } }
         }
       },
       {
-        type   = "metric"
         x      = 0
         y      = local.row_y_detail2
         width  = local.half_width
@@ -219,23 +200,18 @@ locals {
         properties = {
           title   = "Progress per stage (%)"
           view    = "timeSeries"
-          region  = local.region
-          period  = local.period
           metrics = local.stage_metrics
           yAxis   = { left = { min = 0, max = 100 } }
         }
       },
       {
-        type   = "metric"
         x      = local.half_width
         y      = local.row_y_detail2
         width  = local.half_width
         height = local.detail_height
         properties = {
-          title  = "metricskit health (dropped values, failed exports, queued periods)"
-          view   = "timeSeries"
-          region = local.region
-          period = local.period
+          title = "metricskit health (dropped values, failed exports, queued periods)"
+          view  = "timeSeries"
           metrics = [
             for entry in local.catalog.self_metrics :
             concat(local.job_metric[entry.name], [{ stat = entry.statistic, label = entry.name }])
@@ -248,7 +224,6 @@ locals {
 
   widgets_cost = [
     {
-      type   = "metric"
       x      = 0
       y      = local.row_y_cost
       width  = local.third_width
@@ -256,7 +231,6 @@ locals {
       properties = {
         title  = "Job cost over time (USD)"
         view   = "timeSeries"
-        region = local.region
         period = 300
         metrics = [
           concat(local.job_metric["EstimatedCost"], [{ stat = local.metric["EstimatedCost"].statistic, label = "estimated" }]),
@@ -268,7 +242,6 @@ locals {
       }
     },
     {
-      type   = "metric"
       x      = local.third_width
       y      = local.row_y_cost
       width  = local.third_width
@@ -276,7 +249,6 @@ locals {
       properties = {
         title   = "Cost per million records (USD)"
         view    = "timeSeries"
-        region  = local.region
         period  = 300
         stat    = local.metric["CostPerMillionRecords"].statistic
         metrics = [concat(local.job_metric["CostPerMillionRecords"], [{ label = "USD per 1M records" }])]
@@ -284,7 +256,6 @@ locals {
       }
     },
     {
-      type   = "metric"
       x      = 2 * local.third_width
       y      = local.row_y_cost
       width  = local.third_width
@@ -292,7 +263,6 @@ locals {
       properties = {
         title  = "Month-to-date cost by CostCategory (USD)"
         view   = "bar"
-        region = local.region
         period = 3600
         metrics = [
           for category in var.cost_categories : [
@@ -302,6 +272,15 @@ locals {
         ]
       }
     },
+  ]
+
+  # What every metric widget shares, written once: its type, the dashboard's region, and the
+  # dashboard period unless the widget sets its own.
+  widgets_metric = [
+    for widget in concat(local.widgets_summary, local.widgets_detail, local.widgets_cost) : merge(widget, {
+      type       = "metric"
+      properties = merge({ region = local.region, period = local.period }, widget.properties)
+    })
   ]
 
   # An alarm widget needs at least one alarm, so it appears once alarm_job_ids is set.
@@ -321,7 +300,7 @@ locals {
     start          = "-PT6H"
     periodOverride = "inherit"
     variables      = [local.job_id_variable]
-    widgets        = concat([local.widget_header], local.widgets_summary, local.widgets_detail, local.widgets_cost, local.widgets_alarms)
+    widgets        = concat([local.widget_header], local.widgets_metric, local.widgets_alarms)
   }
 }
 

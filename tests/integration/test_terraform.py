@@ -31,6 +31,7 @@ EXAMPLE = "examples/complete"
 MIRROR = Path("/opt/tf-plugins")
 TERRAFORMRC = TF_DIR / "tests" / "terraformrc"
 GUIDE = REPO / "docs" / "DASHBOARD_GUIDE.md"
+SNAPSHOT = Path(__file__).with_name("terraform_snapshot.json")
 REGION = "us-east-1"
 GRID_COLUMNS = 24
 
@@ -566,6 +567,35 @@ def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deploym
 
     budget = by_suffix["budget"]
     assert (budget["MetricName"], budget["Statistic"]) == ("EstimatedCost", "Maximum")
+
+
+def _deployed_snapshot(deployed: Deployment) -> dict[str, Any]:
+    """The dashboard body and the alarms as CloudWatch holds them, with this run's unique id
+    masked and the alarms' state and timestamps left out."""
+    names = [arn.rsplit(":", 1)[1] for arn in deployed.outputs["alarm_arns"]]
+    found = deployed.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+    by_name = {alarm["AlarmName"]: alarm for alarm in found}
+    alarms = []
+    for name in names:  # in the order of the alarm_arns output
+        alarm = {k: v for k, v in by_name[name].items() if "State" not in k and "Time" not in k}
+        alarm["Metrics"] = sorted(alarm.get("Metrics", []), key=lambda query: query["Id"])
+        alarms.append(alarm)
+    snapshot = {"dashboard": _dashboard_body(deployed), "alarms": alarms}
+    unique = deployed.tf_vars["name_prefix"].removeprefix("mktf-")
+    masked: dict[str, Any] = json.loads(json.dumps(snapshot).replace(unique, "UNIQUE"))
+    return masked
+
+
+@pytest.mark.terraform
+def test_deployed_dashboard_and_alarms_match_the_snapshot(deployed: Deployment) -> None:
+    """Every widget (order, titles, metrics, statistics, periods, positions) and every alarm
+    setting, as deployed for the example's inputs, so a refactoring of the module that changes
+    any of them fails here. A change meant to change them rewrites the snapshot:
+    UPDATE_SNAPSHOT=1 pytest tests/integration/test_terraform.py, then review its diff."""
+    actual = _deployed_snapshot(deployed)
+    if os.environ.get("UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n", "utf-8")
+    assert actual == json.loads(SNAPSHOT.read_text("utf-8"))
 
 
 @pytest.mark.terraform
