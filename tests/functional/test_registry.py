@@ -40,6 +40,13 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) ->
         time.sleep(0.02)
 
 
+def wait_registered(*jobs: Job) -> None:
+    """Registration runs on a helper thread: a test about who leaves last must wait for it."""
+    for job in jobs:
+        wait_for(lambda job=job: job.registration is not None and job.registration.registered,
+                 "registration")  # fmt: skip
+
+
 def record(table: str, jid: str) -> JobRecord:
     found = JobRegistry(table).get(jid)
     assert found is not None, f"{jid} is not in {table}"
@@ -207,6 +214,7 @@ def test_failed_worker_fails_the_job_and_interrupted_one_is_remembered(table: st
     mixed = job_id()
     a = Job(mixed, sink=MemorySink(), job_table=table)
     b = Job(mixed, sink=MemorySink(), job_table=table)
+    wait_registered(a, b)  # else a may leave first, as the last worker out, and end the job
     a.close("interrupted")
     assert record(table, mixed).status == job_table.STATUS_RUNNING  # b still runs
     b.close("completed")
@@ -252,9 +260,7 @@ def test_only_the_last_worker_out_of_a_completed_job_publishes_eta_zero(
         Job(jid, total=TOTAL, sink=sink, job_table=table, clock=clock, flush_interval=3600)
         for sink in sinks
     )
-    for job in (first, last):
-        wait_for(lambda job=job: job.registration is not None and job.registration.registered,
-                 "registration")  # fmt: skip
+    wait_registered(first, last)
     for _ in range(3):
         first.processed(500)
         last.processed(500)
