@@ -1,6 +1,6 @@
 """Instrumentation overhead on a realistic worker loop: metrics off vs on.
 
-    python bench/overhead.py [--rows 1000000] [--rounds 3]
+    python bench/overhead.py [--rows 1000000] [--rounds 5]
 
 The loop is the CSV-to-Kafka worker's: read CSV rows from a file, turn each into a JSON
 message and produce it with confluent-kafka to librdkafka's built-in mock cluster (the real
