@@ -98,7 +98,7 @@ class Recorder:
         self._checkpointed_tick = self._checkpointed.tick
         self._distributions: dict[str, DistributionCell] = {}
         self._distribution_units: dict[str, str] = {}
-        self._timer_types: dict[str, type[Timer]] = {}
+        self._timer_types: dict[str, Callable[[], Timer]] = {}
         self._gauges: dict[str, GaugeCell] = {}
         self._gauge_units: dict[str, str] = {}
         self._definition_lock = threading.Lock()
@@ -204,7 +204,7 @@ class Recorder:
             self._distributions[name] = cell
             return cell
 
-    def _define_timer(self, name: str) -> type[Timer]:
+    def _define_timer(self, name: str) -> Callable[[], Timer]:
         cell = self.distribution(name, "Milliseconds")
         with self._definition_lock:
             timer_type = self._timer_types.get(name)

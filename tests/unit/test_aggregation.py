@@ -14,6 +14,7 @@ from metricskit.aggregation import (
     CounterCell,
     DistributionCell,
     GaugeCell,
+    Timer,
     bucket_index,
     bucket_representative,
 )
@@ -253,3 +254,10 @@ def test_a_timer_type_made_before_a_fork_records_into_the_childs_cell() -> None:
         with timer():
             pass
     assert sum(cell.take().values()) == 3
+
+
+def test_the_public_timer_passes_milliseconds_to_any_callback() -> None:
+    seen: list[float] = []
+    with Timer(seen.append, StepClock(0.25)) as timer:
+        assert isinstance(timer, Timer)
+    assert seen == [250.0]
