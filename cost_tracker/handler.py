@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cost_tracker import cost_explorer as cex
-from cost_tracker.job_source import Rejected, load_jobs
+from cost_tracker.job_source import load_jobs
 from cost_tracker.pricing import PriceTable, UnknownProfileError
 from metricskit import catalog
 from metricskit import config as mk_config
 from metricskit.batch import Metric, MetricBatch, SeriesKey
 from metricskit.errors import ConfigurationError, MetricsKitError
-from metricskit.job_record import JobRecord
+from metricskit.job_record import JobRecord, Rejected
 from metricskit.sinks.base import Sink
 from metricskit.validation import check_dimension_value, check_namespace
 

@@ -14,10 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from metricskit import job_table as jt
 from metricskit.errors import MetricsKitError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 DEFAULT_STALE_AFTER_SECONDS: Final = 600.0
 """A running job without a heartbeat for this long is stale (ten default flush intervals)."""
@@ -68,6 +71,39 @@ class JobRecord:
             return False
         seen = self.heartbeat_at if self.heartbeat_at is not None else self.started_at
         return (time.time() if now is None else now) - seen > stale_after
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A job item that was skipped, and why."""
+
+    job_id: str
+    reason: str
+
+
+def read_job_items(client: DynamoDBClient, table: str) -> tuple[list[JobRecord], list[Rejected]]:
+    """Every job item of ``table``: the valid ones decoded, the others with the reason.
+
+    One paginated Scan filtered on ``item_type = "job"``; a bad item never stops the read.
+
+    >>> jobs, rejected = read_job_items(boto3.client("dynamodb"), "jobs")  # doctest: +SKIP
+    """
+    records: list[JobRecord] = []
+    rejected: list[Rejected] = []
+    for page in client.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="#t = :job",
+        ExpressionAttributeNames={"#t": jt.ITEM_TYPE},
+        ExpressionAttributeValues={":job": {"S": jt.TYPE_JOB}},
+    ):
+        for raw in page.get("Items", []):
+            try:
+                records.append(parse_job_item(deserialize_item(raw)))
+            except InvalidJobItemError as error:
+                key = raw.get(jt.HASH_KEY)
+                job_id = key.get("S", "?") if isinstance(key, dict) else "?"
+                rejected.append(Rejected(str(job_id), str(error)))
+    return records, rejected
 
 
 def deserialize_item(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,7 +189,9 @@ __all__ = [
     "DEFAULT_STALE_AFTER_SECONDS",
     "InvalidJobItemError",
     "JobRecord",
+    "Rejected",
     "deserialize_item",
     "parse_job_item",
     "parse_number",
+    "read_job_items",
 ]

@@ -37,6 +37,7 @@ from metricskit.job_record import (
     deserialize_item,
     parse_job_item,
     parse_number,
+    read_job_items,
 )
 from metricskit.lock_holders import holds_lock
 
@@ -184,20 +185,9 @@ class JobRegistry:
         An item with a missing or malformed field is skipped with a warning saying why, so
         one bad item (written by hand, or by another tool) never hides the others.
         """
-        found: list[JobRecord] = []
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self.table,
-            FilterExpression="#t = :job",
-            ExpressionAttributeNames={"#t": job_table.ITEM_TYPE},
-            ExpressionAttributeValues={":job": {"S": job_table.TYPE_JOB}},
-        ):
-            for item in page.get("Items", []):
-                try:
-                    found.append(parse_job_item(deserialize_item(item)))
-                except InvalidJobItemError as exc:
-                    key = item.get(job_table.HASH_KEY, {}).get("S", "?")
-                    logger.warning("metricskit: skipped job item %r: %s", key, exc)
+        found, rejected = read_job_items(self._client, self.table)
+        for item in rejected:
+            logger.warning("metricskit: skipped job item %r: %s", item.job_id, item.reason)
         return found
 
     def stale_jobs(
