@@ -8,15 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    # moto mishandles gzip request bodies of 10 KB or more.
-    "AWS_DISABLE_REQUEST_COMPRESSION": "true",
-}
+from examples.local_aws import FAKE_CREDENTIALS
+
+UNREACHABLE_ENDPOINT = "http://127.0.0.1:9"
+"""Nothing listens on the discard port: every AWS call fails to connect."""
+
+
+def use_fake_aws(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Fake credentials and a region for boto3, and ``endpoint`` for every service."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +52,7 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point boto3 at the moto server for this test (through boto3's own variables)."""
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    use_fake_aws(monkeypatch, moto_server)
     return moto_server
 
 

@@ -14,6 +14,7 @@ import pytest
 from metricskit import count_lines, job_table
 from metricskit.errors import ConfigurationError
 from metricskit.lines import count_newlines_in
+from tests.conftest import UNREACHABLE_ENDPOINT, use_fake_aws
 
 
 def rows(n: int, *, trailing_newline: bool = True) -> bytes:
@@ -136,13 +137,7 @@ def test_local_cache_uses_size_and_mtime_from_the_env_table(
 
 
 def test_unreachable_cache_still_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_fake_aws(monkeypatch, UNREACHABLE_ENDPOINT)
     path = tmp_path / "rows.csv"
     path.write_bytes(rows(3))
     assert count_lines(path, table="jobs") == 3

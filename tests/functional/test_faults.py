@@ -21,7 +21,7 @@ import metricskit
 from metricskit import catalog
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
-from tests.conftest import FAKE_AWS_ENV, FakeClock
+from tests.conftest import FakeClock, use_fake_aws
 from tests.helpers import read_statistic, read_sum, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,11 +38,8 @@ def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
 ) -> None:
     from moto.server import ThreadedMotoServer
 
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
     port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    use_fake_aws(monkeypatch, f"http://127.0.0.1:{port}")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=2)

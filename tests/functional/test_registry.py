@@ -16,6 +16,7 @@ import pytest
 from metricskit import Job, backoff, catalog, job_table
 from metricskit.registry import InvalidJobItemError, JobRecord, JobRegistry, is_stale
 from metricskit.sinks.memory import MemorySink
+from tests.conftest import UNREACHABLE_ENDPOINT, use_fake_aws
 
 TOTAL = 4000
 
@@ -390,13 +391,7 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
 
 
 def test_unreachable_table_never_blocks_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens on the discard port
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_fake_aws(monkeypatch, UNREACHABLE_ENDPOINT)
     monkeypatch.setenv("METRICSKIT_JOB_TABLE", "jobs")
     sink = MemorySink()
     job = Job(job_id(), total=10, sink=sink, shutdown_timeout=5)
