@@ -6,12 +6,16 @@ STAMP := $(VENV)/.installed
 export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform/tests/terraformrc
 export AWS_DISABLE_REQUEST_COMPRESSION := true
 
-.PHONY: test lint typecheck pytest demo bench clean checkov sync-catalog
+.PHONY: test lint typecheck pytest demo bench clean checkov sync-catalog lock
 
-$(STAMP): pyproject.toml
+# constraints/*.txt pin every package to the versions CI last passed with; `make lock` renews them.
+DEV_CONSTRAINTS := constraints/dev.txt
+CHECKOV_CONSTRAINTS := constraints/checkov.txt
+
+$(STAMP): pyproject.toml $(DEV_CONSTRAINTS)
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip -c $(DEV_CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(DEV_CONSTRAINTS)
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,12 +45,11 @@ bench: $(STAMP)
 
 # checkov pins its own boto3/botocore, older than the dev venv's, so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov
-CHECKOV_VERSION ?= 3.3.30
-CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-$(CHECKOV_STAMP):
+$(CHECKOV_STAMP): $(CHECKOV_CONSTRAINTS)
 	@test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov -c $(CHECKOV_CONSTRAINTS)
 	@touch $(CHECKOV_STAMP)
 
 # Fails on any failed check; skipped checks carry their reason inline in terraform/*.tf.
@@ -57,5 +60,19 @@ checkov: $(CHECKOV_STAMP)
 sync-catalog:
 	cp metricskit/catalog.json terraform/metric_catalog.json
 
+# Renew the pins from the newest releases the package index offers; then run `make test`.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo '# Exact versions the dev virtual environment was tested with (make lock rewrites this file).'; \
+	  $(LOCK_VENV)/bin/pip freeze --all --exclude-editable | grep -v '^setuptools=='; } > $(DEV_CONSTRAINTS)
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet checkov
+	{ echo "# Exact versions checkov's own virtual environment was tested with (make lock rewrites this file)."; \
+	  $(LOCK_VENV)/bin/pip freeze --all | grep -v '^setuptools=='; } > $(CHECKOV_CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) .mypy_cache .ruff_cache .pytest_cache
