@@ -63,6 +63,9 @@ class Stage(Recorder):
 
     >>> denoise = job.stage("denoise", total=10_000)     # doctest: +SKIP
     >>> denoise.processed()                               # doctest: +SKIP
+
+    With a job registry its records done are job-wide, like the job's own, so its ``total``
+    is the whole job's too.
     """
 
     def __init__(self, job: Job, name: str, total: float | None) -> None:
@@ -70,6 +73,18 @@ class Stage(Recorder):
         dims = (*job.dimensions[:1], (catalog.STAGE, name), *job.dimensions[1:])
         super().__init__(dimensions=dims, total=total, clock=job.clock, drops=job._drops)
         self.name = name
+        self._job = job
+
+    def _done(self) -> float:
+        registration = self._job.registration
+        local = self._processed.total()
+        return local if registration is None else registration.stage_done(self.name, local)
+
+    def _done_for_collect(self, processed_delta: float) -> float:
+        if self._job.registration is None:
+            return super()._done_for_collect(processed_delta)
+        # The job collects (and syncs with the registry) before its stages.
+        return self._done()
 
 
 class Job(Recorder):
@@ -258,8 +273,18 @@ class Job(Recorder):
             return registration.job_done(self._processed.total())
         now = self.clock()
         return registration.sync(
-            self._processed.total(), self._failed.total(), self.wall_time(now), now
+            self._processed.total(),
+            self._failed.total(),
+            self.wall_time(now),
+            now,
+            stages=self._stages_done(),
         )
+
+    def _stages_done(self) -> dict[str, float]:
+        """Each stage's name and the records this worker has done in it."""
+        with self._stages_lock:
+            stages = list(self._stages.values())
+        return {stage.name: stage._processed.total() for stage in stages}
 
     def _job_completed(self) -> bool:
         if self.final_status != "completed":
@@ -275,7 +300,12 @@ class Job(Recorder):
         now = self.clock()
         return self._run_bounded(
             lambda: registration.finish(
-                status, self._processed.total(), self._failed.total(), self.wall_time(now), now
+                status,
+                self._processed.total(),
+                self._failed.total(),
+                self.wall_time(now),
+                now,
+                stages=self._stages_done(),
             ),
             timeout,
         )
@@ -514,7 +544,10 @@ class Job(Recorder):
         self._progress_bar = None  # its thread stayed in the parent
         if self._registration is not None:
             self._registration.reset_after_fork(
-                self._processed.total(), self._failed.total(), self._last_collect
+                self._processed.total(),
+                self._failed.total(),
+                self._last_collect,
+                stages=self._stages_done(),
             )
         after_fork = getattr(self.sink, "after_fork", None)
         if callable(after_fork):

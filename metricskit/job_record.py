@@ -9,10 +9,11 @@ with the reason, and callers decide whether to skip the item or report it.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +21,7 @@ from metricskit import job_table as jt
 from metricskit.errors import MetricsKitError
 
 if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 DEFAULT_STALE_AFTER_SECONDS: Final = 600.0
@@ -35,7 +37,8 @@ class JobRecord:
     """A valid job item, numbers as floats (absent optional ones None, absent counts 0).
 
     ``worker_seconds`` is None for items written before workers reported it, so the cost
-    tracker can tell "no figure" from "no time".
+    tracker can tell "no figure" from "no time". ``stages_done`` maps each shared stage's
+    name to its job-wide records done.
     """
 
     job_id: str
@@ -53,6 +56,7 @@ class JobRecord:
     worker_seconds: float | None = None
     compute_profile: str | None = None
     hourly_rate: float | None = None
+    stages_done: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -108,13 +112,19 @@ def read_job_items(client: DynamoDBClient, table: str) -> tuple[list[JobRecord],
 
 def deserialize_item(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A low-level DynamoDB item (``{"N": "5"}`` values) as plain values (Decimal for N)."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
+    deserializer = _deserializer()
     try:
         return {key: deserializer.deserialize(value) for key, value in raw.items()}
     except (TypeError, ValueError, AttributeError) as exc:
         raise InvalidJobItemError(f"not a DynamoDB item: {exc}") from exc
+
+
+@functools.cache
+def _deserializer() -> TypeDeserializer:
+    # Stateless, so one serves every thread; boto3 is imported only once an item is read.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
 
 
 def parse_job_item(item: Mapping[str, Any]) -> JobRecord:
@@ -151,6 +161,7 @@ def parse_job_item(item: Mapping[str, Any]) -> JobRecord:
         worker_seconds=parse_number(item, jt.WORKER_SECONDS),
         compute_profile=_string(item, jt.COMPUTE_PROFILE),
         hourly_rate=parse_number(item, jt.HOURLY_RATE),
+        stages_done=parse_stages_done(item),
     )
     if not record.running and record.ended_at is None:
         raise InvalidJobItemError(
@@ -176,6 +187,16 @@ def parse_number(item: Mapping[str, Any], name: str, *, minimum: float = 0.0) ->
     return number
 
 
+def parse_stages_done(item: Mapping[str, Any]) -> dict[str, float]:
+    """Job-wide done per stage, from the item's ``stage_done#<stage>`` attributes."""
+    prefix = jt.STAGE_DONE_PREFIX
+    return {
+        name[len(prefix) :]: parse_number(item, name) or 0.0
+        for name in item
+        if name.startswith(prefix)
+    }
+
+
 def _string(item: Mapping[str, Any], name: str) -> str | None:
     value = item.get(name)
     if value is None:
@@ -193,5 +214,6 @@ __all__ = [
     "deserialize_item",
     "parse_job_item",
     "parse_number",
+    "parse_stages_done",
     "read_job_items",
 ]

@@ -16,6 +16,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   final status), ``interrupted_workers`` N (ADD 1 per worker closed as interrupted: the job
   ends ``interrupted`` rather than ``completed`` when any shard was cut short, unless
   ``done >= total`` shows a replacement finished it: ``registry.final_status``);
+  ``stage_done#<stage>`` N per stage (job-wide records done in ``job.stage(<stage>)``: every
+  worker ADDs its delta with the job's, for at most MAX_SHARED_STAGES stages per job);
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
@@ -71,6 +73,12 @@ ACTUAL_COST: Final = "actual_cost"
 ACTUAL_COST_FETCHED_AT: Final = "actual_cost_fetched_at"
 ACTUAL_COST_STATUS: Final = "actual_cost_status"
 
+STAGE_DONE_PREFIX: Final = "stage_done#"
+MAX_SHARED_STAGES: Final = 100
+"""Stages whose progress the registry shares. Each adds an ADD term to every flush's
+UpdateItem, and DynamoDB allows an expression 4 KB and 300 operators: 100 stages take about
+1.4 KB and 100 operators, leaving room for the job's own terms."""
+
 # Other item kinds.
 LINES: Final = "lines"
 VERSION: Final = "version"
@@ -84,6 +92,10 @@ LINECOUNT_PREFIX: Final = "linecount#"
 CSVRECORDS_PREFIX: Final = "csvrecords#"
 CHECKPOINT_PREFIX: Final = "checkpoint#"
 COST_CACHE_PREFIX: Final = "costcache#"
+
+
+def stage_done_attribute(stage: str) -> str:
+    return f"{STAGE_DONE_PREFIX}{stage}"
 
 
 def linecount_key(uri: str) -> str:

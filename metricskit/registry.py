@@ -5,9 +5,10 @@ Layout: :mod:`metricskit.job_table`. Each worker
 * registers on start with one ``UpdateItem``: ``if_not_exists`` for what the first worker
   sets (namespace, total, started_at, compute profile, hourly rate), status ``running``,
   ``ADD workers 1, active_workers 1``; it never clobbers an item another worker created;
-* on every flush sends one ``UpdateItem ... ADD done :d, errors :e, worker_seconds :s`` with
-  ``ReturnValues=UPDATED_NEW``: the reply carries the job-wide ``done``, so the worker
-  publishes job-wide RecordsDone, ProgressPercentage and ETASeconds without another call;
+* on every flush sends one ``UpdateItem ... ADD done :d, errors :e, worker_seconds :s`` (and
+  ``stage_done#<stage>`` for each of the job's stages) with ``ReturnValues=UPDATED_NEW``: the
+  reply carries the job-wide ``done`` of the job and of every stage, so the worker publishes
+  job-wide RecordsDone, ProgressPercentage and ETASeconds without another call;
 * on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
   ``failed`` at once when a worker fails; otherwise the last worker to leave sets
   ``completed`` (or ``interrupted`` when any worker was interrupted) and ``finished_at``.
@@ -37,6 +38,7 @@ from metricskit.job_record import (
     deserialize_item,
     parse_job_item,
     parse_number,
+    parse_stages_done,
     read_job_items,
 )
 from metricskit.lock_holders import holds_lock
@@ -200,9 +202,11 @@ class JobRegistry:
 class WorkerRegistration:
     """One worker's membership of one job: what it told the registry and what is pending.
 
-    Counts are cumulative (``local_done``/``local_errors`` as this worker recorded them);
-    ``_acked_*`` is what DynamoDB confirmed, so a failed call loses nothing: the next
-    successful one adds the whole difference.
+    Counts are cumulative (``local_done``/``local_errors`` and each stage's done as this worker
+    recorded them); ``_acked_*`` is what DynamoDB confirmed, so a failed call loses nothing:
+    the next successful one adds the whole difference. The first
+    :data:`~metricskit.job_table.MAX_SHARED_STAGES` stages are shared; later ones stay per
+    worker (a warning says so).
     """
 
     def __init__(
@@ -242,6 +246,9 @@ class WorkerRegistration:
         self._acked_errors = 0.0
         self._acked_seconds_at = monotonic_now
         self._job_done: float | None = None
+        self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
+        self._stage_job_done: dict[str, float] = {}
+        self._warned_unshared = False
         self._backoff = Backoff(retry_base_seconds)
         self.failed_calls = 0
         self.successful_calls = 0
@@ -260,6 +267,15 @@ class WorkerRegistration:
                 return local_done
             return self._job_done + max(0.0, local_done - self._acked_done)
 
+    @holds_lock
+    def stage_done(self, stage: str, local_done: float) -> float:
+        """Job-wide done of ``stage``: as :meth:`job_done`, for a stage's own count."""
+        with self._state_lock:
+            job_done = self._stage_job_done.get(stage)
+            if job_done is None:
+                return local_done
+            return job_done + max(0.0, local_done - self._stage_acked.get(stage, 0.0))
+
     @property
     def registered(self) -> bool:
         return self._registered
@@ -274,9 +290,17 @@ class WorkerRegistration:
             self._call({}, now_wall, local=None, monotonic_now=None)
 
     def sync(
-        self, local_done: float, local_errors: float, now_wall: float, monotonic_now: float
+        self,
+        local_done: float,
+        local_errors: float,
+        now_wall: float,
+        monotonic_now: float,
+        *,
+        stages: Mapping[str, float] | None = None,
     ) -> float:
         """Add what is pending (registering first if needed); returns job-wide done.
+
+        ``stages`` maps each stage's name to this worker's cumulative done in it.
 
         After a failed call the next ones wait with backoff (at most five ``retry_base``
         intervals), so a hung or throttling table does not hold up every flush; what is
@@ -285,7 +309,10 @@ class WorkerRegistration:
         with self._io_lock:
             if self._backoff.ready(monotonic_now):
                 local = (local_done, local_errors)
-                if self._call({}, now_wall, local=local, monotonic_now=monotonic_now) is None:
+                reply = self._call(
+                    {}, now_wall, local=local, monotonic_now=monotonic_now, stages=stages
+                )
+                if reply is None:
                     self._backoff.failed(monotonic_now)
                 else:
                     self._backoff.succeeded()
@@ -300,6 +327,8 @@ class WorkerRegistration:
         local_errors: float,
         now_wall: float,
         monotonic_now: float,
+        *,
+        stages: Mapping[str, float] | None = None,
     ) -> bool:
         """Send the last deltas, leave the job and set its status. Never raises."""
         with self._io_lock:
@@ -311,6 +340,7 @@ class WorkerRegistration:
                 now_wall,
                 local=(local_done, local_errors),
                 monotonic_now=monotonic_now,
+                stages=stages,
                 returns="ALL_NEW",
             )
             if reply is None:
@@ -338,6 +368,7 @@ class WorkerRegistration:
         *,
         local: tuple[float, float] | None,
         monotonic_now: float | None,
+        stages: Mapping[str, float] | None = None,
         returns: str = "UPDATED_NEW",
     ) -> dict[str, Any] | None:
         with self._state_lock:
@@ -348,6 +379,7 @@ class WorkerRegistration:
             seconds = (
                 0.0 if monotonic_now is None else max(0.0, monotonic_now - self._acked_seconds_at)
             )
+            stage_deltas = self._stage_deltas(stages or {})
         sets: dict[str, Any] = {job_table.HEARTBEAT_AT: now_wall}
         adds: dict[str, float] = {
             job_table.DONE: done_delta,
@@ -359,6 +391,8 @@ class WorkerRegistration:
             sets.update(self._registration_sets())
             adds[job_table.WORKERS] = 1.0
             adds[job_table.ACTIVE_WORKERS] = 1.0
+        for stage, delta in stage_deltas.items():
+            adds[job_table.stage_done_attribute(stage)] = delta
         for attr, amount in extra_adds.items():
             adds[attr] = adds.get(attr, 0.0) + amount
         try:
@@ -371,17 +405,54 @@ class WorkerRegistration:
             self._registered = True
             self._acked_done += done_delta
             self._acked_errors += errors_delta
+            for stage, delta in stage_deltas.items():
+                self._stage_acked[stage] += delta
             if monotonic_now is not None:
                 self._acked_seconds_at = monotonic_now
+        self._read_reply(reply)
+        return reply
+
+    def _stage_deltas(self, stages: Mapping[str, float]) -> dict[str, float]:
+        """What each shared stage has not yet had acknowledged (caller holds _state_lock)."""
+        deltas: dict[str, float] = {}
+        for stage, local_done in stages.items():
+            if self._share(stage, acked=0.0):
+                deltas[stage] = max(0.0, local_done - self._stage_acked[stage])
+        return deltas
+
+    def _share(self, stage: str, *, acked: float) -> bool:
+        """Whether ``stage`` is shared, making it so (from ``acked``) while there is room."""
+        if stage in self._stage_acked:
+            return True
+        if len(self._stage_acked) < job_table.MAX_SHARED_STAGES:
+            self._stage_acked[stage] = acked
+            return True
+        if not self._warned_unshared:
+            self._warned_unshared = True
+            logger.warning(
+                "metricskit: job %s has more than %d stages; stage %r and later ones report "
+                "this worker's own progress, not the job-wide one",
+                self.job_id,
+                job_table.MAX_SHARED_STAGES,
+                stage,
+            )
+        return False
+
+    def _read_reply(self, reply: Mapping[str, Any]) -> None:
+        """Keep the job-wide counts a successful call returned."""
         try:
-            job_done = parse_number(deserialize_item(reply), job_table.DONE)
+            item = deserialize_item(reply)
+            job_done = parse_number(item, job_table.DONE)
+            stages_done = parse_stages_done(item)
         except InvalidJobItemError as exc:  # the ADD was applied: never count it as failed
             logger.warning("metricskit: job %s: unreadable registry reply (%s)", self.job_id, exc)
-            job_done = None
-        if job_done is not None:
-            with self._state_lock:
+            return
+        with self._state_lock:
+            if job_done is not None:
                 self._job_done = job_done
-        return reply
+            self._stage_job_done.update(
+                (stage, done) for stage, done in stages_done.items() if stage in self._stage_acked
+            )
 
     def _registration_sets(self) -> dict[str, Any]:
         first: dict[str, Any] = {
@@ -412,7 +483,12 @@ class WorkerRegistration:
             )
 
     def reset_after_fork(
-        self, local_done: float, local_errors: float, monotonic_now: float
+        self,
+        local_done: float,
+        local_errors: float,
+        monotonic_now: float,
+        *,
+        stages: Mapping[str, float] | None = None,
     ) -> None:
         """In a forked child: a new worker that starts from the counts it inherited."""
         self._io_lock = threading.Lock()
@@ -420,6 +496,10 @@ class WorkerRegistration:
         self._registered = False
         self._acked_done = local_done
         self._acked_errors = local_errors
+        # Counters keep what the parent counted (the parent sends it): acknowledge it here.
+        for stage, inherited in (stages or {}).items():
+            if self._share(stage, acked=inherited):
+                self._stage_acked[stage] = inherited
         self._acked_seconds_at = monotonic_now
         self._backoff.succeeded()
         self.registry.after_fork()

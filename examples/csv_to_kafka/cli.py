@@ -176,13 +176,14 @@ STAGE_PRODUCE = "produce"
 
 
 class _StageProgress:
-    """Two stages of this worker's share: ``read`` (rows taken from the file) and ``produce``
-    (rows Kafka acknowledged or refused). Fed from the progress reports, which come every
-    ``poll_every`` rows, so the row loop pays nothing for them."""
+    """Two stages: ``read`` (rows taken from the file) and ``produce`` (rows Kafka acknowledged
+    or refused), with the job's total (stage progress is job-wide with a job table, like the
+    job's). Fed from the progress reports, which come every ``poll_every`` rows, so the row
+    loop pays nothing for them."""
 
-    def __init__(self, job: metricskit.Job, share: int | None) -> None:
-        self._read = job.stage(STAGE_READ, total=share)
-        self._produce = job.stage(STAGE_PRODUCE, total=share)
+    def __init__(self, job: metricskit.Job) -> None:
+        self._read = job.stage(STAGE_READ, total=job.total)
+        self._produce = job.stage(STAGE_PRODUCE, total=job.total)
         self._handled = 0
         self._answered = 0
 
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_interval=args.flush_interval,
         high_resolution=args.high_resolution or None,
     )
-    stages = _StageProgress(job, _job_total(total_rows, shard, resumed_after, registry=False))
+    stages = _StageProgress(job)
     printer = _ProgressPrinter(args.progress_every) if args.progress_lines else None
     on_progress = _Both(stages, printer)
     try:

@@ -117,11 +117,15 @@ def test_registration_does_not_clobber_what_the_first_worker_set(table: str) -> 
     assert rec.status == job_table.STATUS_RUNNING  # so the job is not over yet
 
 
+def worker(jid: str, table: str, clock: Any, name: str) -> tuple[Job, MemorySink]:
+    """One of several workers of job ``jid`` (total 200) on the injected clock."""
+    sink = MemorySink()
+    return Job(jid, total=200, sink=sink, job_table=table, clock=clock, worker_id=name), sink
+
+
 def test_each_flush_publishes_job_wide_progress(table: str, clock: Any) -> None:
     jid = job_id()
-    sink_a, sink_b = MemorySink(), MemorySink()
-    a = Job(jid, total=200, sink=sink_a, job_table=table, clock=clock, worker_id="a")
-    b = Job(jid, total=200, sink=sink_b, job_table=table, clock=clock, worker_id="b")
+    (a, sink_a), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
     try:
         a.processed(30)
         b.processed(50)
@@ -149,15 +153,73 @@ def test_each_flush_publishes_job_wide_progress(table: str, clock: Any) -> None:
     assert rec.status == job_table.STATUS_COMPLETED
 
 
+def test_stage_progress_is_job_wide(table: str, clock: Any) -> None:
+    jid = job_id()
+    (a, sink_a), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
+    try:
+        read_a, read_b = a.stage("read", total=200), b.stage("read", total=200)
+        read_a.processed(30)
+        read_b.processed(50)
+        b.stage("write").processed(5)  # a stage only one worker has
+        clock.advance(10)
+        a.flush()
+        assert sink_a.last(catalog.RECORDS_DONE, Stage="read") == 30
+        b.flush()
+        assert sink_b.last(catalog.RECORDS_DONE, Stage="read") == 80  # a's 30 in the reply
+        assert sink_b.last(catalog.PROGRESS_PERCENTAGE, Stage="read") == 40
+        assert sink_b.sum(catalog.RECORDS_PROCESSED, Stage="read") == 50  # b's own delta
+        assert sink_b.last(catalog.RECORDS_DONE, Stage="write") == 5
+        assert b.status().done == 0  # the job's own count is apart from its stages
+        read_b.processed(1)
+        assert read_b.status().done == 81  # the last reply plus what b did since
+        assert read_a.status().done == 30  # a has not heard of b's 50 yet
+    finally:
+        a.close()
+        b.close()
+    rec = record(table, jid)
+    assert rec.stages_done == {"read": 81, "write": 5}
+    assert rec.done == 0
+
+
+def test_stages_beyond_the_shared_limit_stay_per_worker(
+    table: str, clock: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(job_table, "MAX_SHARED_STAGES", 2)
+    jid = job_id()
+    sink = MemorySink()
+    with Job(jid, sink=sink, job_table=table, clock=clock) as job:
+        for name in ("one", "two", "three", "four"):
+            job.stage(name).processed(3)
+        clock.advance(10)
+        with caplog.at_level(logging.WARNING, logger="metricskit"):
+            job.flush()
+            job.flush()
+        assert sink.last(catalog.RECORDS_DONE, Stage="three") == 3  # still published, locally
+    assert record(table, jid).stages_done == {"one": 3, "two": 3}
+    warnings = [r.getMessage() for r in caplog.records if "more than 2 stages" in r.getMessage()]
+    assert warnings == [
+        f"metricskit: job {jid} has more than 2 stages; stage 'three' and later ones report "
+        "this worker's own progress, not the job-wide one"
+    ]
+
+
 def _worker(table: str, jid: str, share: int, results: Any) -> None:
     sink = MemorySink()
     job = Job(jid, namespace="Reg/Procs", total=TOTAL, sink=sink, job_table=table)
+    load = job.stage("load", total=TOTAL)
     for i in range(share):
+        load.processed()
         job.processed()
         if i % 250 == 249:
             job.flush()
     job.close("completed")
-    results.put((sink.last(catalog.RECORDS_DONE), sink.last(catalog.PROGRESS_PERCENTAGE)))
+    results.put(
+        (
+            sink.last(catalog.RECORDS_DONE),
+            sink.last(catalog.PROGRESS_PERCENTAGE),
+            sink.last(catalog.PROGRESS_PERCENTAGE, Stage="load"),
+        )
+    )
 
 
 def test_four_worker_processes_complete_one_job(table: str) -> None:
@@ -175,15 +237,19 @@ def test_four_worker_processes_complete_one_job(table: str) -> None:
     published = [results.get(timeout=10) for _ in workers]
     rec = record(table, jid)
     assert rec.done == TOTAL
+    assert rec.stages_done == {"load": TOTAL}
     assert rec.status == job_table.STATUS_COMPLETED
     assert (rec.workers, rec.active_workers) == (4, 0)
     # The worker whose final update came last saw every other worker's records.
-    assert max(done for done, _ in published) == TOTAL
-    assert max(percent for _, percent in published) == 100
+    assert max(done for done, _, _ in published) == TOTAL
+    assert max(percent for _, percent, _ in published) == 100
+    assert max(stage_percent for _, _, stage_percent in published) == 100
 
 
 def _inheriting_worker(job: Job, share: int) -> None:
+    stage = job.stage("work")
     for _ in range(share):
+        stage.processed()
         job.processed()
     job.close("completed")
 
@@ -192,6 +258,7 @@ def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
     jid = job_id()
     parent = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
     parent.processed(400)  # unflushed at fork time: the parent, not the children, sends it
+    parent.stage("work").processed(400)
     ctx = multiprocessing.get_context("fork")
     children = [ctx.Process(target=_inheriting_worker, args=(parent, 900)) for _ in range(4)]
     for proc in children:
@@ -202,6 +269,7 @@ def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
     parent.close()
     rec = record(table, jid)
     assert rec.done == TOTAL
+    assert rec.stages_done == {"work": TOTAL}
     assert rec.workers == 5
     assert rec.status == job_table.STATUS_COMPLETED
 
@@ -364,9 +432,11 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
     registration = job.registration
     assert registration is not None
     wait_for(lambda: registration.failed_calls == 1, "the failed start-up registration")
+    stage = job.stage("send")
     for _ in range(10):
         for _ in range(100):
             job.processed()  # never raises, never waits for DynamoDB
+        stage.processed(2)
         job.failed()
         clock.advance(60)
         assert job.flush() is True  # the metrics still go out
@@ -374,7 +444,10 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
     # 300 s, so of the flushes at 60..600 s only those at 60, 120, 240 and 480 s call.
     assert (registration.failed_calls, registration.skipped_syncs) == (1 + 4, 6)
     assert outage.refused >= 5
-    assert sink.last(catalog.RECORDS_DONE) == 1000  # local progress while the table is away
+    # Local progress while the table is away, for the job and its stage.
+    job_done = [m.value for m in sink.metrics(catalog.RECORDS_DONE) if not m.key.dimension("Stage")]
+    assert job_done[-1] == 1000
+    assert sink.last(catalog.RECORDS_DONE, Stage="send") == 20
 
     outage.down = False
     job.processed(50)
@@ -385,6 +458,7 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
     job.flush()
     rec = record(table, jid)
     assert (rec.done, rec.errors, rec.workers) == (1050, 10, 1)
+    assert rec.stages_done == {"send": 20}
     assert registration.successful_calls == 1
     job.close()
     assert record(table, jid).status == job_table.STATUS_COMPLETED

@@ -34,6 +34,22 @@ def test_job_items_are_checked_field_by_field() -> None:
             parse_job_item(bad)
 
 
+def test_stage_counts_decode_by_stage_name() -> None:
+    item = {
+        "job_id": "j",
+        "status": "running",
+        "started_at": Decimal(1),
+        "stage_done#read": Decimal(40),
+        "stage_done#llm pass #2": Decimal("2.5"),  # a stage name may hold the separator
+    }
+    assert parse_job_item(item).stages_done == {"read": 40.0, "llm pass #2": 2.5}
+    assert parse_job_item({**item, "stage_done#read": None}).stages_done["read"] == 0.0
+    with pytest.raises(InvalidJobItemError, match="stage_done#read must be a number"):
+        parse_job_item({**item, "stage_done#read": "forty"})
+    with pytest.raises(InvalidJobItemError, match="stage_done#read must be a finite number"):
+        parse_job_item({**item, "stage_done#read": Decimal(-1)})
+
+
 def test_low_level_items_decode_to_the_same_record() -> None:
     raw = {
         "job_id": {"S": "j"},
