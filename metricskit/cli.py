@@ -83,6 +83,8 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
             f"{record.job_id:30} {status:12} {record.done:12,.0f} {total:>12} {percent:>6} "
             f"{record.active_workers:>7}"
         )
+        for stage, done in sorted(record.stages_done.items()):
+            print(f"  stage {stage:22} {'':12} {done:12,.0f}")
     return 0
 
 

@@ -19,8 +19,11 @@ def test_jobs_lists_registered_jobs_with_status_and_progress(
     job_table.create_table(boto3.client("dynamodb"), table)
     with metricskit.Job("cli-job", total=200, sink="memory", job_table=table) as job:
         job.processed(50)
+        job.stage("read").processed(1234)
     assert cli_main(["jobs", "--table", table]) == 0
-    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("cli-job"))
+    rows = capsys.readouterr().out.splitlines()
+    line = next(row for row in rows if row.startswith("cli-job"))
     assert "completed" in line
     assert " 50 " in line
     assert "25.0" in line
+    assert rows[rows.index(line) + 1].split() == ["stage", "read", "1,234"]
