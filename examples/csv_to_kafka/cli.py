@@ -36,6 +36,7 @@ from examples.errors import ExampleInputError
 from metricskit import config
 
 EXIT_FAILED = 3
+EXIT_UNACKNOWLEDGED = 4
 EXIT_STOPPED = 143
 KAFKA_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
@@ -66,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
         "shards and a restart do not count again)",
     )
     p.add_argument("--checkpoint-every", type=int, default=50_000, help="rows between checkpoints")
+    p.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a checkpoint waits for Kafka to answer every row (default 30; give at "
+        "least message.timeout.ms for a slow broker)",
+    )
     p.add_argument(
         "--bootstrap-servers",
         default=None,
@@ -226,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap_servers=args.bootstrap_servers or os.environ.get(KAFKA_BOOTSTRAP_ENV),
             producer_config=_producer_settings(args.producer_config),
             checkpoint_every=args.checkpoint_every,
+            flush_timeout=args.flush_timeout,
             delivered_log=args.delivered_log,
             fail_after=args.fail_after,
             max_rate=args.max_rate,
@@ -295,9 +304,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.malformed + result.rejected + result.produced,
         )
     )
-    job.close("interrupted" if result.stopped else "completed")
+    # Rows Kafka never answered are not done: the checkpoint stays before them, so running
+    # the same command again sends them.
+    interrupted = result.stopped or result.unacknowledged > 0
+    job.close("interrupted" if interrupted else "completed")
     _emit({"result": result.as_dict()})
-    return EXIT_STOPPED if result.stopped else 0
+    if result.stopped:
+        return EXIT_STOPPED
+    if result.unacknowledged:
+        print(
+            f"error: {result.unacknowledged} rows still had no answer from Kafka after "
+            f"--flush-timeout {args.flush_timeout:g} s; the checkpoint was not advanced, so "
+            "running the same command again sends them",
+            file=sys.stderr,
+        )
+        return EXIT_UNACKNOWLEDGED
+    return 0
 
 
 class _Preloaded:

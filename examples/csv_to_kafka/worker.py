@@ -94,6 +94,9 @@ class Settings:
     checkpoint_every: int = 50_000
     poll_every: int = 100
     flush_timeout: float = 30.0
+    """Seconds a checkpoint waits for Kafka's verdict on every row produced so far. Rows still
+    unanswered then keep the checkpoint where it was; give at least ``message.timeout.ms``
+    for a slow broker."""
     delivered_log: str | None = None
     fail_after: int | None = None
     max_rate: float | None = None
@@ -108,6 +111,8 @@ class Settings:
                 raise ExampleInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fail_after is not None and self.fail_after < 1:
             raise ExampleInputError(f"fail_after must be >= 1 row, got {self.fail_after}")
+        if not self.flush_timeout > 0:
+            raise ExampleInputError(f"flush_timeout must be > 0 s, got {self.flush_timeout}")
         if self.max_rate is not None and not self.max_rate > 0:
             raise ExampleInputError(f"max_rate must be > 0 rows/s, got {self.max_rate}")
         if not self.topic:
@@ -139,6 +144,9 @@ class RunResult:
     position: int
     seconds: float
     stopped: bool
+    unacknowledged: int = 0
+    """Rows Kafka had neither acknowledged nor refused when the run ended (the final flush
+    timed out): the checkpoint stays before them, so a rerun sends them again."""
 
     @property
     def failed(self) -> int:
@@ -158,6 +166,7 @@ class RunResult:
             "position": self.position,
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
+            "unacknowledged": self.unacknowledged,
         }
 
 
@@ -311,7 +320,7 @@ class _Loader:
                 position, stopped = self._load(stream, skip_to)
             # Never move a checkpoint backwards (a shorter file under the same key).
             position = max(position, skip_to)
-            self.commit(position)
+            unacknowledged = self.commit(position)
         finally:
             if self.log is not None:
                 self.log.close()
@@ -327,19 +336,24 @@ class _Loader:
             position=position,
             seconds=time.monotonic() - started,
             stopped=stopped,
+            unacknowledged=unacknowledged,
         )
 
-    def commit(self, position: int) -> None:
-        """Wait for Kafka's verdict on every produced row, then store ``position``."""
-        pending = self.producer.flush(self.settings.flush_timeout)
+    def commit(self, position: int) -> int:
+        """Wait for Kafka's verdict on every produced row, then store ``position``.
+
+        Returns the rows still unanswered after ``flush_timeout`` (0 when committed).
+        """
+        pending: int = self.producer.flush(self.settings.flush_timeout)
         if pending:
             logger.warning("%d rows still unacknowledged; checkpoint %d skipped", pending, position)
-            return
+            return pending
         if self.log is not None:
             self.log.flush()
         if self.checkpoints.save(position):
             self.checkpoints_written += 1
             self.job.checkpointed()
+        return 0
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:

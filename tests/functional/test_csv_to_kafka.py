@@ -25,6 +25,7 @@ from examples.csv_to_kafka.checkpoints import Checkpoints
 from examples.csv_to_kafka.worker import InjectedFailureError
 from examples.errors import ExampleInputError
 from metricskit import job_table
+from metricskit.registry import JobRegistry
 from metricskit.sinks.memory import MemorySink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -321,6 +322,29 @@ def test_cli_loads_a_file_and_prints_its_result(
     result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
     assert result["delivered"] == 39
     assert result["malformed"] == 1
+
+
+def test_rows_kafka_has_not_answered_at_the_end_leave_the_job_interrupted(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import EXIT_UNACKNOWLEDGED, main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 20)
+    table = make_table()
+    args = [str(source), "--job-id", "unanswered", "--table", table, "--sink", "memory"]
+    # Nothing listens there and librdkafka would keep trying for two minutes: the final
+    # flush gives up first, with every row still waiting.
+    args += ["--bootstrap-servers", "127.0.0.1:1", "-X", "message.timeout.ms=120000"]
+    assert main([*args, "--flush-timeout", "0.5"]) == EXIT_UNACKNOWLEDGED
+    out, err = capsys.readouterr()
+    result = json.loads(out.splitlines()[-1])["result"]
+    assert (result["unacknowledged"], result["delivered"], result["failed"]) == (20, 0, 0)
+    assert "20 rows still had no answer from Kafka after --flush-timeout 0.5 s" in err
+    record = JobRegistry(table).get("unanswered")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED  # not completed: rows are missing
+    assert DynamoCheckpoints(table, "unanswered", "0/1").load() is None  # so a rerun sends all
 
 
 def test_cli_stops_when_the_checkpoint_cannot_be_read(
