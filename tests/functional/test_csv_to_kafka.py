@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import replace
@@ -116,6 +117,36 @@ def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
     assert set(delivered(log)) == {0, 2}
     assert result.malformed == 1
     assert sink.sum("ErrorCount") == 1
+    assert count_rows(str(source)) == 3  # the total counts it as a row too, without raising
+
+
+class ResumeAt:
+    """A checkpoint store that resumes after ``position`` and keeps what is saved."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.saved: list[int] = []
+
+    def load(self) -> int | None:
+        return self.position
+
+    def save(self, position: int) -> bool:
+        self.saved.append(position)
+        return True
+
+
+def test_a_stop_is_heeded_while_skipping_to_the_checkpoint(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    write_csv(source, 140_000)
+    stop = threading.Event()
+    stop.set()  # SIGTERM arrived as the resumed worker started
+    checkpoints = ResumeAt(130_000)
+    with metricskit.Job("skip", sink=MemorySink()) as job:
+        result = run(Settings(str(source), topic="rows"), job, checkpoints=checkpoints, stop=stop)
+    assert result.stopped
+    assert result.produced == 0  # it stopped while skipping, before producing anything
+    assert result.position == 130_000  # and never moves the checkpoint backwards
+    assert checkpoints.saved == [130_000]
 
 
 @pytest.mark.parametrize(
