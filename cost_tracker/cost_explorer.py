@@ -57,6 +57,9 @@ STATUS_NO_DATA: Final = "no_data"
 STATUS_PENDING: Final = "pending"
 STATUS_ERROR: Final = "error"
 
+TRUNCATED: Final = "TooManyPages"
+"""The error code of an answer cut short at MAX_PAGES."""
+
 UNAVAILABLE_CODES: Final = frozenset(
     {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
 )
@@ -195,12 +198,15 @@ def fetch_costs(ce: CostExplorerClient, now: float, job_starts: Iterable[float])
             if not token:
                 break
             if pages >= MAX_PAGES:
-                logger.warning(
-                    "cost_tracker: Cost Explorer still paginating after %d pages; stopping "
-                    "(each page costs $0.01). Costs of the remaining groups are missing.",
+                # A job's groups may lie on the pages not read: partial sums would look
+                # like real costs, so the whole answer counts as failed.
+                return _failed(
+                    now,
+                    TRUNCATED,
+                    f"still paginating after {pages} pages (each costs $0.01); raise "
+                    "MAX_PAGES or narrow the query",
                     pages,
                 )
-                break
     except ClientError as error:
         info = error.response.get("Error", {})
         code = str(info.get("Code", "Unknown"))
@@ -241,6 +247,7 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
         "LimitExceededException": "Cost Explorer throttled the request",
         "AccessDeniedException": "the Lambda role lacks ce:GetCostAndUsage",
         "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
+        TRUNCATED: "Cost Explorer's answer had more pages than the tracker reads",
     }.get(code, "Cost Explorer request failed")
     logger.warning(
         "cost_tracker: %s (%s: %s); keeping the estimates and publishing "
@@ -279,6 +286,11 @@ class CostCache:
         except (ValueError, KeyError, TypeError) as error:
             logger.warning("cost_tracker: ignoring an unreadable cost cache payload: %s", error)
             return None, fetched_at
+
+    def worth_keeping(self, snapshot: CostSnapshot, now: float) -> bool:
+        """Whether ``snapshot`` may stand in for a failed refresh at ``now``: a good one from
+        the previous refresh (less than two intervals old), not an older one."""
+        return snapshot.ok and now - snapshot.fetched_at < 2 * self.refresh_seconds
 
     def due(self, fetched_at: float | None, now: float) -> bool:
         """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim)."""

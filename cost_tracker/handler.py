@@ -4,12 +4,13 @@ Entry point ``cost_tracker.handler.handler``. Each run:
 
 1. takes "now" from the scheduled event's ``time`` (ISO 8601), else the clock, so a day of
    runs can be replayed;
-2. reads the job table (running jobs, and jobs finished in the last day); bad items are
-   skipped and reported;
+2. reads the job table (jobs active in the last day, see :mod:`cost_tracker.job_source`;
+   jobs that ended up to three days ago only for their actual cost); bad items are skipped
+   and reported;
 3. estimates each job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the item's
    ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
 4. takes actual costs from the Cost Explorer cache, refreshing it when due
-   (:mod:`cost_tracker.cost_explorer`);
+   (:mod:`cost_tracker.cost_explorer`); one failed refresh keeps the previous figures;
 5. publishes EstimatedCost, ActualCost, ActualCostAvailable and CostPerMillionRecords per
    JobId, MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose
    workers stopped sending heartbeats, through a metricskit sink (EMF by default).
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cost_tracker import cost_explorer as cex
-from cost_tracker.job_source import load_jobs
+from cost_tracker.job_source import COST_SETTLE_SECONDS, is_current, load_jobs
 from cost_tracker.pricing import PriceTable, UnknownProfileError
 from metricskit import catalog
 from metricskit import config as mk_config
@@ -61,9 +62,13 @@ class RunReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     unpriced: list[dict[str, str]] = field(default_factory=list)
     stale_jobs: list[str] = field(default_factory=list)
+    settling_jobs: list[str] = field(default_factory=list)
+    """Ended more than a day ago: not published, but their actual cost is still refreshed."""
     ce_refreshed: bool = False
     ce_requests: int = 0
     ce_status: str = "none"
+    ce_error: str = ""
+    """The error code of a failed refresh whose previous figures were kept."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -75,9 +80,11 @@ class RunReport:
             "skipped": self.skipped,
             "unpriced": self.unpriced,
             "stale_jobs": self.stale_jobs,
+            "settling_jobs": self.settling_jobs,
             "ce_refreshed": self.ce_refreshed,
             "ce_requests": self.ce_requests,
             "ce_status": self.ce_status,
+            "ce_error": self.ce_error,
             "metrics": self.metrics,
             "export_ok": self.export_ok,
         }
@@ -102,8 +109,14 @@ def event_time(event: Mapping[str, Any] | None, clock: Callable[[], float] = tim
     return clock()
 
 
-def estimated_cost(job: JobRecord, rate: float, now: float) -> float:
+def estimated_cost(
+    job: JobRecord, rate: float, now: float, stale_after: float = DEFAULT_STALE_SECONDS
+) -> float:
     """USD so far: worker-seconds x rate, else wall time x workers x rate.
+
+    The wall time ends now for a running job, at its end for a finished one, and at its last
+    heartbeat for a running job whose workers have sent none for ``stale_after`` seconds
+    (they died without closing, so they no longer cost anything).
 
     >>> job = JobRecord("j", "running", started_at=0.0, worker_seconds=7200.0)
     >>> estimated_cost(job, 0.5, now=10_000.0)
@@ -111,7 +124,12 @@ def estimated_cost(job: JobRecord, rate: float, now: float) -> float:
     """
     if job.worker_seconds is not None:
         return job.worker_seconds / 3600.0 * rate
-    end = now if job.running else (job.ended_at or now)
+    if not job.running:
+        end = job.ended_at or now
+    elif job.heartbeat_at is not None and now - job.heartbeat_at > stale_after:
+        end = job.heartbeat_at
+    else:
+        end = now
     elapsed = max(0.0, end - job.started_at)
     workers = job.workers if job.workers > 0 else 1
     return elapsed / 3600.0 * workers * rate
@@ -209,9 +227,19 @@ def _snapshot(
         import boto3
 
         ce = boto3.client("ce")
-    snapshot = cex.fetch_costs(ce, now, [job.started_at for job in jobs])
+    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs])
     report.ce_refreshed = True
-    report.ce_requests = snapshot.pages
+    report.ce_requests = fetched.pages
+    if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
+        # One failed refresh (throttled, say) keeps the last figures rather than blanking
+        # them for a whole interval; a second failure in a row reports them unavailable.
+        report.ce_error = fetched.error_code
+        logger.warning(
+            "cost_tracker: keeping the actual costs fetched at %s until the next refresh",
+            dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
+        )
+        return snapshot
+    snapshot = fetched
     try:
         cache.store(snapshot)
         for job in jobs:
@@ -246,6 +274,25 @@ def _explain_missing(snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
             "day; a job must run tagged JobId=<its id>)",
             ", ".join(missing),
         )
+
+
+def _read_jobs(
+    dynamodb: DynamoDBClient, table: str, now: float, report: RunReport
+) -> list[JobRecord]:
+    """Valid jobs active within the cost-settling window; bad items go to the report."""
+    jobs, rejected = load_jobs(dynamodb, table, now, within=COST_SETTLE_SECONDS)
+    valid: list[JobRecord] = []
+    for job in jobs:
+        try:
+            check_dimension_value(catalog.JOB_ID, job.job_id)
+        except MetricsKitError as error:
+            rejected.append(Rejected(job.job_id, str(error)))
+            continue
+        valid.append(job)
+    for item in rejected:
+        logger.warning("cost_tracker: skipped job item %r: %s", item.job_id, item.reason)
+        report.skipped.append({"job_id": item.job_id, "reason": item.reason})
+    return valid
 
 
 def run(
@@ -288,19 +335,10 @@ def run(
 
         sink = make_sink(mk_config.env_str(mk_config.ENV_SINK, DEFAULT_TRACKER_SINK, env))
 
-    jobs, rejected = load_jobs(dynamodb, table_name, at)
-    valid: list[JobRecord] = []
-    for job in jobs:
-        try:
-            check_dimension_value(catalog.JOB_ID, job.job_id)
-        except MetricsKitError as error:
-            rejected.append(Rejected(job.job_id, str(error)))
-            continue
-        valid.append(job)
-    for item in rejected:
-        logger.warning("cost_tracker: skipped job item %r: %s", item.job_id, item.reason)
-        report.skipped.append({"job_id": item.job_id, "reason": item.reason})
-    report.jobs = len(valid)
+    valid = _read_jobs(dynamodb, table_name, at, report)
+    current = [job for job in valid if is_current(job, at)]
+    report.jobs = len(current)
+    report.settling_jobs = [job.job_id for job in valid if not is_current(job, at)]
 
     snapshot = _snapshot(
         dynamodb,
@@ -313,7 +351,7 @@ def run(
     )
     report.ce_status = "none" if snapshot is None else snapshot.status
     publisher = _Publisher(namespace, at)
-    for job in valid:
+    for job in current:
         try:
             _publish_job(
                 job,
@@ -377,7 +415,7 @@ def _publish_job(
         logger.warning("cost_tracker: job %s has no price: %s", job.job_id, reason)
         report.unpriced.append({"job_id": job.job_id, "reason": reason})
     if rate is not None:
-        estimate = estimated_cost(job, rate, now)
+        estimate = estimated_cost(job, rate, now, stale_after)
         publisher.gauge(namespace, catalog.ESTIMATED_COST, estimate, dim)
 
     actual: float | None = None

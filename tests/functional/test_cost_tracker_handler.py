@@ -22,6 +22,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from cost_tracker import cost_explorer as cex
 from cost_tracker import handler as tracker
 from cost_tracker.cost_explorer import CACHE_NAME, CostCache
 from cost_tracker.pricing import PriceTable
@@ -230,10 +231,12 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     ce = CountingCE()
     report, sink = make_runner(table, ce, namespace)(now)
 
-    # One logical query, two pages, grouped by both tags: every job answered at once.
+    # One logical query, two pages, grouped by both tags: every job answered at once, from
+    # the start of old-4, which ended three days ago and whose cost may still be settling.
     assert len(ce.requests) == 2
     first = ce.requests[0]
-    assert first["TimePeriod"] == {"Start": start, "End": end}
+    old_start = dt.datetime.fromtimestamp(now - 80 * HOUR, tz=dt.UTC).date().isoformat()
+    assert first["TimePeriod"] == {"Start": min(start, old_start), "End": end}
     assert first["Metrics"] == ["UnblendedCost"]
     assert first["GroupBy"] == [
         {"Type": "TAG", "Key": "JobId"},
@@ -255,8 +258,9 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="infer-2") == 0.0
     assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="infer-2") == pytest.approx(0.5)
 
-    # No worker_seconds: wall time x workers x rate; workers gone: job-wide progress and ETA.
-    assert sink.last(catalog.ESTIMATED_COST, JobId="stale-3") == pytest.approx(4 * 2 * 1.006)
+    # No worker_seconds: wall time (until the last heartbeat, 3 h after the start: its workers
+    # are gone) x workers x rate; and the tracker publishes job-wide progress and ETA.
+    assert sink.last(catalog.ESTIMATED_COST, JobId="stale-3") == pytest.approx(3 * 2 * 1.006)
     assert sink.last(catalog.RECORDS_DONE, JobId="stale-3") == 500
     assert sink.last(catalog.PROGRESS_PERCENTAGE, JobId="stale-3") == pytest.approx(50.0)
     assert sink.last(catalog.ETA_SECONDS, JobId="stale-3") == pytest.approx(3 * HOUR)
@@ -269,8 +273,10 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert [u["job_id"] for u in report["unpriced"]] == ["tpu-5"]
     assert "fargate:<N>vcpu:<M>gb" in report["unpriced"][0]["reason"]
 
-    # Finished more than a day ago: not reported.
+    # Finished more than a day ago: not reported, but its actual cost is still refreshed.
     assert sink.metrics(JobId="old-4") == []
+    assert report["settling_jobs"] == ["old-4"]
+    assert job_item(table, "old-4")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
 
     assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(3.5)
     assert sink.last(catalog.MONTHLY_COST, CostCategory="Storage") == pytest.approx(12.25)
@@ -382,6 +388,103 @@ def test_after_an_error_the_next_interval_refreshes_again(
     assert report["ce_status"] == "ok"
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(2.0)
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+
+
+def test_one_failed_refresh_keeps_the_last_actual_costs(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 7.0)]))
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    run(now)
+    with Stubber(ce.client) as stubber:
+        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+        report, sink = run(now + 6 * HOUR)
+    assert (report["ce_status"], report["ce_error"]) == ("ok", "LimitExceededException")
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
+    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="train-1") == pytest.approx(3.5)
+    assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(7.0)
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+    _, between = run(now + 7 * HOUR)  # a run from the cache between refreshes: the same
+    assert between.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
+
+    # A second failure in a row: the figures are too old to stand in any more.
+    with Stubber(ce.client) as stubber:
+        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+        report, sink = run(now + 12 * HOUR)
+    assert report["ce_status"] == "error"
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") is None
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:LimitExceededException"
+    assert len(ce.requests) == 3
+
+
+def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    start, end = month_bounds(now)
+    ce = CountingCE()
+    with Stubber(ce.client) as stubber:
+        for page in range(cex.MAX_PAGES):
+            groups = [("train-1", "Training", 1.0)]
+            stubber.add_response("get_cost_and_usage", ce_page(start, end, groups, f"p{page}"))
+        report, sink = make_runner(table, ce, namespace)(now)
+    assert len(ce.requests) == cex.MAX_PAGES
+    # train-1's groups on the unread pages would be missing: no partial sum passes for a cost.
+    assert report["ce_status"] == "error"
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") is None
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    assert sink.names().isdisjoint({catalog.MONTHLY_COST})
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:TooManyPages"
+
+
+def test_a_job_whose_workers_vanished_is_reported_for_a_day_and_costed_for_three(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    # Both still say running: their workers were killed without closing.
+    put_job(
+        table,
+        "gone-2d",
+        status=jt.STATUS_RUNNING,
+        namespace=namespace,
+        workers=1,
+        started_at=now - 3 * 24 * HOUR,
+        heartbeat_at=now - 2 * 24 * HOUR,
+        hourly_rate=1.0,
+    )
+    put_job(
+        table,
+        "gone-5d",
+        status=jt.STATUS_RUNNING,
+        namespace=namespace,
+        workers=1,
+        started_at=now - 40 * 24 * HOUR,
+        heartbeat_at=now - 5 * 24 * HOUR,
+        hourly_rate=1.0,
+    )
+    put_job(table, "gone-1h", status=jt.STATUS_RUNNING, namespace=namespace, workers=1,
+            started_at=now - 3 * HOUR, heartbeat_at=now - HOUR, hourly_rate=1.0)  # fmt: skip
+    start, end = month_bounds(now)
+    settling_start = dt.datetime.fromtimestamp(now - 3 * 24 * HOUR, tz=dt.UTC).date().isoformat()
+    queue_ce(aws, ce_page(min(start, settling_start), end, []))
+    ce = CountingCE()
+    report, sink = make_runner(table, ce, namespace)(now)
+    assert report["jobs"] == 1
+    assert report["stale_jobs"] == ["gone-1h"]
+    assert sink.last(catalog.ESTIMATED_COST, JobId="gone-1h") == pytest.approx(2.0)  # 2 h
+    assert report["settling_jobs"] == ["gone-2d"]
+    assert sink.metrics(JobId="gone-2d") == [] == sink.metrics(JobId="gone-5d")
+    # The query reaches back to the settling job's start, not to the long-dead one's.
+    assert ce.requests[0]["TimePeriod"]["Start"] == min(start, settling_start)
+    assert job_item(table, "gone-2d")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
+    assert jt.ACTUAL_COST_STATUS not in job_item(table, "gone-5d")
 
 
 def test_a_tag_not_yet_activated_is_explained_in_the_log(

@@ -114,6 +114,12 @@ def test_estimate_uses_worker_seconds_then_wall_time_times_workers() -> None:
     assert estimated_cost(wall, 1.0, now=1000.0 + 7200) == pytest.approx(6.0)
     finished = JobRecord("c", "completed", started_at=0.0, finished_at=3600.0)
     assert estimated_cost(finished, 1.0, now=1e9) == pytest.approx(1.0)
+    # Workers silent for longer than stale_after died without closing: they stopped costing
+    # at their last heartbeat, however long the item still says running.
+    dead = JobRecord("d", "running", started_at=0.0, heartbeat_at=3600.0, workers=2)
+    assert estimated_cost(dead, 1.0, now=30 * 86_400.0, stale_after=600) == pytest.approx(2.0)
+    alive = JobRecord("e", "running", started_at=0.0, heartbeat_at=7000.0, workers=2)
+    assert estimated_cost(alive, 1.0, now=7200.0, stale_after=600) == pytest.approx(4.0)
 
 
 def test_progress_of_a_job_whose_workers_are_gone() -> None:
