@@ -66,9 +66,9 @@ data "aws_iam_policy_document" "cost_tracker" {
 
   statement {
     sid = "JobTable"
-    # Scan lists running and recently finished jobs; GetItem/PutItem/UpdateItem read and write
-    # the job items' actual cost and the Cost Explorer cache items.
-    actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # Scan lists running and recently finished jobs; GetItem/UpdateItem read and write the job
+    # items' actual cost and the Cost Explorer cache item (the tracker never calls PutItem).
+    actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.jobs.arn]
   }
 

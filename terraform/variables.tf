@@ -86,12 +86,23 @@ variable "latency_metric_names" {
     condition     = alltrue([for name in var.latency_metric_names : can(regex("^[A-Za-z0-9_.-]{1,255}$", name))])
     error_message = "Each latency metric name must be 1-255 characters of A-Z, a-z, 0-9, \"_\", \".\" or \"-\"."
   }
+
+  validation {
+    # Each name keys an alarm: a repeated one would fail the plan with "Duplicate object key".
+    condition     = length(distinct(var.latency_metric_names)) == length(var.latency_metric_names)
+    error_message = "latency_metric_names must not repeat a name."
+  }
 }
 
 variable "stage_names" {
   description = "Stage names (job.stage(name)) for the per-stage progress widget. Empty means a SEARCH expression that finds every stage of every job in the namespace (SEARCH ignores the JobId box)."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = length(distinct(var.stage_names)) == length(var.stage_names)
+    error_message = "stage_names must not repeat a name."
+  }
 }
 
 variable "cost_categories" {
@@ -115,6 +126,12 @@ variable "alarm_job_ids" {
   validation {
     condition     = alltrue([for id in var.alarm_job_ids : length(id) >= 1 && length(id) <= 200])
     error_message = "Each alarm JobId must be 1-200 characters (it becomes part of the alarm names)."
+  }
+
+  validation {
+    # Each JobId keys its alarms: a repeated one would fail the plan with "Duplicate object key".
+    condition     = length(distinct(var.alarm_job_ids)) == length(var.alarm_job_ids)
+    error_message = "alarm_job_ids must not repeat a JobId."
   }
 }
 
@@ -233,8 +250,9 @@ variable "cost_tracker_schedule" {
   default     = "rate(5 minutes)"
 
   validation {
-    condition     = can(regex("^(rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\)|cron\\(.+\\))$", var.cost_tracker_schedule))
-    error_message = "cost_tracker_schedule must be rate(N unit) or cron(...)."
+    # EventBridge wants the singular unit for 1 and the plural otherwise: rate(1 hour), rate(5 minutes).
+    condition     = can(regex("^(rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)|cron\\(.+\\))$", var.cost_tracker_schedule))
+    error_message = "cost_tracker_schedule must be rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, or cron(...)."
   }
 }
 

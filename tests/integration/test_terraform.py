@@ -527,6 +527,27 @@ def test_select_input_and_stage_search_variant_plans_a_valid_dashboard(
 
 
 @pytest.mark.terraform
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"alarm_job_ids": ["job-1", "job-1"]}, "alarm_job_ids must not repeat a JobId"),
+        ({"latency_metric_names": ["A", "A"]}, "latency_metric_names must not repeat a name"),
+        ({"stage_names": ["read", "read"]}, "stage_names must not repeat a name"),
+        ({"cost_tracker_schedule": "rate(1 minutes)"}, "cost_tracker_schedule must be"),
+        ({"cost_tracker_schedule": "rate(5 minute)"}, "cost_tracker_schedule must be"),
+    ],
+)
+def test_inputs_terraform_or_eventbridge_would_refuse_fail_the_plan_with_a_reason(
+    deployed: Deployment, inputs: dict[str, Any], message: str
+) -> None:
+    import tftest
+
+    with pytest.raises(tftest.TerraformTestError) as refused:
+        deployed.tf.plan(tf_vars={**deployed.tf_vars, **inputs})
+    assert message in " ".join(str(refused.value).split())
+
+
+@pytest.mark.terraform
 def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deployment) -> None:
     cloudwatch = deployed.client("cloudwatch")
     arns = deployed.outputs["alarm_arns"]
@@ -696,7 +717,6 @@ def test_iam_grants_only_what_workers_and_the_tracker_need(deployed: Deployment)
     assert _as_list(tracker["CostExplorerRead"]["Action"]) == ["ce:GetCostAndUsage"]
     assert _as_list(tracker["JobTable"]["Action"]) == [
         "dynamodb:GetItem",
-        "dynamodb:PutItem",
         "dynamodb:Scan",
         "dynamodb:UpdateItem",
     ]

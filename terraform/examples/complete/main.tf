@@ -42,7 +42,8 @@ module "metricskit" {
   alarm_job_ids            = var.alarm_job_ids
   alarm_email              = var.alarm_email
   default_job_id           = length(var.alarm_job_ids) > 0 ? var.alarm_job_ids[0] : "example-job"
-  latency_metric_names     = ["KafkaLatency"]
+  latency_metric_names     = var.latency_metric_names
+  cost_tracker_schedule    = var.cost_tracker_schedule
   stage_names              = var.stage_names
   job_id_input_type        = var.job_id_input_type
   dashboard_period_seconds = var.dashboard_period_seconds

@@ -48,7 +48,19 @@ variable "job_id_input_type" {
 variable "stage_names" {
   description = "Stages of the example job, one line each in the per-stage progress widget; [] switches that widget to a SEARCH expression."
   type        = list(string)
-  default     = ["download", "parse", "produce"]
+  default     = ["read", "produce"] # the CSV-to-Kafka loader's stages
+}
+
+variable "latency_metric_names" {
+  description = "Distributions shown as average and p99 latency and watched by the p99 alarms."
+  type        = list(string)
+  default     = ["KafkaLatency"]
+}
+
+variable "cost_tracker_schedule" {
+  description = "EventBridge schedule expression of the cost tracker."
+  type        = string
+  default     = "rate(5 minutes)"
 }
 
 variable "dashboard_period_seconds" {
