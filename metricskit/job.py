@@ -7,6 +7,7 @@ nothing on the record path touches the network.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -158,6 +159,8 @@ class Job(Recorder):
         if worker is not None:
             dims = (*dims, (catalog.WORKER_ID, check_dimension_value(catalog.WORKER_ID, worker)))
         self.dimensions = dims
+        self._per_worker = worker is not None
+        self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
         self.clock: Callable[[], float] = clock or time.monotonic
         if total is not None and not (isinstance(total, int | float) and 0 <= total < math.inf):
             raise ConfigurationError(f"total must be a finite number >= 0 or None, got {total!r}")
@@ -361,6 +364,8 @@ class Job(Recorder):
             stages = list(self._stages.values())
         for stage in stages:
             metrics.extend(stage.collect(now, period))
+        if self._per_worker:
+            metrics.extend(self._job_wide_copies(metrics))
         metrics.extend(self._self_metrics())
         return MetricBatch(
             namespace=self.namespace,
@@ -369,6 +374,22 @@ class Job(Recorder):
             period_seconds=period,
             storage_resolution=self.storage_resolution,
         )
+
+    def _job_wide_copies(self, metrics: list[Metric]) -> list[Metric]:
+        """Each per-worker metric again without ``WorkerId``: the series every worker adds to.
+
+        ``WorkerId`` adds series rather than replacing the job's own, so dashboards, alarms
+        and metric math that read a job by ``JobId`` (and ``Stage``) see every worker.
+        """
+        copies = []
+        for metric in metrics:
+            key = self._job_wide_keys.get(metric.key)
+            if key is None:
+                dims = tuple(d for d in metric.key.dimensions if d[0] != catalog.WORKER_ID)
+                key = SeriesKey(metric.key.name, metric.key.unit, dims)
+                self._job_wide_keys[metric.key] = key
+            copies.append(dataclasses.replace(metric, key=key))
+        return copies
 
     def _self_metrics(self) -> list[Metric]:
         """Drops, failed exports and queued periods, published only when non-zero."""

@@ -135,7 +135,8 @@ def test_each_flush_publishes_job_wide_progress(table: str, clock: Any) -> None:
         b.flush()
         assert sink_b.last(catalog.RECORDS_DONE) == 80  # a's 30 came back in the reply
         assert sink_b.last(catalog.PROGRESS_PERCENTAGE) == 40
-        assert sink_b.sum(catalog.RECORDS_PROCESSED) == 50  # the delta stays this worker's
+        # The delta stays this worker's.
+        assert sink_b.sum(catalog.RECORDS_PROCESSED, WorkerId="b") == 50
         a.processed(20)
         clock.advance(10)
         a.flush()
@@ -167,7 +168,7 @@ def test_stage_progress_is_job_wide(table: str, clock: Any) -> None:
         b.flush()
         assert sink_b.last(catalog.RECORDS_DONE, Stage="read") == 80  # a's 30 in the reply
         assert sink_b.last(catalog.PROGRESS_PERCENTAGE, Stage="read") == 40
-        assert sink_b.sum(catalog.RECORDS_PROCESSED, Stage="read") == 50  # b's own delta
+        assert sink_b.sum(catalog.RECORDS_PROCESSED, Stage="read", WorkerId="b") == 50
         assert sink_b.last(catalog.RECORDS_DONE, Stage="write") == 5
         assert b.status().done == 0  # the job's own count is apart from its stages
         read_b.processed(1)

@@ -272,6 +272,47 @@ def test_worker_id_dimension_is_opt_in(clock: FakeClock) -> None:
     job.processed()
     job.close()
     assert sink.metrics(catalog.RECORDS_PROCESSED)[0].key.dimension("WorkerId") == "w-7"
+    plain = MemorySink()
+    make_job(clock, plain).close()
+    assert all(m.key.dimension("WorkerId") is None for m in plain.metrics())
+
+
+def test_worker_id_adds_per_worker_series_and_keeps_the_job_wide_ones(clock: FakeClock) -> None:
+    """Dashboards and alarms read a job by JobId (and Stage): WorkerId must not hide it."""
+    sink = MemorySink()
+    job = make_job(clock, sink, total=10, worker_id="w-7")
+    job.processed(3)
+    job.observe("KafkaLatency", 5.0)
+    job.stage("read").processed(2)
+    job.observe("Bad", float("nan"))  # a self-metric: published once, by JobId only
+    clock.advance(60)
+    job.flush()
+    job.close()
+
+    per_worker = [m for m in sink.metrics() if m.key.dimension("WorkerId") == "w-7"]
+    assert {m.name for m in per_worker} >= {
+        catalog.RECORDS_PROCESSED, catalog.PROGRESS_PERCENTAGE, "KafkaLatency"
+    }  # fmt: skip
+    # In every batch, each per-worker series has a job-wide twin with the same data and one
+    # dimension less, and nothing else is job-wide but the self-metrics.
+    for batch in sink.batches:
+        by_key = {(m.name, m.key.dimensions): m for m in batch}
+        twins = set()
+        for m in batch:
+            if m.key.dimension("WorkerId") is None:
+                continue
+            dims = tuple(d for d in m.key.dimensions if d[0] != "WorkerId")
+            twin = by_key[(m.name, dims)]
+            assert (twin.kind, twin.value, twin.values, twin.counts) == (
+                m.kind, m.value, m.values, m.counts
+            )  # fmt: skip
+            twins.add((m.name, dims))
+        alone = {k for k, m in by_key.items() if m.key.dimension("WorkerId") is None} - twins
+        assert {name for name, _ in alone} <= {catalog.DROPPED_VALUES}
+    assert sink.sum(catalog.RECORDS_PROCESSED, WorkerId="w-7") == 5  # job 3 + stage 2
+    assert sink.last(catalog.RECORDS_DONE, Stage="read", WorkerId="w-7") == 2
+    dropped = sink.metrics(catalog.DROPPED_VALUES)
+    assert [m.key.dimensions for m in dropped] == [(("JobId", "job-1"),)]
 
 
 def test_distribution_handle_records_into_the_same_series(clock: FakeClock) -> None:
