@@ -89,8 +89,13 @@ def bucket_index(value: float) -> int:
 
 
 def bucket_representative(index: int) -> float:
-    """The value published for bucket ``index``: within RELATIVE_ACCURACY of its members."""
-    return _REPRESENTATIVE_FACTOR * _GAMMA**index
+    """The value published for bucket ``index``: within RELATIVE_ACCURACY of its members.
+
+    Kept within CloudWatch's [2^-360, 2^360]: the buckets at either end reach past it, and
+    one value outside would make CloudWatch refuse a whole request.
+    """
+    representative = _REPRESENTATIVE_FACTOR * _GAMMA**index
+    return min(limits.MAX_ABS_VALUE, max(limits.MIN_ABS_VALUE, representative))
 
 
 def is_publishable(value: float) -> bool:
@@ -119,7 +124,8 @@ class CounterCell:
         try:
             if not 0 <= n <= limits.MAX_ABS_VALUE:
                 return False
-        except TypeError:
+            n = float(n)  # a Decimal (boto3's DynamoDB numbers) adds to a float only as one
+        except (TypeError, ValueError, ArithmeticError):  # Decimal NaN raises on comparison
             return False
         with self._lock:
             self._added += n
@@ -162,11 +168,12 @@ class GaugeCell:
         """Keep ``value`` as the period's last. Returns False, keeping nothing, when bad."""
         try:
             ok = is_publishable(value)
-        except TypeError:
+            number = float(value)
+        except (TypeError, ValueError, ArithmeticError):  # a non-number, a Decimal NaN
             return False
         if ok:
             with self._lock:
-                self._value = float(value)
+                self._value = number
         return ok
 
     def take(self) -> float | None:
@@ -243,7 +250,7 @@ class DistributionCell:
         buffer = self._buffer
         try:
             buffer.append(value)
-        except TypeError:
+        except (TypeError, ValueError, ArithmeticError):  # a non-number, 10**400, Decimal sNaN
             self._on_drop(self.name, value)
             return
         if len(buffer) >= BUFFER_CAPACITY:

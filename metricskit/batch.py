@@ -7,9 +7,13 @@ periods that could not be delivered during an outage are kept in bounded memory.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+from metricskit import limits
 
 Dimensions = tuple[tuple[str, str], ...]
 """Dimension (name, value) pairs in the order they were defined."""
@@ -116,6 +120,10 @@ class MetricBatch:
     def __len__(self) -> int:
         return len(self.metrics)
 
+    def with_metrics(self, metrics: tuple[Metric, ...]) -> MetricBatch:
+        """This batch (namespace, time, period, resolution) holding ``metrics`` instead."""
+        return dataclasses.replace(self, metrics=metrics)
+
     def merged_with(self, later: MetricBatch) -> MetricBatch:
         """Merge a later batch into this one; the result carries the later timestamp.
 
@@ -132,6 +140,40 @@ class MetricBatch:
             storage_resolution=max(self.storage_resolution, later.storage_resolution),
             extra={**self.extra, **later.extra},
         )
+
+
+def publishable_value(value: float) -> float | None:
+    """``value`` as CloudWatch accepts it: None for NaN, +/-inf or beyond +/-2^360, and 0 for
+    a value closer to zero than 2^-360 (limits.MIN_ABS_VALUE)."""
+    if not math.isfinite(value) or abs(value) > limits.MAX_ABS_VALUE:
+        return None
+    return 0.0 if abs(value) < limits.MIN_ABS_VALUE else value
+
+
+def publishable(metric: Metric) -> tuple[Metric | None, int]:
+    """``metric`` holding only what CloudWatch accepts, and how many values were left out.
+
+    One unacceptable value makes CloudWatch refuse a whole PutMetricData request (up to 1000
+    datums), so every sink passes its metrics through here. None when nothing is left.
+    """
+    if metric.kind is not MetricKind.DISTRIBUTION:
+        value = publishable_value(metric.value)
+        if value is None:
+            return None, 1
+        return (metric if value == metric.value else dataclasses.replace(metric, value=value)), 0
+    kept: dict[float, float] = {}
+    dropped = 0
+    for raw, count in zip(metric.values, metric.counts, strict=True):
+        value = publishable_value(raw)
+        if value is None or not (math.isfinite(count) and count > 0):
+            dropped += 1
+            continue
+        kept[value] = kept.get(value, 0.0) + count
+    if not kept:
+        return None, dropped
+    if dropped == 0 and len(kept) == len(metric.values) and tuple(kept) == metric.values:
+        return metric, 0
+    return distribution(metric.key, kept), dropped
 
 
 def merge_metrics(metrics: Iterable[Metric]) -> tuple[Metric, ...]:

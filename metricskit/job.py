@@ -162,8 +162,6 @@ class Job(Recorder):
         self._per_worker = worker is not None
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
         self.clock: Callable[[], float] = clock or time.monotonic
-        if total is not None and not (isinstance(total, int | float) and 0 <= total < math.inf):
-            raise ConfigurationError(f"total must be a finite number >= 0 or None, got {total!r}")
         self.sink: Sink = self._resolve_sink(sink)
         queued = max_queued_periods or config.env_positive_int(
             config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
@@ -180,6 +178,8 @@ class Job(Recorder):
         self._failed_exports_reported = 0
         self._closed = False
         self._close_lock = threading.Lock()
+        self._close_done = threading.Event()
+        self._close_result = False
         self.final_status: FinalStatus | None = None
         self._flusher = PeriodicFlusher(
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
@@ -464,7 +464,12 @@ class Job(Recorder):
             name=f"metricskit-flush-{self.job_id}",
             daemon=True,
         )
-        helper.start()
+        try:
+            helper.start()
+        except RuntimeError:
+            # Python 3.12.0/3.12.1 refuse new threads in atexit hooks ("can't create new
+            # thread at interpreter shutdown"): deliver unbounded rather than not at all.
+            return work()
         helper.join(timeout)
         if helper.is_alive():
             logger.warning(
@@ -487,11 +492,23 @@ class Job(Recorder):
         """Flush once more, mark the job finished and stop the flusher. Safe to call twice.
 
         Returns True when everything recorded was delivered within the shutdown timeout.
+        A call while another thread is closing the job waits for that close (at most the
+        shutdown timeout) and returns its result, so a SIGTERM handler never lets the
+        process exit under a close still delivering.
         """
         with self._close_lock:
-            if self._closed:
-                return True
+            closing_elsewhere = self._closed
             self._closed = True
+        if closing_elsewhere:
+            self._close_done.wait(self.shutdown_timeout)
+            return self._close_result
+        try:
+            self._close_result = self._close(status)
+        finally:
+            self._close_done.set()
+        return self._close_result
+
+    def _close(self, status: FinalStatus) -> bool:
         self.final_status = status
         deadline = time.monotonic() + self.shutdown_timeout
         self._flusher.stop(timeout=self.shutdown_timeout)
@@ -558,6 +575,9 @@ class Job(Recorder):
         for stage in list(self._stages.values()):
             stage.reset_after_fork()
         self._close_lock = threading.Lock()
+        self._close_done = threading.Event()
+        if self._closed:  # a close under way in the parent never finishes here
+            self._close_done.set()
         self._drops.reset_after_fork()
         self._delivery.reset_after_fork()
         self._failed_exports_reported = 0

@@ -119,6 +119,11 @@ def deserialize_item(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidJobItemError(f"not a DynamoDB item: {exc}") from exc
 
 
+def warm_deserializer() -> None:
+    """Import boto3's item decoder now (see :class:`~metricskit.registry.JobRegistry`)."""
+    _deserializer()
+
+
 @functools.cache
 def _deserializer() -> TypeDeserializer:
     # Stateless, so one serves every thread; boto3 is imported only once an item is read.
@@ -216,4 +221,5 @@ __all__ = [
     "parse_number",
     "parse_stages_done",
     "read_job_items",
+    "warm_deserializer",
 ]

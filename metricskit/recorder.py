@@ -8,6 +8,7 @@ units are validated once, the first time a metric name is used.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Final
 from metricskit import catalog
 from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell, Timer
 from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
-from metricskit.errors import InvalidMetricError
+from metricskit.errors import ConfigurationError, InvalidMetricError
 from metricskit.eta import Estimate, EtaEstimator
 from metricskit.lock_holders import holds_lock
 from metricskit.validation import check_metric_name, check_unit
@@ -41,6 +42,21 @@ class JobStatus:
     rate: float | None
     eta_seconds: float | None
     errors: float = 0.0
+
+
+def check_total(total: object) -> float | None:
+    """``total`` if it is a finite number >= 0 or None; else a ConfigurationError."""
+    if total is None:
+        return None
+    if isinstance(total, bool) or not isinstance(total, int | float) or not 0 <= total < math.inf:
+        raise ConfigurationError(f"total must be a finite number >= 0 or None, got {total!r}")
+    return total
+
+
+_ONE: Final = 1
+"""``n is _ONE`` picks the tick path of processed() & co: identity with CPython's cached int 1
+is the cheapest test, and unlike ``n == 1`` it never raises (a Decimal sNaN refuses to
+compare). Any other 1 (1.0, Decimal(1), numpy's) takes the add path and counts the same."""
 
 
 class DropCounter:
@@ -85,7 +101,7 @@ class Recorder:
         drops: DropCounter,
     ) -> None:
         self._dimensions = dimensions
-        self._total = total
+        self._total = check_total(total)
         self._clock = clock
         self._drops = drops
         self._processed = CounterCell()
@@ -111,28 +127,28 @@ class Recorder:
 
     def processed(self, n: float = 1) -> None:
         """Count ``n`` records as finished (default 1)."""
-        if n == 1:
+        if n is _ONE:
             self._processed_tick()
         elif not self._processed.add(n):
             self._drops.report(catalog.RECORDS_PROCESSED, n)
 
     def failed(self, n: float = 1) -> None:
         """Count ``n`` records as failed."""
-        if n == 1:
+        if n is _ONE:
             self._failed_tick()
         elif not self._failed.add(n):
             self._drops.report(catalog.ERROR_COUNT, n)
 
     def retried(self, n: float = 1) -> None:
         """Count ``n`` retries."""
-        if n == 1:
+        if n is _ONE:
             self._retried_tick()
         elif not self._retried.add(n):
             self._drops.report(catalog.RETRY_COUNT, n)
 
     def checkpointed(self, n: float = 1) -> None:
         """Count ``n`` checkpoints written."""
-        if n == 1:
+        if n is _ONE:
             self._checkpointed_tick()
         elif not self._checkpointed.add(n):
             self._drops.report(catalog.CHECKPOINT_COUNT, n)
@@ -236,8 +252,12 @@ class Recorder:
         return self._total
 
     def set_total(self, total: float | None) -> None:
-        """Set or change the number of records the job will process."""
-        self._total = total
+        """Set or change the number of records the job will process (None: unknown).
+
+        Raises :class:`~metricskit.errors.ConfigurationError` unless ``total`` is a finite
+        number >= 0 or None.
+        """
+        self._total = check_total(total)
 
     def _done(self) -> float:
         """Records done as this recorder reports it (job-wide where a registry says so)."""

@@ -40,6 +40,7 @@ from metricskit.job_record import (
     parse_number,
     parse_stages_done,
     read_job_items,
+    warm_deserializer,
 )
 from metricskit.lock_holders import holds_lock
 
@@ -102,6 +103,10 @@ class JobRegistry:
         self._session = session
         self._owns_client = client is None
         self._client = client if client is not None else dynamodb_client(session)
+        # Import boto3's item decoder here, on the caller's thread: imported later by the
+        # registration thread, a fork during that import would leave the children a held
+        # import lock, and their first registry call would hang.
+        warm_deserializer()
 
     @property
     def client(self) -> DynamoDBClient:

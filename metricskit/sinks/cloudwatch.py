@@ -4,7 +4,10 @@ One batch becomes as few requests as the limits allow: at most 1000 datums and 1
 a distribution split into datums of at most 150 Values/Counts. Throttling and 5xx answers
 are retried by botocore's ``standard`` retry mode (exponential backoff with full jitter);
 what still fails is returned to the caller as the undelivered remainder, request by request,
-so a retry never publishes a datum twice.
+so a request that was answered is never sent again. (One whose answer was lost to a read
+timeout after CloudWatch applied it is, and PutMetricData takes no idempotency token: see
+docs/OPERATIONS.md, where the guarantees end.) Values CloudWatch refuses are left out first,
+because one of them fails the whole request.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from metricskit import limits
-from metricskit.batch import Metric, MetricBatch, MetricKind
+from metricskit.batch import Metric, MetricBatch, MetricKind, publishable
 from metricskit.errors import ConfigurationError
 from metricskit.sinks.base import BaseSink, ExportResult
 
@@ -71,6 +74,8 @@ class CloudWatchSink(BaseSink):
         self.retries = 0
         self.failed_requests = 0
         self.rejected_datums = 0
+        self.dropped_values = 0
+        """Values CloudWatch would refuse (NaN, inf, beyond +/-2^360), left out of requests."""
 
     def _build_client(self) -> CloudWatchClient:
         try:
@@ -107,6 +112,7 @@ class CloudWatchSink(BaseSink):
 
     def export(self, batch: MetricBatch) -> ExportResult:
         protocol = self._client.meta.service_model.protocol
+        batch = self._publishable(batch)
         requests = pack_requests(batch, protocol)
         for index, request in enumerate(requests):
             data = [to_datum(m, batch.timestamp, batch.storage_resolution) for m in request]
@@ -130,12 +136,31 @@ class CloudWatchSink(BaseSink):
                     len(requests) - index,
                 )
                 rest = tuple(m for later in requests[index:] for m in later)
-                return ExportResult.failed(_with_metrics(batch, rest))
+                return ExportResult.failed(batch.with_metrics(rest))
             with self._lock:
                 self.requests_sent += 1
                 self.bytes_sent += sum(estimate_datum_bytes(d, protocol) for d in data)
                 self.retries += int(response["ResponseMetadata"].get("RetryAttempts", 0))
         return ExportResult.ok()
+
+    def _publishable(self, batch: MetricBatch) -> MetricBatch:
+        """The batch without values CloudWatch refuses: one would fail its whole request."""
+        kept: list[Metric] = []
+        dropped = 0
+        for metric in batch:
+            clean, bad = publishable(metric)
+            dropped += bad
+            if clean is not None:
+                kept.append(clean)
+        if dropped:
+            with self._lock:
+                self.dropped_values += dropped
+            logger.warning(
+                "metricskit: %d value(s) of %s are NaN, infinite or beyond +/-2^360; left out",
+                dropped,
+                batch.namespace,
+            )
+        return batch.with_metrics(tuple(kept))
 
     def _count_failure(self, exc: Exception) -> None:
         response = getattr(exc, "response", None) or {}
@@ -150,17 +175,6 @@ def _is_non_retryable(exc: Exception) -> bool:
     if not isinstance(response, dict):
         return False
     return response.get("Error", {}).get("Code") in _NON_RETRYABLE_CODES
-
-
-def _with_metrics(batch: MetricBatch, metrics: tuple[Metric, ...]) -> MetricBatch:
-    return MetricBatch(
-        namespace=batch.namespace,
-        timestamp=batch.timestamp,
-        metrics=metrics,
-        period_seconds=batch.period_seconds,
-        storage_resolution=batch.storage_resolution,
-        extra=batch.extra,
-    )
 
 
 def split_metric(metric: Metric) -> Iterator[Metric]:

@@ -92,6 +92,7 @@ from metricskit.batch import (
     MetricKind,
     distribution,
     merge_metrics,
+    publishable,
 )
 from metricskit.errors import ConfigurationError
 from metricskit.sinks.base import BaseSink, ExportResult
@@ -128,7 +129,8 @@ class _Piece:
     name: str
     value: float | list[float]
     definition: dict[str, Any]
-    carried: Metric
+    carried: Metric | None
+    """What a failed write of this piece owes (None: another piece of its metric owes it)."""
     summary: dict[str, float] | None
     size: int
 
@@ -242,7 +244,7 @@ class EMFSink(BaseSink):
                         len(documents) - index,
                     )
                     owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
-                    return ExportResult.failed(_with_metrics(batch, owed))
+                    return ExportResult.failed(batch.with_metrics(owed))
                 self.documents_written += 1
                 self.bytes_written += len(document.text) + 1
             return ExportResult.ok()
@@ -376,25 +378,25 @@ def _pieces(metric: Metric, storage_resolution: int, max_samples: int) -> tuple[
     definition: dict[str, Any] = {"Name": metric.name, "Unit": metric.key.unit}
     if storage_resolution == 1:
         definition["StorageResolution"] = 1
-    if metric.kind is not MetricKind.DISTRIBUTION:
-        if not _publishable(metric.value):
-            return [], 1
-        piece = _Piece(metric.name, _number(metric.value), definition, metric, None, 0)
-        return [_sized(piece)], 0
-    pairs = [
-        (v, c)
-        for v, c in zip(metric.values, metric.counts, strict=True)
-        if _publishable(v) and math.isfinite(c) and c > 0
-    ]
-    dropped = len(metric.values) - len(pairs)
-    if not pairs:
+    clean, dropped = publishable(metric)
+    if clean is None:
         return [], dropped
+    if clean.kind is not MetricKind.DISTRIBUTION:
+        piece = _Piece(clean.name, _number(clean.value), definition, clean, None, 0)
+        return [_sized(piece)], dropped
+    pairs = list(zip(clean.values, clean.counts, strict=True))
     samples, summary = expand_distribution(pairs, max_samples)
     step = limits.EMF_MAX_VALUES_PER_METRIC
     made = []
     for start in range(0, len(samples), step):
         chunk = samples[start : start + step]
-        carried = distribution(metric.key, Counter(chunk))
+        carried: Metric | None
+        if summary is None:  # the pieces hold every observation: each carries its own
+            carried = distribution(clean.key, Counter(chunk))
+        else:
+            # Sampled: the pieces stand for the counts only together, so a failed write owes
+            # the original counts once (with the first piece), never the samples.
+            carried = clean if start == 0 else None
         piece = _Piece(
             metric.name,
             [_number(v) for v in chunk],
@@ -508,7 +510,7 @@ def _render(
     for piece in pieces:
         document[piece.name] = piece.value
     text = json.dumps(document, separators=(",", ":"), allow_nan=False)
-    return EMFDocument(text, tuple(piece.carried for piece in pieces))
+    return EMFDocument(text, tuple(p.carried for p in pieces if p.carried is not None))
 
 
 def _sized(piece: _Piece) -> _Piece:
@@ -524,26 +526,11 @@ def _sized(piece: _Piece) -> _Piece:
     return piece
 
 
-def _publishable(value: float) -> bool:
-    return math.isfinite(value) and abs(value) <= limits.MAX_ABS_VALUE
-
-
 def _number(value: float) -> float:
     """Whole floats as ints (``5`` rather than ``5.0``): shorter documents, same number."""
     if float(value).is_integer() and abs(value) < _MAX_EXACT_INT:
         return int(value)
     return value
-
-
-def _with_metrics(batch: MetricBatch, metrics: tuple[Metric, ...]) -> MetricBatch:
-    return MetricBatch(
-        namespace=batch.namespace,
-        timestamp=batch.timestamp,
-        metrics=metrics,
-        period_seconds=batch.period_seconds,
-        storage_resolution=batch.storage_resolution,
-        extra=batch.extra,
-    )
 
 
 # -- transports to the CloudWatch agent ------------------------------------------------------

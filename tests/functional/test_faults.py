@@ -226,6 +226,46 @@ def test_sigterm_without_an_application_handler_still_terminates(
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "plain") == 11
 
 
+SIGTERM_DURING_CLOSE_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    import metricskit
+    from metricskit.sinks.base import BaseSink, ExportResult
+
+    class SlowSink(BaseSink):  # a slow PutMetricData
+        def export(self, batch):
+            time.sleep(1.5)
+            done = sum(m.value for m in batch if m.name == "RecordsProcessed")
+            with open(sys.argv[1], "a") as out:
+                out.write(f"{done:.0f}\\n")
+            return ExportResult.ok()
+
+    job = metricskit.Job("closing", sink=SlowSink(), flush_interval=3600, shutdown_timeout=10)
+    job.processed(42)
+    threading.Thread(target=job.close).start()
+    time.sleep(0.3)  # that close() is now delivering
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    """
+)
+
+
+def test_sigterm_while_another_thread_closes_waits_for_that_close(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(SIGTERM_DURING_CLOSE_WORKER)
+    exported = tmp_path / "exported.txt"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(exported)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert exported.read_text().split() == ["42"]  # delivered before the process ended
+
+
 def test_a_job_never_closed_is_flushed_at_exit(aws: str, namespace: str, tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(

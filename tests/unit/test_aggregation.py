@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from metricskit import limits
 from metricskit.aggregation import (
     BUFFER_CAPACITY,
     RELATIVE_ACCURACY,
@@ -261,3 +262,14 @@ def test_the_public_timer_passes_milliseconds_to_any_callback() -> None:
     with Timer(seen.append, StepClock(0.25)) as timer:
         assert isinstance(timer, Timer)
     assert seen == [250.0]
+
+
+def test_representatives_stay_within_what_cloudwatch_accepts() -> None:
+    for value in (limits.MAX_ABS_VALUE, 2.34e108, limits.MIN_ABS_VALUE, 5e-109):
+        assert bucket_representative(bucket_index(value)) >= limits.MIN_ABS_VALUE
+        assert bucket_representative(bucket_index(value)) <= limits.MAX_ABS_VALUE
+    cell = DistributionCell("Big", lambda name, value: None, "None")
+    cell.record(2.348e108)  # accepted (within +/-2^360), its bucket's middle is not
+    ((value, count),) = cell.take().items()
+    assert count == 1
+    assert value == limits.MAX_ABS_VALUE

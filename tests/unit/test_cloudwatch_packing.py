@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from metricskit import limits
-from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution
-from metricskit.sinks.cloudwatch import estimate_datum_bytes, pack_requests, split_metric, to_datum
+from metricskit.batch import (
+    Metric,
+    MetricBatch,
+    MetricKind,
+    SeriesKey,
+    distribution,
+    publishable,
+)
+from metricskit.sinks.cloudwatch import (
+    CloudWatchSink,
+    estimate_datum_bytes,
+    pack_requests,
+    split_metric,
+    to_datum,
+)
 
 DIMS = (("JobId", "job-1"),)
 
@@ -72,3 +86,53 @@ def test_query_estimate_is_larger_than_json_for_value_arrays() -> None:
     key = SeriesKey("Latency", "Milliseconds", DIMS)
     datum = to_datum(distribution(key, {float(i): 1.0 for i in range(150)}), 0.0, 60)
     assert estimate_datum_bytes(datum, "query") > 2 * estimate_datum_bytes(datum, "json")
+
+
+def test_only_values_cloudwatch_accepts_are_published() -> None:
+    key = SeriesKey("Latency", "Milliseconds", DIMS)
+    tiny = limits.MIN_ABS_VALUE / 4
+    dist = Metric(
+        key,
+        MetricKind.DISTRIBUTION,
+        values=(0.0, tiny, 2.0, math.nan, 2.0**361),
+        counts=(1.0, 2.0, 3.0, 1.0, 1.0),
+    )
+    clean, dropped = publishable(dist)
+    assert clean is not None
+    assert (clean.values, clean.counts, dropped) == ((0.0, 2.0), (3.0, 3.0), 2)  # tiny -> 0
+    for bad in (math.nan, math.inf, -math.inf, 2.0**361, -(2.0**361)):
+        assert publishable(Metric(key, MetricKind.GAUGE, value=bad)) == (None, 1)
+    assert publishable(Metric(key, MetricKind.GAUGE, value=-tiny))[0] == Metric(
+        key, MetricKind.GAUGE, value=0.0
+    )
+    fine = Metric(key, MetricKind.COUNTER, value=5.0)
+    assert publishable(fine) == (fine, 0)
+    assert publishable(distribution(key, {1.0: 2.0}))[0] == distribution(key, {1.0: 2.0})
+
+
+class CapturingCloudWatch:
+    """A PutMetricData client that keeps each request (what moto would not check)."""
+
+    class meta:  # noqa: N801 - mirrors boto3's client.meta
+        class service_model:  # noqa: N801
+            protocol = "json"
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def put_metric_data(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        return {"ResponseMetadata": {"RetryAttempts": 0}}
+
+
+def test_one_bad_value_never_costs_the_rest_of_the_request() -> None:
+    """CloudWatch refuses a whole request for one NaN: the sink leaves such values out."""
+    client = CapturingCloudWatch()
+    sink = CloudWatchSink(client=client)  # type: ignore[arg-type]
+    good = counters(3)
+    nan = Metric(SeriesKey("Loss", "None", DIMS), MetricKind.GAUGE, value=math.nan)
+    assert sink.export(MetricBatch("ns", 1_700_000_000.0, (*good, nan))).success
+    (request,) = client.requests
+    assert [d["MetricName"] for d in request["MetricData"]] == ["M0", "M1", "M2"]
+    assert all(math.isfinite(d["Value"]) for d in request["MetricData"])
+    assert sink.dropped_values == 1

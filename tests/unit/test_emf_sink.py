@@ -364,3 +364,23 @@ def test_a_serializer_failure_is_reported_not_raised_and_not_retried(
     assert not result.success
     assert not result.retryable
     assert buf.getvalue() == ""
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written: int) -> None:
+    """Down-sampled pieces stand for the counts only together: a retry owes the original."""
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    dist = distribution(key, {float(v): 25.0 for v in range(1, 2001)})  # 50,000 observations
+    stream = FailingStream(good=written)
+    # Small documents: the 1000 samples take several, so the failure falls between them.
+    result = EMFSink(stream=stream, max_document_bytes=8192).export(batch(dist))
+    assert not result.success
+    assert result.remainder is not None
+    owed = [m for m in result.remainder if m.name == "Latency"]
+    if written == 0:  # nothing went out: the whole distribution is owed, exactly
+        assert [(m.values, m.counts) for m in owed] == [(dist.values, dist.counts)]
+    else:  # the first piece went out with the exact SampleCount and Sum: nothing is owed
+        (sent,) = validate_output(stream.getvalue(), 8192)
+        summary = sent["MetricskitDistributions"]["Latency"]  # type: ignore[index]
+        assert summary["SampleCount"] == 50_000
+        assert owed == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from decimal import Decimal
 
 import pytest
 
@@ -381,3 +383,54 @@ def test_nested_timers_on_one_name_each_record_their_own_block(clock: FakeClock)
     values = sorted(sink.values("Step"))
     assert values == [pytest.approx(5.0, rel=0.005), pytest.approx(15.0, rel=0.005)]
     job.close()
+
+
+def test_record_calls_never_raise_whatever_number_type_they_get(clock: FakeClock) -> None:
+    """boto3's DynamoDB numbers are Decimals; huge ints and Decimal NaN must not escape."""
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(Decimal("5"))
+    job.failed(Decimal("2"))
+    for bad in (Decimal("NaN"), Decimal("sNaN"), 10**400, "7", None):
+        job.processed(bad)  # type: ignore[arg-type]
+        job.failed(bad)  # type: ignore[arg-type]
+        job.gauge("Loss", bad)  # type: ignore[arg-type]
+        job.observe("KafkaLatency", bad)  # type: ignore[arg-type]
+    job.observe("KafkaLatency", Decimal("3"))
+    job.gauge("Loss", Decimal("0.5"))  # type: ignore[arg-type]
+    job.close()
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 5
+    assert sink.sum(catalog.ERROR_COUNT) == 2
+    assert sink.count("KafkaLatency") == 1
+    assert sink.last("Loss") == 0.5
+    assert sink.sum(catalog.DROPPED_VALUES) == 5 * 4
+
+
+def test_close_delivers_even_where_no_new_thread_may_start(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12.0/3.12.1 refuse new threads in atexit hooks, where close() may run."""
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    job.processed(3)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert job.close() is True
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 3
+
+
+def test_a_job_registry_imports_its_item_decoder_on_the_callers_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not later on the registration thread, where a fork could catch the import lock held."""
+    from metricskit import job_record
+    from metricskit.registry import JobRegistry
+
+    job_record._deserializer.cache_clear()
+    monkeypatch.delitem(sys.modules, "boto3.dynamodb.types", raising=False)
+    JobRegistry("jobs", client=object())  # type: ignore[arg-type]
+    assert "boto3.dynamodb.types" in sys.modules
+    assert job_record._deserializer.cache_info().currsize == 1

@@ -8,6 +8,7 @@ import pytest
 
 from metricskit import Job, catalog
 from metricskit.batch import MetricKind
+from metricskit.errors import ConfigurationError
 from metricskit.sinks.memory import MemorySink
 
 STAGES = (
@@ -67,3 +68,22 @@ def test_same_stage_name_returns_the_same_stage_and_updates_its_total(clock: Any
         assert first is again
         assert again.total == 20
         assert job.stage("denoise") is first
+
+
+@pytest.mark.parametrize("bad", ["1000", float("nan"), float("inf"), -1, True])
+def test_a_bad_total_is_refused_wherever_it_is_given(clock: Any, bad: object) -> None:
+    """A total that is not a finite number >= 0 would break every later flush."""
+    sink = MemorySink()
+    with Job("totals", sink=sink, clock=clock) as job:
+        stage = job.stage("parse", total=10)
+        with pytest.raises(ConfigurationError, match="total must be a finite number >= 0"):
+            job.stage("load", total=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="total must be a finite number >= 0"):
+            stage.set_total(bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="total must be a finite number >= 0"):
+            job.set_total(bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="total must be a finite number >= 0"):
+            Job("other", total=bad, sink=MemorySink())  # type: ignore[arg-type]
+        stage.processed(4)
+        assert stage.status().percent == pytest.approx(40.0)
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="parse") == 4  # the flushes still work
