@@ -257,7 +257,7 @@ variable "cost_tracker_schedule" {
 }
 
 variable "cost_tracker_ce_refresh_hours" {
-  description = "Hours between Cost Explorer refreshes (COST_TRACKER_CE_REFRESH_HOURS). 6 keeps Cost Explorer at 4 requests a day or fewer."
+  description = "Hours between Cost Explorer refreshes (COST_TRACKER_CE_REFRESH_HOURS). 6 keeps Cost Explorer at 4 refreshes a day or fewer (a refresh is one request per page of answer)."
   type        = number
   default     = 6
 
