@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -23,10 +24,24 @@ def use_fake_aws(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_metricskit_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees METRICSKIT_* or AWS endpoint settings from the developer's shell."""
+    """No test sees METRICSKIT_*, AWS endpoint or retry settings from the developer's shell."""
     for name in list(os.environ):
-        if name.startswith("METRICSKIT_") or name.startswith("AWS_ENDPOINT_URL"):
+        if name.startswith(
+            ("METRICSKIT_", "AWS_ENDPOINT_URL", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+        ):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Iterator[None]:
+    """The example CLIs' main() installs SIGTERM/SIGINT handlers for its own process; called
+    in-process here it must not leave them to later tests, or to children forked later (a
+    child ignoring SIGTERM would hang Pool.terminate())."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:  # None: installed outside Python, nothing to put back
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

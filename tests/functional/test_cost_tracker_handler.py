@@ -40,6 +40,18 @@ def unique_noon() -> float:
     return day.timestamp()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cost_explorer_queue() -> Iterator[None]:
+    """Answers a test queued but did not use (it failed first) must not reach the next test:
+    moto's queue lives as long as the server."""
+    yield
+    from moto.ce.models import ce_backends
+
+    for account in list(ce_backends.keys()):
+        for backend in list(ce_backends[account].values()):
+            backend.cost_usage_results_queue.clear()
+
+
 def queue_ce(endpoint: str, *results: dict[str, Any]) -> None:
     body = json.dumps({"results": list(results)}).encode()
     request = urllib.request.Request(

@@ -298,7 +298,8 @@ def test_a_killed_worker_process_restarts_from_the_job_table(
         "--progress-every",
         "0",
     ]
-    first = _worker([*common, "--max-rate", "4000"])
+    # Slow enough that the signal lands mid-file even if this process stalls for seconds.
+    first = _worker([*common, "--max-rate", "1000"])
     try:
         _wait_for_progress(first, 3000)
         first.send_signal(getattr(signal, how))
@@ -316,7 +317,10 @@ def test_a_killed_worker_process_restarts_from_the_job_table(
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     result = json.loads(out.splitlines()[-1])["result"]
-    assert result["resumed_after"] == committed
+    if how == "SIGTERM":
+        assert result["resumed_after"] == committed
+    else:  # a checkpoint write in flight at SIGKILL may land after `committed` was read
+        assert result["resumed_after"] >= committed
     seen = delivered(log)
     assert set(seen) == good
     if how == "SIGTERM":  # a graceful stop commits everything it sent: no duplicates at all

@@ -6,6 +6,7 @@ checked against the EMF specification (tests/emf_spec.py).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -122,6 +123,10 @@ class FakeAgent:
         if self._sock is not None:
             self._sock.close()
         for conn in self._conns:
+            # shutdown() sends the FIN now; close() alone waits for the reader thread's
+            # poll() to return, and the sink could still see the connection open.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         for thread in self._threads:
             thread.join(timeout=2)

@@ -33,6 +33,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_listening(server: Any) -> None:
+    """Stop a ThreadedMotoServer and close its socket: stop() alone leaves it accepting
+    connections that nobody answers, so every request would wait out its read timeout."""
+    server.stop()
+    server._server.server_close()
+
+
 def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
     monkeypatch: pytest.MonkeyPatch, namespace: str
 ) -> None:
@@ -42,12 +49,14 @@ def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
     use_fake_aws(monkeypatch, f"http://127.0.0.1:{port}")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=2)
+    # A read timeout long enough that a slow answer on a loaded machine is not taken for a
+    # failure (and re-sent, counting twice); the outage itself refuses connections at once.
+    sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=10)
     job = metricskit.Job("outage", namespace=namespace, sink=sink, flush_interval=0.1)
     try:
         job.processed(100)
         assert wait_until(lambda: sink.requests_sent >= 1)
-        server.stop()  # CloudWatch goes away for several flush intervals
+        stop_listening(server)  # CloudWatch goes away for several flush intervals
         for _ in range(20):
             job.processed(10)
             job.observe("Latency", 4.0)
@@ -76,7 +85,12 @@ class EmptyBody:
 def test_5xx_answers_are_retried_with_backoff_and_counts_stay_exact(
     aws: str, namespace: str
 ) -> None:
-    client = boto3.client("cloudwatch")
+    from botocore.config import Config
+
+    # Stated, not inherited from the environment: 4 attempts per call, jittered backoff.
+    client = boto3.client(
+        "cloudwatch", config=Config(retries={"mode": "standard", "max_attempts": 4})
+    )
     answers = {"left": 6}
 
     def service_unavailable(request: Any, **_: object) -> AWSResponse | None:
@@ -86,8 +100,9 @@ def test_5xx_answers_are_retried_with_backoff_and_counts_stay_exact(
         return AWSResponse(request.url, 503, HTTPHeaders(), EmptyBody())
 
     client.meta.events.register("before-send.cloudwatch.PutMetricData", service_unavailable)
-    sink = CloudWatchSink(client=client)  # botocore standard retries: 4 attempts per call
-    with metricskit.Job("unavailable", namespace=namespace, sink=sink) as job:
+    sink = CloudWatchSink(client=client)
+    # Two calls' backoff can sleep ~10 s on their own: leave close() room for them.
+    with metricskit.Job("unavailable", namespace=namespace, sink=sink, shutdown_timeout=60) as job:
         job.processed(77)
         job.failed(3)
     assert answers["left"] == 0

@@ -206,7 +206,10 @@ def test_stages_beyond_the_shared_limit_stay_per_worker(
 
 def _worker(table: str, jid: str, share: int, results: Any) -> None:
     sink = MemorySink()
-    job = Job(jid, namespace="Reg/Procs", total=TOTAL, sink=sink, job_table=table)
+    # A generous shutdown timeout: the registry gets half of it at close, on a loaded machine.
+    job = Job(
+        jid, namespace="Reg/Procs", total=TOTAL, sink=sink, job_table=table, shutdown_timeout=30
+    )
     load = job.stage("load", total=TOTAL)
     for i in range(share):
         load.processed()
@@ -257,7 +260,8 @@ def _inheriting_worker(job: Job, share: int) -> None:
 
 def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
     jid = job_id()
-    parent = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table)
+    parent = Job(jid, total=TOTAL, sink=MemorySink(), job_table=table, shutdown_timeout=30)
+    wait_registered(parent)  # fork with no registry call in flight on a helper thread
     parent.processed(400)  # unflushed at fork time: the parent, not the children, sends it
     parent.stage("work").processed(400)
     ctx = multiprocessing.get_context("fork")
@@ -489,8 +493,10 @@ def test_hung_table_at_close_still_lets_the_metrics_out(table: str) -> None:
     client.meta.events.register("before-send.dynamodb", hang)
     sink = MemorySink()
     jid = job_id()
+    # The registry gets half the shutdown timeout, the metrics the rest: 10 s leaves the
+    # drain ample time on a loaded machine, and the 30 s hang still outlasts the registry's.
     job = Job(
-        jid, total=10, sink=sink, registry=JobRegistry(table, client=client), shutdown_timeout=2
+        jid, total=10, sink=sink, registry=JobRegistry(table, client=client), shutdown_timeout=10
     )
     wait_for(lambda: job.registration is not None and job.registration.registered, "register")
     job.processed(10)

@@ -43,6 +43,7 @@ def start_demo(out: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**env, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,  # its own process group, so a timeout can stop all of it
     )
 
 
@@ -83,7 +84,13 @@ def demo(
         extra.append("--no-terraform")
     out = tmp_path_factory.mktemp(f"demo-{request.param}")
     process = start_demo(out, *extra)
-    stdout, stderr = process.communicate(timeout=300)
+    try:
+        # Above the demo's own bounds (terraform init 120 s + apply 240 s, then the run).
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the demo, terraform and workers alike
+        process.communicate()
+        raise
     assert process.returncode == 0, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["provisioned"]["how"] == (
