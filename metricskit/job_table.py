@@ -18,6 +18,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   ``done >= total`` shows a replacement finished it: ``registry.final_status``);
   ``stage_done#<stage>`` N per stage (job-wide records done in ``job.stage(<stage>)``: every
   worker ADDs its delta with the job's, for at most MAX_SHARED_STAGES stages per job);
+  ``seq#<worker>`` N while a worker is active (the number of its last update: each update
+  applies only above it, so a re-sent one counts once; the worker's last update removes it);
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
@@ -74,6 +76,7 @@ ACTUAL_COST_FETCHED_AT: Final = "actual_cost_fetched_at"
 ACTUAL_COST_STATUS: Final = "actual_cost_status"
 
 STAGE_DONE_PREFIX: Final = "stage_done#"
+SEQUENCE_PREFIX: Final = "seq#"
 MAX_SHARED_STAGES: Final = 100
 """Stages whose progress the registry shares. Each adds an ADD term to every flush's
 UpdateItem, and DynamoDB allows an expression 4 KB and 300 operators: 100 stages take about
@@ -92,6 +95,10 @@ LINECOUNT_PREFIX: Final = "linecount#"
 CSVRECORDS_PREFIX: Final = "csvrecords#"
 CHECKPOINT_PREFIX: Final = "checkpoint#"
 COST_CACHE_PREFIX: Final = "costcache#"
+
+
+def sequence_attribute(worker: str) -> str:
+    return f"{SEQUENCE_PREFIX}{worker}"
 
 
 def stage_done_attribute(stage: str) -> str:

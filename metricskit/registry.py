@@ -16,7 +16,11 @@ Layout: :mod:`metricskit.job_table`. Each worker
 Faults: every call happens on the flusher thread, a helper thread at start, or in close()
 (bounded by the shutdown timeout), never on the worker's thread, and none raises. What a
 failed call did not deliver stays pending: the registration tracks cumulative counts and
-what DynamoDB acknowledged, so the next successful call adds the whole difference.
+what DynamoDB acknowledged, so the next successful call adds the whole difference. Every
+update carries the worker's next sequence number (``seq#<worker>``, conditional on the
+stored one being lower), so an update whose answer was lost and that is sent again, by
+botocore or by the next flush, is applied once: the second copy is refused as already
+applied.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from metricskit import job_table
@@ -80,6 +86,35 @@ def final_status(closing: str, record: JobRecord) -> str:
     return job_table.STATUS_INTERRUPTED
 
 
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """One worker's update number, which makes its updates idempotent (see WorkerRegistration).
+
+    ``first``: the worker's first update (applies only while ``attribute`` is absent);
+    ``last``: its final one, which removes ``attribute`` so items do not grow with workers.
+    """
+
+    attribute: str
+    number: int
+    first: bool
+    last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    """An update built once and re-sent unchanged until DynamoDB has it (success or refusal
+    as already applied), with what it acknowledges then."""
+
+    sequence: Sequence
+    sets: dict[str, Any]
+    adds: dict[str, float]
+    returns: str
+    done: float
+    errors: float
+    stages: dict[str, float]
+    seconds_at: float | None
+
+
 class JobRegistry:
     """Access to the job table: register, add progress, finish, read, find stale jobs.
 
@@ -118,11 +153,23 @@ class JobRegistry:
             self._client = dynamodb_client(self._session)
 
     def update(
-        self, job_id: str, sets: Mapping[str, Any], adds: Mapping[str, float], *, returns: str
+        self,
+        job_id: str,
+        sets: Mapping[str, Any],
+        adds: Mapping[str, float],
+        *,
+        returns: str,
+        sequence: Sequence | None = None,
     ) -> dict[str, Any]:
-        """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``."""
+        """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``.
+
+        With ``sequence`` it applies only if that worker's sequence attribute is below the
+        sequence number (or absent, for its first update), and sets or removes it:
+        otherwise DynamoDB answers ConditionalCheckFailedException (:meth:`already_applied`).
+        """
         names: dict[str, str] = {}
         values: dict[str, AttributeValueTypeDef] = {}
+        kwargs: dict[str, Any] = {}
         set_parts: list[str] = []
         add_parts: list[str] = []
         for i, (attr, value) in enumerate(sets.items()):
@@ -137,18 +184,36 @@ class JobRegistry:
             names[f"#a{i}"] = attr
             values[f":a{i}"] = _encode(amount)
             add_parts.append(f"#a{i} :a{i}")
+        remove = ""
+        if sequence is not None:
+            names["#q"] = sequence.attribute
+            values[":q"] = _encode(sequence.number)
+            kwargs["ConditionExpression"] = (
+                "attribute_not_exists(#q)" if sequence.first else "#q < :q"
+            )
+            if sequence.last and not sequence.first:
+                # Gone with the worker; a re-sent last update then finds no number below its
+                # own and is refused. (A worker whose only update is its last keeps it.)
+                remove = " REMOVE #q"
+            else:
+                set_parts.append("#q = :q")
         expression = "SET " + ", ".join(set_parts)
         if add_parts:
             expression += " ADD " + ", ".join(add_parts)
         reply = self._client.update_item(
             TableName=self.table,
             Key={job_table.HASH_KEY: {"S": job_id}},
-            UpdateExpression=expression,
+            UpdateExpression=expression + remove,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues=returns,  # type: ignore[arg-type]  # a ReturnValueType literal
+            **kwargs,
         )
         return dict(reply.get("Attributes", {}))
+
+    def already_applied(self, error: Exception) -> bool:
+        """Whether ``error`` says a sequenced update was refused as one already applied."""
+        return isinstance(error, self._client.exceptions.ConditionalCheckFailedException)
 
     def set_status(
         self, job_id: str, status: str, finished_at: float, *, only_if: str | None
@@ -251,6 +316,9 @@ class WorkerRegistration:
         self._acked_errors = 0.0
         self._acked_seconds_at = monotonic_now
         self._job_done: float | None = None
+        self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
+        self._sequence = 0
+        self._inflight: _Update | None = None  # sent without an answer; re-sent as it is
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
         self._warned_unshared = False
@@ -292,7 +360,8 @@ class WorkerRegistration:
         with self._io_lock:
             if self._registered:
                 return
-            self._call({}, now_wall, local=None, monotonic_now=None)
+            update = self._inflight or self._build({}, now_wall, local=None, monotonic_now=None)
+            self._send(update)
 
     def sync(
         self,
@@ -309,18 +378,26 @@ class WorkerRegistration:
 
         After a failed call the next ones wait with backoff (at most five ``retry_base``
         intervals), so a hung or throttling table does not hold up every flush; what is
-        pending stays counted and goes with the next call that is made.
+        pending stays counted and goes with the next call that is made. A call that failed
+        may still have been applied (its answer lost), so that same update is sent again
+        first (see :meth:`_send`), then one with what was counted since.
         """
         with self._io_lock:
             if self._backoff.ready(monotonic_now):
-                local = (local_done, local_errors)
-                reply = self._call(
-                    {}, now_wall, local=local, monotonic_now=monotonic_now, stages=stages
-                )
-                if reply is None:
-                    self._backoff.failed(monotonic_now)
-                else:
+                sent = self._inflight is None or self._send(self._inflight) is not None
+                if sent:
+                    update = self._build(
+                        {},
+                        now_wall,
+                        local=(local_done, local_errors),
+                        monotonic_now=monotonic_now,
+                        stages=stages,
+                    )
+                    sent = self._send(update) is not None
+                if sent:
                     self._backoff.succeeded()
+                else:
+                    self._backoff.failed(monotonic_now)
             else:
                 self.skipped_syncs += 1
         return self.job_done(local_done)
@@ -335,27 +412,41 @@ class WorkerRegistration:
         *,
         stages: Mapping[str, float] | None = None,
     ) -> bool:
-        """Send the last deltas, leave the job and set its status. Never raises."""
+        """Send the last deltas, leave the job and set its status. Never raises.
+
+        An update left unanswered earlier goes first; the final one may be sent twice, since
+        DynamoDB applies it at most once.
+        """
         with self._io_lock:
+            if self._inflight is not None and self._send(self._inflight) is None:
+                return False
             adds = {job_table.ACTIVE_WORKERS: -1.0}
             if status == job_table.STATUS_INTERRUPTED:
                 adds[job_table.INTERRUPTED_WORKERS] = 1.0
-            reply = self._call(
+            update = self._build(
                 adds,
                 now_wall,
                 local=(local_done, local_errors),
                 monotonic_now=monotonic_now,
                 stages=stages,
                 returns="ALL_NEW",
+                last=True,
             )
+            reply = self._send(update)
+            if reply is None:  # no answer: the same update once more (applied at most once)
+                reply = self._send(update)
             if reply is None:
                 return False
             try:
                 if status == job_table.STATUS_FAILED:
                     self.registry.set_status(self.job_id, status, now_wall, only_if=None)
                     return True
-                record = parse_job_item(deserialize_item(reply))
-                if record.active_workers <= 0:
+                # Refused as already applied ({}): the answer with the item was lost; read it.
+                if reply:
+                    record: JobRecord | None = parse_job_item(deserialize_item(reply))
+                else:
+                    record = self.registry.get(self.job_id)
+                if record is not None and record.active_workers <= 0:
                     final = final_status(status, record)
                     if self.registry.set_status(
                         self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
@@ -366,7 +457,7 @@ class WorkerRegistration:
                 return False
             return True
 
-    def _call(
+    def _build(
         self,
         extra_adds: Mapping[str, float],
         now_wall: float,
@@ -375,7 +466,9 @@ class WorkerRegistration:
         monotonic_now: float | None,
         stages: Mapping[str, float] | None = None,
         returns: str = "UPDATED_NEW",
-    ) -> dict[str, Any] | None:
+        last: bool = False,
+    ) -> _Update:
+        """The next update: everything not yet acknowledged, under a new sequence number."""
         with self._state_lock:
             done_delta = errors_delta = 0.0
             if local is not None:
@@ -385,13 +478,15 @@ class WorkerRegistration:
                 0.0 if monotonic_now is None else max(0.0, monotonic_now - self._acked_seconds_at)
             )
             stage_deltas = self._stage_deltas(stages or {})
+            registering = not self._registered
+            self._sequence += 1
+            sequence = Sequence(self._sequence_attribute, self._sequence, registering, last)
         sets: dict[str, Any] = {job_table.HEARTBEAT_AT: now_wall}
         adds: dict[str, float] = {
             job_table.DONE: done_delta,
             job_table.ERRORS: errors_delta,
             job_table.WORKER_SECONDS: seconds,
         }
-        registering = not self._registered
         if registering:
             sets.update(self._registration_sets())
             adds[job_table.WORKERS] = 1.0
@@ -400,21 +495,41 @@ class WorkerRegistration:
             adds[job_table.stage_done_attribute(stage)] = delta
         for attr, amount in extra_adds.items():
             adds[attr] = adds.get(attr, 0.0) + amount
+        return _Update(
+            sequence, sets, adds, returns, done_delta, errors_delta, stage_deltas, monotonic_now
+        )
+
+    def _send(self, update: _Update) -> dict[str, Any] | None:
+        """Send ``update``; its reply ({} when refused as already applied), or None.
+
+        None means no answer: the update may or may not have been applied, so it stays in
+        flight and is sent again, unchanged, before anything newer. Its sequence condition
+        lets DynamoDB apply it at most once, so neither this re-send nor botocore's own retry
+        of a request whose answer was lost counts anything twice.
+        """
         try:
-            reply = self.registry.update(self.job_id, sets, adds, returns=returns)
+            reply = self.registry.update(
+                self.job_id, update.sets, update.adds, returns=update.returns,
+                sequence=update.sequence,
+            )  # fmt: skip
         except Exception as exc:
-            self._failed(exc)
-            return None
+            if not self.registry.already_applied(exc):
+                self._inflight = update
+                self._failed(exc)
+                return None
+            reply = {}
+        self._inflight = None
         self.successful_calls += 1
         with self._state_lock:
             self._registered = True
-            self._acked_done += done_delta
-            self._acked_errors += errors_delta
-            for stage, delta in stage_deltas.items():
+            self._acked_done += update.done
+            self._acked_errors += update.errors
+            for stage, delta in update.stages.items():
                 self._stage_acked[stage] += delta
-            if monotonic_now is not None:
-                self._acked_seconds_at = monotonic_now
-        self._read_reply(reply)
+            if update.seconds_at is not None:
+                self._acked_seconds_at = update.seconds_at
+        if reply:
+            self._read_reply(reply)
         return reply
 
     def _stage_deltas(self, stages: Mapping[str, float]) -> dict[str, float]:
@@ -499,6 +614,10 @@ class WorkerRegistration:
         self._io_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._registered = False
+        # A new worker: its own sequence; what the parent had in flight is the parent's.
+        self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
+        self._sequence = 0
+        self._inflight = None
         self._acked_done = local_done
         self._acked_errors = local_errors
         # Counters keep what the parent counted (the parent sends it): acknowledge it here.

@@ -464,9 +464,74 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
     rec = record(table, jid)
     assert (rec.done, rec.errors, rec.workers) == (1050, 10, 1)
     assert rec.stages_done == {"send": 20}
-    assert registration.successful_calls == 1
+    # Two calls: the unanswered registration again, unchanged (it might have been applied),
+    # then everything counted since.
+    assert registration.successful_calls == 2
     job.close()
     assert record(table, jid).status == job_table.STATUS_COMPLETED
+
+
+class LostAnswers:
+    """Botocore hooks that make DynamoDB apply an UpdateItem and the worker not learn it."""
+
+    def __init__(self, client: Any) -> None:
+        self.lose_next = 0  # answers to lose after DynamoDB applied the update
+        self.retry_next = 0  # applied updates botocore is told to send again at once
+        client.meta.events.register("after-call.dynamodb.UpdateItem", self._lose)
+        client.meta.events.register("needs-retry.dynamodb.UpdateItem", self._retry)
+
+    def _lose(self, http_response: Any, **_: Any) -> None:
+        if self.lose_next and http_response.status_code == 200:
+            from botocore.exceptions import ReadTimeoutError
+
+            self.lose_next -= 1
+            raise ReadTimeoutError(endpoint_url="http://dynamodb")
+
+    def _retry(self, response: Any, **_: Any) -> float | None:
+        if self.retry_next and response is not None and response[0].status_code == 200:
+            self.retry_next -= 1
+            return 0.0  # as botocore does when a read times out after the table applied it
+        return None
+
+
+@pytest.mark.parametrize("where", ["worker", "botocore"])
+def test_an_update_applied_without_an_answer_counts_once(
+    table: str, clock: Any, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Neither the worker's re-send nor botocore's retry of an applied update adds twice."""
+    monkeypatch.setattr(backoff.random, "uniform", lambda low, high: high)
+    client = boto3.client("dynamodb")
+    lost = LostAnswers(client)
+    jid = job_id()
+    job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock, flush_interval=60)  # fmt: skip
+    registration = job.registration
+    assert registration is not None
+    wait_registered(job)
+    job.processed(100)
+    job.stage("read").processed(7)
+    if where == "worker":
+        lost.lose_next = 1
+    else:
+        lost.retry_next = 1
+    clock.advance(60)
+    job.flush()
+    clock.advance(180)  # past the backoff after the failed call (worker case)
+    job.processed(5)
+    job.flush()
+    rec = record(table, jid)
+    assert (rec.done, rec.stages_done, rec.workers, rec.active_workers) == (105, {"read": 7}, 1, 1)
+    # The last update too: the leaving worker is subtracted once, and the job completes.
+    if where == "worker":
+        lost.lose_next = 1
+    else:
+        lost.retry_next = 1
+    assert job.close() is True
+    rec = record(table, jid)
+    assert (rec.done, rec.workers, rec.active_workers) == (105, 1, 0)
+    assert rec.status == job_table.STATUS_COMPLETED
+    raw = boto3.client("dynamodb").get_item(TableName=table, Key={"job_id": {"S": jid}})["Item"]
+    assert not [name for name in raw if name.startswith(job_table.SEQUENCE_PREFIX)]
 
 
 def test_unreachable_table_never_blocks_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
