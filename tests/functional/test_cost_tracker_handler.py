@@ -224,6 +224,18 @@ def month_bounds(now: float) -> tuple[str, str]:
     return day.replace(day=1).isoformat(), (day + dt.timedelta(days=1)).isoformat()
 
 
+def seeded_tracker(
+    endpoint: str, table: str, namespace: str, groups: list[tuple[str, str, float]]
+) -> tuple[float, CountingCE, Callable[..., tuple[dict[str, Any], MemorySink]]]:
+    """A day no other test uses, the standard jobs, Cost Explorer's answer for this month
+    (``groups``) queued, and a runner whose requests are counted."""
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    queue_ce(endpoint, ce_page(*month_bounds(now), groups))
+    ce = CountingCE()
+    return now, ce, make_runner(table, ce, namespace)
+
+
 def test_publishes_every_cost_metric_with_the_expected_values(
     aws: str, table: str, namespace: str
 ) -> None:
@@ -310,12 +322,7 @@ def test_publishes_every_cost_metric_with_the_expected_values(
 def test_a_later_run_uses_the_cache_without_asking_cost_explorer(
     aws: str, table: str, namespace: str
 ) -> None:
-    now = unique_noon()
-    seed_jobs(table, now, namespace)
-    start, end = month_bounds(now)
-    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 0.75)]))
-    ce = CountingCE()
-    run = make_runner(table, ce, namespace)
+    now, ce, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 0.75)])
     run(now)
     report, sink = run(now + 300)
     assert len(ce.requests) == 1
@@ -405,12 +412,7 @@ def test_after_an_error_the_next_interval_refreshes_again(
 def test_one_failed_refresh_keeps_the_last_actual_costs(
     aws: str, table: str, namespace: str
 ) -> None:
-    now = unique_noon()
-    seed_jobs(table, now, namespace)
-    start, end = month_bounds(now)
-    queue_ce(aws, ce_page(start, end, [("train-1", "Training", 7.0)]))
-    ce = CountingCE()
-    run = make_runner(table, ce, namespace)
+    now, ce, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 7.0)])
     run(now)
     with Stubber(ce.client) as stubber:
         stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
