@@ -363,7 +363,10 @@ class Job(Recorder):
         with self._stages_lock:
             stages = list(self._stages.values())
         for stage in stages:
-            metrics.extend(stage.collect(now, period))
+            try:
+                metrics.extend(stage.collect(now, period))
+            except Exception:  # one stage's fault must not cost the job's counts taken above
+                logger.exception("metricskit: stage %r not collected this period", stage.name)
         if self._per_worker:
             metrics.extend(self._job_wide_copies(metrics))
         metrics.extend(self._self_metrics())

@@ -331,7 +331,12 @@ class Recorder:
             metrics.append(
                 self._gauge_metric(catalog.RECORDS_PER_SECOND, processed / period_seconds)
             )
-        metrics.extend(self._progress_metrics(now, self._done_for_collect(processed)))
+        try:
+            metrics.extend(self._progress_metrics(now, self._done_for_collect(processed)))
+        except Exception:  # the counts just taken must go out whatever progress does
+            logger.exception(
+                "metricskit: progress of %s not published this period", self._dimensions
+            )
         for name, gauge in list(self._gauges.items()):
             value = gauge.take()
             if value is not None:

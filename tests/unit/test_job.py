@@ -434,3 +434,26 @@ def test_a_job_registry_imports_its_item_decoder_on_the_callers_thread(
     JobRegistry("jobs", client=object())  # type: ignore[arg-type]
     assert "boto3.dynamodb.types" in sys.modules
     assert job_record._deserializer.cache_info().currsize == 1
+
+
+def test_a_fault_computing_progress_never_costs_the_periods_counts(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = MemorySink()
+    job = make_job(clock, sink, total=100)
+    stage = job.stage("parse", total=10)
+    job.processed(7)
+    stage.processed(3)
+    job.observe("KafkaLatency", 2.0)
+
+    def broken(*_: object) -> list[object]:
+        raise RuntimeError("a bug in progress")
+
+    monkeypatch.setattr(stage, "_progress_metrics", broken)
+    monkeypatch.setattr(job, "_progress_metrics", broken)
+    clock.advance(60)
+    job.flush()
+    job.close()
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="parse") == 3
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 10  # the job's 7 and the stage's 3
+    assert sink.count("KafkaLatency") == 1
