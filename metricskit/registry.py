@@ -28,10 +28,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from metricskit import job_table
 from metricskit.aws_clients import dynamodb_client
@@ -86,18 +87,29 @@ def final_status(closing: str, record: JobRecord) -> str:
     return job_table.STATUS_INTERRUPTED
 
 
+FINISHED_SEQUENCE: Final = 10**9
+"""Left on the item by a worker that finishes soon after it started (see KEEP_SEQUENCE_SECONDS):
+above any number a worker reaches (one per flush), it refuses any late copy of its updates."""
+KEEP_SEQUENCE_SECONDS: Final = 60.0
+"""A copy of an update can reach DynamoDB late only while its sender waits for the answer
+(5 s read timeout, 2 attempts); a worker finishing sooner than this after its first update
+leaves FINISHED_SEQUENCE rather than removing its number, so such a copy is still refused."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sequence:
     """One worker's update number, which makes its updates idempotent (see WorkerRegistration).
 
     ``first``: the worker's first update (applies only while ``attribute`` is absent);
-    ``last``: its final one, which removes ``attribute`` so items do not grow with workers.
+    ``last``: its final one, which removes ``attribute`` so items do not grow with workers,
+    unless ``keep``: then it sets :data:`FINISHED_SEQUENCE`, which refuses every later copy.
     """
 
     attribute: str
     number: int
     first: bool
     last: bool = False
+    keep: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +203,12 @@ class JobRegistry:
             kwargs["ConditionExpression"] = (
                 "attribute_not_exists(#q)" if sequence.first else "#q < :q"
             )
-            if sequence.last and not sequence.first:
-                # Gone with the worker; a re-sent last update then finds no number below its
-                # own and is refused. (A worker whose only update is its last keeps it.)
+            if sequence.last and not sequence.keep:
+                # Gone with the worker: a re-sent last update finds no number below its own.
                 remove = " REMOVE #q"
             else:
+                if sequence.last:
+                    values[":q"] = _encode(FINISHED_SEQUENCE)
                 set_parts.append("#q = :q")
         expression = "SET " + ", ".join(set_parts)
         if add_parts:
@@ -245,11 +258,16 @@ class JobRegistry:
 
         Raises :class:`~metricskit.job_record.InvalidJobItemError` for a malformed item.
         """
+        item = self.item(job_id)
+        return None if item is None else parse_job_item(deserialize_item(item))
+
+    def item(self, job_id: str) -> dict[str, Any] | None:
+        """The job's item as DynamoDB stores it (strongly consistent), or None."""
         reply = self._client.get_item(
             TableName=self.table, Key={job_table.HASH_KEY: {"S": job_id}}, ConsistentRead=True
         )
         item = reply.get("Item")
-        return None if item is None else parse_job_item(deserialize_item(item))
+        return None if item is None else dict(item)
 
     def jobs(self) -> list[JobRecord]:
         """Every valid job item in the table (a paginated Scan filtered on ``item_type``).
@@ -319,6 +337,8 @@ class WorkerRegistration:
         self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
         self._sequence = 0
         self._inflight: _Update | None = None  # sent without an answer; re-sent as it is
+        self._first_sent_at = 0.0  # time.monotonic() of the first update
+        self._finished = False
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
         self._warned_unshared = False
@@ -358,7 +378,7 @@ class WorkerRegistration:
     def register(self, now_wall: float) -> None:
         """Join the job (idempotent: a registered worker does nothing). Never raises."""
         with self._io_lock:
-            if self._registered:
+            if self._registered or self._finished:
                 return
             update = self._inflight or self._build({}, now_wall, local=None, monotonic_now=None)
             self._send(update)
@@ -383,7 +403,9 @@ class WorkerRegistration:
         first (see :meth:`_send`), then one with what was counted since.
         """
         with self._io_lock:
-            if self._backoff.ready(monotonic_now):
+            if self._finished:
+                pass  # the last update went (or was attempted): nothing may follow it
+            elif self._backoff.ready(monotonic_now):
                 sent = self._inflight is None or self._send(self._inflight) is not None
                 if sent:
                     update = self._build(
@@ -418,7 +440,8 @@ class WorkerRegistration:
         DynamoDB applies it at most once.
         """
         with self._io_lock:
-            if self._inflight is not None and self._send(self._inflight) is None:
+            self._finished = True
+            if self._inflight is not None and not self._send_twice(self._inflight):
                 return False
             adds = {job_table.ACTIVE_WORKERS: -1.0}
             if status == job_table.STATUS_INTERRUPTED:
@@ -432,21 +455,15 @@ class WorkerRegistration:
                 returns="ALL_NEW",
                 last=True,
             )
-            reply = self._send(update)
-            if reply is None:  # no answer: the same update once more (applied at most once)
-                reply = self._send(update)
+            reply = self._send_twice(update)
             if reply is None:
                 return False
             try:
                 if status == job_table.STATUS_FAILED:
                     self.registry.set_status(self.job_id, status, now_wall, only_if=None)
                     return True
-                # Refused as already applied ({}): the answer with the item was lost; read it.
-                if reply:
-                    record: JobRecord | None = parse_job_item(deserialize_item(reply))
-                else:
-                    record = self.registry.get(self.job_id)
-                if record is not None and record.active_workers <= 0:
+                record = parse_job_item(deserialize_item(reply))
+                if record.active_workers <= 0:
                     final = final_status(status, record)
                     if self.registry.set_status(
                         self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
@@ -456,6 +473,11 @@ class WorkerRegistration:
                 self._failed(exc)
                 return False
             return True
+
+    def _send_twice(self, update: _Update) -> dict[str, Any] | None:
+        """:meth:`_send`, and once more if no answer came (DynamoDB applies it at most once)."""
+        reply = self._send(update)
+        return reply if reply is not None else self._send(update)
 
     def _build(
         self,
@@ -480,7 +502,14 @@ class WorkerRegistration:
             stage_deltas = self._stage_deltas(stages or {})
             registering = not self._registered
             self._sequence += 1
-            sequence = Sequence(self._sequence_attribute, self._sequence, registering, last)
+            if registering:
+                self._first_sent_at = time.monotonic()
+            # Soon after the first update a late copy of it may still arrive: keep a number
+            # that refuses it rather than remove the attribute (see KEEP_SEQUENCE_SECONDS).
+            keep = last and time.monotonic() - self._first_sent_at < KEEP_SEQUENCE_SECONDS
+            sequence = Sequence(
+                self._sequence_attribute, self._sequence, registering, last=last, keep=keep
+            )
         sets: dict[str, Any] = {job_table.HEARTBEAT_AT: now_wall}
         adds: dict[str, float] = {
             job_table.DONE: done_delta,
@@ -517,7 +546,10 @@ class WorkerRegistration:
                 self._inflight = update
                 self._failed(exc)
                 return None
-            reply = {}
+            found = self._after_refusal(update)
+            if found is None:
+                return None
+            reply = found
         self._inflight = None
         self.successful_calls += 1
         with self._state_lock:
@@ -528,9 +560,41 @@ class WorkerRegistration:
                 self._stage_acked[stage] += delta
             if update.seconds_at is not None:
                 self._acked_seconds_at = update.seconds_at
-        if reply:
-            self._read_reply(reply)
+        self._read_reply(reply)
         return reply
+
+    def _after_refusal(self, update: _Update) -> dict[str, Any] | None:
+        """The job item, when it shows that a refused ``update`` was applied before (its
+        answer lost); None, with the update kept or dropped, when it does not.
+
+        The item also carries the job-wide counts that the lost answer would have.
+        """
+        try:
+            item = self.registry.item(self.job_id)
+        except Exception as exc:
+            self._inflight = update  # ask again with the next call
+            self._failed(exc)
+            return None
+        sequence = update.sequence
+        stored = _stored_number(item, sequence.attribute) if item is not None else None
+        if sequence.last and not sequence.keep:
+            applied = item is not None and (stored is None or stored >= sequence.number)
+        else:
+            applied = stored is not None and stored >= sequence.number
+        if applied:
+            return item
+        # The job item was deleted (or replaced): this update never counted. What it carried
+        # is still pending; the next update registers this worker again, on the new item.
+        self._inflight = None
+        with self._state_lock:
+            self._registered = False
+        self.failed_calls += 1
+        logger.warning(
+            "metricskit: job %s: its item in %s was deleted or replaced; registering again",
+            self.job_id,
+            self.registry.table,
+        )
+        return None
 
     def _stage_deltas(self, stages: Mapping[str, float]) -> dict[str, float]:
         """What each shared stage has not yet had acknowledged (caller holds _state_lock)."""
@@ -618,6 +682,7 @@ class WorkerRegistration:
         self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
         self._sequence = 0
         self._inflight = None
+        self._first_sent_at = 0.0
         self._acked_done = local_done
         self._acked_errors = local_errors
         # Counters keep what the parent counted (the parent sends it): acknowledge it here.
@@ -627,6 +692,14 @@ class WorkerRegistration:
         self._acked_seconds_at = monotonic_now
         self._backoff.succeeded()
         self.registry.after_fork()
+
+
+def _stored_number(item: Mapping[str, Any], attribute: str) -> float | None:
+    """A low-level item's number attribute (``{"N": "5"}``), or None when absent or not one."""
+    try:
+        return float(item[attribute]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _encode(value: object) -> AttributeValueTypeDef:

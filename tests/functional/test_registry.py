@@ -14,7 +14,14 @@ import boto3
 import pytest
 
 from metricskit import Job, backoff, catalog, job_table
-from metricskit.registry import InvalidJobItemError, JobRecord, JobRegistry, is_stale
+from metricskit import registry as registry_module
+from metricskit.registry import (
+    FINISHED_SEQUENCE,
+    InvalidJobItemError,
+    JobRecord,
+    JobRegistry,
+    is_stale,
+)
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import UNREACHABLE_ENDPOINT, use_fake_aws
 
@@ -503,7 +510,8 @@ def test_an_update_applied_without_an_answer_counts_once(
     client = boto3.client("dynamodb")
     lost = LostAnswers(client)
     jid = job_id()
-    job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+    sink = MemorySink()
+    job = Job(jid, total=1000, sink=sink, registry=JobRegistry(table, client=client),
               clock=clock, flush_interval=60)  # fmt: skip
     registration = job.registration
     assert registration is not None
@@ -530,8 +538,88 @@ def test_an_update_applied_without_an_answer_counts_once(
     rec = record(table, jid)
     assert (rec.done, rec.workers, rec.active_workers) == (105, 1, 0)
     assert rec.status == job_table.STATUS_COMPLETED
+    # The refusal's item stood in for the lost answer: the last figures published are whole.
+    job_wide = [m.value for m in sink.metrics(catalog.RECORDS_DONE) if not m.key.dimension("Stage")]
+    assert job_wide[-1] == 105
+    assert job.status().done == 105
+    # A worker that finished within a minute of starting leaves a number no copy gets past.
+    assert sequence_numbers(table, jid) == [FINISHED_SEQUENCE]
+
+
+def sequence_numbers(table: str, jid: str) -> list[float]:
     raw = boto3.client("dynamodb").get_item(TableName=table, Key={"job_id": {"S": jid}})["Item"]
-    assert not [name for name in raw if name.startswith(job_table.SEQUENCE_PREFIX)]
+    return [float(v["N"]) for k, v in raw.items() if k.startswith(job_table.SEQUENCE_PREFIX)]
+
+
+class Recorded:
+    """Keeps every UpdateItem a client sends, to replay one later as a delayed copy."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: list[dict[str, Any]] = []
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._keep)
+
+    def _keep(self, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append(dict(params))
+
+    def replay(self, index: int) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            boto3.client("dynamodb").update_item(**self.calls[index])
+        except ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "applied"
+
+
+@pytest.mark.parametrize("lived", ["briefly", "long"])
+def test_a_late_copy_of_any_update_is_refused_after_the_worker_left(
+    table: str, clock: Any, monkeypatch: pytest.MonkeyPatch, lived: str
+) -> None:
+    if lived == "long":  # long enough that no copy can still be on its way: the number goes
+        monkeypatch.setattr(registry_module, "KEEP_SEQUENCE_SECONDS", 0.0)
+    client = boto3.client("dynamodb")
+    sent = Recorded(client)
+    jid = job_id()
+    job = Job(jid, total=10, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock)  # fmt: skip
+    wait_registered(job)
+    job.processed(4)
+    clock.advance(60)
+    job.flush()
+    job.processed(6)
+    assert job.close() is True
+    assert sequence_numbers(table, jid) == ([] if lived == "long" else [FINISHED_SEQUENCE])
+    # Every copy is refused; once the number is gone (a worker that lived for over a minute,
+    # when no copy of its first update can still be on its way) all but the first would be.
+    for index in range(lived == "long", len(sent.calls)):
+        assert sent.replay(index) == "ConditionalCheckFailedException"
+    rec = record(table, jid)
+    assert (rec.done, rec.workers, rec.active_workers, rec.status) == (10, 1, 0, "completed")
+
+
+def test_a_deleted_job_item_makes_the_worker_register_again(table: str, clock: Any) -> None:
+    """A refusal is taken as "already applied" only when the item says so."""
+    jid = job_id()
+    job = Job(jid, total=100, sink=MemorySink(), job_table=table, clock=clock)
+    registration = job.registration
+    assert registration is not None
+    wait_registered(job)
+    job.processed(10)
+    clock.advance(60)
+    job.flush()
+    boto3.client("dynamodb").delete_item(TableName=table, Key={"job_id": {"S": jid}})
+    job.processed(20)
+    clock.advance(60)
+    job.flush()  # refused (no item): seen as not applied, the worker registers again
+    assert registration.failed_calls == 1
+    clock.advance(60)
+    job.flush()
+    rec = record(table, jid)
+    # The new item has all that was not acknowledged; the first 10 went with the old one.
+    assert (rec.done, rec.workers, rec.active_workers) == (20, 1, 1)
+    job.close()
+    assert record(table, jid).status == job_table.STATUS_COMPLETED
 
 
 def test_unreachable_table_never_blocks_or_raises(monkeypatch: pytest.MonkeyPatch) -> None:
