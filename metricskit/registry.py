@@ -460,19 +460,30 @@ class WorkerRegistration:
                 return False
             try:
                 if status == job_table.STATUS_FAILED:
-                    self.registry.set_status(self.job_id, status, now_wall, only_if=None)
+                    self._set_status(status, now_wall, only_if=None)
                     return True
                 record = parse_job_item(deserialize_item(reply))
                 if record.active_workers <= 0:
                     final = final_status(status, record)
-                    if self.registry.set_status(
-                        self.job_id, final, now_wall, only_if=job_table.STATUS_RUNNING
-                    ):
+                    if self._set_status(final, now_wall, only_if=job_table.STATUS_RUNNING):
                         self.job_status = final
             except Exception as exc:
                 self._failed(exc)
                 return False
             return True
+
+    def _set_status(self, status: str, now_wall: float, *, only_if: str | None) -> bool:
+        """Set the job's final status; once more if the answer was lost. True when this
+        worker set it (a retry refused because the lost first try applied counts too).
+        Raises when the second try fails as well."""
+        try:
+            return self.registry.set_status(self.job_id, status, now_wall, only_if=only_if)
+        except Exception as exc:
+            self._failed(exc)
+        if self.registry.set_status(self.job_id, status, now_wall, only_if=only_if):
+            return True
+        record = self.registry.get(self.job_id)  # refused: did the first try apply it?
+        return record is not None and (record.status, record.finished_at) == (status, now_wall)
 
     def _send_twice(self, update: _Update) -> dict[str, Any] | None:
         """:meth:`_send`, and once more if no answer came (DynamoDB applies it at most once)."""

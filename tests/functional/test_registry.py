@@ -546,6 +546,23 @@ def test_an_update_applied_without_an_answer_counts_once(
     assert sequence_numbers(table, jid) == [FINISHED_SEQUENCE]
 
 
+def test_a_lost_answer_to_the_final_status_still_reports_the_job_completed(
+    table: str, clock: Any
+) -> None:
+    client = boto3.client("dynamodb")
+    lost = LostAnswers(client)
+    jid = job_id()
+    job = Job(jid, total=3, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock)  # fmt: skip
+    wait_registered(job)
+    job.processed(3)
+    lost.lose_next = 2  # the last update's answer, then the final status's
+    assert job.close() is True
+    assert job.registration is not None
+    assert job.registration.job_status == job_table.STATUS_COMPLETED
+    assert record(table, jid).status == job_table.STATUS_COMPLETED
+
+
 def sequence_numbers(table: str, jid: str) -> list[float]:
     raw = boto3.client("dynamodb").get_item(TableName=table, Key={"job_id": {"S": jid}})["Item"]
     return [float(v["N"]) for k, v in raw.items() if k.startswith(job_table.SEQUENCE_PREFIX)]
