@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -478,6 +478,22 @@ def test_deltas_survive_an_outage_and_arrive_when_it_ends(
     assert record(table, jid).status == job_table.STATUS_COMPLETED
 
 
+Hooks = TypeVar("Hooks")
+
+
+def hooked_job(
+    table: str, clock: Any, hooks: Callable[[Any], Hooks], *, total: float, sink: Any = None
+) -> tuple[str, Job, Hooks]:
+    """A registered job whose DynamoDB client carries ``hooks`` (built on that client)."""
+    client = boto3.client("dynamodb")
+    attached = hooks(client)
+    jid = job_id()
+    registry = JobRegistry(table, client=client)
+    job = Job(jid, total=total, sink=sink or MemorySink(), registry=registry, clock=clock)
+    wait_registered(job)
+    return jid, job, attached
+
+
 class LostAnswers:
     """Botocore hooks that make DynamoDB apply an UpdateItem and the worker not learn it."""
 
@@ -507,15 +523,8 @@ def test_an_update_applied_without_an_answer_counts_once(
 ) -> None:
     """Neither the worker's re-send nor botocore's retry of an applied update adds twice."""
     monkeypatch.setattr(backoff.random, "uniform", lambda low, high: high)
-    client = boto3.client("dynamodb")
-    lost = LostAnswers(client)
-    jid = job_id()
     sink = MemorySink()
-    job = Job(jid, total=1000, sink=sink, registry=JobRegistry(table, client=client),
-              clock=clock, flush_interval=60)  # fmt: skip
-    registration = job.registration
-    assert registration is not None
-    wait_registered(job)
+    jid, job, lost = hooked_job(table, clock, LostAnswers, total=1000, sink=sink)
     job.processed(100)
     job.stage("read").processed(7)
     if where == "worker":
@@ -549,12 +558,7 @@ def test_an_update_applied_without_an_answer_counts_once(
 def test_a_lost_answer_to_the_final_status_still_reports_the_job_completed(
     table: str, clock: Any
 ) -> None:
-    client = boto3.client("dynamodb")
-    lost = LostAnswers(client)
-    jid = job_id()
-    job = Job(jid, total=3, sink=MemorySink(), registry=JobRegistry(table, client=client),
-              clock=clock)  # fmt: skip
-    wait_registered(job)
+    jid, job, lost = hooked_job(table, clock, LostAnswers, total=3)
     job.processed(3)
     lost.lose_next = 2  # the last update's answer, then the final status's
     assert job.close() is True
@@ -595,12 +599,7 @@ def test_a_late_copy_of_any_update_is_refused_after_the_worker_left(
 ) -> None:
     if lived == "long":  # long enough that no copy can still be on its way: the number goes
         monkeypatch.setattr(registry_module, "KEEP_SEQUENCE_SECONDS", 0.0)
-    client = boto3.client("dynamodb")
-    sent = Recorded(client)
-    jid = job_id()
-    job = Job(jid, total=10, sink=MemorySink(), registry=JobRegistry(table, client=client),
-              clock=clock)  # fmt: skip
-    wait_registered(job)
+    jid, job, sent = hooked_job(table, clock, Recorded, total=10)
     job.processed(4)
     clock.advance(60)
     job.flush()
