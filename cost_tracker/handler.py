@@ -336,9 +336,13 @@ def run(
         sink = make_sink(mk_config.env_str(mk_config.ENV_SINK, DEFAULT_TRACKER_SINK, env))
 
     valid = _read_jobs(dynamodb, table_name, at, report)
-    current = [job for job in valid if is_current(job, at)]
+    current: list[JobRecord] = []
+    for job in valid:
+        if is_current(job, at):
+            current.append(job)
+        else:
+            report.settling_jobs.append(job.job_id)
     report.jobs = len(current)
-    report.settling_jobs = [job.job_id for job in valid if not is_current(job, at)]
 
     snapshot = _snapshot(
         dynamodb,
@@ -430,8 +434,7 @@ def _publish_job(
             namespace, catalog.COST_PER_MILLION_RECORDS, cost / job.done * 1_000_000.0, dim
         )
 
-    last_seen = job.heartbeat_at if job.heartbeat_at is not None else job.started_at
-    if job.running and now - last_seen > stale_after:
+    if job.is_stale(now, stale_after):
         report.stale_jobs.append(job.job_id)
         for name, value in progress_metrics(job).items():
             publisher.gauge(namespace, name, value, dim)

@@ -334,10 +334,11 @@ class WorkerRegistration:
         self._acked_errors = 0.0
         self._acked_seconds_at = monotonic_now
         self._job_done: float | None = None
-        self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
+        self._sequence_attribute = ""
         self._sequence = 0
         self._inflight: _Update | None = None  # sent without an answer; re-sent as it is
         self._first_sent_at = 0.0  # time.monotonic() of the first update
+        self._new_sequence()
         self._finished = False
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
@@ -540,7 +541,7 @@ class WorkerRegistration:
         )
 
     def _send(self, update: _Update) -> dict[str, Any] | None:
-        """Send ``update``; its reply ({} when refused as already applied), or None.
+        """Send ``update``; its reply (the job item, when refused as already applied), or None.
 
         None means no answer: the update may or may not have been applied, so it stays in
         flight and is sent again, unchanged, before anything newer. Its sequence condition
@@ -649,6 +650,13 @@ class WorkerRegistration:
                 (stage, done) for stage, done in stages_done.items() if stage in self._stage_acked
             )
 
+    def _new_sequence(self) -> None:
+        """Start this worker's own update numbers (a new worker: at start, or after fork)."""
+        self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
+        self._sequence = 0
+        self._inflight = None
+        self._first_sent_at = 0.0
+
     def _registration_sets(self) -> dict[str, Any]:
         first: dict[str, Any] = {
             job_table.ITEM_TYPE: ("if_not_exists", job_table.TYPE_JOB),
@@ -689,11 +697,7 @@ class WorkerRegistration:
         self._io_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._registered = False
-        # A new worker: its own sequence; what the parent had in flight is the parent's.
-        self._sequence_attribute = job_table.sequence_attribute(uuid.uuid4().hex[:16])
-        self._sequence = 0
-        self._inflight = None
-        self._first_sent_at = 0.0
+        self._new_sequence()  # what the parent had in flight is the parent's
         self._acked_done = local_done
         self._acked_errors = local_errors
         # Counters keep what the parent counted (the parent sends it): acknowledge it here.
