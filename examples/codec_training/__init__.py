@@ -1,5 +1,6 @@
-"""A learned transform codec trained on synthetic video frames (numpy only), instrumented with
-metricskit: samples/s, loss, PSNR, SSIM, bitrate, epoch progress, ETA, GPU utilisation.
+"""A learned transform codec trained on synthetic video frames (numpy, or CuPy on a GPU),
+instrumented with metricskit: samples/s, loss, PSNR, SSIM, bitrate, epoch progress, ETA,
+GPU utilisation.
 
 >>> from examples.codec_training import TrainConfig, train              # doctest: +SKIP
 >>> with metricskit.Job("codec-1", namespace="CodecTraining") as job:   # doctest: +SKIP

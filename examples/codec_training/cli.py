@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 import metricskit
+from examples.codec_training.arrays import DEVICES, select_backend
 from examples.codec_training.gpu import open_gpu_monitor
 from examples.codec_training.train import TrainConfig, train
 from examples.errors import ExampleInputError
@@ -20,8 +21,8 @@ from examples.errors import ExampleInputError
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m examples.codec_training",
-        description="Train a small learned transform codec on synthetic video (numpy), "
-        "instrumented with metricskit.",
+        description="Train a small learned transform codec on synthetic video (numpy on the "
+        "CPU, CuPy on an NVIDIA GPU), instrumented with metricskit.",
     )
     defaults = TrainConfig()
     p.add_argument("--job-id", required=True, help="the JobId of this training run")
@@ -38,6 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=defaults.frames, help="synthetic frames")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps")
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to train: gpu needs CuPy and a GPU; auto takes one when there is one",
+    )
     p.add_argument("--no-gpu", action="store_true", help="do not read GPU metrics")
     p.add_argument("--sink", default=None, help="metricskit sink (default: $METRICSKIT_SINK)")
     p.add_argument("--flush-interval", type=float, default=None, help="seconds between flushes")
@@ -66,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_every=args.eval_every,
             seed=args.seed,
         )
+        backend = select_backend(args.device)
     except ExampleInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sink=args.sink,
             flush_interval=args.flush_interval,
         ) as job:
-            result = train(config, job, gpu=gpu)
+            result = train(config, job, gpu=gpu, backend=backend)
     finally:
         if gpu is not None:
             gpu.close()

@@ -24,12 +24,20 @@ class GpuSample:
 
 
 class GpuMonitor:
-    """Reads every device's utilisation and memory; ``close()`` shuts NVML down."""
+    """Reads every device's utilisation and memory; ``close()`` shuts NVML down.
+
+    Utilisation is the mean of the samples NVML took since the previous reading (the share
+    of each ~1/6 s during which a kernel ran), so a reading taken while the host is busy,
+    after an evaluation say, still reports the training steps before it. Where a driver does
+    not keep samples, it is NVML's instantaneous rate (its last sample period).
+    """
 
     def __init__(self, nvml: Any) -> None:
         self._nvml = nvml
         count = nvml.nvmlDeviceGetCount()
         self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self._last_seen = [0] * count
+        """Per device, NVML's timestamp (microseconds) of the newest sample already read."""
 
     @property
     def devices(self) -> int:
@@ -38,7 +46,7 @@ class GpuMonitor:
     def sample(self) -> GpuSample | None:
         """One reading, or None when NVML fails (logged; the training goes on)."""
         try:
-            util = [self._nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
+            util = [self._utilization(index) for index in range(len(self._handles))]
             memory = [self._nvml.nvmlDeviceGetMemoryInfo(h) for h in self._handles]
         except Exception as exc:
             logger.warning("NVML reading failed: %s", exc)
@@ -51,6 +59,20 @@ class GpuMonitor:
             memory_used_mib=used / 2**20,
             memory_percent=100.0 * used / total,
         )
+
+    def _utilization(self, index: int) -> float:
+        handle = self._handles[index]
+        try:
+            _, samples = self._nvml.nvmlDeviceGetSamples(
+                handle, self._nvml.NVML_GPU_UTILIZATION_SAMPLES, self._last_seen[index]
+            )
+        except Exception as exc:  # NOT_FOUND: no sample since; NOT_SUPPORTED: none kept
+            logger.debug("NVML utilisation samples unavailable (%s); instantaneous rate", exc)
+            samples = []
+        if not samples:
+            return float(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        self._last_seen[index] = max(s.timeStamp for s in samples)
+        return sum(float(s.sampleValue.uiVal) for s in samples) / len(samples)
 
     def close(self) -> None:
         try:

@@ -5,16 +5,21 @@ Per step: ``processed(batch)`` on the job (samples/s, progress and ETA over
 the ``Loss`` gauge. Every ``eval_every`` steps, on held-out later frames: ``PSNR`` (dB),
 ``SSIM``, ``BitsPerPixel`` (empirical entropy of the quantised latents) and ``Bitrate``
 (kbit/s at ``fps``), plus GPU utilisation and memory when a GPU monitor is given.
+
+The training and its evaluation run where ``backend`` says (numpy on the CPU, or CuPy on a
+GPU); the synthetic frames are made on the host and copied over once.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from examples.codec_training.arrays import CPU, Backend, DeviceArray
 from examples.codec_training.data import from_patches, make_frames, to_patches
 from examples.codec_training.gpu import GpuMonitor
 from examples.codec_training.model import LinearCodec
@@ -86,16 +91,19 @@ class TrainResult:
     samples: int
     seconds: float
     gpu_samples: int
+    device: str
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def evaluate(codec: LinearCodec, frames: np.ndarray[Any, Any], config: TrainConfig) -> Evaluation:
-    """Quality and rate of the codec on whole frames."""
-    patches = to_patches(frames, config.patch)
-    symbols = codec.quantize(codec.encode(patches))
-    decoded = np.clip(
+def evaluate(
+    codec: LinearCodec, frames: DeviceArray, config: TrainConfig, backend: Backend = CPU
+) -> Evaluation:
+    """Quality and rate of the codec on whole frames, computed where ``backend`` trains."""
+    frames = backend.to_device(frames)
+    symbols = codec.quantize(codec.encode(to_patches(frames, config.patch)))
+    decoded = backend.xp.clip(
         from_patches((symbols * codec.step) @ codec.decoder.T, config.frame_size, config.patch),
         0.0,
         1.0,
@@ -104,14 +112,20 @@ def evaluate(codec: LinearCodec, frames: np.ndarray[Any, Any], config: TrainConf
     bpp = bits_per_patch / (config.patch * config.patch)
     return Evaluation(
         psnr_db=psnr(frames, decoded),
-        ssim=float(np.mean([ssim(f, d) for f, d in zip(frames, decoded, strict=True)])),
+        ssim=statistics.fmean(ssim(f, d) for f, d in zip(frames, decoded, strict=True)),
         bits_per_pixel=bpp,
         bitrate_kbps=bpp * config.frame_size**2 * config.fps / 1000.0,
     )
 
 
-def train(config: TrainConfig, job: Job, *, gpu: GpuMonitor | None = None) -> TrainResult:
-    """Train the codec, reporting to ``job``; returns quality before and after.
+def train(
+    config: TrainConfig,
+    job: Job,
+    *,
+    gpu: GpuMonitor | None = None,
+    backend: Backend = CPU,
+) -> TrainResult:
+    """Train the codec on ``backend``, reporting to ``job``; returns quality before and after.
 
     >>> with metricskit.Job("codec-1", namespace="CodecTraining") as job:   # doctest: +SKIP
     ...     train(TrainConfig(epochs=2), job)
@@ -119,12 +133,16 @@ def train(config: TrainConfig, job: Job, *, gpu: GpuMonitor | None = None) -> Tr
     rng = np.random.default_rng(config.seed)
     frames = make_frames(config.frames, config.frame_size, rng)
     held_out = max(1, config.frames // 5)
-    train_frames, eval_frames = frames[:-held_out], frames[-held_out:]
-    patches = to_patches(train_frames, config.patch)
+    train_frames, eval_frames = frames[:-held_out], backend.to_device(frames[-held_out:])
+    patches = backend.to_device(to_patches(train_frames, config.patch))
     codec = LinearCodec(
-        dim=config.patch * config.patch, latent=config.latent, step=config.quant_step, rng=rng
+        dim=config.patch * config.patch,
+        latent=config.latent,
+        step=config.quant_step,
+        rng=rng,
+        xp=backend.xp,
     )
-    before = evaluate(codec, eval_frames, config)
+    before = evaluate(codec, eval_frames, config, backend)
     # A batch cannot be larger than the training set; the job's total follows the real size.
     batch = min(config.batch, len(patches))
     job.set_total(config.epochs * config.steps * batch)
@@ -133,7 +151,7 @@ def train(config: TrainConfig, job: Job, *, gpu: GpuMonitor | None = None) -> Tr
     gpu_samples = 0
     for epoch in range(1, config.epochs + 1):
         stage = job.stage(f"epoch-{epoch}", total=config.steps * batch)
-        order = rng.permutation(len(patches))
+        order = backend.to_device(rng.permutation(len(patches)))
         for step in range(config.steps):
             start = (step * batch) % max(1, len(patches) - batch + 1)
             result = codec.train_step(
@@ -146,16 +164,17 @@ def train(config: TrainConfig, job: Job, *, gpu: GpuMonitor | None = None) -> Tr
             stage.processed(batch)
             job.gauge("Loss", result.loss)
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                _report(job, evaluate(codec, eval_frames, config), epoch)
+                _report(job, evaluate(codec, eval_frames, config, backend), epoch)
                 gpu_samples += _report_gpu(job, gpu)
     return TrainResult(
         first_loss=first_loss,
         final_loss=final_loss,
         before=before,
-        after=evaluate(codec, eval_frames, config),
+        after=evaluate(codec, eval_frames, config, backend),
         samples=config.epochs * config.steps * batch,
         seconds=time.monotonic() - started,
         gpu_samples=gpu_samples,
+        device=backend.device,
     )
 
 
