@@ -70,6 +70,30 @@ def metric_values(documents: Iterable[dict[str, Any]], name: str, **dimensions: 
     return found
 
 
+SeriesId = tuple[str, str, str, tuple[tuple[str, str], ...]]
+"""(namespace, metric name, unit, ((dimension, value), ...)): one CloudWatch series."""
+
+
+def series(documents: Iterable[dict[str, Any]]) -> dict[SeriesId, list[float]]:
+    """Every series the documents publish, with its observations, as CloudWatch extracts them.
+
+    Each metric of a directive goes into every one of the directive's dimension sets (the
+    specification: "Every DimensionSet used creates a new metric in CloudWatch").
+    """
+    found: dict[SeriesId, list[float]] = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                dims = tuple((name, document[name]) for name in dimension_set)
+                for definition in directive["Metrics"]:
+                    name = definition["Name"]
+                    unit = definition.get("Unit", "None")
+                    value = document[name]
+                    observations = found.setdefault((directive["Namespace"], name, unit, dims), [])
+                    observations.extend(value if isinstance(value, list) else [value])
+    return found
+
+
 def definitions(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every MetricDefinition across documents."""
     return [

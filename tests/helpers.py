@@ -37,3 +37,18 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+class CapturingCloudWatch:
+    """A PutMetricData client that keeps each request (what moto would not check)."""
+
+    class meta:  # noqa: N801 - mirrors boto3's client.meta
+        class service_model:  # noqa: N801
+            protocol = "json"
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def put_metric_data(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        return {"ResponseMetadata": {"RetryAttempts": 0}}

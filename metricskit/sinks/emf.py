@@ -13,13 +13,30 @@ How a batch becomes documents
   ``Namespace``, ``Dimensions`` ``[[names...]]`` and ``Metrics`` ``[{Name, Unit}]``
   (``StorageResolution: 1`` added for high-resolution batches); ``_aws.Timestamp`` is the
   batch's end in milliseconds.
+* A series and its twin are written once. A twin has the same name, unit, kind and data,
+  and the same dimensions less one (name, value) pair, the others in the same order: with
+  ``worker_id`` a job publishes every series with ``WorkerId`` and again without it, so
+  JobId-only dashboards see all workers. The specification lets a directive's
+  ``Dimensions`` hold several dimension sets of root members, and CloudWatch extracts every
+  metric of the directive into each of them, so a document with ``"Dimensions":
+  [["JobId", "WorkerId"], ["JobId"]]`` publishes both series: what two documents of one set
+  did, at about half the log bytes. Pairing goes by whole dimension set: only when every
+  series of the set (``JobId, WorkerId``) has its twin in one smaller set (``JobId``), so
+  two series that are equal by chance (a stage's zero ``ErrorCount`` and the job's) keep
+  their documents, and a batch without twins is written exactly as it always was. The
+  smaller set's own series (the self-metrics) keep documents of one set, since a directive's
+  dimension sets apply to all its metrics.
 * The specification's limits are named constants in :mod:`metricskit.limits`: at most 100
   metric definitions per directive, 100 values per metric array, 30 dimensions per set, and
-  the event size. Past any of them the group is split into more documents. Documents are
+  the event size (the second dimension set's names count in every document of a pair;
+  a pair whose piece would not fit with them is written apart, as two series). Past any
+  of them the group is split into more documents. Documents are
   ``EMF_PORTABLE_EVENT_BYTES`` (256 KiB - 26) at most unless ``max_document_bytes`` says
   otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram).
 * Counters are published as their period sum and gauges as their last value: one number,
-  in exactly one document.
+  in exactly one document (which publishes it for the twin too, if there is one).
+* Values CloudWatch refuses are dropped and counted in ``dropped_values``, per series as the
+  CloudWatch sink counts them: a bad value of a pair counts twice.
 
 What a distribution keeps
 -------------------------
@@ -47,16 +64,18 @@ its members) is therefore written as observations:
   For exact request counts publish a counter next to the distribution (``processed()`` does).
 
 So a flush writes at most ``ceil(max_distribution_samples / 100)`` documents for every 100
-series of one dimension set (more only when the size limit cuts a document).
+series (or pairs of twins) of one dimension set (more only when the size limit cuts a
+document).
 
 Delivery
 --------
 ``export`` writes documents in order and stops at the first failure, returning the metrics of
-the documents not yet written as the remainder, so the job's delivery queue retries only
-those, with backoff. A TCP connection found closed is reopened once per export; every socket
-call has a timeout (``socket_timeout``), so a dead agent costs the flusher thread at most two
-timeouts per flush and never blocks the worker. TCP has no acknowledgement: a document
-written in the instant the agent dies can be lost. Nothing here raises.
+the documents not yet written as the remainder (both series of a pair: a document owes
+each series it publishes), so the job's delivery queue retries only those, with backoff. A
+TCP connection found closed is reopened once per export; every socket call has a timeout
+(``socket_timeout``), so a dead agent costs the flusher thread at most two timeouts per flush
+and never blocks the worker. TCP has no acknowledgement: a document written in the instant
+the agent dies can be lost. Nothing here raises.
 
 Why not aws-embedded-metrics
 ----------------------------
@@ -71,6 +90,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -96,6 +116,7 @@ from metricskit.batch import (
 )
 from metricskit.errors import ConfigurationError
 from metricskit.sinks.base import BaseSink, ExportResult
+from metricskit.sinks.emf_twins import find_twins
 
 logger = logging.getLogger("metricskit")
 
@@ -129,8 +150,9 @@ class _Piece:
     name: str
     value: float | list[float]
     definition: dict[str, Any]
-    carried: Metric | None
-    """What a failed write of this piece owes (None: another piece of its metric owes it)."""
+    carried: tuple[Metric, ...]
+    """What a failed write of this piece owes: its part of the metric, and of the metric's
+    twin when one document stands for both (empty: another piece of its metric owes it)."""
     summary: dict[str, float] | None
     size: int
 
@@ -308,6 +330,9 @@ def _endpoint_from_env() -> tuple[str, str, int] | None:
 
 # -- serialization ---------------------------------------------------------------------------
 
+DimensionSets = tuple[Dimensions, ...]
+"""The dimension sets of one document's directive: one, or a series' and its twin's."""
+
 
 def serialize(
     batch: MetricBatch,
@@ -321,68 +346,160 @@ def serialize(
     """Documents for ``batch``, plus the counts of values dropped and metrics rejected.
 
     Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped; a metric whose
-    name is also one of its dimension names cannot be a root member and is rejected.
+    name is also one of its dimension names cannot be a root member and is rejected. Both
+    are counted per series, as the CloudWatch sink counts them: a metric written once for
+    itself and its twin (see the module docstring) counts twice.
     """
-    groups: dict[Dimensions, list[Metric]] = {}
-    for metric in batch:
-        groups.setdefault(metric.key.dimensions, []).append(metric)
-    documents: list[EMFDocument] = []
-    dropped = rejected = 0
+    layout = _Layout(batch, log_group=log_group, log_stream=log_stream, service_name=service_name)
     budget = max_document_bytes - 1  # the newline that ends the line
-    for dimensions, metrics in groups.items():
-        dims = dimensions
-        if len(dims) > limits.EMF_MAX_DIMENSIONS_PER_SET:
-            # Validation refuses such series at definition; publishing fewer dimensions would
-            # merge distinct series, so they are dropped rather than truncated.
-            logger.error(
-                "metricskit: %d series have %d dimensions; EMF allows %d; dropped",
-                len(metrics),
-                len(dims),
-                limits.EMF_MAX_DIMENSIONS_PER_SET,
-            )
-            rejected += len(metrics)
+    groups, dropped, rejected = _group(batch, layout, max_distribution_samples, budget)
+    documents: list[EMFDocument] = []
+    for sets, pieces in groups.items():
+        if not pieces:
             continue
-        dim_names = {name for name, _ in dims}
-        root: dict[str, Any] = dict(dims)
-        if service_name is not None and SERVICE_NAME_MEMBER not in dim_names:
-            root[SERVICE_NAME_MEMBER] = service_name
-        for key, value in batch.extra.items():
-            if key not in dim_names and key not in _RESERVED_MEMBERS:
-                root.setdefault(key, value)
-        pieces: list[deque[_Piece]] = []
-        for metric in metrics:
-            if metric.name in dim_names or metric.name in _RESERVED_MEMBERS:
-                logger.error(
-                    "metricskit: metric %r has the name of a dimension or an EMF member; dropped",
-                    metric.name,
-                )
-                rejected += 1
-                continue
-            made, bad = _pieces(metric, batch.storage_resolution, max_distribution_samples)
-            dropped += bad
-            if made:
-                pieces.append(deque(made))
-        base = _skeleton(batch, root, dims, log_group=log_group, log_stream=log_stream)
-        for chosen in _pack(pieces, base, budget):
-            documents.append(
-                _render(batch, root, dims, chosen, log_group=log_group, log_stream=log_stream)
-            )
+        documents.extend(
+            layout.render(sets, chosen) for chosen in _pack(pieces, layout.base(sets), budget)
+        )
         for queue in pieces:  # pieces that cannot fit even alone (never with the limits above)
             for piece in queue:
                 logger.error("metricskit: EMF member %r exceeds the document size", piece.name)
-                rejected += 1
+                rejected += len(sets)  # the piece stood for one series per dimension set
     return documents, dropped, rejected
 
 
-def _pieces(metric: Metric, storage_resolution: int, max_samples: int) -> tuple[list[_Piece], int]:
+class _Layout:
+    """A batch's root members and document skeletons, made once per dimension set."""
+
+    def __init__(
+        self,
+        batch: MetricBatch,
+        *,
+        log_group: str | None,
+        log_stream: str | None,
+        service_name: str | None,
+    ) -> None:
+        self.batch = batch
+        self.log_group = log_group
+        self.log_stream = log_stream
+        self.service_name = service_name
+        self._roots: dict[Dimensions, dict[str, Any]] = {}
+        self._bases: dict[DimensionSets, int] = {}
+
+    def root(self, dims: Dimensions) -> dict[str, Any]:
+        """The root members of a document for series with ``dims``: dimensions first."""
+        root = self._roots.get(dims)
+        if root is None:
+            dim_names = {name for name, _ in dims}
+            root = dict(dims)
+            if self.service_name is not None and SERVICE_NAME_MEMBER not in dim_names:
+                root[SERVICE_NAME_MEMBER] = self.service_name
+            for key, value in self.batch.extra.items():
+                if key not in dim_names and key not in _RESERVED_MEMBERS:
+                    root.setdefault(key, value)
+            self._roots[dims] = root
+        return root
+
+    def base(self, sets: DimensionSets) -> int:
+        """Bytes of a document with these dimension sets before its metrics (``_skeleton``)."""
+        size = self._bases.get(sets)
+        if size is None:
+            size = self._bases[sets] = _skeleton(
+                self.batch,
+                self.root(sets[0]),
+                sets,
+                log_group=self.log_group,
+                log_stream=self.log_stream,
+            )
+        return size
+
+    def render(self, sets: DimensionSets, pieces: list[_Piece]) -> EMFDocument:
+        return _render(
+            self.batch,
+            self.root(sets[0]),
+            sets,
+            pieces,
+            log_group=self.log_group,
+            log_stream=self.log_stream,
+        )
+
+
+def _group(
+    batch: MetricBatch, layout: _Layout, max_samples: int, budget: int
+) -> tuple[dict[DimensionSets, list[deque[_Piece]]], int, int]:
+    """Every metric's pieces by the dimension sets of their documents; dropped; rejected.
+
+    Groups keep the order in which their first series appears in the batch, so a batch
+    without twins is written exactly as when every group had one dimension set.
+    """
+    metrics = batch.metrics
+    twins = find_twins(metrics, root_of=layout.root, writable=lambda metric: not _clashes(metric))
+    written_with_twin = set(twins.values())
+    groups: dict[DimensionSets, list[deque[_Piece]]] = {}
+    too_wide: Counter[Dimensions] = Counter()
+    dropped = rejected = 0
+    for position, metric in enumerate(metrics):
+        if position in written_with_twin:
+            continue  # its superset's pieces carry it
+        dims = metric.key.dimensions
+        twin = metrics[twins[position]] if position in twins else None
+        sets: DimensionSets = (dims,) if twin is None else (dims, twin.key.dimensions)
+        queues = groups.setdefault(sets, [])
+        if len(dims) > limits.EMF_MAX_DIMENSIONS_PER_SET:
+            too_wide[dims] += 1
+            continue
+        if _clashes(metric):
+            logger.error(
+                "metricskit: metric %r has the name of a dimension or an EMF member; dropped",
+                metric.name,
+            )
+            rejected += 1
+            continue
+        made, bad = _pieces(metric, twin, batch.storage_resolution, max_samples)
+        dropped += bad * len(sets)  # bad in the metric is bad in its twin: two series lose it
+        if twin is not None and made and layout.base(sets) + max(p.size for p in made) > budget:
+            # The second dimension set leaves no room for a piece that each series' own
+            # documents may still hold: write the two apart, as without the pairing.
+            for alone in (metric, twin):
+                apart, _ = _pieces(alone, None, batch.storage_resolution, max_samples)
+                groups.setdefault((alone.key.dimensions,), []).append(deque(apart))
+            continue
+        if made:
+            queues.append(deque(made))
+    for dims, count in too_wide.items():
+        # Validation refuses such series at definition; publishing fewer dimensions would
+        # merge distinct series, so they are dropped rather than truncated.
+        logger.error(
+            "metricskit: %d series have %d dimensions; EMF allows %d; dropped",
+            count,
+            len(dims),
+            limits.EMF_MAX_DIMENSIONS_PER_SET,
+        )
+        rejected += count
+    return groups, dropped, rejected
+
+
+def _clashes(metric: Metric) -> bool:
+    """Whether the metric's name is one of its dimensions' or a reserved member's."""
+    return metric.name in _RESERVED_MEMBERS or metric.key.dimension(metric.name) is not None
+
+
+def _pieces(
+    metric: Metric, twin: Metric | None, storage_resolution: int, max_samples: int
+) -> tuple[list[_Piece], int]:
+    """The metric's members, each owing its part of the metric (and of its twin, if any)."""
     definition: dict[str, Any] = {"Name": metric.name, "Unit": metric.key.unit}
     if storage_resolution == 1:
         definition["StorageResolution"] = 1
     clean, dropped = publishable(metric)
     if clean is None:
         return [], dropped
+
+    def owed(part: Metric) -> tuple[Metric, ...]:
+        # The twin has the same data: a failed write owes both series the same part.
+        return (part,) if twin is None else (part, dataclasses.replace(part, key=twin.key))
+
     if clean.kind is not MetricKind.DISTRIBUTION:
-        piece = _Piece(clean.name, _number(clean.value), definition, clean, None, 0)
+        piece = _Piece(clean.name, _number(clean.value), definition, owed(clean), None, 0)
         return [_sized(piece)], dropped
     pairs = list(zip(clean.values, clean.counts, strict=True))
     samples, summary = expand_distribution(pairs, max_samples)
@@ -390,13 +507,13 @@ def _pieces(metric: Metric, storage_resolution: int, max_samples: int) -> tuple[
     made = []
     for start in range(0, len(samples), step):
         chunk = samples[start : start + step]
-        carried: Metric | None
+        carried: tuple[Metric, ...]
         if summary is None:  # the pieces hold every observation: each carries its own
-            carried = distribution(clean.key, Counter(chunk))
+            carried = owed(distribution(clean.key, Counter(chunk)))
         else:
             # Sampled: the pieces stand for the counts only together, so a failed write owes
             # the original counts once (with the first piece), never the samples.
-            carried = clean if start == 0 else None
+            carried = owed(clean) if start == 0 else ()
         piece = _Piece(
             metric.name,
             [_number(v) for v in chunk],
@@ -470,20 +587,23 @@ def _pack(pieces: list[deque[_Piece]], base_size: int, budget: int) -> Iterator[
 def _skeleton(
     batch: MetricBatch,
     root: dict[str, Any],
-    dims: Dimensions,
+    sets: DimensionSets,
     *,
     log_group: str | None,
     log_stream: str | None,
 ) -> int:
-    """Size of a document without metrics (plus room for the distributions member)."""
-    text = _render(batch, root, dims, [], log_group=log_group, log_stream=log_stream).text
+    """Size of a document without metrics (plus room for the distributions member).
+
+    Every dimension set is in it: a twin's set costs its names once per document.
+    """
+    text = _render(batch, root, sets, [], log_group=log_group, log_stream=log_stream).text
     return len(text) + len(json.dumps(DISTRIBUTIONS_MEMBER)) + 4
 
 
 def _render(
     batch: MetricBatch,
     root: dict[str, Any],
-    dims: Dimensions,
+    sets: DimensionSets,
     pieces: list[_Piece],
     *,
     log_group: str | None,
@@ -494,7 +614,7 @@ def _render(
         "CloudWatchMetrics": [
             {
                 "Namespace": batch.namespace,
-                "Dimensions": [[name for name, _ in dims]],
+                "Dimensions": [[name for name, _ in dims] for dims in sets],
                 "Metrics": [piece.definition for piece in pieces],
             }
         ],
@@ -510,7 +630,7 @@ def _render(
     for piece in pieces:
         document[piece.name] = piece.value
     text = json.dumps(document, separators=(",", ":"), allow_nan=False)
-    return EMFDocument(text, tuple(p.carried for p in pieces if p.carried is not None))
+    return EMFDocument(text, tuple(metric for p in pieces for metric in p.carried))
 
 
 def _sized(piece: _Piece) -> _Piece:

@@ -23,6 +23,7 @@ from metricskit.sinks.cloudwatch import (
     split_metric,
     to_datum,
 )
+from tests.helpers import CapturingCloudWatch
 
 DIMS = (("JobId", "job-1"),)
 
@@ -108,21 +109,6 @@ def test_only_values_cloudwatch_accepts_are_published() -> None:
     fine = Metric(key, MetricKind.COUNTER, value=5.0)
     assert publishable(fine) == (fine, 0)
     assert publishable(distribution(key, {1.0: 2.0}))[0] == distribution(key, {1.0: 2.0})
-
-
-class CapturingCloudWatch:
-    """A PutMetricData client that keeps each request (what moto would not check)."""
-
-    class meta:  # noqa: N801 - mirrors boto3's client.meta
-        class service_model:  # noqa: N801
-            protocol = "json"
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-
-    def put_metric_data(self, **request: Any) -> dict[str, Any]:
-        self.requests.append(request)
-        return {"ResponseMetadata": {"RetryAttempts": 0}}
 
 
 def test_one_bad_value_never_costs_the_rest_of_the_request() -> None:

@@ -6,24 +6,29 @@ in tests/schemas plus the reference checks a schema cannot express).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import math
 import random
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
 
 import metricskit
 from metricskit import limits
-from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution
+from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution, publishable
 from metricskit.errors import ConfigurationError
 from metricskit.job import make_sink
 from metricskit.sinks import EMFSink
-from metricskit.sinks.emf import expand_distribution, parse_agent_endpoint
-from tests.emf_spec import definitions, metric_values, validate_output
+from metricskit.sinks.base import ExportResult
+from metricskit.sinks.cloudwatch import CloudWatchSink, pack_requests, to_datum
+from metricskit.sinks.emf import expand_distribution, parse_agent_endpoint, serialize
+from tests.emf_spec import SeriesId, definitions, metric_values, series, validate_output
+from tests.helpers import CapturingCloudWatch
 
 JOB = (("JobId", "job-1"),)
 TS = 1_700_000_000.25
@@ -384,3 +389,327 @@ def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written:
         summary = sent["MetricskitDistributions"]["Latency"]  # type: ignore[index]
         assert summary["SampleCount"] == 50_000
         assert owed == []
+
+
+# -- a series and its twin one dimension less: one write, two dimension sets -----------------
+
+WORKER = (*JOB, ("WorkerId", "w-1"))
+
+
+def twins(*metrics: Metric, drop: str = "WorkerId") -> tuple[Metric, ...]:
+    """Each metric, then each again without dimension ``drop`` (as Job._job_wide_copies)."""
+    copies = []
+    for metric in metrics:
+        dims = tuple(d for d in metric.key.dimensions if d[0] != drop)
+        copies.append(
+            dataclasses.replace(metric, key=dataclasses.replace(metric.key, dimensions=dims))
+        )
+    return (*metrics, *copies)
+
+
+def unmerged(batch_: MetricBatch) -> list[str]:
+    """The documents as written before twins were merged: every dimension set on its own."""
+    groups: dict[tuple[tuple[str, str], ...], list[Metric]] = {}
+    for metric in batch_:
+        groups.setdefault(metric.key.dimensions, []).append(metric)
+    return [
+        doc.text
+        for metrics in groups.values()
+        for doc in serialize(batch_.with_metrics(tuple(metrics)))[0]
+    ]
+
+
+def cloudwatch_series(batch_: MetricBatch) -> dict[SeriesId, Counter[float]]:
+    """What the CloudWatch sink sends for ``batch_``, as series -> observations."""
+    found: dict[SeriesId, Counter[float]] = {}
+    for request in pack_requests(batch_):
+        for metric in request:
+            clean, _ = publishable(metric)
+            if clean is None:
+                continue
+            datum: dict[str, Any] = dict(to_datum(clean, batch_.timestamp, 60))
+            dims = tuple((d["Name"], d["Value"]) for d in datum["Dimensions"])
+            key = (batch_.namespace, datum["MetricName"], datum["Unit"], dims)
+            observations = found.setdefault(key, Counter())
+            if "Value" in datum:
+                observations[datum["Value"]] += 1
+            else:
+                for value, count in zip(datum["Values"], datum["Counts"], strict=True):
+                    observations[value] += int(count)
+    return found
+
+
+def as_counters(found: dict[SeriesId, list[float]]) -> dict[SeriesId, Counter[float]]:
+    return {key: Counter(values) for key, values in found.items()}
+
+
+def dimension_sets(docs: list[dict[str, Any]]) -> list[list[list[str]]]:
+    return [directive["Dimensions"] for d in docs for directive in d["_aws"]["CloudWatchMetrics"]]
+
+
+class RecordingEMFSink(EMFSink):
+    """An EMF sink that also keeps the batches it was given."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.batches: list[MetricBatch] = []
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        self.batches.append(batch)
+        return super().export(batch)
+
+
+def test_a_worker_job_writes_each_series_once_and_publishes_what_two_documents_did() -> None:
+    """Per-worker series and their job-wide twins share documents with two dimension sets;
+    expanded as CloudWatch does, they are exactly the series the CloudWatch sink sends."""
+    buf = io.StringIO()
+    sink = RecordingEMFSink(stream=buf)
+    with metricskit.Job(
+        "jw", namespace="Test/EMF", total=1000, sink=sink, worker_id="w-1", flush_interval=3600
+    ) as job:
+        job.processed(300)
+        job.failed(2)
+        for value in range(40):
+            job.observe("KafkaLatency", 1.0 + value)
+        job.gauge("Loss", 0.25)
+        read = job.stage("read", total=500)
+        read.processed(120)
+        job.flush()
+        job.processed(5)
+    docs = validate_output(buf.getvalue())
+    assert len(sink.batches) == 2
+    expected: dict[SeriesId, Counter[float]] = {}
+    for recorded in sink.batches:
+        for key, observations in cloudwatch_series(recorded).items():
+            expected.setdefault(key, Counter()).update(observations)
+    assert as_counters(series(docs)) == expected
+    # Nothing is written twice: the job-wide series appear only as second dimension sets,
+    # and the documents of the job-wide set alone hold only the self-metrics.
+    merged = [
+        [["JobId", "WorkerId"], ["JobId"]],
+        [["JobId", "Stage", "WorkerId"], ["JobId", "Stage"]],
+    ]
+    found = dimension_sets(docs)
+    assert all(sets in found for sets in merged)
+    assert all(sets in [*merged, [["JobId"]]] for sets in found)
+    for doc in docs:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            if directive["Dimensions"] == [["JobId"]]:
+                assert {m["Name"] for m in directive["Metrics"]} <= {
+                    "DroppedValues", "FailedExports", "QueuedPeriods"
+                }  # fmt: skip
+    assert (
+        sum(metric_values(docs, "RecordsProcessed", Stage="read")) == 120
+    )  # one member, two series
+
+
+def test_merged_documents_are_half_the_bytes_and_expand_to_the_unmerged_series() -> None:
+    key = SeriesKey("Latency", "Milliseconds", WORKER)
+    worker = [counter(f"Count{i:02d}", i, WORKER) for i in range(15)] + [
+        Metric(SeriesKey(f"Gauge{i}", "None", WORKER), MetricKind.GAUGE, value=i / 3)
+        for i in range(4)
+    ]
+    worker.append(distribution(key, {float(v): 1.0 for v in range(1, 151)}))  # 2 documents
+    original = batch(*twins(*worker))
+    docs, sink = export(original)
+    before = unmerged(original)
+    before_docs = validate_output("\n".join(before))
+    assert as_counters(series(docs)) == as_counters(series(before_docs))
+    assert as_counters(series(docs)) == cloudwatch_series(original)
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]]] * 2
+    assert len(before_docs) == 4
+    assert sink.bytes_written < 0.55 * sum(len(text) + 1 for text in before)
+
+
+def test_without_twins_every_directive_has_one_dimension_set_as_before() -> None:
+    """A job without worker_id is written as before, though a stage's zero counters equal
+    the job's: only a whole dimension set whose every series has a twin is merged."""
+    buf = io.StringIO()
+    sink = RecordingEMFSink(stream=buf)
+    with metricskit.Job(
+        "plain", namespace="Test/EMF", total=100, sink=sink, flush_interval=3600
+    ) as job:
+        job.processed(10)
+        job.stage("read").processed(4)  # ErrorCount, RetryCount, ... are 0 in both
+        job.observe("KafkaLatency", 3.0)
+    docs = validate_output(buf.getvalue())
+    assert all(len(sets) == 1 for sets in dimension_sets(docs))
+    assert buf.getvalue().splitlines() == [
+        text for recorded in sink.batches for text in unmerged(recorded)
+    ]
+
+
+def test_only_an_exact_twin_one_dimension_less_in_the_same_order_is_merged() -> None:
+    base = counter("RecordsProcessed", 5, WORKER)
+    region = (*JOB, ("Region", "eu"))
+    stage = (*WORKER, ("Stage", "s"))
+    other_unit = SeriesKey("RecordsProcessed", "None", JOB)
+    job_key = SeriesKey("RecordsProcessed", "Count", JOB)
+    cases = {
+        "different value": (base, counter("RecordsProcessed", 6)),
+        "different unit": (base, Metric(other_unit, MetricKind.COUNTER, value=5)),
+        "different kind": (base, Metric(job_key, MetricKind.GAUGE, value=5)),
+        "another dimension value": (base, counter("RecordsProcessed", 5, (("JobId", "other"),))),
+        "two less": (counter("RecordsProcessed", 5, stage), counter("RecordsProcessed", 5)),
+        "reordered": (
+            counter("RecordsProcessed", 5, stage),
+            counter("RecordsProcessed", 5, (("Stage", "s"), ("JobId", "job-1"))),
+        ),
+        "a series of the set has no twin": (
+            base, counter("RecordsProcessed", 5), counter("ErrorCount", 1, WORKER)
+        ),
+    }  # fmt: skip
+    for name, metrics in cases.items():
+        docs, _ = export(batch(*metrics))
+        assert all(len(sets) == 1 for sets in dimension_sets(docs)), name
+        assert as_counters(series(docs)) == cloudwatch_series(batch(*metrics)), name
+    # Any one dimension, not only WorkerId: here Region, in the middle of three.
+    three = (("JobId", "job-1"), ("Region", "eu"), ("Stage", "s"))
+    docs, _ = export(batch(*twins(counter("RecordsProcessed", 5, three), drop="Region")))
+    assert dimension_sets(docs) == [[["JobId", "Region", "Stage"], ["JobId", "Stage"]]]
+    docs, _ = export(batch(*twins(counter("RecordsProcessed", 5, region), drop="JobId")))
+    assert dimension_sets(docs) == [[["JobId", "Region"], ["Region"]]]
+
+
+def test_series_without_a_twin_keep_their_own_documents_apart_from_the_pairs() -> None:
+    """A directive's dimension sets apply to all its metrics: the pairs go in two-set
+    documents, a series of the smaller set that twins nothing keeps a one-set document."""
+    per_worker = [counter("RecordsProcessed", 5, WORKER), counter("ErrorCount", 1, WORKER)]
+    alone = counter("DroppedValues", 3)
+    original = batch(*twins(*per_worker), alone)
+    docs, _ = export(original)
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]], [["JobId"]]]
+    assert docs[1]["DroppedValues"] == 3
+    assert "RecordsProcessed" not in docs[1]
+    assert as_counters(series(docs)) == cloudwatch_series(original)
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_failed_write_owes_a_series_and_its_twin_each_exactly_once(written: int) -> None:
+    key = SeriesKey("Latency", "Milliseconds", WORKER)
+    per_worker = [counter(f"M{i:03d}", i + 1, WORKER) for i in range(150)]
+    per_worker.append(distribution(key, {float(v): 2.0 for v in range(1, 151)}))  # 300 obs
+    original = batch(*twins(*per_worker))
+    stream = FailingStream(good=written)
+    result = EMFSink(stream=stream).export(original)
+    assert not result.success
+    assert result.retryable
+    assert result.remainder is not None
+    owed = {m.key.dimensions for m in result.remainder}
+    assert owed == {WORKER, JOB}  # both series of every unwritten piece
+    if written == 0:
+        assert sorted(result.remainder.metrics, key=repr) == sorted(original.metrics, key=repr)
+    rest_buf = io.StringIO()
+    assert EMFSink(stream=rest_buf).export(result.remainder).success
+    both = validate_output(stream.getvalue()) + validate_output(rest_buf.getvalue())
+    assert as_counters(series(both)) == cloudwatch_series(original)  # each exactly once
+
+
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_failed_write_of_a_sampled_twin_owes_both_exact_counts_once(written: int) -> None:
+    key = SeriesKey("Latency", "Milliseconds", WORKER)
+    dist = distribution(key, {float(v): 25.0 for v in range(1, 2001)})  # 50,000 observations
+    original = batch(*twins(dist))
+    stream = FailingStream(good=written)
+    result = EMFSink(stream=stream, max_document_bytes=8192).export(original)
+    assert not result.success
+    assert result.remainder is not None
+    if written == 0:
+        assert [(m.key.dimensions, m.values, m.counts) for m in result.remainder] == [
+            (WORKER, dist.values, dist.counts),
+            (JOB, dist.values, dist.counts),
+        ]
+    else:  # the first piece went out with the exact statistics of both series
+        (sent,) = validate_output(stream.getvalue(), 8192)
+        assert sent["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [  # type: ignore[index]
+            ["JobId", "WorkerId"],
+            ["JobId"],
+        ]
+        assert sent["MetricskitDistributions"]["Latency"]["SampleCount"] == 50_000  # type: ignore[index]
+        assert list(result.remainder) == []
+
+
+def test_bad_values_of_twins_are_counted_per_series_as_the_cloudwatch_sink_counts() -> None:
+    key = SeriesKey("Latency", "Milliseconds", WORKER)
+    bad = Metric(key, MetricKind.DISTRIBUTION, values=(1.0, math.inf), counts=(2.0, 1.0))
+    loss = SeriesKey("Loss", "None", WORKER)
+    nan = Metric(loss, MetricKind.GAUGE, value=float("nan"))
+    other_nan = Metric(dataclasses.replace(loss, dimensions=JOB), nan.kind, value=float("nan"))
+    original = batch(*twins(counter("RecordsProcessed", 3, WORKER), bad), nan, other_nan)
+    docs, sink = export(original)
+    client = CapturingCloudWatch()
+    cloudwatch = CloudWatchSink(client=client)  # type: ignore[arg-type]
+    assert cloudwatch.export(original).success
+    assert sink.dropped_values == cloudwatch.dropped_values == 4  # inf and NaN, in both series
+    assert sink.rejected_metrics == 0
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]]]  # NaN matches NaN
+    assert as_counters(series(docs)) == cloudwatch_series(original)
+
+
+def test_a_metric_named_like_the_dropped_dimension_is_rejected_and_its_twin_still_written() -> None:
+    original = batch(*twins(counter("WorkerId", 1, WORKER), counter("RecordsProcessed", 2, WORKER)))
+    docs, sink = export(original)
+    assert sink.rejected_metrics == 1  # only the series that has WorkerId as a dimension
+    expected = cloudwatch_series(original)
+    del expected[("Test/EMF", "WorkerId", "Count", WORKER)]
+    assert as_counters(series(docs)) == expected  # the twin is written, in its own document
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]], [["JobId"]]]
+
+
+def test_service_name_extras_and_distribution_summaries_ride_in_merged_documents() -> None:
+    key = SeriesKey("Latency", "Milliseconds", WORKER)
+    dist = distribution(key, {float(v): 3.0 for v in range(1, 1001)})  # sampled: a summary
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, service_name="loader")
+    assert sink.export(
+        batch(*twins(dist, counter("RecordsProcessed", 1, WORKER)), extra={"Status": "running"})
+    ).success
+    docs = validate_output(buf.getvalue())
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]]] * 10
+    assert all(d["ServiceName"] == "loader" and d["Status"] == "running" for d in docs)
+    summaries = [d["MetricskitDistributions"] for d in docs if "MetricskitDistributions" in d]
+    assert summaries == [
+        {"Latency": {"SampleCount": 3000, "Sum": 1501500, "Minimum": 1, "Maximum": 1000}}
+    ]
+    found = series(docs)
+    assert len(found[("Test/EMF", "Latency", "Milliseconds", WORKER)]) == 1000
+    assert (
+        found[("Test/EMF", "Latency", "Milliseconds", JOB)]
+        == found[("Test/EMF", "Latency", "Milliseconds", WORKER)]
+    )
+
+
+def test_an_extra_property_named_like_the_dropped_dimension_keeps_the_twin_apart() -> None:
+    """The twin's own document would carry the extra's value under that name: not merged."""
+    original = batch(*twins(counter("RecordsProcessed", 1, WORKER)), extra={"WorkerId": "x"})
+    docs, _ = export(original)
+    assert dimension_sets(docs) == [[["JobId", "WorkerId"]], [["JobId"]]]
+    assert docs[1]["WorkerId"] == "x"
+
+
+@pytest.mark.parametrize("max_bytes", [20_000, 40_000])
+def test_the_second_dimension_set_is_counted_in_the_document_size(max_bytes: int) -> None:
+    """Thirty long dimension names: the second set costs ~6 KB a document. Where it leaves no
+    room for a piece, the twins are written apart as before rather than lost."""
+    dims = tuple((f"D{i:02d}" + "n" * 200, f"v{i}") for i in range(30))
+    rng = random.Random(5)
+    metrics = [
+        distribution(
+            SeriesKey(f"Dist{i}", "Milliseconds", dims),
+            {rng.uniform(0.001, 1e6): 1.0 for _ in range(100)},
+        )
+        for i in range(3)
+    ] + [counter(f"C{i}", i, dims) for i in range(20)]
+    original = batch(*twins(*metrics, drop=dims[-1][0]))
+    docs, sink = export(original, max_document_bytes=max_bytes)  # validated at max_bytes
+    assert sink.rejected_metrics == 0
+    assert as_counters(series(docs)) == cloudwatch_series(original)
+    merged = [len(sets) == 2 for sets in dimension_sets(docs)]
+    if max_bytes == 20_000:  # the skeleton is 12.7 KB with one set, 18.6 KB with both
+        assert not any(
+            len(sets) == 2 and "Dist0" in d
+            for sets, d in zip(dimension_sets(docs), docs, strict=True)
+        )
+        assert any(merged)  # the counters still fit with both sets
+    else:
+        assert all(merged)
