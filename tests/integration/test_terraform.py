@@ -3,7 +3,8 @@ that only name catalog metrics, plans no changes the second time, and destroys c
 
 The tests marked ``terraform`` skip (with the reason) when terraform or the provider mirror is
 missing, except under CI=true, where they fail instead. The others need neither.
-One apply per session: the ``deployed`` fixture is module scoped, and the last test destroys.
+One apply per module: the ``_deployment`` fixture is module scoped and the last test destroys;
+``deployed`` applies again for any test that runs after it.
 """
 
 from __future__ import annotations
@@ -385,8 +386,19 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture
+def deployed(_deployment: Deployment) -> Deployment:
+    """The module's deployment, applied again if a test destroyed it, so no test depends on
+    running before ``test_destroy_is_clean``."""
+    if _deployment.destroyed:
+        _deployment.tf.apply(tf_vars=_deployment.tf_vars)
+        _deployment.outputs = _deployment.tf.output()
+        _deployment.destroyed = False
+    return _deployment
+
+
 @pytest.fixture(scope="module")
-def deployed(workdir: Path, moto_server: str) -> Iterator[Deployment]:
+def _deployment(workdir: Path, moto_server: str) -> Iterator[Deployment]:
     import tftest
 
     unique = uuid.uuid4().hex[:8]
