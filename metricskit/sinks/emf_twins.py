@@ -33,8 +33,8 @@ def find_twins(
     larger set's do not (a ``ServiceName`` or extra property named like the dropped
     dimension). So a stage's counter that happens to equal the job's (both 0) stays as it
     was; pairing it alone would cost a document. A series is in at most one pair; larger
-    sets pair first, so a per-stage, per-worker series finds its per-stage copy before that
-    copy could pair with the job's.
+    sets pair first, and the last dimension (``WorkerId``) is dropped first, so a per-stage,
+    per-worker series finds its per-stage copy, not the job's per-worker series.
 
     The specification makes a directive's ``Dimensions`` "A DimensionSet array", and "Every
     DimensionSet used creates a new metric in CloudWatch" (section "DimensionSet array" of
@@ -57,7 +57,10 @@ def find_twins(
         if not members:
             continue
         root = root_of(dims)
-        for drop in range(len(dims)):
+        # The last dimension first: Job and Stage put WorkerId last, so a stage's per-worker
+        # series meets its per-stage copy before the job's per-worker series, which an idle
+        # stage's zeros equal by chance (the metrics would be right, the log documents not).
+        for drop in reversed(range(len(dims))):
             rest = dims[:drop] + dims[drop + 1 :]
             if rest in by_dims and _covers(root, root_of(rest)):
                 found = _twins_in(metrics, members, positions, rest, taken)

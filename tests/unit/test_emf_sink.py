@@ -713,3 +713,57 @@ def test_the_second_dimension_set_is_counted_in_the_document_size(max_bytes: int
         assert any(merged)  # the counters still fit with both sets
     else:
         assert all(merged)
+
+
+def _serialized_series(batch_: MetricBatch) -> tuple[dict[SeriesId, Counter[float]], int]:
+    docs, _, rejected = serialize(batch_)
+    found = series(validate_output("\n".join(d.text for d in docs)))
+    return as_counters(found), rejected
+
+
+def test_an_idle_stage_pairs_with_its_own_job_wide_copy_not_the_jobs_series() -> None:
+    """Idle stages' zeros equal the job's per-worker zeros; each stage's documents must still
+    name the stage in both dimension sets, or Logs Insights sums by Stage count twice."""
+    buf = io.StringIO()
+    with metricskit.Job(
+        "j", namespace="T/S", total=1000, sink=EMFSink(stream=buf), worker_id="w-1"
+    ) as job:
+        job.stage("load")
+        job.stage("write")
+    sets = Counter(
+        (tuple(map(tuple, d["_aws"]["CloudWatchMetrics"][0]["Dimensions"])), d.get("Stage"))
+        for d in validate_output(buf.getvalue())
+    )
+    stage_pair = (("JobId", "Stage", "WorkerId"), ("JobId", "Stage"))
+    assert sets == Counter(
+        [
+            ((("JobId", "WorkerId"), ("JobId",)), None),
+            (stage_pair, "load"),
+            (stage_pair, "write"),
+        ]
+    )
+
+
+def test_a_chain_of_equal_twins_publishes_every_level_once() -> None:
+    job_ = (("JobId", "j"),)
+    stage = (*job_, ("Stage", "s"))
+    worker = (*stage, ("WorkerId", "w"))
+    chain = batch(counter("N", 1, worker), counter("N", 1, stage), counter("N", 1, job_))
+    assert _serialized_series(chain)[0] == cloudwatch_series(chain)
+
+
+def test_two_workers_equal_to_one_job_wide_series_share_it_once() -> None:
+    job_ = (("JobId", "j"),)
+    workers = batch(
+        counter("N", 1, (*job_, ("WorkerId", "a"))),
+        counter("N", 1, (*job_, ("WorkerId", "b"))),
+        counter("N", 1, job_),
+    )
+    assert _serialized_series(workers)[0] == cloudwatch_series(workers)
+
+
+def test_a_series_too_wide_for_emf_is_rejected_and_its_twin_still_published() -> None:
+    dims = tuple((f"D{i:02d}", "v") for i in range(31))
+    found, rejected = _serialized_series(batch(counter("N", 1, dims), counter("N", 1, dims[:-1])))
+    assert rejected == 1
+    assert [key[3] for key in found] == [dims[:-1]]
