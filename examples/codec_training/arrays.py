@@ -1,9 +1,9 @@
 """Where the training's arrays live: numpy on the CPU, or CuPy on an NVIDIA GPU.
 
 CuPy implements numpy's API on the GPU, so the model is written once against an array
-module ``xp`` and runs on either. Data is made and scored on the host (numpy); the training
-set and the codec's weights are moved to the device once, and only scalars (the loss) and
-the evaluation's symbols come back.
+module ``xp`` and runs on either. The synthetic frames are made on the host (numpy) and
+moved to the device once, with the codec's weights; training and evaluation run there, and
+only scalars (the loss, the quality measures) come back.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEVICES: Final = ("auto", "cpu", "gpu")
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """An array module and the copies between it and the host."""
+    """An array module, and the copy from the host into it."""
 
     device: str
     """``cpu`` or ``gpu``: where the training ran (reported in the result)."""
@@ -36,12 +36,6 @@ class Backend:
 
     def to_device(self, array: Any) -> DeviceArray:
         return self.xp.asarray(array)
-
-    def to_host(self, array: DeviceArray) -> Any:
-        """A numpy array (CuPy's ``asnumpy`` waits for the GPU to finish)."""
-        if self.xp is np:
-            return np.asarray(array)
-        return self.xp.asnumpy(array)
 
 
 CPU: Final = Backend("cpu", np)
