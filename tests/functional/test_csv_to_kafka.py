@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import replace
@@ -46,10 +47,16 @@ def delivered(log: Path) -> Counter[int]:
     return Counter(int(line) for line in log.read_text().split())
 
 
-def make_table(name: str = "jobs") -> str:
-    client = boto3.client("dynamodb")
-    if name not in client.list_tables()["TableNames"]:
-        job_table.create_table(client, name)
+def make_table(prefix: str = "jobs") -> str:
+    """A fresh job table: tests share one moto server, so no test sees another's items."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    job_table.create_table(boto3.client("dynamodb"), name)
+    return name
+
+
+def make_bucket(prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=name)
     return name
 
 
@@ -65,12 +72,11 @@ def load(
 def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     good = write_csv(source, 3000)
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="input")
-    s3.upload_file(str(source), "input", "rows.csv")
+    bucket = make_bucket("input")
+    boto3.client("s3").upload_file(str(source), bucket, "rows.csv")
     log = tmp_path / "delivered.log"
 
-    result, sink = load(Settings("s3://input/rows.csv", topic="rows", delivered_log=str(log)))
+    result, sink = load(Settings(f"s3://{bucket}/rows.csv", topic="rows", delivered_log=str(log)))
 
     assert result.delivered == len(good) == 3000
     assert set(delivered(log)) == good
@@ -79,7 +85,7 @@ def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Pa
     latency = list(sink.metrics("KafkaLatency"))
     assert sum(sum(m.counts) for m in latency) == 3000
     assert all(v > 0 for m in latency for v in m.values)
-    assert count_rows("s3://input/rows.csv") == 3000
+    assert count_rows(f"s3://{bucket}/rows.csv") == 3000
 
 
 def test_malformed_rows_are_counted_as_errors_and_skipped(tmp_path: Path) -> None:
@@ -416,10 +422,9 @@ def test_cli_shards_join_the_job_registry_with_the_cached_line_count(
     table = make_table("jobs-registry")
     source = tmp_path / "rows.csv"
     good = write_csv(source, 300, bad={7})
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="registry-input")
-    s3.upload_file(str(source), "registry-input", "rows.csv")
-    uri = "s3://registry-input/rows.csv"
+    bucket = make_bucket("registry-input")
+    boto3.client("s3").upload_file(str(source), bucket, "rows.csv")
+    uri = f"s3://{bucket}/rows.csv"
     common = ["--job-id", "registered", "--table", table, "--sink", "off", "--count-rows"]
     profile = ["--compute-profile", "fargate:1vcpu:2gb"]
     assert main([uri, *common, *profile, "--shard", "0/2"]) == 0
