@@ -29,4 +29,8 @@ class ConfigurationError(MetricsKitError, ValueError):
 
 
 class JobClosedError(MetricsKitError, RuntimeError):
-    """A stage or handle was created on a job that is already closed."""
+    """Kept so existing ``except JobClosedError`` clauses still import; no longer raised.
+
+    ``job.stage()`` on a closed job returns a stage and logs a warning instead: after
+    construction, instrumentation never raises into the worker.
+    """

@@ -21,7 +21,7 @@ from typing import Final, Literal
 from metricskit import catalog, config, process_hooks
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
-from metricskit.errors import ConfigurationError, InvalidDimensionError, JobClosedError
+from metricskit.errors import ConfigurationError, InvalidDimensionError
 from metricskit.flusher import PeriodicFlusher
 from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
@@ -177,6 +177,7 @@ class Job(Recorder):
         )
         self._failed_exports_reported = 0
         self._closed = False
+        self._stop_requested = False  # SIGTERM arrived and the application handles it
         self._close_lock = threading.Lock()
         self._close_done = threading.Event()
         self._close_result = False
@@ -342,10 +343,14 @@ class Job(Recorder):
                 if total is not None:
                     existing.set_total(total)
                 return existing
-            if self._closed:
-                raise JobClosedError(f"job {self.job_id!r} is closed; cannot add stage {name!r}")
             if len(self.dimensions) + 1 > 30:
                 raise InvalidDimensionError("a stage would exceed CloudWatch's 30 dimensions")
+            if self._closed:
+                # Like any recording after close: never an exception in the worker; the
+                # flusher has stopped, so what the stage records is not sent.
+                logger.warning(
+                    "metricskit: job %r is closed; stage %r records nothing", self.job_id, name
+                )
             created = self._stages[name] = Stage(self, name, total)
             return created
 
@@ -499,6 +504,8 @@ class Job(Recorder):
         shutdown timeout) and returns its result, so a SIGTERM handler never lets the
         process exit under a close still delivering.
         """
+        if status == "completed" and self._stop_requested:
+            status = "interrupted"  # asked to stop (SIGTERM) before it could finish
         with self._close_lock:
             closing_elsewhere = self._closed
             self._closed = True
@@ -569,6 +576,11 @@ class Job(Recorder):
 
     def _close_interrupted(self) -> None:
         self.close("interrupted")
+
+    def _flush_for_stop(self) -> None:
+        """SIGTERM, and the application handles it: deliver now, close as interrupted later."""
+        self._stop_requested = True
+        self.flush()
 
     def _after_fork_in_child(self) -> None:
         # Any lock may have been held by a thread that does not exist in the child: replace

@@ -1,10 +1,15 @@
 """Process-wide hooks installed once, at the first Job (never at import).
 
 * ``atexit``: close jobs the program never closed, so their last counts are delivered.
-* ``SIGTERM`` (ECS stop, Spot interruption, Batch termination): close every live job as
-  ``interrupted`` within the shutdown timeout, then hand the signal to whatever handler the
-  application had (or to the default action, which ends the process as SIGTERM would).
-  Installed only from the main thread, and only when the job asks for it.
+* ``SIGTERM`` (ECS stop, Spot interruption, Batch termination), installed only from the main
+  thread and only when the job asks for it. With no handler of the application's (the
+  default action), every live job is closed as ``interrupted`` within the shutdown timeout
+  and the process then ends as SIGTERM would. When the application had a handler (or ignores
+  SIGTERM), the process goes on after the signal, typically to finish its batch and commit:
+  every live job delivers what is pending now, within the shutdown timeout, stays open so
+  what the application records while it stops is not lost, and closes as ``interrupted``
+  when the application leaves its ``with`` block or exits; then the application's handler
+  runs.
 * ``os.register_at_fork``: in a forked child, every live job drops the parent's unflushed
   state (the parent reports it), gets fresh locks (one may have been held at fork time) and a
   fresh flusher thread (threads do not survive fork). In ``multiprocessing`` children, which
@@ -36,6 +41,8 @@ class ManagedJob(Protocol):
     def _close_at_exit(self) -> None: ...
 
     def _close_interrupted(self) -> None: ...
+
+    def _flush_for_stop(self) -> None: ...
 
     def _after_fork_in_child(self) -> None: ...
 
@@ -143,22 +150,26 @@ def _defer_sigterm(signum: int, frame: FrameType | None) -> bool:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _defer_sigterm(signum, frame):
         return
+    previous = _previous_sigterm
+    # The application's own handler (or SIG_IGN) means the process goes on after the signal:
+    # closing the jobs now would lose what it records while it stops, and raise from stage().
+    process_goes_on = callable(previous) or previous == signal.SIG_IGN
     jobs = live_jobs()
     if jobs:
-        # Jobs close in parallel so the whole stop takes one shutdown timeout, not one per job.
+        # Jobs deliver in parallel so the whole stop takes one shutdown timeout, not one per job.
         budget = max(job.shutdown_timeout for job in jobs) + 1.0
         pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="metricskit-sigterm")
-        futures = [pool.submit(job._close_interrupted) for job in jobs]
+        futures = [
+            pool.submit(job._flush_for_stop if process_goes_on else job._close_interrupted)
+            for job in jobs
+        ]
         _, pending = wait(futures, timeout=budget)
         pool.shutdown(wait=False)
         if pending:
             logger.warning("metricskit: %d job(s) still flushing at SIGTERM deadline", len(pending))
-    previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
-    elif previous == signal.SIG_IGN:
-        return
-    else:  # SIG_DFL, or a handler not installed from Python: do what SIGTERM would have done
+    elif not process_goes_on:  # SIG_DFL, or a handler not installed from Python
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

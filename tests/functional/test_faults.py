@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import os
 import signal
@@ -113,14 +114,19 @@ def test_5xx_answers_are_retried_with_backoff_and_counts_stay_exact(
 
 SIGTERM_WORKER = textwrap.dedent(
     """
-    import signal, sys, time
+    import atexit, signal, sys, time
     import metricskit
+
+    def report_status():  # registered before metricskit's exit hook, so it runs after it
+        with open(sys.argv[2], "a") as out:
+            out.write(f" {job.final_status}")
 
     def app_handler(signum, frame):  # the application's own handler: must still run
         with open(sys.argv[2], "w") as out:
-            out.write(f"{job.status().done:.0f} {job.final_status}")
+            out.write(f"{job.status().done:.0f}")
         sys.exit(0)
 
+    atexit.register(report_status)
     signal.signal(signal.SIGTERM, app_handler)
     job = metricskit.Job("sigterm-job", namespace=sys.argv[1], flush_interval=3600)
     print("ready", flush=True)
@@ -159,7 +165,7 @@ def test_sigterm_flushes_pending_counts_and_chains_the_application_handler(
 
 SIGTERM_IN_FOLD_WORKER = textwrap.dedent(
     """
-    import os, signal, sys
+    import atexit, os, signal, sys
     import metricskit
     from metricskit import aggregation
 
@@ -177,11 +183,16 @@ SIGTERM_IN_FOLD_WORKER = textwrap.dedent(
 
     aggregation._fold_positive_numpy = fold_interrupted_by_sigterm
 
+    def report_status():  # registered before metricskit's exit hook, so it runs after it
+        with open(sys.argv[2], "a") as out:
+            out.write(f" {job.final_status}")
+
     def app_handler(signum, frame):
         with open(sys.argv[2], "w") as out:
-            out.write(f"{job.status().done:.0f} {job.final_status} {folds}")
+            out.write(f"{job.status().done:.0f} {folds}")
         sys.exit(0)
 
+    atexit.register(report_status)
     signal.signal(signal.SIGTERM, app_handler)
     job = metricskit.Job("fold-job", namespace=sys.argv[1], flush_interval=3600)
     while True:
@@ -208,12 +219,92 @@ def test_sigterm_while_the_worker_thread_holds_a_metricskit_lock_still_flushes(
     )
     assert proc.returncode == 0, proc.stderr
     assert "did not finish" not in proc.stderr
-    done_text, status, folds = report.read_text().split()
+    done_text, folds, status = report.read_text().split()
     assert status == "interrupted"
     assert int(folds) >= 3
     assert float(done_text) >= 3 * 4096
     client = boto3.client("cloudwatch")
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "fold-job") == float(done_text)
+
+
+GRACEFUL_SIGTERM_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import metricskit
+
+    namespace, at_signal, go_on, final = sys.argv[1:]
+    stopping = False
+
+    def app_handler(signum, frame):  # a graceful stop: finish the batch, then leave
+        global stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, app_handler)
+    job = metricskit.Job("graceful", namespace=namespace, flush_interval=3600)
+    print("ready", flush=True)
+    with job:
+        while not stopping:
+            job.processed()
+        with open(at_signal, "w") as out:
+            out.write(f"{job.status().done:.0f}")
+        while not os.path.exists(go_on):
+            time.sleep(0.05)
+        for _ in range(500):  # the rest of the batch, recorded after the signal
+            job.processed()
+            job.stage("commit").retried()  # its own metric: moto's JobId reads include stages
+    with open(final, "w") as out:
+        out.write(f"{job.status().done:.0f} {job.final_status}")
+    """
+)
+
+
+def test_sigterm_with_a_graceful_application_handler_delivers_at_once_and_keeps_recording(
+    aws: str, namespace: str, tmp_path: Path
+) -> None:
+    """The application's handler only asks the loop to stop: the job delivers what it has at
+    the signal, stays open while the application finishes (stage() included, no exception),
+    and closes as interrupted when the application leaves its with block."""
+    script = tmp_path / "worker.py"
+    script.write_text(GRACEFUL_SIGTERM_WORKER)
+    at_signal, go_on, final = tmp_path / "at_signal", tmp_path / "go_on", tmp_path / "final"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), namespace, str(at_signal), str(go_on), str(final)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), "METRICSKIT_SHUTDOWN_TIMEOUT": "8"},
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)  # let it record for a while; no timing is asserted
+    proc.send_signal(signal.SIGTERM)
+    assert wait_until(at_signal.exists)
+    done_at_signal = float(at_signal.read_text())
+    assert done_at_signal > 0
+    client = boto3.client("cloudwatch")
+    # Delivered by the signal itself, while the application is still stopping: all but the
+    # processed() call the signal may have interrupted (it counts once it returns).
+    delivered = read_sum(client, namespace, catalog.RECORDS_PROCESSED, "graceful")
+    assert done_at_signal - 1 <= delivered <= done_at_signal
+    go_on.touch()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    done_text, status = final.read_text().split()
+    assert float(done_text) == done_at_signal + 500
+    assert status == "interrupted"
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "graceful") == float(done_text)
+    now = dt.datetime.now(dt.UTC)
+    stage = client.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=catalog.RETRY_COUNT,
+        Dimensions=[{"Name": "JobId", "Value": "graceful"}, {"Name": "Stage", "Value": "commit"}],
+        StartTime=now - dt.timedelta(hours=2),
+        EndTime=now + dt.timedelta(hours=1),
+        Period=3600,
+        Statistics=["Sum"],
+    )
+    assert sum(p["Sum"] for p in stage["Datapoints"]) == 500
 
 
 def test_sigterm_without_an_application_handler_still_terminates(

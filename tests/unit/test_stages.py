@@ -70,6 +70,22 @@ def test_same_stage_name_returns_the_same_stage_and_updates_its_total(clock: Any
         assert job.stage("denoise") is first
 
 
+def test_a_stage_asked_for_after_close_never_raises_into_the_worker(
+    clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Instrumentation never raises after construction: a worker still finishing its batch
+    after the job closed gets a stage (what it records is not sent) and one warning."""
+    job = Job("closed-early", sink=MemorySink(), clock=clock)
+    job.close()
+    with caplog.at_level("WARNING", logger="metricskit"):
+        late = job.stage("commit", total=5)
+        late.processed()
+        assert job.stage("commit") is late
+    assert late.status().done == 1
+    warnings = [r for r in caplog.records if "is closed; stage 'commit'" in r.getMessage()]
+    assert len(warnings) == 1
+
+
 @pytest.mark.parametrize("bad", ["1000", float("nan"), float("inf"), -1, True])
 def test_a_bad_total_is_refused_wherever_it_is_given(clock: Any, bad: object) -> None:
     """A total that is not a finite number >= 0 would break every later flush."""

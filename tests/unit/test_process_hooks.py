@@ -1,0 +1,74 @@
+"""What the SIGTERM hook does with live jobs, by what the application did with SIGTERM.
+
+The end-to-end cases (a real signal to a subprocess worker) are in
+tests/functional/test_faults.py; these pin the decision itself.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+import pytest
+
+from metricskit import process_hooks
+
+
+class FakeJob:
+    shutdown_timeout = 1.0
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def _close_at_exit(self) -> None:
+        self.calls.append("close_at_exit")
+
+    def _close_interrupted(self) -> None:
+        self.calls.append("close_interrupted")
+
+    def _flush_for_stop(self) -> None:
+        self.calls.append("flush_for_stop")
+
+    def _after_fork_in_child(self) -> None:
+        self.calls.append("after_fork")
+
+
+@pytest.fixture
+def job(monkeypatch: pytest.MonkeyPatch) -> FakeJob:
+    fake = FakeJob()
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: [fake])
+    return fake
+
+
+def test_an_application_handler_gets_the_signal_after_the_jobs_delivered_and_stayed_open(
+    job: FakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, list[str]]] = []
+
+    def app_handler(signum: int, frame: FrameType | None) -> None:
+        seen.append((signum, list(job.calls)))
+
+    monkeypatch.setattr(process_hooks, "_previous_sigterm", app_handler)
+    process_hooks._on_sigterm(signal.SIGTERM, None)
+    assert job.calls == ["flush_for_stop"]
+    assert seen == [(signal.SIGTERM, ["flush_for_stop"])]
+
+
+def test_an_ignored_sigterm_delivers_and_leaves_the_jobs_open(
+    job: FakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_hooks, "_previous_sigterm", signal.SIG_IGN)
+    process_hooks._on_sigterm(signal.SIGTERM, None)
+    assert job.calls == ["flush_for_stop"]
+
+
+def test_the_default_action_closes_the_jobs_then_ends_the_process(
+    job: FakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actions: list[object] = []
+    monkeypatch.setattr(process_hooks, "_previous_sigterm", signal.SIG_DFL)
+    monkeypatch.setattr(process_hooks.signal, "signal", lambda sig, action: actions.append(action))
+    monkeypatch.setattr(process_hooks.os, "kill", lambda pid, sig: actions.append(("kill", sig)))
+    process_hooks._on_sigterm(signal.SIGTERM, None)
+    assert job.calls == ["close_interrupted"]
+    assert actions == [signal.SIG_DFL, ("kill", signal.SIGTERM)]
