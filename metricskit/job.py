@@ -263,6 +263,16 @@ class Job(Recorder):
         """This worker's membership of the job registry, if there is one."""
         return self._registration
 
+    def set_total(self, total: float | None) -> None:
+        """Set or change the job's total; with a registry, the job item's too (next flush).
+
+        ``None`` (unknown) changes only this worker's view: the item keeps the total it has.
+        """
+        super().set_total(total)
+        registration = self._registration
+        if registration is not None and self._total is not None:
+            registration.set_total(self._total)
+
     def _done(self) -> float:
         registration = self._registration
         local = self._processed.total()

@@ -6,9 +6,13 @@ Layout: :mod:`metricskit.job_table`. Each worker
   sets (namespace, total, started_at, compute profile, hourly rate), status ``running``,
   ``ADD workers 1, active_workers 1``; it never clobbers an item another worker created;
 * on every flush sends one ``UpdateItem ... ADD done :d, errors :e, worker_seconds :s`` (and
-  ``stage_done#<stage>`` for each of the job's stages) with ``ReturnValues=UPDATED_NEW``: the
+  ``stage_done#<stage>`` for each of the job's stages) with ``ReturnValues=ALL_NEW``: the
   reply carries the job-wide ``done`` of the job and of every stage, so the worker publishes
-  job-wide RecordsDone, ProgressPercentage and ETASeconds without another call;
+  job-wide RecordsDone, ProgressPercentage and ETASeconds without another call (ALL_NEW,
+  not UPDATED_NEW: whether an ``ADD 0`` counts as updated is left to the implementation, and
+  moto leaves it out, which would leave an idle worker with a stale job-wide count; replies
+  cost no read capacity either way); a total set after the start (``job.set_total``) goes
+  with the next one as a plain ``SET total``;
 * on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
   ``failed`` at once when a worker fails; otherwise the last worker to leave sets
   ``completed`` (or ``interrupted`` when any worker was interrupted) and ``finished_at``.
@@ -342,6 +346,7 @@ class WorkerRegistration:
         self._finished = False
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
+        self._total_unsent = False  # set_total() after the start, not yet in an update
         self._warned_unshared = False
         self._backoff = Backoff(retry_base_seconds)
         self.failed_calls = 0
@@ -373,6 +378,17 @@ class WorkerRegistration:
     @property
     def registered(self) -> bool:
         return self._registered
+
+    @holds_lock
+    def set_total(self, total: float) -> None:
+        """The job's total changed (``job.set_total``): the next update sets it on the item.
+
+        A plain SET, unlike registration's ``if_not_exists``: whoever sets a total after the
+        start says what it is now (a count that finished after the job started, a correction).
+        """
+        with self._state_lock:
+            self._total = total
+            self._total_unsent = True
 
     # -- I/O (flusher thread, start-up helper thread, close) ----------------------------------
 
@@ -499,7 +515,7 @@ class WorkerRegistration:
         local: tuple[float, float] | None,
         monotonic_now: float | None,
         stages: Mapping[str, float] | None = None,
-        returns: str = "UPDATED_NEW",
+        returns: str = "ALL_NEW",
         last: bool = False,
     ) -> _Update:
         """The next update: everything not yet acknowledged, under a new sequence number."""
@@ -513,6 +529,7 @@ class WorkerRegistration:
             )
             stage_deltas = self._stage_deltas(stages or {})
             registering = not self._registered
+            total_unsent, self._total_unsent = self._total_unsent, False
             self._sequence += 1
             if registering:
                 self._first_sent_at = time.monotonic()
@@ -532,6 +549,10 @@ class WorkerRegistration:
             sets.update(self._registration_sets())
             adds[job_table.WORKERS] = 1.0
             adds[job_table.ACTIVE_WORKERS] = 1.0
+        if total_unsent and self._total is not None:
+            # Once built, an update is re-sent unchanged until DynamoDB has it, and one that
+            # never counted (item deleted) re-registers with the new total: sent, either way.
+            sets[job_table.TOTAL] = self._total
         for stage, delta in stage_deltas.items():
             adds[job_table.stage_done_attribute(stage)] = delta
         for attr, amount in extra_adds.items():

@@ -161,6 +161,51 @@ def test_each_flush_publishes_job_wide_progress(table: str, clock: Any) -> None:
     assert rec.status == job_table.STATUS_COMPLETED
 
 
+def test_an_idle_worker_still_publishes_the_job_wide_count(table: str, clock: Any) -> None:
+    """A worker with nothing new to add still learns what the others did: the reply is the
+    whole item (ALL_NEW), not only what this update changed (moto leaves out an ADD 0)."""
+    jid = job_id()
+    (a, _), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
+    try:
+        a.processed(30)
+        clock.advance(10)
+        a.flush()
+        b.flush()
+        assert sink_b.last(catalog.RECORDS_DONE) == 30
+        a.processed(70)
+        clock.advance(10)
+        a.flush()
+        b.flush()  # b is idle: it adds 0
+        assert sink_b.last(catalog.RECORDS_DONE) == 100
+        assert b.status().done == 100
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_total_set_after_the_start_reaches_the_job_item(table: str, clock: Any) -> None:
+    """A total known only after the job started (a line count that finished later, a
+    ByteProgressReader's size) is the job's total for the tracker, the CLI and final_status."""
+    jid = job_id()
+    job = Job(jid, sink=MemorySink(), job_table=table, clock=clock)
+    try:
+        wait_registered(job)
+        assert record(table, jid).total is None
+        job.set_total(1000)
+        job.processed(400)
+        clock.advance(10)
+        job.flush()
+        assert record(table, jid).total == 1000
+        job.set_total(None)  # unknown to this worker now: the item keeps what it has
+        job.processed(1)
+        clock.advance(10)
+        job.flush()
+        assert record(table, jid).total == 1000
+    finally:
+        job.close()
+    assert record(table, jid).done == 401
+
+
 def test_stage_progress_is_job_wide(table: str, clock: Any) -> None:
     jid = job_id()
     (a, sink_a), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
