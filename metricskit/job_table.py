@@ -20,7 +20,9 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   worker ADDs its delta with the job's, for at most MAX_SHARED_STAGES stages per job);
   ``seq#<worker>`` N while a worker is active (the number of its last update: each update
   applies only above it, so a re-sent one counts once; the worker's last update removes it,
-  or sets registry.FINISHED_SEQUENCE when it comes within a minute of the first);
+  or, when it comes within a minute of the first, leaves a tombstone,
+  registry.FINISHED_SEQUENCE + the epoch second, which a later worker's update removes once
+  it is registry.TOMBSTONE_EXPIRY_SECONDS old);
   the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.

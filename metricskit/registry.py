@@ -34,7 +34,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -92,12 +92,22 @@ def final_status(closing: str, record: JobRecord) -> str:
 
 
 FINISHED_SEQUENCE: Final = 10**9
-"""Left on the item by a worker that finishes soon after it started (see KEEP_SEQUENCE_SECONDS):
-above any number a worker reaches (one per flush), it refuses any late copy of its updates."""
+"""Above any number a worker reaches (one per flush). A worker that finishes soon after it
+started (see KEEP_SEQUENCE_SECONDS) leaves ``FINISHED_SEQUENCE + <epoch second>`` (a
+*tombstone*) rather than removing its number, which refuses any late copy of its updates and
+says when it was left. (Before tombstones carried the time they were exactly this value;
+such ones are kept, their age unknown.)"""
 KEEP_SEQUENCE_SECONDS: Final = 60.0
 """A copy of an update can reach DynamoDB late only while its sender waits for the answer
 (5 s read timeout, 2 attempts); a worker finishing sooner than this after its first update
-leaves FINISHED_SEQUENCE rather than removing its number, so such a copy is still refused."""
+leaves a tombstone rather than removing its number, so such a copy is still refused."""
+TOMBSTONE_EXPIRY_SECONDS: Final = 600.0
+"""A tombstone older than this guards against nothing (ten times KEEP_SEQUENCE_SECONDS, which
+also absorbs clock skew between workers): the next worker whose reply shows it removes it,
+so a job run by many short-lived workers (a Lambda per file) does not grow its item towards
+DynamoDB's 400 KB limit."""
+MAX_TOMBSTONES_PER_UPDATE: Final = 25
+"""Removed per update at most, which keeps the update expression small."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +116,8 @@ class Sequence:
 
     ``first``: the worker's first update (applies only while ``attribute`` is absent);
     ``last``: its final one, which removes ``attribute`` so items do not grow with workers,
-    unless ``keep``: then it sets :data:`FINISHED_SEQUENCE`, which refuses every later copy.
+    unless ``keep``: then it sets ``tombstone`` (see :data:`FINISHED_SEQUENCE`), fixed when
+    the update is built so that a re-sent copy carries the same one and is refused.
     """
 
     attribute: str
@@ -114,6 +125,7 @@ class Sequence:
     first: bool
     last: bool = False
     keep: bool = False
+    tombstone: int = FINISHED_SEQUENCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +136,7 @@ class _Update:
     sequence: Sequence
     sets: dict[str, Any]
     adds: dict[str, float]
+    removes: tuple[str, ...]
     returns: str
     done: float
     errors: float
@@ -176,8 +189,10 @@ class JobRegistry:
         *,
         returns: str,
         sequence: Sequence | None = None,
+        removes: Collection[str] = (),
     ) -> dict[str, Any]:
-        """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``.
+        """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``;
+        ``removes`` names attributes to delete (absent ones are no error).
 
         With ``sequence`` it applies only if that worker's sequence attribute is below the
         sequence number (or absent, for its first update), and sets or removes it:
@@ -200,7 +215,10 @@ class JobRegistry:
             names[f"#a{i}"] = attr
             values[f":a{i}"] = _encode(amount)
             add_parts.append(f"#a{i} :a{i}")
-        remove = ""
+        remove_parts: list[str] = []
+        for i, attr in enumerate(removes):
+            names[f"#r{i}"] = attr
+            remove_parts.append(f"#r{i}")
         if sequence is not None:
             names["#q"] = sequence.attribute
             values[":q"] = _encode(sequence.number)
@@ -209,14 +227,15 @@ class JobRegistry:
             )
             if sequence.last and not sequence.keep:
                 # Gone with the worker: a re-sent last update finds no number below its own.
-                remove = " REMOVE #q"
+                remove_parts.append("#q")
             else:
                 if sequence.last:
-                    values[":q"] = _encode(FINISHED_SEQUENCE)
+                    values[":q"] = _encode(sequence.tombstone)
                 set_parts.append("#q = :q")
         expression = "SET " + ", ".join(set_parts)
         if add_parts:
             expression += " ADD " + ", ".join(add_parts)
+        remove = " REMOVE " + ", ".join(remove_parts) if remove_parts else ""
         reply = self._client.update_item(
             TableName=self.table,
             Key={job_table.HASH_KEY: {"S": job_id}},
@@ -347,6 +366,7 @@ class WorkerRegistration:
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
         self._total_unsent = False  # set_total() after the start, not yet in an update
+        self._expired_tombstones: set[str] = set()  # seen in replies; the next update removes
         self._warned_unshared = False
         self._backoff = Backoff(retry_base_seconds)
         self.failed_calls = 0
@@ -537,8 +557,15 @@ class WorkerRegistration:
             # that refuses it rather than remove the attribute (see KEEP_SEQUENCE_SECONDS).
             keep = last and time.monotonic() - self._first_sent_at < KEEP_SEQUENCE_SECONDS
             sequence = Sequence(
-                self._sequence_attribute, self._sequence, registering, last=last, keep=keep
+                self._sequence_attribute,
+                self._sequence,
+                registering,
+                last=last,
+                keep=keep,
+                tombstone=FINISHED_SEQUENCE + max(1, int(now_wall)),
             )
+            removes = tuple(sorted(self._expired_tombstones)[:MAX_TOMBSTONES_PER_UPDATE])
+            self._expired_tombstones.difference_update(removes)
         sets: dict[str, Any] = {job_table.HEARTBEAT_AT: now_wall}
         adds: dict[str, float] = {
             job_table.DONE: done_delta,
@@ -558,7 +585,15 @@ class WorkerRegistration:
         for attr, amount in extra_adds.items():
             adds[attr] = adds.get(attr, 0.0) + amount
         return _Update(
-            sequence, sets, adds, returns, done_delta, errors_delta, stage_deltas, monotonic_now
+            sequence,
+            sets,
+            adds,
+            removes,
+            returns,
+            done_delta,
+            errors_delta,
+            stage_deltas,
+            monotonic_now,
         )
 
     def _send(self, update: _Update) -> dict[str, Any] | None:
@@ -572,7 +607,7 @@ class WorkerRegistration:
         try:
             reply = self.registry.update(
                 self.job_id, update.sets, update.adds, returns=update.returns,
-                sequence=update.sequence,
+                sequence=update.sequence, removes=update.removes,
             )  # fmt: skip
         except Exception as exc:
             if not self.registry.already_applied(exc):
@@ -656,7 +691,8 @@ class WorkerRegistration:
         return False
 
     def _read_reply(self, reply: Mapping[str, Any]) -> None:
-        """Keep the job-wide counts a successful call returned."""
+        """Keep the job-wide counts a successful call returned, and note expired tombstones."""
+        self._note_expired_tombstones(reply)
         try:
             item = deserialize_item(reply)
             job_done = parse_number(item, job_table.DONE)
@@ -670,6 +706,22 @@ class WorkerRegistration:
             self._stage_job_done.update(
                 (stage, done) for stage, done in stages_done.items() if stage in self._stage_acked
             )
+
+    def _note_expired_tombstones(self, reply: Mapping[str, Any]) -> None:
+        """Other workers' tombstones old enough that no copy they guard against can arrive."""
+        oldest_kept = time.time() - TOMBSTONE_EXPIRY_SECONDS
+        expired = [
+            attribute
+            for attribute in reply
+            if attribute.startswith(job_table.SEQUENCE_PREFIX)
+            and attribute != self._sequence_attribute
+            and FINISHED_SEQUENCE
+            < (_stored_number(reply, attribute) or 0.0)
+            < FINISHED_SEQUENCE + oldest_kept
+        ]
+        if expired:
+            with self._state_lock:
+                self._expired_tombstones.update(expired)
 
     def _new_sequence(self) -> None:
         """Start this worker's own update numbers (a new worker: at start, or after fork)."""

@@ -597,7 +597,7 @@ def test_an_update_applied_without_an_answer_counts_once(
     assert job_wide[-1] == 105
     assert job.status().done == 105
     # A worker that finished within a minute of starting leaves a number no copy gets past.
-    assert sequence_numbers(table, jid) == [FINISHED_SEQUENCE]
+    assert [is_tombstone(n) for n in sequence_numbers(table, jid)] == [True]
 
 
 def test_a_lost_answer_to_the_final_status_still_reports_the_job_completed(
@@ -613,8 +613,17 @@ def test_a_lost_answer_to_the_final_status_still_reports_the_job_completed(
 
 
 def sequence_numbers(table: str, jid: str) -> list[float]:
+    return list(sequence_attributes(table, jid).values())
+
+
+def sequence_attributes(table: str, jid: str) -> dict[str, float]:
     raw = boto3.client("dynamodb").get_item(TableName=table, Key={"job_id": {"S": jid}})["Item"]
-    return [float(v["N"]) for k, v in raw.items() if k.startswith(job_table.SEQUENCE_PREFIX)]
+    return {k: float(v["N"]) for k, v in raw.items() if k.startswith(job_table.SEQUENCE_PREFIX)}
+
+
+def is_tombstone(number: float) -> bool:
+    """A finished worker's number: FINISHED_SEQUENCE plus the epoch second it was left at."""
+    return abs(number - FINISHED_SEQUENCE - time.time()) < 3600
 
 
 class Recorded:
@@ -650,13 +659,52 @@ def test_a_late_copy_of_any_update_is_refused_after_the_worker_left(
     job.flush()
     job.processed(6)
     assert job.close() is True
-    assert sequence_numbers(table, jid) == ([] if lived == "long" else [FINISHED_SEQUENCE])
+    numbers = sequence_numbers(table, jid)
+    assert [is_tombstone(n) for n in numbers] == ([] if lived == "long" else [True])
     # Every copy is refused; once the number is gone (a worker that lived for over a minute,
     # when no copy of its first update can still be on its way) all but the first would be.
     for index in range(lived == "long", len(sent.calls)):
         assert sent.replay(index) == "ConditionalCheckFailedException"
     rec = record(table, jid)
     assert (rec.done, rec.workers, rec.active_workers, rec.status) == (10, 1, 0, "completed")
+
+
+def test_expired_tombstones_are_removed_so_short_lived_workers_do_not_grow_the_item(
+    table: str, clock: Any
+) -> None:
+    """Many workers that each live under a minute (a Lambda per file) each leave a tombstone;
+    once no copy it guards against can arrive, the next worker's update removes it."""
+    jid = job_id()
+    now = int(time.time())
+    expired = {f"seq#old{i:02d}": FINISHED_SEQUENCE + now - 3600 - i for i in range(30)}
+    kept = {
+        "seq#young": FINISHED_SEQUENCE + now - 30,  # a late copy could still arrive
+        "seq#legacy": FINISHED_SEQUENCE,  # written before tombstones carried a time
+        "seq#active": 7,  # a running (or killed) worker's number: never touched
+    }
+    boto3.client("dynamodb").put_item(
+        TableName=table,
+        Item={
+            job_table.HASH_KEY: {"S": jid},
+            job_table.ITEM_TYPE: {"S": job_table.TYPE_JOB},
+            job_table.STARTED_AT: {"N": str(now - 7200)},
+            job_table.STATUS: {"S": job_table.STATUS_RUNNING},
+            **{name: {"N": str(n)} for name, n in {**expired, **kept}.items()},
+        },
+    )
+    job = Job(jid, sink=MemorySink(), job_table=table, clock=clock)
+    try:
+        wait_registered(job)
+        for _ in range(3):  # the registration's reply shows them; then 25 per update
+            job.processed(1)
+            clock.advance(10)
+            job.flush()
+        left = sequence_attributes(table, jid)
+        assert not set(expired) & set(left)
+        assert {name: left[name] for name in kept} == kept
+    finally:
+        job.close()
+    assert record(table, jid).done == 3
 
 
 def test_a_deleted_job_item_makes_the_worker_register_again(table: str, clock: Any) -> None:
