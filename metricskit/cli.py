@@ -44,7 +44,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> str | None:
-    table: str | None = args.table or config.env_optional_str(config.ENV_JOB_TABLE)
+    table: str | None = args.table or config.env_job_table()
     return table
 
 

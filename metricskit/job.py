@@ -132,10 +132,10 @@ class Job(Recorder):
     ) -> None:
         check_dimension_value(catalog.JOB_ID, job_id)
         self.job_id = job_id
-        self.namespace = check_namespace(
-            namespace
-            if namespace is not None
-            else config.env_str(config.ENV_NAMESPACE, config.DEFAULT_NAMESPACE)
+        # An argument is the programmer's: a bad one raises. A variable is the deployment's:
+        # a bad one warns and falls back (see metricskit.config).
+        self.namespace = (
+            check_namespace(namespace) if namespace is not None else config.env_namespace()
         )
         self.flush_interval = _positive(
             "flush_interval",
@@ -151,7 +151,7 @@ class Job(Recorder):
         if resolution is None:
             resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
         self.storage_resolution = 1 if resolution else 60
-        worker = worker_id or config.env_optional_str(config.ENV_WORKER_ID)
+        worker = worker_id or config.env_worker_id()
         user_dims = check_dimensions(
             dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
         )
@@ -231,7 +231,7 @@ class Job(Recorder):
         total: float | None,
     ) -> WorkerRegistration | None:
         if registry is None:
-            name = table or config.env_optional_str(config.ENV_JOB_TABLE)
+            name = table or config.env_job_table()
             if name is None:
                 if compute_profile is not None or hourly_rate is not None:
                     logger.info("metricskit: compute_profile/hourly_rate need a job table")
@@ -313,16 +313,23 @@ class Job(Recorder):
             timeout,
         )
 
-    def _make_progress_bar(self, wanted: bool | None) -> TerminalProgress | None:
+    def _make_progress_bar(self, argument: bool | None) -> TerminalProgress | None:
+        wanted = argument
         if wanted is None:
             wanted = config.env_bool(config.ENV_PROGRESS_BAR, None)
         if not progress_bar_wanted(wanted):
             return None
         try:
             bar = TerminalProgress(self.status, desc=self.job_id)
-        except ConfigurationError:
-            if wanted:  # asked for explicitly: say why it cannot be
+        except ConfigurationError as exc:
+            if argument:  # asked for in the code: say why it cannot be
                 raise
+            if wanted:  # asked for by METRICSKIT_PROGRESS_BAR: a deployment setting warns
+                logger.warning(
+                    "metricskit: ignoring %s=true (%s); no progress bar",
+                    config.ENV_PROGRESS_BAR,
+                    exc,
+                )
             return None  # a terminal but no tqdm: no bar
         return bar
 
