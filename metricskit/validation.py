@@ -13,6 +13,8 @@ from metricskit.batch import Dimensions
 from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
 
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Dimension.html: names
+# and values are ASCII without control characters and hold at least one non-whitespace one.
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]+$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
@@ -104,9 +106,10 @@ def check_dimensions(
                 f"dimension name {name!r} must be a string of 1 to "
                 f"{limits.MAX_DIMENSION_NAME_LENGTH} characters"
             )
-        if not _PRINTABLE_ASCII.match(name) or name.startswith(":"):
+        if not _PRINTABLE_ASCII.match(name) or name.startswith(":") or not name.strip():
             raise InvalidDimensionError(
-                f"dimension name {name!r} must be printable ASCII and may not start with ':'"
+                f"dimension name {name!r} must be printable ASCII with at least one character "
+                "that is not a space, and may not start with ':'"
             )
         if name in reserved_names:
             raise InvalidDimensionError(
@@ -133,6 +136,9 @@ def check_dimension_value(name: str, value: object) -> str:
             f"dimension {name!r} value {value!r} must be a string of 1 to "
             f"{limits.MAX_DIMENSION_VALUE_LENGTH} characters"
         )
-    if not _PRINTABLE_ASCII.match(value):
-        raise InvalidDimensionError(f"dimension {name!r} value {value!r} must be printable ASCII")
+    if not _PRINTABLE_ASCII.match(value) or not value.strip():
+        raise InvalidDimensionError(
+            f"dimension {name!r} value {value!r} must be printable ASCII with at least one "
+            "character that is not a space"
+        )
     return value
