@@ -162,10 +162,14 @@ class Job(Recorder):
         self._per_worker = worker is not None
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
         self.clock: Callable[[], float] = clock or time.monotonic
-        self.sink: Sink = self._resolve_sink(sink)
-        queued = max_queued_periods or config.env_positive_int(
-            config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
+        queued = _positive_int(
+            "max_queued_periods",
+            max_queued_periods,
+            config.env_positive_int(
+                config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
+            ),
         )
+        self.sink: Sink = self._resolve_sink(sink)
         super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
         self._mono_start = self.clock()
         self._wall_start = time.time()
@@ -622,6 +626,14 @@ def _positive(name: str, given: float | None, fallback: float) -> float:
     if not isinstance(given, int | float) or not 0 < given < math.inf:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {given!r}")
     return float(given)
+
+
+def _positive_int(name: str, given: int | None, fallback: int) -> int:
+    if given is None:
+        return fallback
+    if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, got {given!r}")
+    return given
 
 
 __all__ = ["Job", "JobStatus", "Stage", "make_sink"]

@@ -197,3 +197,24 @@ def test_a_progress_bar_asked_for_by_the_environment_without_tqdm_warns(
     assert "tqdm" in caplog.text
     with pytest.raises(ConfigurationError, match="tqdm"):
         metricskit.Job("j", sink="off", progress_bar=True)
+
+
+@pytest.mark.parametrize("given", [0, -3, 2.5, True, "5"])
+def test_max_queued_periods_must_be_a_positive_integer(given: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_queued_periods must be a positive integer"):
+        metricskit.Job("j", sink="off", max_queued_periods=given)  # type: ignore[arg-type]
+
+
+def test_max_queued_periods_argument_wins_and_a_bad_variable_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(config.ENV_MAX_QUEUED_PERIODS, "7")
+    job = metricskit.Job("j", sink="off", max_queued_periods=3)
+    job.close()
+    assert job._delivery._max_queued == 3
+    monkeypatch.setenv(config.ENV_MAX_QUEUED_PERIODS, "-3")
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        job = metricskit.Job("j", sink="off")
+    job.close()
+    assert job._delivery._max_queued == config.DEFAULT_MAX_QUEUED_PERIODS
+    assert config.ENV_MAX_QUEUED_PERIODS in caplog.text
