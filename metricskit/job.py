@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Final, Literal
 
-from metricskit import catalog, config, process_hooks
+from metricskit import catalog, config, process_hooks, sink_users
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
 from metricskit.errors import ConfigurationError, InvalidDimensionError, JobClosedError
@@ -199,6 +199,7 @@ class Job(Recorder):
         except Exception:
             self._close_progress_bar()
             raise
+        sink_users.acquire(self.sink)  # released by close(): after the last use, shutdown()
         if not isinstance(self.sink, NullSink) or self._registration is not None:
             self._flusher.start()
         if self._progress_bar is not None:
@@ -539,10 +540,8 @@ class Job(Recorder):
         return delivered and registered
 
     def _shutdown_sink(self) -> None:
-        try:
-            self.sink.shutdown()
-        except Exception:
-            logger.exception("metricskit: sink shutdown failed")
+        # A sink object shared by several jobs is shut down by the last of them to close.
+        sink_users.shutdown_if_unused(self.sink)
 
     def __enter__(self) -> Job:
         return self
