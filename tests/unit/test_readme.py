@@ -79,3 +79,18 @@ def test_pip_install_metricskit_brings_what_the_default_sink_needs() -> None:
     base = [re.split(r"[<>=!~\[; ]", dep)[0] for dep in project["dependencies"]]
     assert "boto3" in base
     assert "boto3>=1.28" in project["optional-dependencies"]["cloudwatch"]  # old installs
+
+
+def test_the_progress_guide_shows_byte_progress_readers_real_signature() -> None:
+    import inspect
+
+    from metricskit.progress import ByteProgressReader
+
+    parts: list[str] = []
+    for parameter in inspect.signature(ByteProgressReader).parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY and "*" not in parts:
+            parts.append("*")
+        default = "" if parameter.default is parameter.empty else f"={parameter.default!r}"
+        parts.append(parameter.name + default)
+    guide = (README.parent / "docs" / "PROGRESS_AND_ETA.md").read_text()
+    assert f"`ByteProgressReader({', '.join(parts)})`" in guide
