@@ -314,12 +314,10 @@ def run(
     env = os.environ if environ is None else environ
     at = event_time(event) if now is None else now
     report = RunReport(now=dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat())
-    table_name = table or mk_config.env_optional_str(mk_config.ENV_JOB_TABLE, env)
+    table_name = table or mk_config.env_job_table(env)
     if not table_name:
         raise ConfigurationError(f"set {mk_config.ENV_JOB_TABLE} to the job table's name")
-    namespace = check_namespace(
-        mk_config.env_str(mk_config.ENV_NAMESPACE, mk_config.DEFAULT_NAMESPACE, env)
-    )
+    namespace = mk_config.env_namespace(env)
     stale_after = mk_config.env_positive_float(ENV_STALE_SECONDS, DEFAULT_STALE_SECONDS, env)
     refresh_hours = mk_config.env_positive_float(
         cex.ENV_REFRESH_HOURS, cex.DEFAULT_REFRESH_HOURS, env
@@ -331,9 +329,11 @@ def run(
         dynamodb = boto3.client("dynamodb")
     own_sink = sink is None
     if sink is None:
-        from metricskit.job import make_sink
+        from metricskit.job import SINK_NAMES, make_sink
 
-        sink = make_sink(mk_config.env_str(mk_config.ENV_SINK, DEFAULT_TRACKER_SINK, env))
+        sink = make_sink(
+            mk_config.env_choice(mk_config.ENV_SINK, SINK_NAMES, DEFAULT_TRACKER_SINK, env)
+        )
 
     valid = _read_jobs(dynamodb, table_name, at, report)
     current: list[JobRecord] = []

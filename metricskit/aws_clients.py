@@ -1,20 +1,60 @@
-"""boto3 clients for the job table and S3, built only when the caller passed none.
+"""boto3 clients for the job table, S3 and CloudWatch, built only when the caller passed none.
 
 Short timeouts and few retries: the job registry runs on the flusher thread next to metric
 delivery, and a hung DynamoDB endpoint must not hold that thread for botocore's default
 minute. Endpoints come from boto3's own ``AWS_ENDPOINT_URL*`` variables (moto, LocalStack).
+
+Regions come from boto3's chain (``AWS_DEFAULT_REGION``, then the profile's ``region``).
+botocore does not read ``AWS_REGION``, which Lambda and many container setups set instead,
+so where boto3 finds no region the client is built in ``AWS_REGION``'s.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any, Final
 
 from metricskit.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
+
+ENV_AWS_REGION: Final = "AWS_REGION"
+"""Read when boto3 resolves no region (botocore itself reads only ``AWS_DEFAULT_REGION``)."""
+NO_REGION_HINT: Final = (
+    "set AWS_DEFAULT_REGION or AWS_REGION (AWS_DEFAULT_REGION wins when both are set)"
+)
+
+
+def fallback_region(session: boto3.session.Session) -> str | None:
+    """``AWS_REGION`` when ``session`` resolves no region of its own, else None (boto3's)."""
+    if session.region_name:
+        return None
+    return os.environ.get(ENV_AWS_REGION, "").strip() or None
+
+
+def build_client(
+    service: str, session: boto3.session.Session | None, config: Config, what: str, how: str
+) -> Any:
+    """A ``service`` client from ``session`` (default: boto3's chain) in its region.
+
+    ``what`` and ``how`` finish the error raised when no region is found: "no AWS region
+    for {what}: set ..., or {how}".
+    """
+    import boto3
+    from botocore.exceptions import NoRegionError
+
+    session = session or boto3.session.Session()
+    try:
+        # boto3's stubs type client() per service name; this helper serves several.
+        make: Any = session.client
+        return make(service, region_name=fallback_region(session), config=config)
+    except NoRegionError as exc:
+        raise ConfigurationError(f"no AWS region for {what}: {NO_REGION_HINT}, or {how}") from exc
+
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_READ_TIMEOUT = 5.0
@@ -31,9 +71,7 @@ def dynamodb_client(
 ) -> DynamoDBClient:
     """A DynamoDB client with bounded timeouts (for the job table)."""
     try:
-        import boto3
         from botocore.config import Config
-        from botocore.exceptions import NoRegionError
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigurationError("the job table needs boto3: pip install boto3") from exc
     config = Config(
@@ -41,27 +79,18 @@ def dynamodb_client(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    try:
-        return (session or boto3.session.Session()).client("dynamodb", config=config)
-    except NoRegionError as exc:
-        raise ConfigurationError(
-            "no AWS region for the job table: set AWS_REGION (or AWS_DEFAULT_REGION), "
-            "or pass a client"
-        ) from exc
+    client: DynamoDBClient = build_client(
+        "dynamodb", session, config, "the job table", "pass a client"
+    )
+    return client
 
 
 def s3_client(session: boto3.session.Session | None = None) -> S3Client:
     """An S3 client from boto3's default chain (retries in botocore's standard mode)."""
     try:
-        import boto3
         from botocore.config import Config
-        from botocore.exceptions import NoRegionError
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigurationError("s3:// URIs need boto3: pip install 'metricskit[s3]'") from exc
     config = Config(retries={"mode": "standard", "max_attempts": 5})
-    try:
-        return (session or boto3.session.Session()).client("s3", config=config)
-    except NoRegionError as exc:
-        raise ConfigurationError(
-            "no AWS region for S3: set AWS_REGION (or AWS_DEFAULT_REGION), or pass s3=client"
-        ) from exc
+    client: S3Client = build_client("s3", session, config, "S3", "pass s3=client")
+    return client

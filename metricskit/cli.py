@@ -5,6 +5,10 @@ metricskit count-lines URI [--table T] # lines of a local file or s3:// object, 
 metricskit count-csv-records URI       # CSV records (a quoted field may span lines), cached
 metricskit jobs [--table T]            # the job registry: progress, status, stale jobs
 metricskit version
+
+Exit status: 0 on success, 1 when the work itself failed (a file that cannot be read, an AWS
+error), 2 for a usage or configuration error (a bad argument, no job table, no AWS region).
+An error prints one line on stderr, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Final
 
 from metricskit import catalog, config
 from metricskit._version import __version__
+from metricskit.errors import MetricsKitError
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+"""The command ran and failed: an unreadable file, an AWS or network error."""
+EXIT_USAGE: Final = 2
+"""A usage or configuration error (argparse uses 2 for its own usage errors too)."""
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
@@ -44,7 +56,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> str | None:
-    table: str | None = args.table or config.env_optional_str(config.ENV_JOB_TABLE)
+    table: str | None = args.table or config.env_job_table()
     return table
 
 
@@ -71,7 +83,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     table = _table(args)
     if table is None:
         print(f"no job table: pass --table or set {config.ENV_JOB_TABLE}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     now = time.time()
     records = sorted(JobRegistry(table).jobs(), key=lambda r: r.started_at)
     print(f"{'job':30} {'status':12} {'done':>12} {'total':>12} {'%':>6} {'workers':>7}")
@@ -90,11 +102,17 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 def _cmd_version(args: argparse.Namespace) -> int:
     print(__version__)
-    return 0
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metricskit", description=__doc__.split("\n\n")[0])
+    description, _, epilog = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="metricskit",
+        description=description,
+        epilog=epilog.strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("catalog", help="print the metric catalog")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -126,10 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _aws_errors() -> tuple[type[Exception], ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return ()
+    return (BotoCoreError, ClientError)
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"metricskit: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``metricskit`` console script."""
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    """Entry point of the ``metricskit`` console script; returns the exit status.
+
+    >>> main(["version"])                    # doctest: +SKIP
+    0
+    """
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here, with argparse's usage
+    failures: tuple[type[Exception], ...] = (OSError, *_aws_errors())
+    try:
+        code: int = args.func(args)
+    except MetricsKitError as exc:
+        return _fail(exc, EXIT_USAGE)
+    except failures as exc:
+        return _fail(exc, EXIT_FAILED)
     return code
 
 

@@ -4,7 +4,8 @@ Every variable metricskit reads is a documented constant here. Values are resolv
 :class:`~metricskit.Job` is built, never at import. An unparsable value warns once and falls
 back to the default, so a typo in a task definition never takes a worker down.
 AWS endpoints and regions are not configured here: boto3's own ``AWS_ENDPOINT_URL*`` and
-``AWS_REGION`` variables apply, so real AWS, moto and LocalStack need no code change.
+``AWS_DEFAULT_REGION`` variables apply, so real AWS, moto and LocalStack need no code change;
+where boto3 finds no region, metricskit uses ``AWS_REGION`` (see :mod:`metricskit.aws_clients`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
+
+from metricskit import validation
+from metricskit.errors import MetricsKitError
 
 logger = logging.getLogger("metricskit")
 
@@ -79,6 +83,8 @@ def _from_env(
     default: T,
     allowed: str,
     environ: Mapping[str, str] | None,
+    *,
+    instead: str | None = None,
 ) -> T:
     raw = (os.environ if environ is None else environ).get(variable)
     if raw is None or raw.strip() == "":
@@ -86,10 +92,28 @@ def _from_env(
     try:
         return parse(raw.strip())
     except ValueError:
+        # A variable is set once for a whole fleet: one bad value must not stop every worker.
         logger.warning(
-            "metricskit: ignoring %s=%r (%s); using the default %r", variable, raw, allowed, default
+            "metricskit: ignoring %s=%r (allowed: %s); using %s instead",
+            variable,
+            raw,
+            allowed,
+            f"the default {default!r}" if instead is None else instead,
         )
         return default
+
+
+def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """A parser that keeps the text when ``check`` accepts it (a MetricsKitError refuses it)."""
+
+    def parse(raw: str) -> str:
+        try:
+            check(raw)
+        except MetricsKitError as exc:
+            raise ValueError(raw) from exc
+        return raw
+
+    return parse
 
 
 def _positive_float(raw: str) -> float:
@@ -127,6 +151,41 @@ def _choice(choices: frozenset[str]) -> Callable[[str], str]:
 def env_str(variable: str, default: str, environ: Mapping[str, str] | None = None) -> str:
     """A string variable, or ``default`` when unset or blank."""
     return _from_env(variable, str, default, "any text", environ)
+
+
+def env_namespace(environ: Mapping[str, str] | None = None) -> str:
+    """``METRICSKIT_NAMESPACE`` when CloudWatch accepts it, else the default (warning)."""
+    return _from_env(
+        ENV_NAMESPACE,
+        _checked(validation.check_namespace),
+        DEFAULT_NAMESPACE,
+        validation.NAMESPACE_ALLOWED,
+        environ,
+    )
+
+
+def env_worker_id(environ: Mapping[str, str] | None = None) -> str | None:
+    """``METRICSKIT_WORKER_ID`` when it is a valid dimension value, else None (warning)."""
+    return _from_env(
+        ENV_WORKER_ID,
+        _checked(lambda raw: validation.check_dimension_value("WorkerId", raw)),
+        None,
+        validation.DIMENSION_VALUE_ALLOWED,
+        environ,
+        instead="no WorkerId dimension",
+    )
+
+
+def env_job_table(environ: Mapping[str, str] | None = None) -> str | None:
+    """``METRICSKIT_JOB_TABLE`` when it is a DynamoDB table name, else None (warning)."""
+    return _from_env(
+        ENV_JOB_TABLE,
+        _checked(validation.check_table_name),
+        None,
+        validation.TABLE_NAME_ALLOWED,
+        environ,
+        instead="no job table",
+    )
 
 
 def env_optional_str(variable: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Final, Literal
 
-from metricskit import catalog, config, process_hooks
+from metricskit import catalog, config, process_hooks, sink_users
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
 from metricskit.errors import ConfigurationError, InvalidDimensionError
@@ -132,10 +132,10 @@ class Job(Recorder):
     ) -> None:
         check_dimension_value(catalog.JOB_ID, job_id)
         self.job_id = job_id
-        self.namespace = check_namespace(
-            namespace
-            if namespace is not None
-            else config.env_str(config.ENV_NAMESPACE, config.DEFAULT_NAMESPACE)
+        # An argument is the programmer's: a bad one raises. A variable is the deployment's:
+        # a bad one warns and falls back (see metricskit.config).
+        self.namespace = (
+            check_namespace(namespace) if namespace is not None else config.env_namespace()
         )
         self.flush_interval = _positive(
             "flush_interval",
@@ -151,7 +151,7 @@ class Job(Recorder):
         if resolution is None:
             resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
         self.storage_resolution = 1 if resolution else 60
-        worker = worker_id or config.env_optional_str(config.ENV_WORKER_ID)
+        worker = worker_id or config.env_worker_id()
         user_dims = check_dimensions(
             dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
         )
@@ -162,10 +162,14 @@ class Job(Recorder):
         self._per_worker = worker is not None
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
         self.clock: Callable[[], float] = clock or time.monotonic
-        self.sink: Sink = self._resolve_sink(sink)
-        queued = max_queued_periods or config.env_positive_int(
-            config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
+        queued = _positive_int(
+            "max_queued_periods",
+            max_queued_periods,
+            config.env_positive_int(
+                config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
+            ),
         )
+        self.sink: Sink = self._resolve_sink(sink)
         super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
         self._mono_start = self.clock()
         self._wall_start = time.time()
@@ -196,6 +200,7 @@ class Job(Recorder):
         except Exception:
             self._close_progress_bar()
             raise
+        sink_users.acquire(self.sink)  # released by close(): after the last use, shutdown()
         if not isinstance(self.sink, NullSink) or self._registration is not None:
             self._flusher.start()
         if self._progress_bar is not None:
@@ -232,7 +237,7 @@ class Job(Recorder):
         total: float | None,
     ) -> WorkerRegistration | None:
         if registry is None:
-            name = table or config.env_optional_str(config.ENV_JOB_TABLE)
+            name = table or config.env_job_table()
             if name is None:
                 if compute_profile is not None or hourly_rate is not None:
                     logger.info("metricskit: compute_profile/hourly_rate need a job table")
@@ -324,16 +329,23 @@ class Job(Recorder):
             timeout,
         )
 
-    def _make_progress_bar(self, wanted: bool | None) -> TerminalProgress | None:
+    def _make_progress_bar(self, argument: bool | None) -> TerminalProgress | None:
+        wanted = argument
         if wanted is None:
             wanted = config.env_bool(config.ENV_PROGRESS_BAR, None)
         if not progress_bar_wanted(wanted):
             return None
         try:
             bar = TerminalProgress(self.status, desc=self.job_id)
-        except ConfigurationError:
-            if wanted:  # asked for explicitly: say why it cannot be
+        except ConfigurationError as exc:
+            if argument:  # asked for in the code: say why it cannot be
                 raise
+            if wanted:  # asked for by METRICSKIT_PROGRESS_BAR: a deployment setting warns
+                logger.warning(
+                    "metricskit: ignoring %s=true (%s); no progress bar",
+                    config.ENV_PROGRESS_BAR,
+                    exc,
+                )
             return None  # a terminal but no tqdm: no bar
         return bar
 
@@ -545,10 +557,8 @@ class Job(Recorder):
         return delivered and registered
 
     def _shutdown_sink(self) -> None:
-        try:
-            self.sink.shutdown()
-        except Exception:
-            logger.exception("metricskit: sink shutdown failed")
+        # A sink object shared by several jobs is shut down by the last of them to close.
+        sink_users.shutdown_if_unused(self.sink)
 
     def __enter__(self) -> Job:
         return self
@@ -637,6 +647,14 @@ def _positive(name: str, given: float | None, fallback: float) -> float:
     if not isinstance(given, int | float) or not 0 < given < math.inf:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {given!r}")
     return float(given)
+
+
+def _positive_int(name: str, given: int | None, fallback: int) -> int:
+    if given is None:
+        return fallback
+    if isinstance(given, bool) or not isinstance(given, int) or given <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, got {given!r}")
+    return given
 
 
 __all__ = ["Job", "JobStatus", "Stage", "make_sink"]

@@ -364,7 +364,7 @@ def _count_cached(
     session: boto3.session.Session | None,
     use_cache: bool,
 ) -> int:
-    table_name = table or config.env_optional_str(config.ENV_JOB_TABLE)
+    table_name = table or config.env_job_table()
     if not use_cache or table_name is None:
         return count(source.chunks())
     client = dynamodb or dynamodb_client(session)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -41,8 +42,9 @@ class ByteProgressReader(io.RawIOBase):
     ...     for line in io.BufferedReader(ByteProgressReader(raw, reading)):
     ...         handle(line)
 
-    ``size`` (bytes) is the total; when omitted it is taken from the file (``fstat``, or a
-    seek to the end for seekable streams) and set on the recorder unless it has a total.
+    ``size`` (bytes) is the total; when omitted it is taken from the file (a regular file's
+    ``fstat`` size, or a seek to the end for seekable streams; a pipe or socket has none) and
+    set on the recorder unless it has a total.
     """
 
     def __init__(
@@ -103,7 +105,10 @@ class ByteProgressReader(io.RawIOBase):
 
 def _size_of(fileobj: Any) -> int | None:
     try:
-        return os.fstat(fileobj.fileno()).st_size
+        info = os.fstat(fileobj.fileno())
+        # Only a regular file's st_size is its length; a pipe's or socket's 0 means unknown.
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         pass
     try:

@@ -54,6 +54,7 @@ from metricskit.job_record import (
     warm_deserializer,
 )
 from metricskit.lock_holders import holds_lock
+from metricskit.validation import check_table_name
 
 if TYPE_CHECKING:
     import boto3
@@ -161,9 +162,7 @@ class JobRegistry:
         client: DynamoDBClient | None = None,
         session: boto3.session.Session | None = None,
     ) -> None:
-        if not isinstance(table, str) or not 3 <= len(table) <= 255:
-            raise ConfigurationError(f"job table must be a DynamoDB table name, got {table!r}")
-        self.table = table
+        self.table = check_table_name(table)
         self._session = session
         self._owns_client = client is None
         self._client = client if client is not None else dynamodb_client(session)

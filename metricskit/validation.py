@@ -10,11 +10,24 @@ from collections.abc import Iterable, Mapping
 
 from metricskit import limits
 from metricskit.batch import Dimensions
-from metricskit.errors import InvalidDimensionError, InvalidMetricError
+from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
 
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_Dimension.html: names
+# and values are ASCII without control characters and hold at least one non-whitespace one.
 _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]+$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+_TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+
+NAMESPACE_ALLOWED = (
+    f"1 to {limits.MAX_NAMESPACE_LENGTH} letters, digits and . - _ / # :, not starting with AWS/"
+)
+DIMENSION_VALUE_ALLOWED = (
+    f"1 to {limits.MAX_DIMENSION_VALUE_LENGTH} printable ASCII characters, "
+    "at least one of them not a space"
+)
+TABLE_NAME_ALLOWED = "3 to 255 letters, digits and _ - ."
 
 
 def check_namespace(namespace: object) -> str:
@@ -33,6 +46,15 @@ def check_namespace(namespace: object) -> str:
     if namespace.startswith("AWS/"):
         raise InvalidMetricError(f"namespace {namespace!r} may not start with 'AWS/' (reserved)")
     return namespace
+
+
+def check_table_name(table: object) -> str:
+    """Return ``table`` when it is a DynamoDB table name, else raise ConfigurationError."""
+    if not isinstance(table, str) or not _TABLE_NAME_PATTERN.match(table):
+        raise ConfigurationError(
+            f"job table must be a DynamoDB table name ({TABLE_NAME_ALLOWED}), got {table!r}"
+        )
+    return table
 
 
 def check_metric_name(name: object) -> str:
@@ -84,9 +106,10 @@ def check_dimensions(
                 f"dimension name {name!r} must be a string of 1 to "
                 f"{limits.MAX_DIMENSION_NAME_LENGTH} characters"
             )
-        if not _PRINTABLE_ASCII.match(name) or name.startswith(":"):
+        if not _PRINTABLE_ASCII.match(name) or name.startswith(":") or not name.strip():
             raise InvalidDimensionError(
-                f"dimension name {name!r} must be printable ASCII and may not start with ':'"
+                f"dimension name {name!r} must be printable ASCII with at least one character "
+                "that is not a space, and may not start with ':'"
             )
         if name in reserved_names:
             raise InvalidDimensionError(
@@ -113,6 +136,9 @@ def check_dimension_value(name: str, value: object) -> str:
             f"dimension {name!r} value {value!r} must be a string of 1 to "
             f"{limits.MAX_DIMENSION_VALUE_LENGTH} characters"
         )
-    if not _PRINTABLE_ASCII.match(value):
-        raise InvalidDimensionError(f"dimension {name!r} value {value!r} must be printable ASCII")
+    if not _PRINTABLE_ASCII.match(value) or not value.strip():
+        raise InvalidDimensionError(
+            f"dimension {name!r} value {value!r} must be printable ASCII with at least one "
+            "character that is not a space"
+        )
     return value

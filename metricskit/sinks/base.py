@@ -43,7 +43,11 @@ class Sink(Protocol):
         ...
 
     def shutdown(self) -> None:
-        """Release resources; called once when the last job using the sink closes."""
+        """Release resources; called once, when the last open job using this object closes.
+
+        Optional for an object passed as ``Job(sink=...)``: one without ``shutdown`` is
+        used as is, and nothing is called at close.
+        """
         ...
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from metricskit import limits
+from metricskit.aws_clients import build_client
 from metricskit.batch import Metric, MetricBatch, MetricKind, publishable
 from metricskit.errors import ConfigurationError
 from metricskit.sinks.base import BaseSink, ExportResult
@@ -79,27 +80,19 @@ class CloudWatchSink(BaseSink):
 
     def _build_client(self) -> CloudWatchClient:
         try:
-            import boto3
             from botocore.config import Config
-            from botocore.exceptions import NoRegionError
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ConfigurationError(
-                "the cloudwatch sink needs boto3: pip install 'metricskit[cloudwatch]'"
-            ) from exc
+            raise ConfigurationError("the cloudwatch sink needs boto3: pip install boto3") from exc
         max_attempts, connect_timeout, read_timeout = self._client_settings
         config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
-        session = self._session or boto3.session.Session()
-        try:
-            return session.client("cloudwatch", config=config)
-        except NoRegionError as exc:
-            raise ConfigurationError(
-                "no AWS region for the cloudwatch sink: set AWS_REGION (or AWS_DEFAULT_REGION), "
-                "or pass client="
-            ) from exc
+        client: CloudWatchClient = build_client(
+            "cloudwatch", self._session, config, "the cloudwatch sink", "pass client="
+        )
+        return client
 
     def after_fork(self) -> None:
         # A client's connection pool must not be shared with the parent process.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -10,6 +13,8 @@ import pytest
 import metricskit
 from metricskit import job_table
 from metricskit.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_jobs_lists_registered_jobs_with_status_and_progress(
@@ -27,3 +32,55 @@ def test_jobs_lists_registered_jobs_with_status_and_progress(
     assert " 50 " in line
     assert "25.0" in line
     assert rows[rows.index(line) + 1].split() == ["stage", "read", "1,234"]
+
+
+def test_an_unreadable_file_is_one_line_on_stderr_and_exit_status_1(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "metricskit.cli", "count-lines", str(missing)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"metricskit: error: [Errno 2] No such file or directory: '{missing}'"
+    ]
+
+
+def test_no_aws_region_is_a_configuration_error_with_exit_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    assert cli_main(["jobs", "--table", "foo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metricskit: error: no AWS region")
+    assert len(err.splitlines()) == 1
+
+
+def test_an_invalid_table_argument_is_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["jobs", "--table", "ab"]) == 2
+    assert "3 to 255 letters" in capsys.readouterr().err
+
+
+def test_an_aws_error_is_one_line_on_stderr_and_exit_status_1(
+    aws: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["jobs", "--table", f"missing-{uuid.uuid4().hex[:8]}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("metricskit: error: ")
+    assert "ResourceNotFoundException" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    out = capsys.readouterr().out
+    assert "Exit status: 0 on success, 1 when" in out
+    assert "2 for a usage or configuration error" in out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,30 @@ def test_job_bar_default_follows_the_terminal(
     with Job("arg-bar", total=10, sink=MemorySink(), clock=clock, progress_bar=False) as job:
         job.processed(4)
     assert "arg-bar" not in capsys.readouterr().err
+
+
+def test_a_pipe_has_an_unknown_size_not_zero(clock: Any) -> None:
+    """fstat reports 0 bytes for a pipe (unknown, not empty): no total, no ETA of 0."""
+    read_end, write_end = os.pipe()
+    chunk = BODY[:10_000]  # fits in the pipe's buffer: the writer never waits for the reader
+    writer = threading.Thread(target=lambda: (os.write(write_end, chunk), os.close(write_end)))
+    writer.start()
+    with Job("pipe-1", sink="memory", clock=clock) as job, open(read_end, "rb") as raw:
+        reader = ByteProgressReader(raw, job)
+        assert reader.size is None
+        assert job.total is None
+        clock.advance(5)
+        assert len(reader.read(1000)) > 0
+        clock.advance(5)
+        status = job.status()
+        assert status.total is None
+        assert status.eta_seconds is None
+    writer.join()
+
+
+def test_an_empty_regular_file_still_has_size_zero(tmp_path: Path, clock: Any) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with Job("empty-1", sink="memory", clock=clock) as job, open(path, "rb") as raw:
+        assert ByteProgressReader(raw, job).size == 0
+        assert job.total == 0

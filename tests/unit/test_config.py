@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
 import metricskit
 from metricskit import config
-from metricskit.errors import ConfigurationError
+from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
+from metricskit.job import SINK_NAMES
 from metricskit.sinks.base import NullSink
 from metricskit.sinks.memory import MemorySink
 
@@ -109,3 +111,110 @@ def test_configuration_is_not_read_at_import() -> None:
     source = inspect.getsource(importlib.import_module("metricskit.config"))
     module_level = [line for line in source.splitlines() if line.startswith(("os.environ", "_ENV"))]
     assert module_level == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "allowed"),
+    [
+        (config.ENV_NAMESPACE, "CSV To Kafka", "letters, digits and . - _ / # :"),
+        (config.ENV_NAMESPACE, "AWS/EC2", "not starting with AWS/"),
+        (config.ENV_WORKER_ID, "wörker-1", "printable ASCII"),
+        (config.ENV_JOB_TABLE, "ab", "3 to 255 letters, digits and _ - ."),
+        (config.ENV_JOB_TABLE, "my jobs", "3 to 255 letters, digits and _ - ."),
+    ],
+)
+def test_invalid_names_from_the_environment_warn_once_and_fall_back(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    raw: str,
+    allowed: str,
+) -> None:
+    """A variable CloudWatch or DynamoDB would refuse never stops the worker at Job()."""
+    monkeypatch.setenv(variable, raw)
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        job = metricskit.Job("j", sink="off")
+    job.close()
+    assert job.namespace == config.DEFAULT_NAMESPACE
+    assert [name for name, _ in job.dimensions] == ["JobId"]
+    assert job.registration is None
+    warnings = [r.getMessage() for r in caplog.records if variable in r.getMessage()]
+    assert len(warnings) == 1
+    assert repr(raw) in warnings[0]
+    assert allowed in warnings[0]
+    assert "instead" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"namespace": "CSV To Kafka"}, InvalidMetricError),
+        ({"worker_id": "wörker-1"}, InvalidDimensionError),
+        ({"job_table": "ab"}, ConfigurationError),
+        ({"job_table": "my jobs"}, ConfigurationError),
+    ],
+)
+def test_invalid_names_as_arguments_still_raise(
+    kwargs: dict[str, str], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        metricskit.Job("j", sink="off", **kwargs)  # type: ignore[arg-type]
+
+
+def test_valid_names_from_the_environment_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.ENV_NAMESPACE, "CSVToKafka")
+    monkeypatch.setenv(config.ENV_WORKER_ID, "worker-1")
+    job = metricskit.Job("j", sink="off")
+    job.close()
+    assert job.namespace == "CSVToKafka"
+    assert ("WorkerId", "worker-1") in job.dimensions
+
+
+def test_the_helpers_read_an_explicit_environment_with_the_same_fallbacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {
+        config.ENV_NAMESPACE: "CSV To Kafka",
+        config.ENV_JOB_TABLE: "ab",
+        config.ENV_SINK: "kafka",
+    }
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        assert config.env_namespace(environ) == config.DEFAULT_NAMESPACE
+        assert config.env_job_table(environ) is None
+        assert config.env_choice(config.ENV_SINK, SINK_NAMES, "emf", environ) == "emf"
+    assert caplog.text.count("ignoring METRICSKIT_") == 3
+
+
+def test_a_progress_bar_asked_for_by_the_environment_without_tqdm_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    monkeypatch.setenv(config.ENV_PROGRESS_BAR, "true")
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        job = metricskit.Job("j", sink="off")
+    job.close()
+    assert config.ENV_PROGRESS_BAR in caplog.text
+    assert "tqdm" in caplog.text
+    with pytest.raises(ConfigurationError, match="tqdm"):
+        metricskit.Job("j", sink="off", progress_bar=True)
+
+
+@pytest.mark.parametrize("given", [0, -3, 2.5, True, "5"])
+def test_max_queued_periods_must_be_a_positive_integer(given: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_queued_periods must be a positive integer"):
+        metricskit.Job("j", sink="off", max_queued_periods=given)  # type: ignore[arg-type]
+
+
+def test_max_queued_periods_argument_wins_and_a_bad_variable_falls_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(config.ENV_MAX_QUEUED_PERIODS, "7")
+    job = metricskit.Job("j", sink="off", max_queued_periods=3)
+    job.close()
+    assert job._delivery._max_queued == 3
+    monkeypatch.setenv(config.ENV_MAX_QUEUED_PERIODS, "-3")
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        job = metricskit.Job("j", sink="off")
+    job.close()
+    assert job._delivery._max_queued == config.DEFAULT_MAX_QUEUED_PERIODS
+    assert config.ENV_MAX_QUEUED_PERIODS in caplog.text

@@ -65,3 +65,32 @@ def test_every_configuration_variable_is_documented_in_the_readme() -> None:
     text = README.read_text()
     missing = [name for name in config.ALL_VARIABLES if name not in text]
     assert missing == []
+
+
+def test_pip_install_metricskit_brings_what_the_default_sink_needs() -> None:
+    """`pip install metricskit` and the three lines publish to CloudWatch: boto3 is a base
+    dependency, not only an extra."""
+    import tomllib
+
+    from metricskit import config
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    assert config.DEFAULT_SINK == "cloudwatch"
+    base = [re.split(r"[<>=!~\[; ]", dep)[0] for dep in project["dependencies"]]
+    assert "boto3" in base
+    assert "boto3>=1.28" in project["optional-dependencies"]["cloudwatch"]  # old installs
+
+
+def test_the_progress_guide_shows_byte_progress_readers_real_signature() -> None:
+    import inspect
+
+    from metricskit.progress import ByteProgressReader
+
+    parts: list[str] = []
+    for parameter in inspect.signature(ByteProgressReader).parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY and "*" not in parts:
+            parts.append("*")
+        default = "" if parameter.default is parameter.empty else f"={parameter.default!r}"
+        parts.append(parameter.name + default)
+    guide = (README.parent / "docs" / "PROGRESS_AND_ETA.md").read_text()
+    assert f"`ByteProgressReader({', '.join(parts)})`" in guide

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import metricskit
@@ -84,3 +86,33 @@ def test_bad_job_id_and_total_raise() -> None:
 def test_sink_object_without_export_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="export"):
         metricskit.Job("j", sink=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: metricskit.Job("j", sink="off", dimensions={"   ": "prod"}),
+        lambda: metricskit.Job("j", sink="off", dimensions={"Env": "   "}),
+        lambda: metricskit.Job("   ", sink="off"),
+        lambda: metricskit.Job("j", sink="off", worker_id=" "),
+    ],
+)
+def test_whitespace_only_dimension_names_and_values_raise(build: Callable[[], object]) -> None:
+    """CloudWatch wants at least one non-whitespace character in each dimension name and value."""
+    with pytest.raises(InvalidDimensionError, match="at least one character that is not a space"):
+        build()
+
+
+def test_a_whitespace_only_stage_name_raises() -> None:
+    job = metricskit.Job("j", sink="off")
+    try:
+        with pytest.raises(InvalidDimensionError, match="not a space"):
+            job.stage("  ")
+    finally:
+        job.close()
+
+
+def test_dimensions_with_inner_spaces_are_still_accepted() -> None:
+    job = metricskit.Job("j", sink="off", dimensions={"Data Set": " eu west "})
+    job.close()
+    assert ("Data Set", " eu west ") in job.dimensions
