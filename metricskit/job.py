@@ -151,15 +151,9 @@ class Job(Recorder):
         if resolution is None:
             resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
         self.storage_resolution = 1 if resolution else 60
-        worker = worker_id or config.env_worker_id()
-        user_dims = check_dimensions(
-            dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
-        )
-        dims = ((catalog.JOB_ID, job_id), *user_dims)
-        if worker is not None:
-            dims = (*dims, (catalog.WORKER_ID, check_dimension_value(catalog.WORKER_ID, worker)))
+        dims = self._series_dimensions(job_id, dimensions, worker_id or config.env_worker_id())
         self.dimensions = dims
-        self._per_worker = worker is not None
+        self._per_worker = dims[-1][0] == catalog.WORKER_ID
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
         self.clock: Callable[[], float] = clock or time.monotonic
         queued = _positive_int(
@@ -208,6 +202,19 @@ class Job(Recorder):
         process_hooks.track(self)
         if handle_sigterm:
             process_hooks.install_sigterm_handler()
+
+    @staticmethod
+    def _series_dimensions(
+        job_id: str, dimensions: Mapping[str, str] | None, worker: str | None
+    ) -> tuple[tuple[str, str], ...]:
+        """``JobId``, the user's dimensions, then ``WorkerId`` when there is a worker id."""
+        user_dims = check_dimensions(
+            dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
+        )
+        dims = ((catalog.JOB_ID, job_id), *user_dims)
+        if worker is not None:
+            dims = (*dims, (catalog.WORKER_ID, check_dimension_value(catalog.WORKER_ID, worker)))
+        return dims
 
     @staticmethod
     def _resolve_sink(sink: str | Sink | None) -> Sink:
