@@ -42,9 +42,9 @@ class ByteProgressReader(io.RawIOBase):
     ...     for line in io.BufferedReader(ByteProgressReader(raw, reading)):
     ...         handle(line)
 
-    ``size`` (bytes) is the total; when omitted it is taken from the file (a regular file's
-    ``fstat`` size, or a seek to the end for seekable streams; a pipe or socket has none) and
-    set on the recorder unless it has a total.
+    ``size`` (bytes) is the total; when omitted it is what is left to read from the current
+    position (a regular file's ``fstat`` size, or a seek to the end for seekable streams; a
+    pipe or socket has none), set on the recorder unless it has a total.
     """
 
     def __init__(
@@ -108,7 +108,8 @@ def _size_of(fileobj: Any) -> int | None:
         info = os.fstat(fileobj.fileno())
         # Only a regular file's st_size is its length; a pipe's or socket's 0 means unknown.
         if stat.S_ISREG(info.st_mode):
-            return info.st_size
+            # What is left from here: the reader counts only the bytes it reads.
+            return max(0, info.st_size - int(fileobj.tell()))
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         pass
     try:

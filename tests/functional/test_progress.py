@@ -196,3 +196,17 @@ def test_an_empty_regular_file_still_has_size_zero(tmp_path: Path, clock: Any) -
     with Job("empty-1", sink="memory", clock=clock) as job, open(path, "rb") as raw:
         assert ByteProgressReader(raw, job).size == 0
         assert job.total == 0
+
+
+def test_a_partly_read_file_counts_only_the_bytes_left(tmp_path: Path, clock: Any) -> None:
+    """Bytes are counted from where the reader starts (past a header the caller already
+    read, or a resumed offset), so the total is what is left: done reaches it at the end."""
+    path = tmp_path / "rows.csv"
+    path.write_bytes(BODY)
+    with Job("partly-1", sink="memory", clock=clock) as job, open(path, "rb") as raw:
+        raw.read(100)
+        reader = ByteProgressReader(raw, job)
+        assert reader.size == len(BODY) - 100
+        while reader.read(65536):
+            pass
+        assert job.status().percent == 100
