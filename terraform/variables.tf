@@ -268,13 +268,23 @@ variable "cost_tracker_ce_refresh_hours" {
 }
 
 variable "cost_tracker_pricing_overrides_json" {
-  description = "Optional JSON of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), in the format docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
+  description = "Optional JSON object of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), shaped like cost_tracker/pricing.json as docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
   type        = string
   default     = null
 
   validation {
-    condition     = var.cost_tracker_pricing_overrides_json == null || can(jsondecode(var.cost_tracker_pricing_overrides_json))
-    error_message = "cost_tracker_pricing_overrides_json must be null or valid JSON."
+    # A JSON object (keys() fails on anything else), whose known sections are objects too; the
+    # tracker checks the rest of the shape when it loads (cost_tracker/pricing.py), so "[]",
+    # "5" or {"ec2": 5} fail here rather than in every scheduled run. Operators do not short-
+    # circuit in Terraform, hence one try() around the whole test.
+    condition = var.cost_tracker_pricing_overrides_json == null || try(
+      length(keys(jsondecode(var.cost_tracker_pricing_overrides_json))) >= 0 && alltrue([
+        for key, value in jsondecode(var.cost_tracker_pricing_overrides_json) :
+        contains(["region", "currency", "retrieved", "sources"], key) || (contains(["fargate", "ec2", "profiles"], key) && can(keys(value)))
+      ]),
+      false,
+    )
+    error_message = "cost_tracker_pricing_overrides_json must be null or a JSON object shaped like cost_tracker/pricing.json: {\"fargate\": {\"on_demand\"|\"spot\": {\"vcpu_hour\": rate, \"gb_hour\": rate}}, \"ec2\": {\"on_demand\"|\"spot\": {\"<instance-type>\": rate}}, \"profiles\": {\"<profile>\": rate}}, every key optional (docs/COST_TRACKING.md)."
   }
 }
 
