@@ -10,7 +10,8 @@ Entry point ``cost_tracker.handler.handler``. Each run:
 3. estimates each current job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the
    item's ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
 4. takes actual costs from the Cost Explorer cache, refreshing it when due
-   (:mod:`cost_tracker.cost_explorer`); one failed refresh keeps the previous figures;
+   (:mod:`cost_tracker.cost_explorer`) and while the day's request budget lasts; one failed
+   refresh, or one stopped by the budget, keeps the previous figures;
 5. publishes, per JobId, EstimatedCost (current jobs), ActualCost, ActualCostAvailable and
    CostPerMillionRecords (current and settling jobs, so the last figure is the settled one),
    MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose workers
@@ -70,9 +71,15 @@ class RunReport:
     CostPerMillionRecords) is refreshed and published."""
     ce_refreshed: bool = False
     ce_requests: int = 0
+    """GetCostAndUsage requests (pages) this run sent."""
+    ce_requests_today: int | None = None
+    """Requests counted against today's (UTC) budget, after this run's refresh (None: none)."""
+    ce_request_budget: int = 0
+    """The daily request budget (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY)."""
     ce_status: str = "none"
     ce_error: str = ""
-    """The error code of a failed refresh whose previous figures were kept."""
+    """The error code of a failed refresh whose previous figures were kept
+    (``RequestBudgetExhausted`` when the day's request budget stopped it)."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -87,6 +94,8 @@ class RunReport:
             "settling_jobs": self.settling_jobs,
             "ce_refreshed": self.ce_refreshed,
             "ce_requests": self.ce_requests,
+            "ce_requests_today": self.ce_requests_today,
+            "ce_request_budget": self.ce_request_budget,
             "ce_status": self.ce_status,
             "ce_error": self.ce_error,
             "metrics": self.metrics,
@@ -237,9 +246,11 @@ def _snapshot(
     jobs: list[JobRecord],
     now: float,
     refresh_hours: float,
+    max_requests: int,
     report: RunReport,
 ) -> cex.CostSnapshot | None:
-    """The Cost Explorer snapshot to use this run, refreshing it when due."""
+    """The Cost Explorer snapshot to use this run, refreshing it when due and while the day's
+    request budget lasts."""
     cache = cex.CostCache(dynamodb, table, refresh_hours)
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -254,9 +265,35 @@ def _snapshot(
         import boto3
 
         ce = boto3.client("ce")
-    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs])
+
+    def take_request() -> bool:
+        try:
+            return cache.take_request(now, max_requests)
+        except (BotoCoreError, ClientError) as error:
+            # An uncounted request could break the cap: not sent.
+            logger.warning("cost_tracker: could not count a Cost Explorer request: %s", error)
+            return False
+
+    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs], take_request)
     report.ce_refreshed = True
     report.ce_requests = fetched.pages
+    try:
+        report.ce_requests_today = cache.requests_today(now)
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("cost_tracker: could not read the request budget: %s", error)
+    if fetched.error_code == cex.BUDGET_EXHAUSTED:
+        # Nothing new was learned (a partial answer is no answer): the cache, the job items
+        # and the figures published stay as they were, whatever their age.
+        report.ce_error = fetched.error_code
+        logger.warning(
+            "cost_tracker: %s; keeping the previous actual costs (%s)",
+            fetched.error_message,
+            "none"
+            if snapshot is None
+            else "fetched at "
+            + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
+        )
+        return snapshot
     if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
         # One failed refresh (throttled, say) keeps the last figures rather than blanking
         # them for a whole interval; a second failure in a row reports them unavailable.
@@ -351,6 +388,9 @@ def run(
     refresh_hours = mk_config.env_positive_float(
         cex.ENV_REFRESH_HOURS, cex.DEFAULT_REFRESH_HOURS, env
     )
+    report.ce_request_budget = mk_config.env_positive_int(
+        cex.ENV_MAX_REQUESTS_PER_DAY, cex.DEFAULT_MAX_REQUESTS_PER_DAY, env
+    )
     price_table = prices or PriceTable.load(env)
     if dynamodb is None:
         import boto3
@@ -378,6 +418,7 @@ def run(
         jobs=valid,
         now=at,
         refresh_hours=refresh_hours,
+        max_requests=report.ce_request_budget,
         report=report,
     )
     report.ce_status = "none" if snapshot is None else snapshot.status

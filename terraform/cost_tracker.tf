@@ -10,6 +10,8 @@ locals {
       METRICSKIT_NAMESPACE          = var.namespace
       METRICSKIT_SINK               = "emf"
       COST_TRACKER_CE_REFRESH_HOURS = tostring(var.cost_tracker_ce_refresh_hours)
+      # The hard cap on Cost Explorer requests a day, every page counted (docs/COST_TRACKING.md).
+      COST_TRACKER_CE_MAX_REQUESTS_PER_DAY = tostring(var.cost_tracker_ce_max_requests_per_day)
     },
     var.cost_tracker_pricing_overrides_json == null ? {} : {
       COST_TRACKER_PRICING_OVERRIDES = var.cost_tracker_pricing_overrides_json

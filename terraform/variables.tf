@@ -267,6 +267,17 @@ variable "cost_tracker_ce_refresh_hours" {
   }
 }
 
+variable "cost_tracker_ce_max_requests_per_day" {
+  description = "Hard cap on Cost Explorer GetCostAndUsage requests (each page counts, $0.01 each) per UTC day (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY). A refresh that would exceed it stops and keeps the previous figures; raise it when the answer takes more pages than this (large accounts, see docs/COST_TRACKING.md)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.cost_tracker_ce_max_requests_per_day >= 1 && var.cost_tracker_ce_max_requests_per_day <= 100 && floor(var.cost_tracker_ce_max_requests_per_day) == var.cost_tracker_ce_max_requests_per_day
+    error_message = "cost_tracker_ce_max_requests_per_day must be a whole number from 1 to 100 ($0.01 to $1.00 a day)."
+  }
+}
+
 variable "cost_tracker_pricing_overrides_json" {
   description = "Optional JSON object of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), shaped like cost_tracker/pricing.json as docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
   type        = string

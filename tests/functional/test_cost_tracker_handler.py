@@ -452,7 +452,10 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
         for page in range(cex.MAX_PAGES):
             groups = [("train-1", "Training", 1.0)]
             stubber.add_response("get_cost_and_usage", ce_page(start, end, groups, f"p{page}"))
-        report, sink = make_runner(table, ce, namespace)(now)
+        # A budget that allows every page, so the page limit is what stops the refresh.
+        report, sink = make_runner(table, ce, namespace)(
+            now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": str(cex.MAX_PAGES + 5)}
+        )
     assert len(ce.requests) == cex.MAX_PAGES
     # train-1's groups on the unread pages would be missing: no partial sum passes for a cost.
     assert report["ce_status"] == "error"
@@ -460,6 +463,81 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
     assert sink.names().isdisjoint({catalog.MONTHLY_COST})
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:TooManyPages"
+
+
+def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures(
+    aws: str, table: str, namespace: str
+) -> None:
+    """DESIGN: at most 4 Cost Explorer requests a day whatever the schedule. An answer of 3
+    pages would otherwise cost 12 requests in the day's 4 refreshes."""
+    midnight = unique_noon() - 12 * HOUR
+    seed_jobs(table, midnight, namespace)
+    start, end = month_bounds(midnight)
+    next_start, next_end = month_bounds(midnight + 24 * HOUR)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+
+    def three_pages(stubber: Stubber, first: str, last: str, amount: float) -> None:
+        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p2"))
+        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p3"))
+        stubber.add_response(
+            "get_cost_and_usage", ce_page(first, last, [("train-1", "Training", amount)])
+        )
+
+    with Stubber(ce.client) as stubber:
+        three_pages(stubber, start, end, 5.0)
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p2"))
+        reports = {}
+        for hour in (0, 6, 12, 18):
+            reports[hour], sink = run(midnight + hour * HOUR)
+            # The figures of the midnight refresh stand all day.
+            assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(5.0)
+            assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
+        three_pages(stubber, next_start, next_end, 6.0)
+        next_day, next_sink = run(midnight + 24 * HOUR)
+    stubber.assert_no_pending_responses()
+
+    assert len(ce.requests) == 4 + 3
+    assert [
+        (r["ce_requests"], r["ce_requests_today"], r["ce_error"]) for r in reports.values()
+    ] == [
+        (3, 3, ""),
+        (1, 4, "RequestBudgetExhausted"),  # the 2nd page would be the 5th request: not sent
+        (0, 4, "RequestBudgetExhausted"),
+        (0, 4, "RequestBudgetExhausted"),
+    ]
+    assert all(r["ce_request_budget"] == 4 for r in reports.values())
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+    # A new UTC day, a new budget.
+    assert (next_day["ce_requests"], next_day["ce_requests_today"]) == (3, 3)
+    assert next_sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(6.0)
+
+
+def test_the_request_budget_is_shared_by_overlapping_runs_and_configurable(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert [first.take_request(now, 3), second.take_request(now, 3)] == [True, True]
+    assert [first.take_request(now, 3), second.take_request(now, 3)] == [True, False]
+    assert first.requests_today(now) == 3
+    # A replayed event of an earlier day cannot start that day again over today's count.
+    assert first.take_request(now - 24 * HOUR, 3) is False
+    assert first.take_request(now + 24 * HOUR, 3) is True
+    assert first.requests_today(now + 24 * HOUR) == 1
+
+    # Through the environment (the Terraform variable sets it): 1 request a day.
+    seed_jobs(table, now + 48 * HOUR, namespace)
+    ce = CountingCE()
+    with Stubber(ce.client) as stubber:
+        stubber.add_response("get_cost_and_usage", ce_page("2025-01-01", "2025-01-02", [], "p2"))
+        report, _ = make_runner(table, ce, namespace)(
+            now + 48 * HOUR, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
+        )
+    assert (report["ce_requests"], report["ce_request_budget"]) == (1, 1)
+    assert report["ce_error"] == "RequestBudgetExhausted"
+    assert len(ce.requests) == 1
 
 
 def test_a_job_whose_workers_vanished_is_reported_for_a_day_and_costed_for_three(

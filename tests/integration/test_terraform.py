@@ -670,6 +670,7 @@ def test_cost_tracker_runs_the_zip_on_a_schedule(deployed: Deployment) -> None:
         "METRICSKIT_NAMESPACE": deployed.tf_vars["namespace"],
         "METRICSKIT_SINK": "emf",
         "COST_TRACKER_CE_REFRESH_HOURS": "6",
+        "COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "4",
     }
 
     events = deployed.client("events")
