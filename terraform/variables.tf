@@ -169,8 +169,10 @@ variable "error_rate_threshold_percent" {
   default     = 5
 
   validation {
-    condition     = var.error_rate_threshold_percent >= 0 && var.error_rate_threshold_percent <= 100
-    error_message = "error_rate_threshold_percent must be between 0 and 100."
+    # The rate is at most 100 % and the alarm fires when it is *above* the threshold, so a
+    # threshold of 100 could never fire.
+    condition     = var.error_rate_threshold_percent >= 0 && var.error_rate_threshold_percent < 100
+    error_message = "error_rate_threshold_percent must be at least 0 and below 100 (the alarm fires when the rate is above it, and the rate never exceeds 100)."
   }
 }
 
@@ -221,7 +223,7 @@ variable "job_table_name" {
 }
 
 variable "job_table_kms_key_arn" {
-  description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on)."
+  description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on). When set, the worker policy and the cost tracker's role may use the key through DynamoDB (kms:ViaService); its key policy must allow IAM policies to grant that."
   type        = string
   default     = null
 }
