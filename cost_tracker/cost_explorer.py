@@ -17,6 +17,13 @@ conditional write on ``fetched_at``, so two overlapping invocations never both p
 and a failed request is not retried before the next interval: at most
 ``ceil(24 / refresh_hours)`` refreshes a day (4 with the default 6 hours) whatever the
 schedule and whatever Cost Explorer answers.
+
+A refresh may take several requests (one per page of the answer), so refreshes alone do not
+bound the bill. Every request is also counted against a budget per UTC day
+(``COST_TRACKER_CE_MAX_REQUESTS_PER_DAY``, default 4), kept in the same cache item
+(``requests_day``, ``requests_used``) and taken with a conditional write before the request is
+sent, so overlapping runs never overspend it. A refresh that would exceed it stops before that
+request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,6 +47,9 @@ logger = logging.getLogger("cost_tracker")
 ENV_REFRESH_HOURS: Final = "COST_TRACKER_CE_REFRESH_HOURS"
 """Hours between Cost Explorer refreshes (default 6: at most 4 requests a day)."""
 DEFAULT_REFRESH_HOURS: Final = 6.0
+ENV_MAX_REQUESTS_PER_DAY: Final = "COST_TRACKER_CE_MAX_REQUESTS_PER_DAY"
+"""GetCostAndUsage requests (pages) allowed per UTC day, a hard cap (default 4, $0.04 a day)."""
+DEFAULT_MAX_REQUESTS_PER_DAY: Final = 4
 
 CACHE_NAME: Final = "cost-explorer"
 JOB_TAG: Final = "JobId"
@@ -59,6 +69,8 @@ STATUS_ERROR: Final = "error"
 
 TRUNCATED: Final = "TooManyPages"
 """The error code of an answer cut short at MAX_PAGES."""
+BUDGET_EXHAUSTED: Final = "RequestBudgetExhausted"
+"""The error code of a refresh stopped because the day's request budget is spent."""
 
 UNAVAILABLE_CODES: Final = frozenset(
     {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
@@ -166,10 +178,17 @@ def _amount(group: Mapping[str, Any]) -> float:
     return amount
 
 
-def fetch_costs(ce: CostExplorerClient, now: float, job_starts: Iterable[float]) -> CostSnapshot:
+def fetch_costs(
+    ce: CostExplorerClient,
+    now: float,
+    job_starts: Iterable[float],
+    take_request: Callable[[], bool] | None = None,
+) -> CostSnapshot:
     """Ask Cost Explorer once (following NextPageToken) and summarize the answer.
 
-    Never raises: an AWS error comes back as a snapshot with ``status="error"``.
+    ``take_request`` is called before every request (page); when it returns False the request
+    is not sent and the refresh fails with :data:`BUDGET_EXHAUSTED` (a partial answer is no
+    answer). Never raises: an AWS error comes back as a snapshot with ``status="error"``.
 
     >>> snap = fetch_costs(boto3.client("ce"), time.time(), [])   # doctest: +SKIP
     >>> snap.monthly                                               # doctest: +SKIP
@@ -188,6 +207,14 @@ def fetch_costs(ce: CostExplorerClient, now: float, job_starts: Iterable[float])
             kwargs = dict(request)
             if token:
                 kwargs["NextPageToken"] = token
+            if take_request is not None and not take_request():
+                return _failed(
+                    now,
+                    BUDGET_EXHAUSTED,
+                    f"the day's Cost Explorer request budget ({ENV_MAX_REQUESTS_PER_DAY}) is "
+                    f"spent; {pages} request(s) of this refresh were sent",
+                    pages,
+                )
             pages += 1
             response = ce.get_cost_and_usage(**kwargs)
             for period in response.get("ResultsByTime", []):
@@ -248,6 +275,7 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
         "AccessDeniedException": "the Lambda role lacks ce:GetCostAndUsage",
         "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
         TRUNCATED: "Cost Explorer's answer had more pages than the tracker reads",
+        BUDGET_EXHAUSTED: "the day's Cost Explorer request budget is spent",
     }.get(code, "Cost Explorer request failed")
     logger.warning(
         "cost_tracker: %s (%s: %s); keeping the estimates and publishing "
@@ -318,6 +346,67 @@ class CostCache:
                 return False
             raise
         return True
+
+    def take_request(self, now: float, limit: int) -> bool:
+        """Count one Cost Explorer request against the budget of ``now``'s UTC day; False
+        (nothing counted) when ``limit`` requests were already counted that day.
+
+        Conditional writes, as :meth:`claim`: the count of the day goes up only while below
+        ``limit``, and a new day starts at 1 only over an earlier day, so two overlapping runs
+        never take the last request twice and a replayed past event cannot reset today.
+        """
+        from botocore.exceptions import ClientError
+
+        day = _utc(now).date().isoformat()
+        names = {"#d": jt.REQUESTS_DAY, "#n": jt.REQUESTS_USED, "#t": jt.ITEM_TYPE}
+        attempts = (
+            # Same day: one more, while below the limit.
+            (
+                "SET #n = #n + :one, #t = :type",
+                "#d = :day AND #n < :limit",
+                {":one": {"N": "1"}, ":day": {"S": day}, ":limit": {"N": str(limit)}},
+            ),
+            # First request of a later day: start again at 1.
+            (
+                "SET #d = :day, #n = :one, #t = :type",
+                "attribute_not_exists(#d) OR #d < :day",
+                {":one": {"N": "1"}, ":day": {"S": day}},
+            ),
+        )
+        if limit < 1:
+            return False
+        for _ in range(2):  # a concurrent run may start the day between the two attempts
+            for expression, condition, values in attempts:
+                try:
+                    self.client.update_item(
+                        TableName=self.table,
+                        Key=self.key,
+                        UpdateExpression=expression,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues={
+                            **values,
+                            ":type": {"S": jt.TYPE_COST_CACHE},
+                        },
+                    )
+                except ClientError as error:
+                    code = error.response.get("Error", {}).get("Code")
+                    if code != "ConditionalCheckFailedException":
+                        raise
+                    continue
+                return True
+            if self.requests_today(now) >= limit:
+                return False
+        return False
+
+    def requests_today(self, now: float) -> int:
+        """Requests counted against ``now``'s UTC day (0 for another day or none)."""
+        item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get(
+            "Item", {}
+        )
+        if item.get(jt.REQUESTS_DAY, {}).get("S") != _utc(now).date().isoformat():
+            return 0
+        return int(item.get(jt.REQUESTS_USED, {}).get("N", "0"))
 
     def store(self, snapshot: CostSnapshot) -> None:
         self.client.update_item(

@@ -4,16 +4,20 @@ Entry point ``cost_tracker.handler.handler``. Each run:
 
 1. takes "now" from the scheduled event's ``time`` (ISO 8601), else the clock, so a day of
    runs can be replayed;
-2. reads the job table (jobs active in the last day, see :mod:`cost_tracker.job_source`;
-   jobs that ended up to three days ago only for their actual cost); bad items are skipped
-   and reported;
-3. estimates each job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the item's
-   ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
+2. reads the job table: *current* jobs (active in the last day, see
+   :mod:`cost_tracker.job_source`) and *settling* jobs (ended one to three days ago, while
+   Cost Explorer's figures for their run keep arriving); bad items are skipped and reported;
+3. estimates each current job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the
+   item's ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
 4. takes actual costs from the Cost Explorer cache, refreshing it when due
-   (:mod:`cost_tracker.cost_explorer`); one failed refresh keeps the previous figures;
-5. publishes EstimatedCost, ActualCost, ActualCostAvailable and CostPerMillionRecords per
-   JobId, MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose
-   workers stopped sending heartbeats, through a metricskit sink (EMF by default).
+   (:mod:`cost_tracker.cost_explorer`) and while the day's request budget lasts; one failed
+   refresh, or one stopped by the budget, keeps the previous figures;
+5. publishes, per JobId, EstimatedCost (current jobs), ActualCost, ActualCostAvailable and
+   CostPerMillionRecords (current and settling jobs, so the last figure is the settled one),
+   MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose workers
+   stopped sending heartbeats, through a metricskit sink (EMF by default).
+
+CostPerMillionRecords divides by the job's records done; see :func:`cost_basis` for which cost.
 """
 
 from __future__ import annotations
@@ -63,12 +67,19 @@ class RunReport:
     unpriced: list[dict[str, str]] = field(default_factory=list)
     stale_jobs: list[str] = field(default_factory=list)
     settling_jobs: list[str] = field(default_factory=list)
-    """Ended more than a day ago: not published, but their actual cost is still refreshed."""
+    """Ended one to three days ago: only their actual cost (ActualCost, ActualCostAvailable,
+    CostPerMillionRecords) is refreshed and published."""
     ce_refreshed: bool = False
     ce_requests: int = 0
+    """GetCostAndUsage requests (pages) this run sent."""
+    ce_requests_today: int | None = None
+    """Requests counted against today's (UTC) budget, after this run's refresh (None: none)."""
+    ce_request_budget: int = 0
+    """The daily request budget (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY)."""
     ce_status: str = "none"
     ce_error: str = ""
-    """The error code of a failed refresh whose previous figures were kept."""
+    """The error code of a failed refresh whose previous figures were kept
+    (``RequestBudgetExhausted`` when the day's request budget stopped it)."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -83,6 +94,8 @@ class RunReport:
             "settling_jobs": self.settling_jobs,
             "ce_refreshed": self.ce_refreshed,
             "ce_requests": self.ce_requests,
+            "ce_requests_today": self.ce_requests_today,
+            "ce_request_budget": self.ce_request_budget,
             "ce_status": self.ce_status,
             "ce_error": self.ce_error,
             "metrics": self.metrics,
@@ -133,6 +146,29 @@ def estimated_cost(
     elapsed = max(0.0, end - job.started_at)
     workers = job.workers if job.workers > 0 else 1
     return elapsed / 3600.0 * workers * rate
+
+
+def cost_basis(*, estimate: float | None, actual: float | None, settling: bool) -> float | None:
+    """The cost CostPerMillionRecords divides by the records done, or None for none.
+
+    Cost Explorer's actual cost lags a day or more behind, while the records done are counted
+    up to now: dividing the two would bias a running job's figure low. So a *current* job
+    (running, or ended less than a day ago) uses its estimate, and a *settling* job (ended a
+    day or more ago, so Cost Explorer covers its whole run) uses the actual cost. A current
+    job with no estimate (unpriced) falls back to the lagging actual cost rather than nothing.
+
+    >>> cost_basis(estimate=2.0, actual=0.5, settling=False)
+    2.0
+    >>> cost_basis(estimate=2.0, actual=2.4, settling=True)
+    2.4
+    >>> cost_basis(estimate=None, actual=0.5, settling=False)
+    0.5
+    >>> cost_basis(estimate=2.0, actual=None, settling=True) is None
+    True
+    """
+    if settling:
+        return actual
+    return estimate if estimate is not None else actual
 
 
 def progress_metrics(job: JobRecord) -> dict[str, float]:
@@ -210,9 +246,11 @@ def _snapshot(
     jobs: list[JobRecord],
     now: float,
     refresh_hours: float,
+    max_requests: int,
     report: RunReport,
 ) -> cex.CostSnapshot | None:
-    """The Cost Explorer snapshot to use this run, refreshing it when due."""
+    """The Cost Explorer snapshot to use this run, refreshing it when due and while the day's
+    request budget lasts."""
     cache = cex.CostCache(dynamodb, table, refresh_hours)
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -227,9 +265,35 @@ def _snapshot(
         import boto3
 
         ce = boto3.client("ce")
-    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs])
+
+    def take_request() -> bool:
+        try:
+            return cache.take_request(now, max_requests)
+        except (BotoCoreError, ClientError) as error:
+            # An uncounted request could break the cap: not sent.
+            logger.warning("cost_tracker: could not count a Cost Explorer request: %s", error)
+            return False
+
+    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs], take_request)
     report.ce_refreshed = True
     report.ce_requests = fetched.pages
+    try:
+        report.ce_requests_today = cache.requests_today(now)
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("cost_tracker: could not read the request budget: %s", error)
+    if fetched.error_code == cex.BUDGET_EXHAUSTED:
+        # Nothing new was learned (a partial answer is no answer): the cache, the job items
+        # and the figures published stay as they were, whatever their age.
+        report.ce_error = fetched.error_code
+        logger.warning(
+            "cost_tracker: %s; keeping the previous actual costs (%s)",
+            fetched.error_message,
+            "none"
+            if snapshot is None
+            else "fetched at "
+            + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
+        )
+        return snapshot
     if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
         # One failed refresh (throttled, say) keeps the last figures rather than blanking
         # them for a whole interval; a second failure in a row reports them unavailable.
@@ -322,6 +386,9 @@ def run(
     refresh_hours = mk_config.env_positive_float(
         cex.ENV_REFRESH_HOURS, cex.DEFAULT_REFRESH_HOURS, env
     )
+    report.ce_request_budget = mk_config.env_positive_int(
+        cex.ENV_MAX_REQUESTS_PER_DAY, cex.DEFAULT_MAX_REQUESTS_PER_DAY, env
+    )
     price_table = prices or PriceTable.load(env)
     if dynamodb is None:
         import boto3
@@ -351,24 +418,20 @@ def run(
         jobs=valid,
         now=at,
         refresh_hours=refresh_hours,
+        max_requests=report.ce_request_budget,
         report=report,
     )
     report.ce_status = "none" if snapshot is None else snapshot.status
     publisher = _Publisher(namespace, at)
-    for job in current:
-        try:
-            _publish_job(
-                job,
-                now=at,
-                stale_after=stale_after,
-                snapshot=snapshot,
-                prices=price_table,
-                publisher=publisher,
-                report=report,
-            )
-        except Exception as error:  # one bad job never stops the run
-            logger.exception("cost_tracker: job %s failed", job.job_id)
-            report.skipped.append({"job_id": job.job_id, "reason": f"internal error: {error}"})
+    _publish_jobs(
+        valid,
+        now=at,
+        stale_after=stale_after,
+        snapshot=snapshot,
+        prices=price_table,
+        publisher=publisher,
+        report=report,
+    )
     current_month = dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m")
     if snapshot is not None and snapshot.ok and snapshot.month == current_month:
         for category, amount in sorted(snapshot.monthly.items()):
@@ -392,6 +455,37 @@ def run(
         report.ce_requests,
     )
     return report.as_dict()
+
+
+def _publish_jobs(
+    jobs: list[JobRecord],
+    *,
+    now: float,
+    stale_after: float,
+    snapshot: cex.CostSnapshot | None,
+    prices: PriceTable,
+    publisher: _Publisher,
+    report: RunReport,
+) -> None:
+    """Every job's metrics: all of them for current jobs, the actual cost for settling ones."""
+    settling = set(report.settling_jobs)
+    for job in jobs:
+        try:
+            if job.job_id in settling:
+                _publish_settling_job(job, snapshot=snapshot, publisher=publisher, report=report)
+            else:
+                _publish_job(
+                    job,
+                    now=now,
+                    stale_after=stale_after,
+                    snapshot=snapshot,
+                    prices=prices,
+                    publisher=publisher,
+                    report=report,
+                )
+        except Exception as error:  # one bad job never stops the run
+            logger.exception("cost_tracker: job %s failed", job.job_id)
+            report.skipped.append({"job_id": job.job_id, "reason": f"internal error: {error}"})
 
 
 def _publish_job(
@@ -422,23 +516,58 @@ def _publish_job(
         estimate = estimated_cost(job, rate, now, stale_after)
         publisher.gauge(namespace, catalog.ESTIMATED_COST, estimate, dim)
 
-    actual: float | None = None
-    if snapshot is not None and snapshot.ok and job.job_id in snapshot.job_costs:
-        actual = snapshot.job_costs[job.job_id]
-        publisher.gauge(namespace, catalog.ACTUAL_COST, actual, dim)
-    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 0.0 if actual is None else 1.0, dim)
-
-    cost = actual if actual is not None else estimate
-    if cost is not None and job.done > 0:
-        publisher.gauge(
-            namespace, catalog.COST_PER_MILLION_RECORDS, cost / job.done * 1_000_000.0, dim
-        )
+    actual = _publish_actual(job, namespace, snapshot, publisher)
+    _publish_cost_per_million(
+        job, namespace, cost_basis(estimate=estimate, actual=actual, settling=False), publisher
+    )
 
     if job.is_stale(now, stale_after):
         report.stale_jobs.append(job.job_id)
         for name, value in progress_metrics(job).items():
             publisher.gauge(namespace, name, value, dim)
     report.published_jobs += 1
+
+
+def _publish_settling_job(
+    job: JobRecord,
+    *,
+    snapshot: cex.CostSnapshot | None,
+    publisher: _Publisher,
+    report: RunReport,
+) -> None:
+    """A job that ended one to three days ago: its actual cost only, which is still settling
+    (its estimate and progress were final when it ended)."""
+    namespace = publisher.namespace_for(job)
+    actual = _publish_actual(job, namespace, snapshot, publisher)
+    _publish_cost_per_million(
+        job, namespace, cost_basis(estimate=None, actual=actual, settling=True), publisher
+    )
+    report.published_jobs += 1
+
+
+def _publish_actual(
+    job: JobRecord, namespace: str, snapshot: cex.CostSnapshot | None, publisher: _Publisher
+) -> float | None:
+    """ActualCost (when Cost Explorer has the job) and ActualCostAvailable; the actual cost."""
+    dim = (catalog.JOB_ID, job.job_id)
+    actual: float | None = None
+    if snapshot is not None and snapshot.ok and job.job_id in snapshot.job_costs:
+        actual = snapshot.job_costs[job.job_id]
+        publisher.gauge(namespace, catalog.ACTUAL_COST, actual, dim)
+    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 0.0 if actual is None else 1.0, dim)
+    return actual
+
+
+def _publish_cost_per_million(
+    job: JobRecord, namespace: str, cost: float | None, publisher: _Publisher
+) -> None:
+    if cost is not None and job.done > 0:
+        publisher.gauge(
+            namespace,
+            catalog.COST_PER_MILLION_RECORDS,
+            cost / job.done * 1_000_000.0,
+            (catalog.JOB_ID, job.job_id),
+        )
 
 
 def handler(event: Mapping[str, Any] | None, context: object) -> dict[str, Any]:

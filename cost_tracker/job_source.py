@@ -8,8 +8,8 @@ so one bad item never stops the run.
 A job is *current* (its metrics are published) while it runs and for a day after it ends.
 A running job whose workers all died without closing never ends in the table, so it counts
 as ended at its last heartbeat: it is reported (as stale) for a day, then dropped, rather than
-forever. Its actual cost is still refreshed for three days after it ends, because Cost
-Explorer's figures for a day keep arriving for a day or more.
+forever. Its actual cost is still refreshed and published for three days after it ends (the
+job is *settling*), because Cost Explorer's figures for a day keep arriving for a day or more.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 RECENT_SECONDS: Final = 86_400.0
-"""Jobs are published for one day after they end."""
+"""Jobs are current (every cost metric published) for one day after they end."""
 COST_SETTLE_SECONDS: Final = 3 * 86_400.0
-"""Jobs' actual costs are refreshed for three days after they end (Cost Explorer lags)."""
+"""Jobs' actual costs are refreshed and published for three days after they end (Cost
+Explorer lags)."""
 
 
 def last_active(job: JobRecord) -> float | None:

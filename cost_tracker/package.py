@@ -61,9 +61,11 @@ def source_files(root: Path) -> Iterator[tuple[str, Path]]:
 def build_zip(out_dir: Path, source_root: Path | None = None) -> tuple[Path, str]:
     """Write the zip into ``out_dir``; return its path and base64 SHA-256.
 
-    >>> path, sha = build_zip(Path("build"))      # doctest: +SKIP
-    >>> path.name
-    'cost_tracker.zip'
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     path, sha = build_zip(Path(out))
+    >>> path.name, len(sha)
+    ('cost_tracker.zip', 44)
     """
     root = source_root or default_source_root()
     out_dir.mkdir(parents=True, exist_ok=True)

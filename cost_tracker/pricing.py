@@ -12,8 +12,11 @@ An explicit entry under ``profiles`` (exact profile string -> hourly rate) wins 
 computed price. Overrides come from a JSON file named by ``COST_TRACKER_PRICING_FILE`` and
 then from the JSON in ``COST_TRACKER_PRICING_OVERRIDES``; both have the shape of
 ``pricing.json`` and are merged key by key, so ``{"ec2": {"spot": {"g5.xlarge": 0.45}}}``
-changes one rate and keeps the rest. An unknown profile raises :class:`UnknownProfileError`;
-it is never guessed.
+changes one rate and keeps the rest. An override whose shape is wrong (not an object, an
+unknown key, a number where an object belongs) raises :class:`ConfigurationError` at load,
+naming the variable and the allowed shape (:data:`OVERRIDE_SHAPE`); a rate that is not a
+number leaves the profiles using it unpriced. An unknown profile raises
+:class:`UnknownProfileError`; it is never guessed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ ENV_PRICING_FILE: Final = "COST_TRACKER_PRICING_FILE"
 """Path of a JSON file whose rates override the shipped table."""
 ENV_PRICING_OVERRIDES: Final = "COST_TRACKER_PRICING_OVERRIDES"
 """JSON text whose rates override the shipped table and the file (applied last)."""
+
+MARKETS: Final = ("on_demand", "spot")
+FARGATE_RATES: Final = ("vcpu_hour", "gb_hour")
+INFO_KEYS: Final = ("region", "currency", "retrieved", "sources")
+"""Descriptive keys of pricing.json; an override may carry them, prices ignore them."""
+OVERRIDE_SHAPE: Final = (
+    '{"fargate": {"on_demand" | "spot": {"vcpu_hour": <rate>, "gb_hour": <rate>}}, '
+    '"ec2": {"on_demand" | "spot": {"<instance-type>": <rate>}}, '
+    '"profiles": {"<profile>": <rate>}}, every key optional, rates in USD per hour'
+)
+"""What a pricing override (file or environment) may hold: the shape of pricing.json."""
 
 PROFILE_FORMS: Final = (
     "fargate:<N>vcpu:<M>gb",
@@ -125,20 +139,22 @@ class PriceTable:
         if path:
             try:
                 with open(path, encoding="utf-8") as handle:
-                    data = merge(data, _object(json.load(handle), ENV_PRICING_FILE))
+                    from_file = json.load(handle)
             except (OSError, ValueError) as error:
                 raise ConfigurationError(
                     f"{ENV_PRICING_FILE}={path!r} is not a readable JSON object: {error}"
                 ) from error
+            data = merge(data, check_override(from_file, ENV_PRICING_FILE))
         raw = env.get(ENV_PRICING_OVERRIDES, "").strip()
         if raw:
             try:
-                data = merge(data, _object(json.loads(raw), ENV_PRICING_OVERRIDES))
+                from_env = json.loads(raw)
             except ValueError as error:
                 raise ConfigurationError(
                     f"{ENV_PRICING_OVERRIDES} must be a JSON object shaped like pricing.json, "
                     f'e.g. {{"ec2": {{"spot": {{"g5.xlarge": 0.45}}}}}}: {error}'
                 ) from error
+            data = merge(data, check_override(from_env, ENV_PRICING_OVERRIDES))
         return cls(data)
 
     @property
@@ -180,10 +196,71 @@ def _rate(value: object, where: str) -> float:
     return rate
 
 
-def _object(value: object, where: str) -> dict[str, Any]:
+def check_override(value: object, variable: str) -> dict[str, Any]:
+    """``value`` (decoded JSON) if it has the shape of :data:`OVERRIDE_SHAPE`; else raise
+    :class:`ConfigurationError` naming ``variable``, every problem and the allowed shape.
+
+    >>> check_override({"ec2": {"spot": {"g5.xlarge": 0.45}}}, "X")
+    {'ec2': {'spot': {'g5.xlarge': 0.45}}}
+    >>> check_override({"ec2": 5}, "X")
+    Traceback (most recent call last):
+    ...
+    metricskit.errors.ConfigurationError: X: ec2 must be an object, got a number. Allowed shape: ...
+    """
+    problems: list[str] = []
     if not isinstance(value, dict):
-        raise ValueError(f"{where} must hold a JSON object, got {type(value).__name__}")
+        problems.append(f"the override must be an object, got {_kind(value)}")
+    else:
+        for key, section in value.items():
+            if key in INFO_KEYS:
+                continue
+            if key == "profiles":
+                _expect_object(section, key, problems)
+            elif key in ("fargate", "ec2"):
+                if _expect_object(section, key, problems):
+                    _check_markets(section, key, problems)
+            else:
+                problems.append(
+                    f"{key} is not one of fargate, ec2, profiles, " + ", ".join(INFO_KEYS)
+                )
+    if problems:
+        raise ConfigurationError(
+            f"{variable}: " + "; ".join(problems) + f". Allowed shape: {OVERRIDE_SHAPE}"
+        )
+    assert isinstance(value, dict)
     return value
+
+
+def _check_markets(section: dict[str, Any], platform: str, problems: list[str]) -> None:
+    for market, rates in section.items():
+        where = f"{platform}.{market}"
+        if market not in MARKETS:
+            problems.append(f"{where} is not one of " + ", ".join(MARKETS))
+        elif _expect_object(rates, where, problems) and platform == "fargate":
+            problems.extend(
+                f"{where}.{name} is not one of " + ", ".join(FARGATE_RATES)
+                for name in rates
+                if name not in FARGATE_RATES
+            )
+
+
+def _expect_object(value: object, where: str, problems: list[str]) -> bool:
+    if isinstance(value, dict):
+        return True
+    problems.append(f"{where} must be an object, got {_kind(value)}")
+    return False
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "null" if value is None else type(value).__name__
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
 * checkpoint items (``item_type = "checkpoint"``), key ``checkpoint#<job_id>#<shard>``:
   ``position`` N (records or bytes committed), ``updated_at`` N.
 * cost-explorer cache items (``item_type = "cost_cache"``), key ``costcache#<name>``:
-  ``payload`` S (JSON), ``fetched_at`` N.
+  ``payload`` S (JSON), ``fetched_at`` N, and the daily request budget: ``requests_day`` S
+  (the UTC day, ``YYYY-MM-DD``) and ``requests_used`` N (requests sent on that day).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ POSITION: Final = "position"
 UPDATED_AT: Final = "updated_at"
 PAYLOAD: Final = "payload"
 FETCHED_AT: Final = "fetched_at"
+REQUESTS_DAY: Final = "requests_day"
+REQUESTS_USED: Final = "requests_used"
 
 LINECOUNT_PREFIX: Final = "linecount#"
 CSVRECORDS_PREFIX: Final = "csvrecords#"

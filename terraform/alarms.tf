@@ -17,17 +17,38 @@ locals {
 
   latency_alarms = {
     for pair in setproduct(var.alarm_job_ids, var.latency_metric_names) :
-    "${pair[0]}/${pair[1]}" => { job_id = pair[0], metric_name = pair[1] }
+    "${pair[0]}/${pair[1]}" => {
+      job_id      = pair[0]
+      metric_name = pair[1]
+      alarm_name  = "${var.name_prefix}-${pair[0]}-${pair[1]}-${local.latency_percentile}"
+    }
   }
 
   alarm_actions = [aws_sns_topic.alarms.arn]
 
-  alarm_arns = concat(
-    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.job_stalled[job].arn],
-    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.error_rate[job].arn],
-    [for key in sort(keys(local.latency_alarms)) : aws_cloudwatch_metric_alarm.latency_p99[key].arn],
-    [for job in var.alarm_job_ids : aws_cloudwatch_metric_alarm.cost_over_budget[job].arn],
+  # Alarm names, in dashboard order. The ARNs are built from them (an alarm's ARN is fixed by
+  # its name), so the dashboard body is known at plan time: a plan shows the alarm widgets.
+  # Longest fixed names: name_prefix (32) + JobId (200) + "-cost-over-budget" = 250 of the
+  # 255 CloudWatch allows; the latency alarm adds a metric name, so its length is checked
+  # by a precondition below.
+  job_alarm_names = {
+    for kind in ["stalled", "error-rate", "cost-over-budget"] :
+    kind => { for job in var.alarm_job_ids : job => "${var.name_prefix}-${job}-${kind}" }
+  }
+  alarm_names = concat(
+    [for job in var.alarm_job_ids : local.job_alarm_names["stalled"][job]],
+    [for job in var.alarm_job_ids : local.job_alarm_names["error-rate"][job]],
+    [for key in sort(keys(local.latency_alarms)) : local.latency_alarms[key].alarm_name],
+    [for job in var.alarm_job_ids : local.job_alarm_names["cost-over-budget"][job]],
   )
+  alarm_arn_prefix = "arn:${local.partition}:cloudwatch:${local.region}:${data.aws_caller_identity.current.account_id}:alarm:"
+  alarm_arns       = [for name in local.alarm_names : "${local.alarm_arn_prefix}${name}"]
+}
+
+# CloudWatch's limit on alarm names (PutMetricAlarm AlarmName: 1-255 characters).
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
+locals {
+  alarm_name_max_length = 255
 }
 
 data "aws_caller_identity" "current" {}
@@ -103,7 +124,7 @@ resource "aws_sns_topic_subscription" "email" {
 resource "aws_cloudwatch_metric_alarm" "job_stalled" {
   for_each = local.alarm_jobs
 
-  alarm_name          = "${var.name_prefix}-${each.key}-stalled"
+  alarm_name          = local.job_alarm_names["stalled"][each.key]
   alarm_description   = "metricskit: job ${each.key} processed no records for ${var.stalled_minutes} minutes."
   namespace           = var.namespace
   metric_name         = local.metric["RecordsProcessed"].name
@@ -126,7 +147,7 @@ resource "aws_cloudwatch_metric_alarm" "job_stalled" {
 resource "aws_cloudwatch_metric_alarm" "error_rate" {
   for_each = local.alarm_jobs
 
-  alarm_name          = "${var.name_prefix}-${each.key}-error-rate"
+  alarm_name          = local.job_alarm_names["error-rate"][each.key]
   alarm_description   = "metricskit: job ${each.key} error rate above ${var.error_rate_threshold_percent}% over ${var.error_rate_evaluation_minutes} minutes."
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.error_rate_threshold_percent
@@ -167,7 +188,7 @@ resource "aws_cloudwatch_metric_alarm" "error_rate" {
 resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   for_each = local.latency_alarms
 
-  alarm_name          = "${var.name_prefix}-${each.value.job_id}-${each.value.metric_name}-${local.latency_percentile}"
+  alarm_name          = each.value.alarm_name
   alarm_description   = "metricskit: job ${each.value.job_id} ${each.value.metric_name} ${local.latency_percentile} above ${var.latency_p99_threshold_ms} ms."
   namespace           = var.namespace
   metric_name         = each.value.metric_name
@@ -182,13 +203,29 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = var.tags
+
+  lifecycle {
+    # name_prefix, JobId and metric name each pass their own validation, but together they
+    # may not fit: fail the plan with the reason rather than the apply with AWS's.
+    precondition {
+      condition     = length(each.value.alarm_name) <= local.alarm_name_max_length
+      error_message = "The latency alarm name \"${each.value.alarm_name}\" is ${length(each.value.alarm_name)} characters; CloudWatch allows ${local.alarm_name_max_length}. Shorten name_prefix, the JobId in alarm_job_ids or the name in latency_metric_names."
+    }
+  }
 }
 
-# Budget: the cost tracker's EstimatedCost (updated every schedule tick) above the budget.
+# Budget: the cost tracker's EstimatedCost above the budget. The tracker publishes once per
+# run of var.cost_tracker_schedule, which may be rate(1 hour), rate(1 day) or any cron, so most
+# 5-minute periods hold no data point. With notBreaching those empty periods turned the alarm
+# back to OK and the next run paged again, once per run. "ignore" keeps the alarm's state
+# through empty periods instead: a job's estimate only grows (worker-seconds are only ever
+# added), so once above the budget it stays above, and the alarm notifies once per breach
+# whatever the schedule, with no window to derive from a cron expression. It still starts in
+# INSUFFICIENT_DATA and goes OK at the first run below the budget.
 resource "aws_cloudwatch_metric_alarm" "cost_over_budget" {
   for_each = local.alarm_jobs
 
-  alarm_name          = "${var.name_prefix}-${each.key}-cost-over-budget"
+  alarm_name          = local.job_alarm_names["cost-over-budget"][each.key]
   alarm_description   = "metricskit: job ${each.key} estimated cost above ${var.job_cost_budget_usd} USD."
   namespace           = var.namespace
   metric_name         = local.metric["EstimatedCost"].name
@@ -199,7 +236,7 @@ resource "aws_cloudwatch_metric_alarm" "cost_over_budget" {
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.job_cost_budget_usd
-  treat_missing_data  = "notBreaching"
+  treat_missing_data  = "ignore"
   alarm_actions       = local.alarm_actions
   tags                = var.tags
 }

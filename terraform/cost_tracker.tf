@@ -10,6 +10,8 @@ locals {
       METRICSKIT_NAMESPACE          = var.namespace
       METRICSKIT_SINK               = "emf"
       COST_TRACKER_CE_REFRESH_HOURS = tostring(var.cost_tracker_ce_refresh_hours)
+      # The hard cap on Cost Explorer requests a day, every page counted (docs/COST_TRACKING.md).
+      COST_TRACKER_CE_MAX_REQUESTS_PER_DAY = tostring(var.cost_tracker_ce_max_requests_per_day)
     },
     var.cost_tracker_pricing_overrides_json == null ? {} : {
       COST_TRACKER_PRICING_OVERRIDES = var.cost_tracker_pricing_overrides_json
@@ -31,8 +33,9 @@ resource "aws_lambda_function" "cost_tracker" {
   #checkov:skip=CKV_AWS_173:the environment holds a table name, a namespace and rates, no secrets; the AWS managed key already encrypts it
   #checkov:skip=CKV_AWS_50:X-Ray tracing of a short scheduled batch run costs money and would need xray:* on "*"; its logs tell the story
   #checkov:skip=CKV_AWS_272:code signing needs a Signer profile the module cannot assume; the zip's SHA-256 pins the deployed code instead
-  function_name                  = local.function_name
-  description                    = "metricskit cost tracker for namespace ${var.namespace}"
+  function_name = local.function_name
+  # A long namespace would push this past Lambda's limit; a cut description harms nothing.
+  description                    = substr("metricskit cost tracker for namespace ${var.namespace}", 0, local.lambda_description_max_length)
   role                           = aws_iam_role.cost_tracker.arn
   filename                       = var.cost_tracker_zip_path
   source_code_hash               = filebase64sha256(var.cost_tracker_zip_path)

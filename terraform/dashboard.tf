@@ -283,18 +283,29 @@ locals {
     })
   ]
 
-  # An alarm widget needs at least one alarm, so it appears once alarm_job_ids is set.
-  widgets_alarms = length(local.alarm_arns) == 0 ? [] : [{
-    type   = "alarm"
-    x      = 0
-    y      = local.row_y_alarms
-    width  = local.full_width
-    height = local.alarm_height
-    properties = {
-      title  = "Alarms"
-      alarms = local.alarm_arns
+  # An alarm widget holds 1 to 100 alarm ARNs, so the alarms (4 or more per JobId) are split
+  # into full-width widgets of at most 100, stacked in dashboard order; none without alarms.
+  # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html
+  alarms_per_widget = 100
+  alarm_chunks      = chunklist(local.alarm_arns, local.alarms_per_widget)
+  widgets_alarms = [
+    for index, chunk in local.alarm_chunks : {
+      type   = "alarm"
+      x      = 0
+      y      = local.row_y_alarms + index * local.alarm_height
+      width  = local.full_width
+      height = local.alarm_height
+      properties = {
+        title = length(local.alarm_chunks) == 1 ? "Alarms" : format(
+          "Alarms %d-%d of %d",
+          index * local.alarms_per_widget + 1,
+          index * local.alarms_per_widget + length(chunk),
+          length(local.alarm_arns),
+        )
+        alarms = chunk
+      }
     }
-  }]
+  ]
 
   dashboard_body = {
     start          = "-PT6H"
@@ -307,4 +318,20 @@ locals {
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = local.dashboard_name
   dashboard_body = jsonencode(local.dashboard_body)
+
+  # The alarm widgets name the alarms by ARN (built from their names); create those first.
+  depends_on = [
+    aws_cloudwatch_metric_alarm.job_stalled,
+    aws_cloudwatch_metric_alarm.error_rate,
+    aws_cloudwatch_metric_alarm.latency_p99,
+    aws_cloudwatch_metric_alarm.cost_over_budget,
+  ]
+
+  lifecycle {
+    # The default name joins name_prefix and namespace, each valid alone, up to 288 characters.
+    precondition {
+      condition     = length(local.dashboard_name) <= local.dashboard_name_max_length
+      error_message = "The dashboard name \"${local.dashboard_name}\" is ${length(local.dashboard_name)} characters; CloudWatch allows ${local.dashboard_name_max_length}. Set dashboard_name, or shorten name_prefix or namespace."
+    }
+  }
 }

@@ -13,10 +13,20 @@ locals {
   distribution = local.catalog.distribution_example
 
   dashboard_name = coalesce(var.dashboard_name, "${var.name_prefix}-${replace(var.namespace, "/[^A-Za-z0-9_-]/", "-")}")
-  job_table_name = coalesce(var.job_table_name, "${var.name_prefix}-jobs")
-  function_name  = "${var.name_prefix}-cost-tracker"
-  region         = data.aws_region.current.name
-  partition      = data.aws_partition.current.partition
+
+  # AWS name limits the module's names are checked against. With name_prefix at most 32
+  # characters these always fit: SNS topic "<prefix>-alarms" (256), IAM role and Lambda function
+  # "<prefix>-cost-tracker" (64 each), role policy (128), worker policy "<prefix>-worker" (128),
+  # EventBridge rule "<prefix>-cost-tracker-schedule" (64), log group (512), the stalled,
+  # error-rate and cost alarms (255, see alarms.tf). What can overflow is checked where it is
+  # used: the dashboard name (precondition, dashboard.tf), the latency alarm names
+  # (precondition, alarms.tf) and the Lambda description (truncated, cost_tracker.tf).
+  dashboard_name_max_length     = 255 # PutDashboard DashboardName
+  lambda_description_max_length = 256 # CreateFunction Description
+  job_table_name                = coalesce(var.job_table_name, "${var.name_prefix}-jobs")
+  function_name                 = "${var.name_prefix}-cost-tracker"
+  region                        = data.aws_region.current.name
+  partition                     = data.aws_partition.current.partition
 }
 
 data "aws_region" "current" {}

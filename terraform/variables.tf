@@ -169,8 +169,10 @@ variable "error_rate_threshold_percent" {
   default     = 5
 
   validation {
-    condition     = var.error_rate_threshold_percent >= 0 && var.error_rate_threshold_percent <= 100
-    error_message = "error_rate_threshold_percent must be between 0 and 100."
+    # The rate is at most 100 % and the alarm fires when it is *above* the threshold, so a
+    # threshold of 100 could never fire.
+    condition     = var.error_rate_threshold_percent >= 0 && var.error_rate_threshold_percent < 100
+    error_message = "error_rate_threshold_percent must be at least 0 and below 100 (the alarm fires when the rate is above it, and the rate never exceeds 100)."
   }
 }
 
@@ -221,7 +223,7 @@ variable "job_table_name" {
 }
 
 variable "job_table_kms_key_arn" {
-  description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on)."
+  description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on). When set, the worker policy and the cost tracker's role may use the key through DynamoDB (kms:ViaService); its key policy must allow IAM policies to grant that."
   type        = string
   default     = null
 }
@@ -267,14 +269,35 @@ variable "cost_tracker_ce_refresh_hours" {
   }
 }
 
+variable "cost_tracker_ce_max_requests_per_day" {
+  description = "Hard cap on Cost Explorer GetCostAndUsage requests (each page counts, $0.01 each) per UTC day (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY). A refresh that would exceed it stops and keeps the previous figures; raise it when the answer takes more pages than this (large accounts, see docs/COST_TRACKING.md)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.cost_tracker_ce_max_requests_per_day >= 1 && var.cost_tracker_ce_max_requests_per_day <= 100 && floor(var.cost_tracker_ce_max_requests_per_day) == var.cost_tracker_ce_max_requests_per_day
+    error_message = "cost_tracker_ce_max_requests_per_day must be a whole number from 1 to 100 ($0.01 to $1.00 a day)."
+  }
+}
+
 variable "cost_tracker_pricing_overrides_json" {
-  description = "Optional JSON of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), in the format docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
+  description = "Optional JSON object of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), shaped like cost_tracker/pricing.json as docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
   type        = string
   default     = null
 
   validation {
-    condition     = var.cost_tracker_pricing_overrides_json == null || can(jsondecode(var.cost_tracker_pricing_overrides_json))
-    error_message = "cost_tracker_pricing_overrides_json must be null or valid JSON."
+    # A JSON object (keys() fails on anything else), whose known sections are objects too; the
+    # tracker checks the rest of the shape when it loads (cost_tracker/pricing.py), so "[]",
+    # "5" or {"ec2": 5} fail here rather than in every scheduled run. Operators do not short-
+    # circuit in Terraform, hence one try() around the whole test.
+    condition = var.cost_tracker_pricing_overrides_json == null || try(
+      length(keys(jsondecode(var.cost_tracker_pricing_overrides_json))) >= 0 && alltrue([
+        for key, value in jsondecode(var.cost_tracker_pricing_overrides_json) :
+        contains(["region", "currency", "retrieved", "sources"], key) || (contains(["fargate", "ec2", "profiles"], key) && can(keys(value)))
+      ]),
+      false,
+    )
+    error_message = "cost_tracker_pricing_overrides_json must be null or a JSON object shaped like cost_tracker/pricing.json: {\"fargate\": {\"on_demand\"|\"spot\": {\"vcpu_hour\": rate, \"gb_hour\": rate}}, \"ec2\": {\"on_demand\"|\"spot\": {\"<instance-type>\": rate}}, \"profiles\": {\"<profile>\": rate}}, every key optional (docs/COST_TRACKING.md)."
   }
 }
 

@@ -274,7 +274,10 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert sink.last(catalog.ESTIMATED_COST, JobId="train-1") == pytest.approx(2 * fargate_rate)
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(0.5)
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
-    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="train-1") == pytest.approx(0.25)
+    # Running: the estimate, not the lagging actual, per million records done so far.
+    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="train-1") == pytest.approx(
+        fargate_rate
+    )
 
     # hourly_rate on the item wins over the profile's Spot price.
     assert sink.last(catalog.ESTIMATED_COST, JobId="infer-2") == pytest.approx(0.3)
@@ -297,8 +300,10 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert [u["job_id"] for u in report["unpriced"]] == ["tpu-5"]
     assert "fargate:<N>vcpu:<M>gb" in report["unpriced"][0]["reason"]
 
-    # Finished more than a day ago: not reported, but its actual cost is still refreshed.
-    assert sink.metrics(JobId="old-4") == []
+    # Finished more than a day ago: only its (still settling) actual cost is reported.
+    assert [(m.name, m.value) for m in sink.metrics(JobId="old-4")] == [
+        (catalog.ACTUAL_COST_AVAILABLE, 0.0)
+    ]
     assert report["settling_jobs"] == ["old-4"]
     assert job_item(table, "old-4")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
 
@@ -420,7 +425,6 @@ def test_one_failed_refresh_keeps_the_last_actual_costs(
     assert (report["ce_status"], report["ce_error"]) == ("ok", "LimitExceededException")
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
-    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="train-1") == pytest.approx(3.5)
     assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(7.0)
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
     _, between = run(now + 7 * HOUR)  # a run from the cache between refreshes: the same
@@ -448,7 +452,10 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
         for page in range(cex.MAX_PAGES):
             groups = [("train-1", "Training", 1.0)]
             stubber.add_response("get_cost_and_usage", ce_page(start, end, groups, f"p{page}"))
-        report, sink = make_runner(table, ce, namespace)(now)
+        # A budget that allows every page, so the page limit is what stops the refresh.
+        report, sink = make_runner(table, ce, namespace)(
+            now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": str(cex.MAX_PAGES + 5)}
+        )
     assert len(ce.requests) == cex.MAX_PAGES
     # train-1's groups on the unread pages would be missing: no partial sum passes for a cost.
     assert report["ce_status"] == "error"
@@ -456,6 +463,81 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
     assert sink.names().isdisjoint({catalog.MONTHLY_COST})
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:TooManyPages"
+
+
+def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures(
+    aws: str, table: str, namespace: str
+) -> None:
+    """DESIGN: at most 4 Cost Explorer requests a day whatever the schedule. An answer of 3
+    pages would otherwise cost 12 requests in the day's 4 refreshes."""
+    midnight = unique_noon() - 12 * HOUR
+    seed_jobs(table, midnight, namespace)
+    start, end = month_bounds(midnight)
+    next_start, next_end = month_bounds(midnight + 24 * HOUR)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+
+    def three_pages(stubber: Stubber, first: str, last: str, amount: float) -> None:
+        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p2"))
+        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p3"))
+        stubber.add_response(
+            "get_cost_and_usage", ce_page(first, last, [("train-1", "Training", amount)])
+        )
+
+    with Stubber(ce.client) as stubber:
+        three_pages(stubber, start, end, 5.0)
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p2"))
+        reports = {}
+        for hour in (0, 6, 12, 18):
+            reports[hour], sink = run(midnight + hour * HOUR)
+            # The figures of the midnight refresh stand all day.
+            assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(5.0)
+            assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
+        three_pages(stubber, next_start, next_end, 6.0)
+        next_day, next_sink = run(midnight + 24 * HOUR)
+    stubber.assert_no_pending_responses()
+
+    assert len(ce.requests) == 4 + 3
+    assert [
+        (r["ce_requests"], r["ce_requests_today"], r["ce_error"]) for r in reports.values()
+    ] == [
+        (3, 3, ""),
+        (1, 4, "RequestBudgetExhausted"),  # the 2nd page would be the 5th request: not sent
+        (0, 4, "RequestBudgetExhausted"),
+        (0, 4, "RequestBudgetExhausted"),
+    ]
+    assert all(r["ce_request_budget"] == 4 for r in reports.values())
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
+    # A new UTC day, a new budget.
+    assert (next_day["ce_requests"], next_day["ce_requests_today"]) == (3, 3)
+    assert next_sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(6.0)
+
+
+def test_the_request_budget_is_shared_by_overlapping_runs_and_configurable(
+    aws: str, table: str, namespace: str
+) -> None:
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert [first.take_request(now, 3), second.take_request(now, 3)] == [True, True]
+    assert [first.take_request(now, 3), second.take_request(now, 3)] == [True, False]
+    assert first.requests_today(now) == 3
+    # A replayed event of an earlier day cannot start that day again over today's count.
+    assert first.take_request(now - 24 * HOUR, 3) is False
+    assert first.take_request(now + 24 * HOUR, 3) is True
+    assert first.requests_today(now + 24 * HOUR) == 1
+
+    # Through the environment (the Terraform variable sets it): 1 request a day.
+    seed_jobs(table, now + 48 * HOUR, namespace)
+    ce = CountingCE()
+    with Stubber(ce.client) as stubber:
+        stubber.add_response("get_cost_and_usage", ce_page("2025-01-01", "2025-01-02", [], "p2"))
+        report, _ = make_runner(table, ce, namespace)(
+            now + 48 * HOUR, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
+        )
+    assert (report["ce_requests"], report["ce_request_budget"]) == (1, 1)
+    assert report["ce_error"] == "RequestBudgetExhausted"
+    assert len(ce.requests) == 1
 
 
 def test_a_job_whose_workers_vanished_is_reported_for_a_day_and_costed_for_three(
@@ -494,11 +576,90 @@ def test_a_job_whose_workers_vanished_is_reported_for_a_day_and_costed_for_three
     assert report["stale_jobs"] == ["gone-1h"]
     assert sink.last(catalog.ESTIMATED_COST, JobId="gone-1h") == pytest.approx(2.0)  # 2 h
     assert report["settling_jobs"] == ["gone-2d"]
-    assert sink.metrics(JobId="gone-2d") == [] == sink.metrics(JobId="gone-5d")
+    assert {m.name for m in sink.metrics(JobId="gone-2d")} == {
+        catalog.ACTUAL_COST_AVAILABLE
+    }  # its actual only
+    assert sink.metrics(JobId="gone-5d") == []
     # The query reaches back to the settling job's start, not to the long-dead one's.
     assert ce.requests[0]["TimePeriod"]["Start"] == min(start, settling_start)
     assert job_item(table, "gone-2d")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
     assert jt.ACTUAL_COST_STATUS not in job_item(table, "gone-5d")
+
+
+def test_a_settling_job_publishes_its_settled_actual_cost_until_three_days_after_it_ended(
+    aws: str, table: str, namespace: str
+) -> None:
+    """Cost Explorer's figures for a job's last day arrive a day or more after it ends: they
+    reach the metrics (not only the job item), so the dashboard's last figure is the settled one."""
+    now = unique_noon()
+    common: dict[str, Any] = {
+        "status": jt.STATUS_COMPLETED,
+        "namespace": namespace,
+        "worker_seconds": 10 * HOUR,
+        "hourly_rate": 1.0,
+        "done": 2_000_000,
+    }
+    put_job(table, "ended-2d", started_at=now - 60 * HOUR, finished_at=now - 48 * HOUR, **common)
+    put_job(table, "ended-4d", started_at=now - 110 * HOUR, finished_at=now - 96 * HOUR, **common)
+    start, end = month_bounds(now)
+    settling_start = dt.datetime.fromtimestamp(now - 60 * HOUR, tz=dt.UTC).date().isoformat()
+    queue_ce(
+        aws,
+        ce_page(
+            min(start, settling_start),
+            end,
+            [("ended-2d", "Training", 12.0), ("ended-4d", "Training", 9.0)],
+        ),
+    )
+    report, sink = make_runner(table, CountingCE(), namespace)(now)
+    assert report["settling_jobs"] == ["ended-2d"]
+    assert sink.last(catalog.ACTUAL_COST, JobId="ended-2d") == pytest.approx(12.0)
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="ended-2d") == 1.0
+    # Cost Explorer now covers the whole run: 12 USD / 2M records.
+    assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="ended-2d") == pytest.approx(6.0)
+    # Its estimate was final when it ended (and published then); only the actual settles.
+    assert sink.last(catalog.ESTIMATED_COST, JobId="ended-2d") is None
+    assert {b.namespace for b in sink.batches} == {namespace}
+    # Past the settling window: nothing at all.
+    assert sink.metrics(JobId="ended-4d") == []
+
+
+def test_cost_per_million_uses_the_estimate_while_current_and_the_actual_once_settling(
+    aws: str, table: str, namespace: str
+) -> None:
+    """Cost Explorer lags a day or more: its actual cost over the records done *now* would
+    read far too low for a running job (24x for one a day into its run)."""
+    now = unique_noon()
+    put_job(table, "running", status=jt.STATUS_RUNNING, namespace=namespace,
+            started_at=now - 24 * HOUR, heartbeat_at=now - 30, worker_seconds=24 * HOUR,
+            hourly_rate=1.0, done=1_000_000)  # fmt: skip
+    put_job(table, "unpriced", status=jt.STATUS_RUNNING, namespace=namespace,
+            started_at=now - 24 * HOUR, heartbeat_at=now - 30, worker_seconds=24 * HOUR,
+            done=500_000)  # fmt: skip
+    put_job(table, "ended-1h", status=jt.STATUS_COMPLETED, namespace=namespace,
+            started_at=now - 11 * HOUR, finished_at=now - HOUR, worker_seconds=10 * HOUR,
+            hourly_rate=1.0, done=1_000_000)  # fmt: skip
+    put_job(table, "ended-30h", status=jt.STATUS_COMPLETED, namespace=namespace,
+            started_at=now - 40 * HOUR, finished_at=now - 30 * HOUR, worker_seconds=10 * HOUR,
+            hourly_rate=1.0, done=1_000_000)  # fmt: skip
+    start, end = month_bounds(now)
+    settling_start = dt.datetime.fromtimestamp(now - 40 * HOUR, tz=dt.UTC).date().isoformat()
+    actuals = [("running", "Training", 1.0), ("unpriced", "Training", 0.5),
+               ("ended-1h", "Training", 4.0), ("ended-30h", "Training", 11.0)]  # fmt: skip
+    queue_ce(aws, ce_page(min(start, settling_start), end, actuals))
+    report, sink = make_runner(table, CountingCE(), namespace)(now)
+    assert report["settling_jobs"] == ["ended-30h"]
+    per_million = {
+        job: sink.last(catalog.COST_PER_MILLION_RECORDS, JobId=job)
+        for job in ("running", "unpriced", "ended-1h", "ended-30h")
+    }
+    assert per_million == {
+        "running": pytest.approx(24.0),  # the estimate, not 1.0 / 1M records
+        "unpriced": pytest.approx(1.0),  # no estimate: the (lagging) actual, 0.5 / 0.5M
+        "ended-1h": pytest.approx(10.0),  # current: still the estimate
+        "ended-30h": pytest.approx(11.0),  # settling: the actual
+    }
+    assert [u["job_id"] for u in report["unpriced"]] == ["unpriced"]
 
 
 def test_a_tag_not_yet_activated_is_explained_in_the_log(

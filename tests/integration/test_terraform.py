@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -670,6 +670,7 @@ def test_cost_tracker_runs_the_zip_on_a_schedule(deployed: Deployment) -> None:
         "METRICSKIT_NAMESPACE": deployed.tf_vars["namespace"],
         "METRICSKIT_SINK": "emf",
         "COST_TRACKER_CE_REFRESH_HOURS": "6",
+        "COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "4",
     }
 
     events = deployed.client("events")
@@ -737,6 +738,215 @@ def test_iam_grants_only_what_workers_and_the_tracker_need(deployed: Deployment)
     assert tracker["OwnLogGroup"]["Resource"].endswith(f":log-group:{log_group}:*")
     star = [sid for sid, s in {**worker, **tracker}.items() if "*" in _as_list(s["Resource"])]
     assert sorted(star) == ["CostExplorerRead", "PutMetricsInOwnNamespace"]
+
+
+# --- Plans of the module alone (no apply): inputs the example does not expose -------------------
+
+PLAN_SERVICES = ("cloudwatch", "dynamodb", "events", "iam", "kms", "lambda", "logs", "sns", "sts")
+MODULE = "module.metricskit"
+
+
+@dataclass
+class Planned:
+    """A plan of the module for some inputs: its JSON, or the error that refused it."""
+
+    plan: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    def change(self, address: str) -> dict[str, Any]:
+        found = [c for c in self.plan["resource_changes"] if c["address"] == f"{MODULE}.{address}"]
+        assert found, f"{address} is not in the plan"
+        change: dict[str, Any] = found[0]["change"]
+        return change
+
+    def addresses(self, prefix: str) -> list[str]:
+        return [
+            c["address"]
+            for c in self.plan["resource_changes"]
+            if c["address"].startswith(f"{MODULE}.{prefix}")
+        ]
+
+    def dashboard_body(self) -> dict[str, Any]:
+        body = self.change("aws_cloudwatch_dashboard.this")["after"]["dashboard_body"]
+        assert isinstance(body, str), "the dashboard body is unknown at plan time"
+        decoded: dict[str, Any] = json.loads(body)
+        return decoded
+
+
+@pytest.fixture(scope="module")
+def plan_module(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: str
+) -> Callable[..., Planned]:
+    """Plans the module (a private copy) from a root module written per call, with any inputs;
+    nothing is applied, so a plan takes seconds."""
+    terraform = _terraform_or_skip()
+    base = tmp_path_factory.mktemp("tfplan")
+    shutil.copytree(
+        TF_DIR,
+        base / "module",
+        ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl", "tests"),
+    )
+    root = base / "root"
+    root.mkdir()
+    zip_path = build_cost_tracker_zip(base)
+    env = {**os.environ, **_tf_env(moto_server)}
+    defaults = {
+        "namespace": "TFPlan/ns",
+        "name_prefix": "mkplan",
+        "cost_tracker_zip_path": str(zip_path),
+    }
+
+    def write(inputs: dict[str, Any]) -> None:
+        config = {
+            "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws"}}},
+            "provider": {
+                "aws": {
+                    "region": REGION,
+                    "skip_credentials_validation": True,
+                    "skip_requesting_account_id": True,
+                    "skip_metadata_api_check": True,
+                    "endpoints": [dict.fromkeys(PLAN_SERVICES, moto_server)],
+                }
+            },
+            "module": {"metricskit": {"source": "../module", **defaults, **inputs}},
+        }
+        (root / "main.tf.json").write_text(json.dumps(config, indent=2), "utf-8")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [terraform, *args], cwd=root, env=env, capture_output=True, text=True, check=False
+        )
+
+    write({})
+    init = run("init", "-input=false", "-no-color")
+    assert init.returncode == 0, init.stdout + init.stderr
+
+    def plan(**inputs: Any) -> Planned:
+        write(inputs)
+        result = run("plan", "-input=false", "-no-color", "-out=tfplan")
+        if result.returncode != 0:
+            return Planned(error=" ".join((result.stdout + result.stderr).split()))
+        shown = run("show", "-json", "tfplan")
+        assert shown.returncode == 0, shown.stderr
+        return Planned(plan=json.loads(shown.stdout))
+
+    return plan
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        # 100 % can never be *above* the threshold: an alarm that cannot fire.
+        ({"error_rate_threshold_percent": 100}, "error_rate_threshold_percent must be"),
+        ({"cost_tracker_pricing_overrides_json": "[]"}, "must be null or a JSON object"),
+        ({"cost_tracker_pricing_overrides_json": "5"}, "must be null or a JSON object"),
+        ({"cost_tracker_pricing_overrides_json": '{"ec2": 5}'}, "must be null or a JSON object"),
+        ({"cost_tracker_pricing_overrides_json": "{bad"}, "must be null or a JSON object"),
+        ({"cost_tracker_ce_max_requests_per_day": 0}, "max_requests_per_day must be"),
+        ({"cost_tracker_ce_max_requests_per_day": 2.5}, "max_requests_per_day must be"),
+        # Each valid alone, too long together: refused at plan, not by AWS at apply.
+        (
+            {"alarm_job_ids": ["j" * 200], "latency_metric_names": ["L" * 100]},
+            "characters; CloudWatch allows 255",
+        ),
+        ({"namespace": "N" * 255}, "Set dashboard_name, or shorten name_prefix or namespace"),
+    ],
+)
+def test_module_inputs_aws_would_refuse_later_fail_the_plan_with_a_reason(
+    plan_module: Callable[..., Planned], inputs: dict[str, Any], message: str
+) -> None:
+    planned = plan_module(**inputs)
+    assert message in planned.error, planned.error or "the plan succeeded"
+
+
+@pytest.mark.terraform
+def test_module_accepts_the_edges_of_those_inputs(plan_module: Callable[..., Planned]) -> None:
+    overrides = json.dumps({"ec2": {"spot": {"g5.xlarge": 0.45}}, "profiles": {"x:y": 1.0}})
+    planned = plan_module(
+        error_rate_threshold_percent=99.9,
+        cost_tracker_pricing_overrides_json=overrides,
+        namespace="N" * 255,
+        dashboard_name="short-enough",
+        cost_tracker_ce_max_requests_per_day=8,
+    )
+    assert planned.error == ""
+    function = planned.change("aws_lambda_function.cost_tracker")["after"]
+    # Lambda allows 256 characters of description; a long namespace is cut, not refused.
+    assert len(function["description"]) == 256
+    variables = function["environment"][0]["variables"]
+    assert variables["COST_TRACKER_PRICING_OVERRIDES"] == overrides
+    assert variables["COST_TRACKER_CE_MAX_REQUESTS_PER_DAY"] == "8"
+
+
+@pytest.mark.terraform
+def test_more_than_100_alarms_are_split_into_alarm_widgets_of_at_most_100(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """CloudWatch takes 1-100 ARNs per alarm widget; 26 jobs make 104 alarms."""
+    jobs = [f"job-{n:02d}" for n in range(26)]
+    planned = plan_module(alarm_job_ids=jobs)
+    assert planned.error == ""
+    body = planned.dashboard_body()
+    assert widget_problems(body) == []
+    alarm_widgets = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert [len(w["properties"]["alarms"]) for w in alarm_widgets] == [100, 4]
+    assert [w["properties"]["title"] for w in alarm_widgets] == [
+        "Alarms 1-100 of 104",
+        "Alarms 101-104 of 104",
+    ]
+    shown = [arn for w in alarm_widgets for arn in w["properties"]["alarms"]]
+    names = sorted(
+        change["change"]["after"]["alarm_name"]
+        for change in planned.plan["resource_changes"]
+        if change["type"] == "aws_cloudwatch_metric_alarm"
+    )
+    assert len(names) == 104
+    assert sorted(arn.rsplit(":", 1)[1] for arn in shown) == names
+    assert all(arn.startswith(f"arn:aws:cloudwatch:{REGION}:") for arn in shown)
+
+
+@pytest.mark.terraform
+def test_the_cost_alarm_keeps_its_state_between_tracker_runs(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """Whatever the schedule (here daily), empty periods between runs must not turn the alarm
+    OK, or every run above the budget would page again."""
+    planned = plan_module(alarm_job_ids=["job-1"], cost_tracker_schedule="rate(1 day)")
+    alarm = planned.change('aws_cloudwatch_metric_alarm.cost_over_budget["job-1"]')["after"]
+    assert alarm["treat_missing_data"] == "ignore"
+    assert alarm["ok_actions"] in (None, [])
+
+
+def _policy_statements(planned: Planned, document: str) -> dict[str, dict[str, Any]]:
+    """The statements of an aws_iam_policy_document as planned (read at plan or at apply)."""
+    after = planned.change(f"data.aws_iam_policy_document.{document}")["after"]
+    return {statement["sid"]: statement for statement in after["statement"]}
+
+
+@pytest.mark.terraform
+def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
+    plan_module: Callable[..., Planned],
+) -> None:
+    key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    with_key = plan_module(job_table_kms_key_arn=key)
+    assert with_key.error == ""
+    for document in ("worker", "cost_tracker"):
+        statement = _policy_statements(with_key, document)["JobTableKeyViaDynamoDB"]
+        assert statement["resources"] == [key]
+        assert sorted(statement["actions"]) == [
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            "kms:Encrypt",
+            "kms:GenerateDataKey*",
+            "kms:ReEncrypt*",
+        ]
+        assert [(c["test"], c["variable"], c["values"]) for c in statement["condition"]] == [
+            ("StringEquals", "kms:ViaService", [f"dynamodb.{REGION}.amazonaws.com"])
+        ]
+    without_key = plan_module()
+    for document in ("worker", "cost_tracker"):
+        assert "JobTableKeyViaDynamoDB" not in _policy_statements(without_key, document)
 
 
 @pytest.mark.terraform

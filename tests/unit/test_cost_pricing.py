@@ -99,6 +99,40 @@ def test_unparsable_overrides_raise_a_configuration_error(raw: str) -> None:
         PriceTable.load(environ={"COST_TRACKER_PRICING_OVERRIDES": raw})
 
 
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("5", "got a number"),
+        ('"text"', "got a string"),
+        ('{"ec2": 5}', "ec2 must be an object"),
+        ('{"ec2": {"spot": 0.45}}', "ec2.spot must be an object"),
+        ('{"ec2": {"ondemand": {"m5.large": 0.1}}}', "ec2.ondemand is not one of"),
+        ('{"fargate": {"on_demand": 0.04}}', "fargate.on_demand must be an object"),
+        ('{"fargate": {"spot": {"cpu_hour": 0.01}}}', "fargate.spot.cpu_hour is not one of"),
+        ('{"profiles": ["ec2:g5.xlarge", 1.0]}', "profiles must be an object"),
+        ('{"ec22": {}}', "ec22 is not one of"),
+    ],
+)
+def test_an_override_of_the_wrong_shape_is_refused_at_load_naming_the_variable(
+    raw: str, problem: str
+) -> None:
+    """Not a per-job AttributeError ("internal error") later: the run stops at load and says
+    which variable is wrong and what shape it must have."""
+    with pytest.raises(ConfigurationError) as refused:
+        PriceTable.load(environ={"COST_TRACKER_PRICING_OVERRIDES": raw})
+    message = str(refused.value)
+    assert "COST_TRACKER_PRICING_OVERRIDES" in message
+    assert problem in message
+    assert '"ec2": {"on_demand" | "spot": {"<instance-type>": <rate>}}' in message
+
+
+def test_a_pricing_file_of_the_wrong_shape_is_refused_naming_its_variable(tmp_path: Path) -> None:
+    file = tmp_path / "prices.json"
+    file.write_text(json.dumps({"profiles": 3}))
+    with pytest.raises(ConfigurationError, match=r"COST_TRACKER_PRICING_FILE.*profiles must be"):
+        PriceTable.load(environ={"COST_TRACKER_PRICING_FILE": str(file)})
+
+
 def test_a_garbage_override_value_is_reported_when_used() -> None:
     table = PriceTable.load(
         environ={"COST_TRACKER_PRICING_OVERRIDES": '{"ec2": {"on_demand": {"m5.large": "x"}}}'}
