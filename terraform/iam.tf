@@ -1,23 +1,33 @@
 # IAM: a policy for the workers, and the cost tracker's role. Least privilege: every statement
 # is scoped to this module's table, log group or namespace wherever AWS allows it.
 
-locals {
-  # With a customer managed key on the job table, every DynamoDB call that reads or writes items
-  # is authorized against that key too: DynamoDB calls AWS KMS on the caller's behalf, so the
-  # caller needs these KMS actions (the AWS managed key grants the same set, with the same
-  # condition, in its own key policy). kms:ViaService limits them to requests DynamoDB makes in
-  # this region, so the roles cannot use the key directly. Only when a key is set.
-  job_table_key_statement = var.job_table_kms_key_arn == null ? [] : [{
-    sid         = "JobTableKeyViaDynamoDB"
-    actions     = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
-    resources   = [var.job_table_kms_key_arn]
-    via_service = ["dynamodb.${local.region}.amazonaws.com"]
-  }]
+# With a customer managed key on the job table, every DynamoDB call that reads or writes items
+# is authorized against that key too: DynamoDB calls AWS KMS on the caller's behalf, so the
+# caller needs these KMS actions (the AWS managed key grants the same set, with the same
+# condition, in its own key policy). kms:ViaService limits them to requests DynamoDB makes in
+# this region, so the roles cannot use the key directly. Only when a key is set; merged into
+# both the worker policy and the cost tracker's.
+data "aws_iam_policy_document" "job_table_key" {
+  count = var.job_table_kms_key_arn == null ? 0 : 1
+
+  statement {
+    sid       = "JobTableKeyViaDynamoDB"
+    actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+    resources = [var.job_table_kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["dynamodb.${local.region}.amazonaws.com"]
+    }
+  }
 }
 
 # --- Workers ----------------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "worker" {
+  source_policy_documents = data.aws_iam_policy_document.job_table_key[*].json
+
   statement {
     sid     = "PutMetricsInOwnNamespace"
     actions = ["cloudwatch:PutMetricData"]
@@ -39,22 +49,6 @@ data "aws_iam_policy_document" "worker" {
     # never list jobs, so neither Query nor Scan.
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.jobs.arn]
-  }
-
-  dynamic "statement" {
-    for_each = local.job_table_key_statement
-
-    content {
-      sid       = statement.value.sid
-      actions   = statement.value.actions
-      resources = statement.value.resources
-
-      condition {
-        test     = "StringEquals"
-        variable = "kms:ViaService"
-        values   = statement.value.via_service
-      }
-    }
   }
 }
 
@@ -86,6 +80,8 @@ resource "aws_iam_role" "cost_tracker" {
 }
 
 data "aws_iam_policy_document" "cost_tracker" {
+  source_policy_documents = data.aws_iam_policy_document.job_table_key[*].json
+
   statement {
     sid     = "CostExplorerRead"
     actions = ["ce:GetCostAndUsage"]
@@ -100,22 +96,6 @@ data "aws_iam_policy_document" "cost_tracker" {
     # items' actual cost and the Cost Explorer cache item (the tracker never calls PutItem).
     actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.jobs.arn]
-  }
-
-  dynamic "statement" {
-    for_each = local.job_table_key_statement
-
-    content {
-      sid       = statement.value.sid
-      actions   = statement.value.actions
-      resources = statement.value.resources
-
-      condition {
-        test     = "StringEquals"
-        variable = "kms:ViaService"
-        values   = statement.value.via_service
-      }
-    }
   }
 
   statement {

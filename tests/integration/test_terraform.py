@@ -766,6 +766,19 @@ class Planned:
             if c["address"].startswith(f"{MODULE}.{prefix}")
         ]
 
+    def read_at_plan(self, address: str) -> dict[str, Any]:
+        """The values of a data source that the plan read (known inputs: read at plan time)."""
+        modules = self.plan["prior_state"]["values"]["root_module"].get("child_modules", [])
+        found = [
+            r["values"]
+            for module in modules
+            for r in module.get("resources", [])
+            if r["address"] == f"{MODULE}.{address}"
+        ]
+        assert found, f"{address} was not read at plan time"
+        values: dict[str, Any] = found[0]
+        return values
+
     def dashboard_body(self) -> dict[str, Any]:
         body = self.change("aws_cloudwatch_dashboard.this")["after"]["dashboard_body"]
         assert isinstance(body, str), "the dashboard body is unknown at plan time"
@@ -918,12 +931,6 @@ def test_the_cost_alarm_keeps_its_state_between_tracker_runs(
     assert alarm["ok_actions"] in (None, [])
 
 
-def _policy_statements(planned: Planned, document: str) -> dict[str, dict[str, Any]]:
-    """The statements of an aws_iam_policy_document as planned (read at plan or at apply)."""
-    after = planned.change(f"data.aws_iam_policy_document.{document}")["after"]
-    return {statement["sid"]: statement for statement in after["statement"]}
-
-
 @pytest.mark.terraform
 def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
     plan_module: Callable[..., Planned],
@@ -931,22 +938,30 @@ def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
     key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
     with_key = plan_module(job_table_kms_key_arn=key)
     assert with_key.error == ""
-    for document in ("worker", "cost_tracker"):
-        statement = _policy_statements(with_key, document)["JobTableKeyViaDynamoDB"]
-        assert statement["resources"] == [key]
-        assert sorted(statement["actions"]) == [
-            "kms:Decrypt",
-            "kms:DescribeKey",
-            "kms:Encrypt",
-            "kms:GenerateDataKey*",
-            "kms:ReEncrypt*",
-        ]
-        assert [(c["test"], c["variable"], c["values"]) for c in statement["condition"]] == [
-            ("StringEquals", "kms:ViaService", [f"dynamodb.{REGION}.amazonaws.com"])
-        ]
+    key_document = with_key.read_at_plan("data.aws_iam_policy_document.job_table_key[0]")
+    (statement,) = key_document["statement"]
+    assert statement["sid"] == "JobTableKeyViaDynamoDB"
+    assert statement["resources"] == [key]
+    assert sorted(statement["actions"]) == [
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*",
+    ]
+    assert [(c["test"], c["variable"], c["values"]) for c in statement["condition"]] == [
+        ("StringEquals", "kms:ViaService", [f"dynamodb.{REGION}.amazonaws.com"])
+    ]
     without_key = plan_module()
+    assert without_key.addresses("data.aws_iam_policy_document.job_table_key") == []
     for document in ("worker", "cost_tracker"):
-        assert "JobTableKeyViaDynamoDB" not in _policy_statements(without_key, document)
+        address = f"data.aws_iam_policy_document.{document}"
+        # Merged into both policies, next to their own statements (read at apply: they name
+        # the table's ARN).
+        assert with_key.change(address)["after"]["source_policy_documents"] == [
+            key_document["json"]
+        ]
+        assert not without_key.change(address)["after"]["source_policy_documents"]
 
 
 @pytest.mark.terraform
