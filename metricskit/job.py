@@ -578,7 +578,9 @@ class Job(Recorder):
     ) -> None:
         if exc_type is None:
             self.close("completed")
-        elif issubclass(exc_type, KeyboardInterrupt | SystemExit):
+        elif issubclass(exc_type, KeyboardInterrupt | SystemExit) or self._stop_requested:
+            # After SIGTERM an exception is most likely the application's way of stopping
+            # (its handler raised it): "failed" would fail the whole job at once.
             self.close("interrupted")
         else:
             self.close("failed")

@@ -4,12 +4,12 @@
 * ``SIGTERM`` (ECS stop, Spot interruption, Batch termination), installed only from the main
   thread and only when the job asks for it. With no handler of the application's (the
   default action), every live job is closed as ``interrupted`` within the shutdown timeout
-  and the process then ends as SIGTERM would. When the application had a handler (or ignores
-  SIGTERM), the process goes on after the signal, typically to finish its batch and commit:
-  every live job delivers what is pending now, within the shutdown timeout, stays open so
-  what the application records while it stops is not lost, and closes as ``interrupted``
-  when the application leaves its ``with`` block or exits; then the application's handler
-  runs.
+  and the process then ends as SIGTERM would (a process that ignores SIGTERM gets the same
+  close and goes on). When the application had a handler, the process goes on after the
+  signal, typically to finish its batch and commit: every live job delivers what is pending
+  now, within the shutdown timeout, stays open so what the application records while it
+  stops is not lost, and closes as ``interrupted`` when the application leaves its ``with``
+  block (whatever it raises) or exits; then the application's handler runs.
 * ``os.register_at_fork``: in a forked child, every live job drops the parent's unflushed
   state (the parent reports it), gets fresh locks (one may have been held at fork time) and a
   fresh flusher thread (threads do not survive fork). In ``multiprocessing`` children, which
@@ -151,9 +151,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _defer_sigterm(signum, frame):
         return
     previous = _previous_sigterm
-    # The application's own handler (or SIG_IGN) means the process goes on after the signal:
-    # closing the jobs now would lose what it records while it stops, and raise from stage().
-    process_goes_on = callable(previous) or previous == signal.SIG_IGN
+    # The application's own handler means it stops in its own way (finishes its batch,
+    # commits): closing the jobs now would lose what it records meanwhile. A process that
+    # ignores SIGTERM is SIGKILLed at the stop timeout instead, which runs no exit hook, so
+    # its jobs close (as interrupted) now, while they still can.
+    process_goes_on = callable(previous)
     jobs = live_jobs()
     if jobs:
         # Jobs deliver in parallel so the whole stop takes one shutdown timeout, not one per job.
@@ -169,7 +171,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
             logger.warning("metricskit: %d job(s) still flushing at SIGTERM deadline", len(pending))
     if callable(previous):
         previous(signum, frame)
-    elif not process_goes_on:  # SIG_DFL, or a handler not installed from Python
+    elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not installed from Python
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -307,6 +307,47 @@ def test_sigterm_with_a_graceful_application_handler_delivers_at_once_and_keeps_
     assert sum(p["Sum"] for p in stage["Datapoints"]) == 500
 
 
+def test_an_application_handler_that_raises_to_stop_leaves_the_job_interrupted(
+    tmp_path: Path,
+) -> None:
+    """A handler that raises its own exception to leave the loop is a stop, not a failure
+    ("failed" would fail the whole job at once for every worker)."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal
+            import metricskit
+
+            class GracefulStop(Exception):
+                pass
+
+            def app_handler(signum, frame):
+                raise GracefulStop
+
+            signal.signal(signal.SIGTERM, app_handler)
+            try:
+                with metricskit.Job("raising", sink="memory", flush_interval=3600) as job:
+                    job.processed(5)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    job.processed(1)
+            except GracefulStop:
+                print(job.final_status, job.status().done)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interrupted", "5.0"]
+
+
 def test_sigterm_without_an_application_handler_still_terminates(
     aws: str, namespace: str, tmp_path: Path
 ) -> None:

@@ -54,12 +54,18 @@ def test_an_application_handler_gets_the_signal_after_the_jobs_delivered_and_sta
     assert seen == [(signal.SIGTERM, ["flush_for_stop"])]
 
 
-def test_an_ignored_sigterm_delivers_and_leaves_the_jobs_open(
+def test_an_ignored_sigterm_closes_the_jobs_and_the_process_goes_on(
     job: FakeJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Ignoring SIGTERM ends in SIGKILL at the stop timeout, which runs no exit hook: the
+    jobs close now, while they can, and nothing ends the process."""
+    actions: list[object] = []
     monkeypatch.setattr(process_hooks, "_previous_sigterm", signal.SIG_IGN)
+    monkeypatch.setattr(process_hooks.signal, "signal", lambda sig, action: actions.append(action))
+    monkeypatch.setattr(process_hooks.os, "kill", lambda pid, sig: actions.append(("kill", sig)))
     process_hooks._on_sigterm(signal.SIGTERM, None)
-    assert job.calls == ["flush_for_stop"]
+    assert job.calls == ["close_interrupted"]
+    assert actions == []
 
 
 def test_the_default_action_closes_the_jobs_then_ends_the_process(
