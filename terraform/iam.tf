@@ -3,9 +3,10 @@
 
 # With a customer managed key on the job table, every DynamoDB call that reads or writes items
 # is authorized against that key too: DynamoDB calls AWS KMS on the caller's behalf, so the
-# caller needs these KMS actions (the AWS managed key grants the same set, with the same
-# condition, in its own key policy). kms:ViaService limits them to requests DynamoDB makes in
-# this region, so the roles cannot use the key directly. Only when a key is set; merged into
+# caller needs these KMS actions (modelled on the AWS managed aws/dynamodb key's policy, which
+# also allows kms:CreateGrant, needed only by whoever creates the table, and adds a
+# kms:CallerAccount condition). kms:ViaService limits them to requests DynamoDB makes in this
+# region, so the roles cannot use the key directly. Only when a key is set; merged into
 # both the worker policy and the cost tracker's.
 data "aws_iam_policy_document" "job_table_key" {
   count = var.job_table_kms_key_arn == null ? 0 : 1
