@@ -40,6 +40,15 @@ def job(monkeypatch: pytest.MonkeyPatch) -> FakeJob:
     return fake
 
 
+@pytest.fixture
+def process_actions(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What the hook did to the process: signal dispositions set and signals sent."""
+    actions: list[object] = []
+    monkeypatch.setattr(process_hooks.signal, "signal", lambda sig, action: actions.append(action))
+    monkeypatch.setattr(process_hooks.os, "kill", lambda pid, sig: actions.append(("kill", sig)))
+    return actions
+
+
 def test_an_application_handler_gets_the_signal_after_the_jobs_delivered_and_stayed_open(
     job: FakeJob, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,26 +64,20 @@ def test_an_application_handler_gets_the_signal_after_the_jobs_delivered_and_sta
 
 
 def test_an_ignored_sigterm_closes_the_jobs_and_the_process_goes_on(
-    job: FakeJob, monkeypatch: pytest.MonkeyPatch
+    job: FakeJob, monkeypatch: pytest.MonkeyPatch, process_actions: list[object]
 ) -> None:
     """Ignoring SIGTERM ends in SIGKILL at the stop timeout, which runs no exit hook: the
     jobs close now, while they can, and nothing ends the process."""
-    actions: list[object] = []
     monkeypatch.setattr(process_hooks, "_previous_sigterm", signal.SIG_IGN)
-    monkeypatch.setattr(process_hooks.signal, "signal", lambda sig, action: actions.append(action))
-    monkeypatch.setattr(process_hooks.os, "kill", lambda pid, sig: actions.append(("kill", sig)))
     process_hooks._on_sigterm(signal.SIGTERM, None)
     assert job.calls == ["close_interrupted"]
-    assert actions == []
+    assert process_actions == []
 
 
 def test_the_default_action_closes_the_jobs_then_ends_the_process(
-    job: FakeJob, monkeypatch: pytest.MonkeyPatch
+    job: FakeJob, monkeypatch: pytest.MonkeyPatch, process_actions: list[object]
 ) -> None:
-    actions: list[object] = []
     monkeypatch.setattr(process_hooks, "_previous_sigterm", signal.SIG_DFL)
-    monkeypatch.setattr(process_hooks.signal, "signal", lambda sig, action: actions.append(action))
-    monkeypatch.setattr(process_hooks.os, "kill", lambda pid, sig: actions.append(("kill", sig)))
     process_hooks._on_sigterm(signal.SIGTERM, None)
     assert job.calls == ["close_interrupted"]
-    assert actions == [signal.SIG_DFL, ("kill", signal.SIGTERM)]
+    assert process_actions == [signal.SIG_DFL, ("kill", signal.SIGTERM)]
