@@ -138,7 +138,6 @@ class _Update:
     sets: dict[str, Any]
     adds: dict[str, float]
     removes: tuple[str, ...]
-    returns: str
     done: float
     errors: float
     stages: dict[str, float]
@@ -488,7 +487,6 @@ class WorkerRegistration:
                 local=(local_done, local_errors),
                 monotonic_now=monotonic_now,
                 stages=stages,
-                returns="ALL_NEW",
                 last=True,
             )
             reply = self._send_twice(update)
@@ -534,7 +532,6 @@ class WorkerRegistration:
         local: tuple[float, float] | None,
         monotonic_now: float | None,
         stages: Mapping[str, float] | None = None,
-        returns: str = "ALL_NEW",
         last: bool = False,
     ) -> _Update:
         """The next update: everything not yet acknowledged, under a new sequence number."""
@@ -588,7 +585,6 @@ class WorkerRegistration:
             sets,
             adds,
             removes,
-            returns,
             done_delta,
             errors_delta,
             stage_deltas,
@@ -605,7 +601,7 @@ class WorkerRegistration:
         """
         try:
             reply = self.registry.update(
-                self.job_id, update.sets, update.adds, returns=update.returns,
+                self.job_id, update.sets, update.adds, returns="ALL_NEW",
                 sequence=update.sequence, removes=update.removes,
             )  # fmt: skip
         except Exception as exc:
