@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
 
-from metricskit import validation
+from metricskit import catalog, validation
 from metricskit.errors import MetricsKitError
 
 logger = logging.getLogger("metricskit")
@@ -168,7 +168,7 @@ def env_worker_id(environ: Mapping[str, str] | None = None) -> str | None:
     """``METRICSKIT_WORKER_ID`` when it is a valid dimension value, else None (warning)."""
     return _from_env(
         ENV_WORKER_ID,
-        _checked(lambda raw: validation.check_dimension_value("WorkerId", raw)),
+        _checked(lambda raw: validation.check_dimension_value(catalog.WORKER_ID, raw)),
         None,
         validation.DIMENSION_VALUE_ALLOWED,
         environ,
