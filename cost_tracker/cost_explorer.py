@@ -19,11 +19,17 @@ and a failed request is not retried before the next interval: at most
 schedule and whatever Cost Explorer answers.
 
 A refresh may take several requests (one per page of the answer), so refreshes alone do not
-bound the bill. Every request is also counted against a budget per UTC day
+bound the bill. Every request is also counted against a budget per UTC day of the real clock
 (``COST_TRACKER_CE_MAX_REQUESTS_PER_DAY``, default 4), kept in the same cache item
 (``requests_day``, ``requests_used``) and taken with a conditional write before the request is
 sent, so overlapping runs never overspend it. A refresh that would exceed it stops before that
 request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
+
+A partial answer buys nothing, so the item also remembers how many pages the month's answer
+needs (``refresh_pages``, ``refresh_pages_month``: exact after a complete refresh, a lower
+bound after one cut short). A refresh that cannot finish within what is left of the day's
+budget is not started (:data:`BUDGET_EXHAUSTED`, nothing sent), and one that cannot finish
+within a whole day's budget is not started that month (:data:`BUDGET_TOO_SMALL`).
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ TRUNCATED: Final = "TooManyPages"
 """The error code of an answer cut short at MAX_PAGES."""
 BUDGET_EXHAUSTED: Final = "RequestBudgetExhausted"
 """The error code of a refresh stopped because the day's request budget is spent."""
+BUDGET_TOO_SMALL: Final = "RequestBudgetTooSmall"
+"""The error code of a refresh not started because the answer needs more pages than a whole
+day's request budget: no refresh could ever finish until the budget is raised."""
 
 UNAVAILABLE_CODES: Final = frozenset(
     {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
@@ -276,6 +285,7 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
         "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
         TRUNCATED: "Cost Explorer's answer had more pages than the tracker reads",
         BUDGET_EXHAUSTED: "the day's Cost Explorer request budget is spent",
+        BUDGET_TOO_SMALL: "the answer needs more pages than a day's Cost Explorer budget",
     }.get(code, "Cost Explorer request failed")
     logger.warning(
         "cost_tracker: %s (%s: %s); keeping the estimates and publishing "
@@ -287,6 +297,31 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
     return CostSnapshot(
         status=STATUS_ERROR, fetched_at=now, error_code=code, error_message=message, pages=pages
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBudget:
+    """The state of the daily request budget at one moment."""
+
+    used_today: int
+    """Requests counted against the day so far."""
+    pages_needed: int
+    """Pages the month's answer is known to need (0: not known this month)."""
+
+
+def pages_learned(snapshot: CostSnapshot) -> int:
+    """Pages the answer is known to need after ``snapshot``'s refresh (0: nothing learned).
+
+    >>> pages_learned(CostSnapshot(status=STATUS_OK, fetched_at=0.0, pages=3))
+    3
+    >>> pages_learned(CostSnapshot(STATUS_ERROR, 0.0, error_code=BUDGET_EXHAUSTED, pages=4))
+    5
+    """
+    if snapshot.ok:
+        return snapshot.pages
+    if snapshot.error_code in (BUDGET_EXHAUSTED, TRUNCATED) and snapshot.pages:
+        return snapshot.pages + 1  # a next page was announced and not read
+    return 0
 
 
 class CostCache:
@@ -401,12 +436,35 @@ class CostCache:
 
     def requests_today(self, now: float) -> int:
         """Requests counted against ``now``'s UTC day (0 for another day or none)."""
+        return self.budget(now).used_today
+
+    def budget(self, now: float) -> RequestBudget:
+        """The budget as it stands at ``now``: requests counted on its UTC day, and the pages
+        its month's answer needs (each 0 when the item holds another day or month)."""
         item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get(
             "Item", {}
         )
-        if item.get(jt.REQUESTS_DAY, {}).get("S") != _utc(now).date().isoformat():
-            return 0
-        return int(item.get(jt.REQUESTS_USED, {}).get("N", "0"))
+        day = _utc(now).date().isoformat()
+        used = 0
+        if item.get(jt.REQUESTS_DAY, {}).get("S") == day:
+            used = int(item.get(jt.REQUESTS_USED, {}).get("N", "0"))
+        pages = 0
+        if item.get(jt.REFRESH_PAGES_MONTH, {}).get("S") == day[:7]:
+            pages = int(item.get(jt.REFRESH_PAGES, {}).get("N", "0"))
+        return RequestBudget(used_today=used, pages_needed=pages)
+
+    def note_pages(self, now: float, pages: int) -> None:
+        """Remember that the answer of ``now``'s month needs ``pages`` pages."""
+        self.client.update_item(
+            TableName=self.table,
+            Key=self.key,
+            UpdateExpression="SET #p = :p, #m = :m",
+            ExpressionAttributeNames={"#p": jt.REFRESH_PAGES, "#m": jt.REFRESH_PAGES_MONTH},
+            ExpressionAttributeValues={
+                ":p": {"N": str(pages)},
+                ":m": {"S": _utc(now).date().isoformat()[:7]},
+            },
+        )
 
     def store(self, snapshot: CostSnapshot) -> None:
         self.client.update_item(

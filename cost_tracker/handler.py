@@ -245,18 +245,30 @@ def _snapshot(
     ce: CostExplorerClient | None,
     jobs: list[JobRecord],
     now: float,
+    clock: Callable[[], float],
     refresh_hours: float,
     max_requests: int,
     report: RunReport,
 ) -> cex.CostSnapshot | None:
     """The Cost Explorer snapshot to use this run, refreshing it when due and while the day's
-    request budget lasts."""
+    request budget lasts.
+
+    ``now`` (the event's time) decides whether a refresh is due and what it asks for;
+    ``clock`` (the real time) decides which day's budget a request is counted against, so a
+    late retry of yesterday's event cannot spend yesterday's unused budget today.
+    """
     cache = cex.CostCache(dynamodb, table, refresh_hours)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         snapshot, claimed_at = cache.load()
-        if not cache.due(claimed_at, now) or not cache.claim(now):
+        if not cache.due(claimed_at, now):
+            return snapshot
+        budget = cache.budget(clock())
+        if budget.pages_needed > max_requests - budget.used_today:
+            _report_unaffordable(budget, max_requests, snapshot, report)
+            return snapshot
+        if not cache.claim(now):
             return snapshot
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: cost cache unreadable (%s); estimates only", error)
@@ -268,7 +280,7 @@ def _snapshot(
 
     def take_request() -> bool:
         try:
-            return cache.take_request(now, max_requests)
+            return cache.take_request(clock(), max_requests)
         except (BotoCoreError, ClientError) as error:
             # An uncounted request could break the cap: not sent.
             logger.warning("cost_tracker: could not count a Cost Explorer request: %s", error)
@@ -278,9 +290,11 @@ def _snapshot(
     report.ce_refreshed = True
     report.ce_requests = fetched.pages
     try:
-        report.ce_requests_today = cache.requests_today(now)
+        report.ce_requests_today = cache.requests_today(clock())
+        if pages := cex.pages_learned(fetched):
+            cache.note_pages(clock(), pages)
     except (BotoCoreError, ClientError) as error:
-        logger.warning("cost_tracker: could not read the request budget: %s", error)
+        logger.warning("cost_tracker: could not read or update the request budget: %s", error)
     if fetched.error_code == cex.BUDGET_EXHAUSTED:
         # Nothing new was learned (a partial answer is no answer): the cache, the job items
         # and the figures published stay as they were, whatever their age.
@@ -288,10 +302,7 @@ def _snapshot(
         logger.warning(
             "cost_tracker: %s; keeping the previous actual costs (%s)",
             fetched.error_message,
-            "none"
-            if snapshot is None
-            else "fetched at "
-            + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
+            _fetched_when(snapshot),
         )
         return snapshot
     if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
@@ -303,7 +314,16 @@ def _snapshot(
             dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
         )
         return snapshot
-    snapshot = fetched
+    _store(cache, fetched, jobs)
+    if fetched.ok:
+        _explain_missing(fetched, jobs)
+    return fetched
+
+
+def _store(cache: cex.CostCache, snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
+    """Keep a refresh's result in the cache item and on every job's item."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         cache.store(snapshot)
         for job in jobs:
@@ -315,9 +335,43 @@ def _snapshot(
                 )
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: could not store the cost cache: %s", error)
-    if snapshot.ok:
-        _explain_missing(snapshot, jobs)
-    return snapshot
+
+
+def _fetched_when(snapshot: cex.CostSnapshot | None) -> str:
+    if snapshot is None:
+        return "none"
+    return "fetched at " + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat()
+
+
+def _report_unaffordable(
+    budget: cex.RequestBudget,
+    max_requests: int,
+    snapshot: cex.CostSnapshot | None,
+    report: RunReport,
+) -> None:
+    """A refresh not started because it could not finish within the budget left."""
+    report.ce_requests_today = budget.used_today
+    if budget.pages_needed > max_requests:
+        report.ce_error = cex.BUDGET_TOO_SMALL
+        logger.error(
+            "cost_tracker: Cost Explorer's answer this month needs at least %d requests (pages), "
+            "more than the daily budget of %d, so no refresh can finish; raise %s (the "
+            "module's cost_tracker_ce_max_requests_per_day) to at least %d",
+            budget.pages_needed,
+            max_requests,
+            cex.ENV_MAX_REQUESTS_PER_DAY,
+            budget.pages_needed,
+        )
+    else:
+        report.ce_error = cex.BUDGET_EXHAUSTED
+        logger.warning(
+            "cost_tracker: a refresh needs %d requests and %d of today's %d are left; "
+            "trying again after 00:00 UTC",
+            budget.pages_needed,
+            max_requests - budget.used_today,
+            max_requests,
+        )
+    logger.warning("cost_tracker: keeping the previous actual costs (%s)", _fetched_when(snapshot))
 
 
 def _explain_missing(snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
@@ -369,14 +423,18 @@ def run(
     sink: Sink | None = None,
     prices: PriceTable | None = None,
     environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """One tracker run; every dependency can be injected (tests, replays).
+
+    ``now`` (default: the event's ``time``) is the moment the run reports on; ``clock`` is
+    the real time, against whose UTC day Cost Explorer requests are counted.
 
     >>> run({"time": "2026-11-23T12:00:00Z"}, table="jobs", sink=MemorySink())  # doctest: +SKIP
     {'now': '2026-11-23T12:00:00+00:00', 'jobs': 3, ...}
     """
     env = os.environ if environ is None else environ
-    at = event_time(event) if now is None else now
+    at = event_time(event, clock) if now is None else now
     report = RunReport(now=dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat())
     table_name = table or mk_config.env_job_table(env)
     if not table_name:
@@ -417,6 +475,7 @@ def run(
         ce=ce_client,
         jobs=valid,
         now=at,
+        clock=clock,
         refresh_hours=refresh_hours,
         max_requests=report.ce_request_budget,
         report=report,

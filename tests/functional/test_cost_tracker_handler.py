@@ -135,8 +135,11 @@ def make_runner(
     table: str, ce: CountingCE | Any, namespace: str
 ) -> Callable[..., tuple[dict[str, Any], MemorySink]]:
     def run(now: float, **kwargs: Any) -> tuple[dict[str, Any], MemorySink]:
+        """One run of the event at ``now``, on time (the real clock at ``now``) unless a
+        ``clock`` is given."""
         sink = MemorySink()
         client = ce.client if isinstance(ce, CountingCE) else ce
+        kwargs.setdefault("clock", lambda: now)
         report = tracker.run(
             {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
             table=table,
@@ -469,7 +472,8 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
     aws: str, table: str, namespace: str
 ) -> None:
     """DESIGN: at most 4 Cost Explorer requests a day whatever the schedule. An answer of 3
-    pages would otherwise cost 12 requests in the day's 4 refreshes."""
+    pages would otherwise cost 12 requests in the day's 4 refreshes; and a refresh that cannot
+    finish in what is left of the day is not started, since a partial answer buys nothing."""
     midnight = unique_noon() - 12 * HOUR
     seed_jobs(table, midnight, namespace)
     start, end = month_bounds(midnight)
@@ -486,7 +490,6 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
 
     with Stubber(ce.client) as stubber:
         three_pages(stubber, start, end, 5.0)
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p2"))
         reports = {}
         for hour in (0, 6, 12, 18):
             reports[hour], sink = run(midnight + hour * HOUR)
@@ -497,20 +500,89 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
         next_day, next_sink = run(midnight + 24 * HOUR)
     stubber.assert_no_pending_responses()
 
-    assert len(ce.requests) == 4 + 3
+    assert len(ce.requests) == 3 + 3
     assert [
         (r["ce_requests"], r["ce_requests_today"], r["ce_error"]) for r in reports.values()
     ] == [
         (3, 3, ""),
-        (1, 4, "RequestBudgetExhausted"),  # the 2nd page would be the 5th request: not sent
-        (0, 4, "RequestBudgetExhausted"),
-        (0, 4, "RequestBudgetExhausted"),
+        (0, 3, "RequestBudgetExhausted"),  # 3 pages needed, 1 left: nothing sent
+        (0, 3, "RequestBudgetExhausted"),
+        (0, 3, "RequestBudgetExhausted"),
     ]
     assert all(r["ce_request_budget"] == 4 for r in reports.values())
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "ok"
     # A new UTC day, a new budget.
     assert (next_day["ce_requests"], next_day["ce_requests_today"]) == (3, 3)
     assert next_sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(6.0)
+
+
+def test_an_answer_larger_than_the_daily_budget_is_not_asked_for_again_that_month(
+    aws: str, table: str, namespace: str
+) -> None:
+    """With 3 pages and a budget of 2 no refresh can finish: the first attempt learns it (2
+    requests), and later days send nothing until the month (and so the answer) changes."""
+    first_of_month = dt.datetime(2031, 3, 1, 6, tzinfo=dt.UTC).timestamp()
+    seed_jobs(table, first_of_month, namespace)
+    start, end = month_bounds(first_of_month)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "2"}
+    with Stubber(ce.client) as stubber:
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p2"))
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p3"))
+        tried, _ = run(first_of_month, environ=budget)
+        later = [run(first_of_month + day * 24 * HOUR, environ=budget)[0] for day in (1, 2)]
+        stubber.assert_no_pending_responses()
+
+        next_month = dt.datetime(2031, 4, 1, 6, tzinfo=dt.UTC).timestamp()
+        seed_jobs(table, next_month, namespace)
+        april_start, april_end = month_bounds(next_month)
+        stubber.add_response(
+            "get_cost_and_usage",
+            ce_page(april_start, april_end, [("train-1", "Training", 4.0)]),
+        )
+        april, sink = run(next_month, environ=budget)
+    stubber.assert_no_pending_responses()
+
+    assert (tried["ce_requests"], tried["ce_error"]) == (2, "RequestBudgetExhausted")
+    assert [(r["ce_requests"], r["ce_error"]) for r in later] == [
+        (0, "RequestBudgetTooSmall"),
+        (0, "RequestBudgetTooSmall"),
+    ]
+    assert (april["ce_requests"], april["ce_error"]) == (1, "")
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(4.0)
+    assert len(ce.requests) == 3
+
+
+def test_the_budget_day_is_the_real_day_not_the_events(
+    aws: str, table: str, namespace: str
+) -> None:
+    """A late retry of yesterday's event spends today's budget, so a real day never sees more
+    than one day's budget, whatever the events say."""
+    noon = unique_noon()
+    seed_jobs(table, noon, namespace)
+    start, end = month_bounds(noon)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
+    with Stubber(ce.client) as stubber:
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+        on_time, _ = run(noon, environ=budget)
+        # The event of 18:00 arrives late, the next day at 00:30: it may refresh (a new day's
+        # budget) ...
+        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+        late, _ = run(noon + 6 * HOUR, environ=budget, clock=lambda: noon + 12.5 * HOUR)
+        # ... and takes that day's only request from the event of 06:00 that day.
+        next_morning, _ = run(noon + 18 * HOUR, environ=budget)
+    stubber.assert_no_pending_responses()
+
+    assert (on_time["ce_requests"], on_time["ce_requests_today"]) == (1, 1)
+    assert (late["ce_requests"], late["ce_requests_today"]) == (1, 1)
+    assert (next_morning["ce_requests"], next_morning["ce_error"]) == (
+        0,
+        "RequestBudgetExhausted",
+    )
+    assert len(ce.requests) == 2
 
 
 def test_the_request_budget_is_shared_by_overlapping_runs_and_configurable(
