@@ -188,6 +188,31 @@ def env_job_table(environ: Mapping[str, str] | None = None) -> str | None:
     )
 
 
+def env_log_group(environ: Mapping[str, str] | None = None) -> str | None:
+    """``METRICSKIT_EMF_LOG_GROUP`` when it is a log group name, else None (warning): the
+    CloudWatch agent then writes to its own default group."""
+    return _from_env(
+        ENV_EMF_LOG_GROUP,
+        _checked(validation.check_log_group),
+        None,
+        validation.LOG_GROUP_ALLOWED,
+        environ,
+        instead="the agent's default log group",
+    )
+
+
+def env_log_stream(environ: Mapping[str, str] | None = None) -> str | None:
+    """``METRICSKIT_EMF_LOG_STREAM`` when it is a log stream name, else None (warning)."""
+    return _from_env(
+        ENV_EMF_LOG_STREAM,
+        _checked(validation.check_log_stream),
+        None,
+        validation.LOG_STREAM_ALLOWED,
+        environ,
+        instead="the agent's default log stream",
+    )
+
+
 def env_optional_str(variable: str, environ: Mapping[str, str] | None = None) -> str | None:
     """A string variable, or None when unset or blank."""
     raw = (os.environ if environ is None else environ).get(variable, "").strip()

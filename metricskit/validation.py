@@ -19,6 +19,10 @@ _NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#:]+$")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
 _TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+# https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
+# and API_CreateLogStream.html: where the CloudWatch agent is told to write EMF documents.
+_LOG_GROUP_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#]{1,512}$")
+_LOG_STREAM_PATTERN = re.compile(r"^[^:*]{1,512}$")
 
 NAMESPACE_ALLOWED = (
     f"1 to {limits.MAX_NAMESPACE_LENGTH} letters, digits and . - _ / # :, not starting with AWS/"
@@ -28,6 +32,8 @@ DIMENSION_VALUE_ALLOWED = (
     "at least one of them not a space"
 )
 TABLE_NAME_ALLOWED = "3 to 255 letters, digits and _ - ."
+LOG_GROUP_ALLOWED = "1 to 512 letters, digits and . - _ / #"
+LOG_STREAM_ALLOWED = "1 to 512 characters other than : and *"
 
 
 def check_namespace(namespace: object) -> str:
@@ -55,6 +61,32 @@ def check_table_name(table: object) -> str:
             f"job table must be a DynamoDB table name ({TABLE_NAME_ALLOWED}), got {table!r}"
         )
     return table
+
+
+def check_log_group(name: object) -> str:
+    """Return ``name`` when it is a CloudWatch Logs log group name, else raise
+    ConfigurationError.
+
+    >>> check_log_group("/metricskit/emf")
+    '/metricskit/emf'
+    """
+    if not isinstance(name, str) or not _LOG_GROUP_PATTERN.match(name):
+        raise ConfigurationError(
+            f"EMF log group must be a CloudWatch Logs log group name ({LOG_GROUP_ALLOWED}), "
+            f"got {name!r}"
+        )
+    return name
+
+
+def check_log_stream(name: object) -> str:
+    """Return ``name`` when it is a CloudWatch Logs log stream name, else raise
+    ConfigurationError."""
+    if not isinstance(name, str) or not _LOG_STREAM_PATTERN.match(name):
+        raise ConfigurationError(
+            f"EMF log stream must be a CloudWatch Logs log stream name ({LOG_STREAM_ALLOWED}), "
+            f"got {name!r}"
+        )
+    return name
 
 
 def check_metric_name(name: object) -> str:

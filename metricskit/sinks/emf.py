@@ -104,7 +104,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TextIO
 from urllib.parse import urlsplit
 
-from metricskit import config, limits
+from metricskit import config, limits, validation
 from metricskit.batch import (
     Dimensions,
     Metric,
@@ -210,8 +210,14 @@ class EMFSink(BaseSink):
             self.endpoint = parse_agent_endpoint(agent_endpoint)
         elif stream is None:
             self.endpoint = _endpoint_from_env()
-        self.log_group = log_group or config.env_optional_str(config.ENV_EMF_LOG_GROUP)
-        self.log_stream = log_stream or config.env_optional_str(config.ENV_EMF_LOG_STREAM)
+        self.log_group = (
+            config.env_log_group() if log_group is None else validation.check_log_group(log_group)
+        )
+        self.log_stream = (
+            config.env_log_stream()
+            if log_stream is None
+            else validation.check_log_stream(log_stream)
+        )
         self.service_name = service_name or config.env_optional_str(config.ENV_EMF_SERVICE_NAME)
         self.max_distribution_samples = max_distribution_samples
         self.max_document_bytes = max_document_bytes

@@ -306,6 +306,41 @@ def test_agent_endpoint_comes_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert sink.max_document_bytes == 65_507  # one datagram
 
 
+@pytest.mark.parametrize(
+    ("variable", "raw", "allowed"),
+    [
+        ("METRICSKIT_EMF_LOG_GROUP", "my jobs", "letters, digits and . - _ / #"),
+        ("METRICSKIT_EMF_LOG_GROUP", "g" * 513, "1 to 512"),
+        ("METRICSKIT_EMF_LOG_STREAM", "worker:1", "other than : and *"),
+    ],
+)
+def test_a_log_group_or_stream_the_agent_would_refuse_warns_and_is_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    raw: str,
+    allowed: str,
+) -> None:
+    """The agent cannot create such a group or stream, so every document would be lost: the
+    agent's default is better than that."""
+    monkeypatch.setenv("METRICSKIT_EMF_AGENT_ENDPOINT", "udp://127.0.0.1:25888")
+    monkeypatch.setenv(variable, raw)
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        sink = EMFSink()
+    assert (sink.log_group, sink.log_stream) == (None, None)
+    assert allowed in caplog.text
+    assert "the agent's default" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"log_group": "my jobs"}, {"log_group": ""}, {"log_stream": "a*b"}, {"log_stream": ""}],
+)
+def test_a_bad_log_group_or_stream_argument_raises(kwargs: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match=r"EMF log (group|stream) must be"):
+        EMFSink(agent_endpoint="udp://127.0.0.1:25888", **kwargs)
+
+
 def test_unparsable_endpoint_variable_warns_and_falls_back_to_stdout(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
