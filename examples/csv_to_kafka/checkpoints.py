@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from metricskit import job_table
+from metricskit import aws_clients, job_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -51,9 +51,8 @@ class DynamoCheckpoints:
         self, table: str, job_id: str, shard: str, *, client: DynamoDBClient | None = None
     ) -> None:
         if client is None:
-            import boto3
-
-            client = boto3.client("dynamodb")
+            # metricskit's client: bounded timeouts, and AWS_REGION when nothing else sets one.
+            client = aws_clients.dynamodb_client(max_attempts=5)
         self._client = client
         self._table = table
         self._key = {job_table.HASH_KEY: {"S": job_table.checkpoint_key(job_id, shard)}}

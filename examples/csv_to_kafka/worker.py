@@ -34,6 +34,7 @@ from confluent_kafka import KafkaException, Producer
 from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
 from examples.csv_to_kafka.sharding import Shard
 from examples.errors import ExampleInputError
+from metricskit import aws_clients
 
 logger = logging.getLogger("examples.csv_to_kafka")
 
@@ -192,12 +193,21 @@ def build_producer(settings: Settings) -> Any:
 def open_source(uri: str) -> IO[str]:
     """Open the CSV as a text stream; S3 objects are streamed, never downloaded whole.
 
-    smart-open builds its S3 client with boto3's defaults, so ``AWS_ENDPOINT_URL`` selects
-    moto or LocalStack. Undecodable bytes become U+FFFD rather than stopping the load.
+    S3 is read with metricskit's client (boto3's chain, so ``AWS_ENDPOINT_URL`` selects moto
+    or LocalStack, plus ``AWS_REGION`` when no other region is set, and standard retries).
+    Undecodable bytes become U+FFFD rather than stopping the load.
     """
     import smart_open
 
-    stream: IO[str] = smart_open.open(uri, "r", encoding="utf-8", errors="replace", newline="")
+    transport_params = {"client": aws_clients.s3_client()} if uri.startswith("s3://") else None
+    stream: IO[str] = smart_open.open(
+        uri,
+        "r",
+        encoding="utf-8",
+        errors="replace",
+        newline="",
+        transport_params=transport_params,
+    )
     return stream
 
 

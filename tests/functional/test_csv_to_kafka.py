@@ -88,6 +88,32 @@ def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Pa
     assert count_rows(f"s3://{bucket}/rows.csv") == 3000
 
 
+def test_an_aws_region_only_setup_reaches_s3_and_the_checkpoints(
+    aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some runtimes set only AWS_REGION, which botocore does not read: the worker's own
+    clients fall back to it as metricskit's do, rather than stopping with NoRegionError."""
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 500)
+    bucket = make_bucket("region")
+    boto3.client("s3").upload_file(str(source), bucket, "rows.csv")
+    table = make_table()
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    store = DynamoCheckpoints(table, "region-only", "0/1")
+
+    result, sink = load(
+        Settings(f"s3://{bucket}/rows.csv", topic="rows", checkpoint_every=100),
+        job_id="region-only",
+        checkpoints=store,
+    )
+
+    assert result.delivered == len(good) == 500
+    assert sink.sum("RecordsProcessed") == 500
+    assert store.load() == 499
+
+
 def test_malformed_rows_are_counted_as_errors_and_skipped(tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     bad = {3, 10, 11, 499}
