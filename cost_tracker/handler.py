@@ -461,12 +461,9 @@ def run(
         )
 
     valid = _read_jobs(dynamodb, table_name, at, report)
-    current: list[JobRecord] = []
-    for job in valid:
-        if is_current(job, at):
-            current.append(job)
-        else:
-            report.settling_jobs.append(job.job_id)
+    current = [job for job in valid if is_current(job, at)]
+    settling = [job for job in valid if not is_current(job, at)]
+    report.settling_jobs = [job.job_id for job in settling]
     report.jobs = len(current)
 
     snapshot = _snapshot(
@@ -483,7 +480,8 @@ def run(
     report.ce_status = "none" if snapshot is None else snapshot.status
     publisher = _Publisher(namespace, at)
     _publish_jobs(
-        valid,
+        current,
+        settling,
         now=at,
         stale_after=stale_after,
         snapshot=snapshot,
@@ -517,7 +515,8 @@ def run(
 
 
 def _publish_jobs(
-    jobs: list[JobRecord],
+    current: list[JobRecord],
+    settling: list[JobRecord],
     *,
     now: float,
     stale_after: float,
@@ -527,10 +526,9 @@ def _publish_jobs(
     report: RunReport,
 ) -> None:
     """Every job's metrics: all of them for current jobs, the actual cost for settling ones."""
-    settling = set(report.settling_jobs)
-    for job in jobs:
+    for job, is_settling in [(job, False) for job in current] + [(job, True) for job in settling]:
         try:
-            if job.job_id in settling:
+            if is_settling:
                 _publish_settling_job(job, snapshot=snapshot, publisher=publisher, report=report)
             else:
                 _publish_job(
