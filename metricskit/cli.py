@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -86,14 +87,17 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     now = time.time()
     records = sorted(JobRegistry(table).jobs(), key=lambda r: r.started_at)
-    print(f"{'job':30} {'status':12} {'done':>12} {'total':>12} {'%':>6} {'workers':>7}")
+    print(
+        f"{'job':30} {'status':12} {'done':>12} {'total':>12} {'%':>6} {'workers':>7} {'active':>6}"
+    )
     for record in records:
         total = "" if record.total is None else f"{record.total:,.0f}"
-        percent = "" if not record.total else f"{100 * record.done / record.total:.1f}"
+        # Done passes total when a resume re-does rows; the job is then 100 % done, not more.
+        percent = "" if not record.total else f"{min(100.0, 100 * record.done / record.total):.1f}"
         status = record.status + (" (stale)" if is_stale(record, now, args.stale_after) else "")
         print(
             f"{record.job_id:30} {status:12} {record.done:12,.0f} {total:>12} {percent:>6} "
-            f"{record.active_workers:>7}"
+            f"{record.workers:>7} {record.active_workers:>6}"
         )
         for stage, done in sorted(record.stages_done.items()):
             print(f"  stage {stage:22} {'':12} {done:12,.0f}")
@@ -136,12 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list the jobs of the job registry")
     jobs.add_argument("--table", help=f"job table (default ${config.ENV_JOB_TABLE})")
     jobs.add_argument(
-        "--stale-after", type=float, default=600.0, help="seconds without a heartbeat (600)"
+        "--stale-after",
+        type=_positive_seconds,
+        default=600.0,
+        help="seconds without a heartbeat before a running job is marked stale (600)",
     )
     jobs.set_defaults(func=_cmd_jobs)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
     return parser
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _aws_errors() -> tuple[type[Exception], ...]:

@@ -151,7 +151,9 @@ class Job(Recorder):
         if resolution is None:
             resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
         self.storage_resolution = 1 if resolution else 60
-        dims = self._series_dimensions(job_id, dimensions, worker_id or config.env_worker_id())
+        dims = self._series_dimensions(
+            job_id, dimensions, worker_id if worker_id is not None else config.env_worker_id()
+        )
         self.dimensions = dims
         self._per_worker = dims[-1][0] == catalog.WORKER_ID
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
@@ -244,7 +246,7 @@ class Job(Recorder):
         total: float | None,
     ) -> WorkerRegistration | None:
         if registry is None:
-            name = table or config.env_job_table()
+            name = table if table is not None else config.env_job_table()
             if name is None:
                 if compute_profile is not None or hourly_rate is not None:
                     logger.info("metricskit: compute_profile/hourly_rate need a job table")

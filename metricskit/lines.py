@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from metricskit import config, job_table
 from metricskit.aws_clients import dynamodb_client, s3_client
@@ -174,14 +176,13 @@ def _source(
     if text.startswith("s3://"):
         bucket, key = _split_s3(text)
         client = s3 or s3_client(session)
-        return _Source(
-            text, _s3_version(client, bucket, key), lambda: _s3_chunks(text, client, chunk_size)
-        )
+        etag = _s3_version(client, bucket, key)
+        return _Source(text, etag, lambda: _s3_chunks(text, client, chunk_size, etag))
     if "://" in text and not text.startswith("file://"):
         raise ConfigurationError(
             f"{caller} reads local paths, file:// and s3:// URIs; got {text!r}"
         )
-    path = os.path.abspath(text.removeprefix("file://"))
+    path = os.path.abspath(_local_path(text))
     stat = os.stat(path)
     return _Source(
         path, f"{stat.st_size}:{stat.st_mtime_ns}", lambda: _file_chunks(path, chunk_size)
@@ -208,14 +209,29 @@ def _file_chunks(path: str, chunk_size: int) -> Iterator[Chunk]:
             yield buffer if got == chunk_size else bytes(memoryview(buffer)[:got])
 
 
-def _s3_chunks(uri: str, s3: S3Client, chunk_size: int) -> Iterator[bytes]:
+def _local_path(text: str) -> str:
+    """A local path, or the path of a ``file://`` URI (percent-escapes decoded, as
+    ``Path.as_uri()`` writes them: ``file:///data/my%20rows.csv``)."""
+    if not text.startswith("file://"):
+        return text
+    parts = urlsplit(text)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigurationError(f"file:// URIs must name a local file, got {text!r}")
+    return url2pathname(parts.path)
+
+
+def _s3_chunks(uri: str, s3: S3Client, chunk_size: int, etag: str) -> Iterator[bytes]:
     try:
         from smart_open import open as smart_open
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigurationError(
             "s3:// URIs need smart-open: pip install 'metricskit[s3]'"
         ) from exc
-    with smart_open(uri, "rb", transport_params={"client": s3}) as stream:
+    # Every GET asks for the version whose ETag names the cached count: an object replaced
+    # mid-read fails the count (412) instead of caching the new object's count under the old
+    # ETag.
+    transport = {"client": s3, "client_kwargs": {"S3.Client.get_object": {"IfMatch": f'"{etag}"'}}}
+    with smart_open(uri, "rb", transport_params=transport) as stream:
         yield from _read_chunks(stream, chunk_size)
 
 

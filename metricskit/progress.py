@@ -215,12 +215,17 @@ def render(bar: Any, status: JobStatus) -> None:
     rate = "?" if status.rate is None else f"{status.rate:,.1f}/s"
     eta = "?" if status.eta_seconds is None else bar.format_interval(status.eta_seconds)
     if status.total:
-        bar.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+        # tqdm forgets the total (an empty bar, no percentage) once n passes it, which
+        # happens when a resume re-does rows or the total was an estimate: the bar stops
+        # full and the count shows the real number.
+        count = "{n_fmt}" if status.done <= status.total else f"{_whole(status.done)}"
+        bar.bar_format = "{l_bar}{bar}| " + count + "/{total_fmt} [{elapsed}{postfix}]"
         bar.total = _whole(status.total)
+        bar.n = _whole(min(status.done, status.total))
     else:
         bar.bar_format = "{desc}: {n_fmt} [{elapsed}{postfix}]"
         bar.total = None
-    bar.n = _whole(status.done)
+        bar.n = _whole(status.done)
     bar.set_postfix_str(f"{rate}, ETA {eta}", refresh=False)
     bar.refresh()
 

@@ -25,7 +25,8 @@ _LOG_GROUP_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#]{1,512}$")
 _LOG_STREAM_PATTERN = re.compile(r"^[^:*]{1,512}$")
 
 NAMESPACE_ALLOWED = (
-    f"1 to {limits.MAX_NAMESPACE_LENGTH} letters, digits and . - _ / # :, not starting with AWS/"
+    f"1 to {limits.MAX_NAMESPACE_LENGTH} letters, digits and . - _ / # :, "
+    "not starting with : or AWS/"
 )
 DIMENSION_VALUE_ALLOWED = (
     f"1 to {limits.MAX_DIMENSION_VALUE_LENGTH} printable ASCII characters, "
@@ -49,6 +50,9 @@ def check_namespace(namespace: object) -> str:
         raise InvalidMetricError(
             f"namespace {namespace!r} may contain only letters, digits and . - _ / # :"
         )
+    if namespace.startswith(":"):
+        # The API's own pattern for Namespace is "[^:].*".
+        raise InvalidMetricError(f"namespace {namespace!r} may not start with ':'")
     if namespace.startswith("AWS/"):
         raise InvalidMetricError(f"namespace {namespace!r} may not start with 'AWS/' (reserved)")
     return namespace

@@ -34,6 +34,34 @@ def test_jobs_lists_registered_jobs_with_status_and_progress(
     assert rows[rows.index(line) + 1].split() == ["stage", "read", "1,234"]
 
 
+def test_jobs_shows_a_job_past_its_total_at_100_percent_with_its_worker_counts(
+    aws: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished job has no active worker; the table still says how many ran it."""
+    table = f"cli-{uuid.uuid4().hex[:8]}"
+    job_table.create_table(boto3.client("dynamodb"), table)
+    for worker in ("w1", "w2"):
+        with metricskit.Job(
+            "over", total=100, sink="memory", job_table=table, worker_id=worker
+        ) as job:
+            job.processed(60)
+    assert cli_main(["jobs", "--table", table]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[-2:] == ["workers", "active"]
+    fields = next(row for row in rows if row.startswith("over")).split()
+    assert fields[1:] == ["completed", "120", "100", "100.0", "2", "0"]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "soon"])
+def test_jobs_refuses_a_stale_after_that_is_not_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["jobs", "--table", "jobs", "--stale-after", value])
+    assert exit_info.value.code == 2
+    assert "positive number of seconds" in capsys.readouterr().err
+
+
 def test_an_unreadable_file_is_one_line_on_stderr_and_exit_status_1(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent.csv"
     done = subprocess.run(

@@ -118,6 +118,39 @@ def test_s3_count_is_cached_by_etag_and_recounted_when_replaced(aws: str, table:
     assert dynamodb.get_item(TableName=table, Key=key)["Item"][job_table.LINES]["N"] == "250"
 
 
+def test_an_object_replaced_while_it_is_read_is_not_cached_under_the_old_etag(
+    aws: str, table: str
+) -> None:
+    """The ETag comes from HeadObject and the bytes from GetObject: a replacement in between
+    must fail the count rather than store the new object's count as the old one's."""
+    s3 = boto3.client("s3")
+    other = boto3.client("s3")
+    bucket = f"lines-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    uri = f"s3://{bucket}/rows.csv"
+    s3.put_object(Bucket=bucket, Key="rows.csv", Body=rows(100))
+
+    def replace_first(**_: object) -> None:
+        s3.meta.events.unregister("before-call.s3.GetObject", replace_first)
+        other.put_object(Bucket=bucket, Key="rows.csv", Body=rows(250))
+
+    s3.meta.events.register("before-call.s3.GetObject", replace_first)
+    with pytest.raises(OSError, match=r"PreconditionFailed|412"):
+        count_lines(uri, table=table, s3=s3)
+    key = {job_table.HASH_KEY: {"S": job_table.linecount_key(uri)}}
+    assert "Item" not in boto3.client("dynamodb").get_item(TableName=table, Key=key)
+    assert count_lines(uri, table=table, s3=s3) == 250
+
+
+def test_file_uris_are_decoded_as_path_as_uri_writes_them(tmp_path: Path) -> None:
+    path = tmp_path / "my rows%.csv"
+    path.write_bytes(rows(7))
+    assert count_lines(path.as_uri()) == 7
+    assert count_lines(f"file://localhost{path}".replace(" ", "%20").replace("%.", "%25.")) == 7
+    with pytest.raises(ConfigurationError, match="local file"):
+        count_lines("file://otherhost/rows.csv")
+
+
 def test_local_cache_uses_size_and_mtime_from_the_env_table(
     tmp_path: Path, aws: str, table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

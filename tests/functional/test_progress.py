@@ -124,6 +124,19 @@ def test_bar_shows_the_status_numbers() -> None:
     assert "ETA 01:00" in text
 
 
+def test_bar_past_its_total_stays_full_and_shows_the_real_count() -> None:
+    """A resume that re-does rows, or an estimated total, can leave done above total; tqdm
+    alone would then draw an empty bar with no percentage."""
+    out = io.StringIO()
+    status = JobStatus(done=1001, total=1000, percent=100.0, rate=2.0, eta_seconds=0.0)
+    bar = TerminalProgress(lambda: status, desc="over", file=out, interval=3600)
+    bar.close()
+    last = out.getvalue().rstrip("\n").split("\r")[-1]
+    assert "100%" in last
+    assert "1001/1000" in last
+    assert "/?" not in last
+
+
 def test_bar_with_unknown_total_shows_count_and_rate_only() -> None:
     out = io.StringIO()
     status = JobStatus(done=42, total=None, percent=None, rate=3.0, eta_seconds=None)

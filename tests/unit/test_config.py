@@ -117,7 +117,7 @@ def test_configuration_is_not_read_at_import() -> None:
     ("variable", "raw", "allowed"),
     [
         (config.ENV_NAMESPACE, "CSV To Kafka", "letters, digits and . - _ / # :"),
-        (config.ENV_NAMESPACE, "AWS/EC2", "not starting with AWS/"),
+        (config.ENV_NAMESPACE, "AWS/EC2", "not starting with : or AWS/"),
         (config.ENV_WORKER_ID, "wörker-1", "printable ASCII"),
         (config.ENV_JOB_TABLE, "ab", "3 to 255 letters, digits and _ - ."),
         (config.ENV_JOB_TABLE, "my jobs", "3 to 255 letters, digits and _ - ."),
@@ -152,6 +152,9 @@ def test_invalid_names_from_the_environment_warn_once_and_fall_back(
         ({"worker_id": "wörker-1"}, InvalidDimensionError),
         ({"job_table": "ab"}, ConfigurationError),
         ({"job_table": "my jobs"}, ConfigurationError),
+        # Empty is a bad value too, not "unset": it must not fall back to the environment.
+        ({"worker_id": ""}, InvalidDimensionError),
+        ({"job_table": ""}, ConfigurationError),
     ],
 )
 def test_invalid_names_as_arguments_still_raise(

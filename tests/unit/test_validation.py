@@ -20,6 +20,7 @@ def job() -> metricskit.Job:
     [
         ("", "non-empty"),
         ("AWS/EC2", "reserved"),
+        (":jobs", "may not start with ':'"),
         ("has space", "letters, digits"),
         ("x" * 256, "at most 255"),
     ],
