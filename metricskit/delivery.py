@@ -98,8 +98,12 @@ class Delivery:
             return ExportResult.failed(batch)
 
     def reset_after_fork(self) -> None:
-        """In a forked child: the parent delivers what it had queued."""
+        """In a forked child: the parent delivers what it had queued, and reports its own
+        failures; the child counts from zero."""
         self._queue_lock = threading.Lock()
         self.export_lock = threading.Lock()
         self._pending.clear()
         self._backoff.succeeded()
+        self.failed_exports = 0
+        self.dropped_batches = 0
+        self.merged_periods = 0

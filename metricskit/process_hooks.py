@@ -25,8 +25,9 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -47,7 +48,14 @@ class ManagedJob(Protocol):
     def _after_fork_in_child(self) -> None: ...
 
 
-_live: weakref.WeakSet[ManagedJob] = weakref.WeakSet()
+_live: dict[int, weakref.ref[ManagedJob]] = {}
+"""The jobs to look after, by id, held weakly (a forgotten job is collected as usual).
+
+Not a WeakSet: its iterator is a Python generator, so a job created or closed on another
+thread meanwhile can raise "Set changed size during iteration", in the SIGTERM handler too.
+Copying a dict's values is one C-level step, and needs no lock the interrupted main thread
+might hold.
+"""
 _install_lock = threading.Lock()
 _installed = False
 _sigterm_installed = False
@@ -57,15 +65,23 @@ _previous_sigterm: Any = None
 def track(job: ManagedJob) -> None:
     """Remember ``job`` so process exit and fork can look after it."""
     _install_once()
-    _live.add(job)
+    key = id(job)
+    _live[key] = weakref.ref(job, lambda ref: _forget(key, ref))
+
+
+def _forget(key: int, ref: weakref.ref[ManagedJob]) -> None:
+    if _live.get(key) is ref:  # not a later job that reuses the id
+        _live.pop(key, None)
 
 
 def untrack(job: ManagedJob) -> None:
-    _live.discard(job)
+    ref = _live.get(id(job))
+    if ref is not None and ref() is job:
+        _live.pop(id(job), None)
 
 
 def live_jobs() -> list[ManagedJob]:
-    return list(_live)
+    return [job for ref in list(_live.values()) if (job := ref()) is not None]
 
 
 def _install_once() -> None:
@@ -80,8 +96,41 @@ def _install_once() -> None:
 
 
 def _close_all() -> None:
-    for job in live_jobs():
-        job._close_at_exit()
+    jobs = live_jobs()
+    _in_parallel("exit", [job._close_at_exit for job in jobs], jobs)
+
+
+def _in_parallel(occasion: str, actions: list[Callable[[], None]], jobs: list[ManagedJob]) -> None:
+    """Run each job's ``actions`` on its own thread and wait for all of them at most the
+    longest shutdown timeout (+1 s), so stopping N jobs takes one timeout, not N.
+
+    Plain daemon threads rather than an executor: at interpreter exit (atexit) an executor
+    refuses new work, and a thread stuck on a hung endpoint must not hold the exit up.
+    """
+    if not jobs:
+        return
+    deadline = time.monotonic() + max(job.shutdown_timeout for job in jobs) + 1.0
+    threads = [
+        threading.Thread(target=_logged(action), name=f"metricskit-{occasion}", daemon=True)
+        for action in actions
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    pending = sum(thread.is_alive() for thread in threads)
+    if pending:
+        logger.warning("metricskit: %d job(s) still flushing at the %s deadline", pending, occasion)
+
+
+def _logged(action: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            action()
+        except Exception:  # a job's close never raises; this is a last resort
+            logger.exception("metricskit: closing a job failed")
+
+    return run
 
 
 def install_sigterm_handler() -> bool:
@@ -157,18 +206,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # its jobs close (as interrupted) now, while they still can.
     process_goes_on = callable(previous)
     jobs = live_jobs()
-    if jobs:
-        # Jobs deliver in parallel so the whole stop takes one shutdown timeout, not one per job.
-        budget = max(job.shutdown_timeout for job in jobs) + 1.0
-        pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="metricskit-sigterm")
-        futures = [
-            pool.submit(job._flush_for_stop if process_goes_on else job._close_interrupted)
-            for job in jobs
-        ]
-        _, pending = wait(futures, timeout=budget)
-        pool.shutdown(wait=False)
-        if pending:
-            logger.warning("metricskit: %d job(s) still flushing at SIGTERM deadline", len(pending))
+    _in_parallel(
+        "SIGTERM",
+        [job._flush_for_stop if process_goes_on else job._close_interrupted for job in jobs],
+        jobs,
+    )
     if callable(previous):
         previous(signum, frame)
     elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not installed from Python

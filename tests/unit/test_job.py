@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from decimal import Decimal
@@ -260,6 +261,42 @@ def test_counts_are_exact_across_a_failing_sink_and_recovery(clock: FakeClock) -
     assert sink.count("Latency") == 10
     assert sink.sum(catalog.FAILED_EXPORTS) >= 10
     job.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_report_the_parents_failed_exports_again(
+    clock: FakeClock,
+) -> None:
+    """The parent reports its own failures; a child that did report them too multiplied
+    MetricskitFailedExports by the number of forked workers."""
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    sink.fail_exports = True
+    for _ in range(3):
+        job.processed(1)
+        clock.advance(60)
+        job.flush()
+    sink.fail_exports = False
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what its first flushes report as failed exports
+        try:
+            job.processed(1)
+            job.flush()
+            os.write(write_end, repr(sink.sum(catalog.FAILED_EXPORTS)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        child_reported = float(report.read())
+    os.waitpid(pid, 0)
+    parent_before = sink.sum(catalog.FAILED_EXPORTS)
+    assert job.flush()
+    job.close()
+    # The child's sink is a copy of the parent's: what it adds on top of the parent's
+    # reports so far is what it reported itself.
+    assert child_reported - parent_before == 0
+    assert sink.sum(catalog.FAILED_EXPORTS) == 3
 
 
 def test_capture_routes_jobs_without_a_sink_to_memory() -> None:

@@ -7,6 +7,8 @@ tests/functional/test_faults.py; these pin the decision itself.
 from __future__ import annotations
 
 import signal
+import sys
+import threading
 from types import FrameType
 
 import pytest
@@ -81,3 +83,65 @@ def test_the_default_action_closes_the_jobs_then_ends_the_process(
     process_hooks._on_sigterm(signal.SIGTERM, None)
     assert job.calls == ["close_interrupted"]
     assert process_actions == [signal.SIG_DFL, ("kill", signal.SIGTERM)]
+
+
+class MeetingJob(FakeJob):
+    """Closing waits until every other job is closing too: only a parallel close passes."""
+
+    def __init__(self, meeting: threading.Barrier) -> None:
+        super().__init__()
+        self.meeting = meeting
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.meeting.wait()
+            self.calls.append("closed together")
+        except threading.BrokenBarrierError:
+            self.calls.append("closed alone")
+
+
+def test_jobs_left_open_at_exit_close_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed one after the other, N jobs with a hung endpoint would hold the exit for N
+    shutdown timeouts; ECS kills the task after 30 s."""
+    meeting = threading.Barrier(4, timeout=FakeJob.shutdown_timeout / 2)
+    jobs = [MeetingJob(meeting) for _ in range(4)]
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+    process_hooks._close_all()
+    assert [job.calls for job in jobs] == [["closed together"]] * 4
+
+
+def test_live_jobs_is_safe_while_other_threads_create_and_close_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SIGTERM handler lists the live jobs on the main thread, whatever other threads
+    are doing; a WeakSet raised "Set changed size during iteration" here."""
+    monkeypatch.setattr(process_hooks, "_install_once", lambda: None)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: widen every window
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            jobs = [FakeJob() for _ in range(20)]
+            for job in jobs:
+                process_hooks.track(job)
+            for job in jobs[::2]:
+                process_hooks.untrack(job)
+            del jobs  # the others are collected: their references die
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    errors: list[BaseException] = []
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(20_000):
+            try:
+                process_hooks.live_jobs()
+            except RuntimeError as error:
+                errors.append(error)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
