@@ -74,21 +74,19 @@ def check_log_group(name: object) -> str:
     >>> check_log_group("/metricskit/emf")
     '/metricskit/emf'
     """
-    if not isinstance(name, str) or not _LOG_GROUP_PATTERN.match(name):
-        raise ConfigurationError(
-            f"EMF log group must be a CloudWatch Logs log group name ({LOG_GROUP_ALLOWED}), "
-            f"got {name!r}"
-        )
-    return name
+    return _check_log_name(name, _LOG_GROUP_PATTERN, "group", LOG_GROUP_ALLOWED)
 
 
 def check_log_stream(name: object) -> str:
     """Return ``name`` when it is a CloudWatch Logs log stream name, else raise
     ConfigurationError."""
-    if not isinstance(name, str) or not _LOG_STREAM_PATTERN.match(name):
+    return _check_log_name(name, _LOG_STREAM_PATTERN, "stream", LOG_STREAM_ALLOWED)
+
+
+def _check_log_name(name: object, pattern: re.Pattern[str], what: str, allowed: str) -> str:
+    if not isinstance(name, str) or not pattern.match(name):
         raise ConfigurationError(
-            f"EMF log stream must be a CloudWatch Logs log stream name ({LOG_STREAM_ALLOWED}), "
-            f"got {name!r}"
+            f"EMF log {what} must be a CloudWatch Logs log {what} name ({allowed}), got {name!r}"
         )
     return name
 
