@@ -76,12 +76,12 @@ class Stage(Recorder):
         self.name = name
         self._job = job
 
-    def _done(self) -> float:
+    def _done(self) -> tuple[float, bool]:
         registration = self._job.registration
         local = self._processed.total()
-        return local if registration is None else registration.stage_done(self.name, local)
+        return (local, False) if registration is None else registration.stage_done(self.name, local)
 
-    def _done_for_collect(self, processed_delta: float) -> float:
+    def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:
         if self._job.registration is None:
             return super()._done_for_collect(processed_delta)
         # The job collects (and syncs with the registry) before its stages.
@@ -285,12 +285,12 @@ class Job(Recorder):
         if registration is not None and self._total is not None:
             registration.set_total(self._total)
 
-    def _done(self) -> float:
+    def _done(self) -> tuple[float, bool]:
         registration = self._registration
         local = self._processed.total()
-        return local if registration is None else registration.job_done(local)
+        return (local, False) if registration is None else registration.job_done(local)
 
-    def _done_for_collect(self, processed_delta: float) -> float:
+    def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:
         registration = self._registration
         if registration is None:
             return super()._done_for_collect(processed_delta)

@@ -377,21 +377,23 @@ class WorkerRegistration:
     # -- read by the worker (no I/O) ---------------------------------------------------------
 
     @holds_lock
-    def job_done(self, local_done: float) -> float:
-        """Job-wide done: the last reply plus what this worker did since (local if none yet)."""
+    def job_done(self, local_done: float) -> tuple[float, bool]:
+        """Job-wide done: the last reply plus what this worker did since; and whether that is
+        still this worker's own count, because no reply has come yet (``(local_done, True)``).
+        """
         with self._state_lock:
             if self._job_done is None:
-                return local_done
-            return self._job_done + max(0.0, local_done - self._acked_done)
+                return local_done, True
+            return self._job_done + max(0.0, local_done - self._acked_done), False
 
     @holds_lock
-    def stage_done(self, stage: str, local_done: float) -> float:
+    def stage_done(self, stage: str, local_done: float) -> tuple[float, bool]:
         """Job-wide done of ``stage``: as :meth:`job_done`, for a stage's own count."""
         with self._state_lock:
             job_done = self._stage_job_done.get(stage)
             if job_done is None:
-                return local_done
-            return job_done + max(0.0, local_done - self._stage_acked.get(stage, 0.0))
+                return local_done, True
+            return job_done + max(0.0, local_done - self._stage_acked.get(stage, 0.0)), False
 
     @property
     def registered(self) -> bool:
@@ -426,8 +428,8 @@ class WorkerRegistration:
         monotonic_now: float,
         *,
         stages: Mapping[str, float] | None = None,
-    ) -> float:
-        """Add what is pending (registering first if needed); returns job-wide done.
+    ) -> tuple[float, bool]:
+        """Add what is pending (registering first if needed); returns :meth:`job_done`.
 
         ``stages`` maps each stage's name to this worker's cumulative done in it.
 

@@ -787,3 +787,67 @@ def test_bad_registry_arguments_are_refused_before_anything_starts(table: str) -
     started = {t.name for t in th.enumerate()} - before
     assert not [name for name in started if name.startswith("metricskit")]
     assert JobRegistry(table).jobs() == []  # nobody registered
+
+
+def drive(recorder: Any, clock: Any, seconds: range, *, flush: Callable[[], Any]) -> None:
+    """100 records a second, ``status()`` every second (as the progress bar), a flush a minute."""
+    for second in seconds:
+        clock.advance(1)
+        recorder.processed(100)
+        recorder.status()
+        if second % 60 == 0:
+            flush()
+
+
+def assert_eta_close(recorder: Any, total: float) -> None:
+    """The ETA of a worker doing 100 records a second alone: within 10 % of the truth."""
+    status = recorder.status()
+    true_left = (total - status.done) / 100
+    assert status.eta_seconds is not None
+    assert status.eta_seconds == pytest.approx(true_left, rel=0.1), status
+
+
+def test_a_worker_joining_a_running_job_does_not_take_its_count_for_progress(
+    table: str, clock: Any
+) -> None:
+    """Until its first reply a worker knows only its own count; when the job-wide one comes,
+    the records others did before are not progress made since the last sample."""
+    jid = job_id()
+    earlier = Job(jid, total=1_000_000, sink=MemorySink(), job_table=table)
+    earlier.processed(900_000)
+    earlier.close("interrupted")
+    outage = Outage("throttled")
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", outage)
+    outage.down = True  # the start-up registration fails: the first reply comes with a flush
+    job = Job(jid, total=1_000_000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock, flush_interval=3600)  # fmt: skip
+    registration = job.registration
+    assert registration is not None
+    wait_for(lambda: registration.failed_calls == 1, "the failed start-up registration")
+    try:
+        job.status()  # this worker's own count so far: 0
+        outage.down = False
+        drive(job, clock, range(1, 121), flush=job.flush)
+        assert job.status().done == 912_000
+        assert_eta_close(job, 1_000_000)
+    finally:
+        job.close()
+
+
+def test_a_stage_joining_a_running_job_does_not_take_its_count_for_progress(
+    table: str, clock: Any
+) -> None:
+    """The same for a stage, whose job-wide count comes with the first flush that carries it."""
+    jid = job_id()
+    with Job(jid, sink=MemorySink(), job_table=table) as earlier:
+        earlier.stage("read").processed(900_000)
+    job = Job(jid, sink=MemorySink(), job_table=table, clock=clock, flush_interval=3600)
+    try:
+        wait_registered(job)
+        read = job.stage("read", total=1_000_000)
+        drive(read, clock, range(1, 121), flush=job.flush)
+        assert read.status().done == 912_000
+        assert_eta_close(read, 1_000_000)
+    finally:
+        job.close()
