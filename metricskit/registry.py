@@ -14,8 +14,10 @@ Layout: :mod:`metricskit.job_table`. Each worker
   cost no read capacity either way); a total set after the start (``job.set_total``) goes
   with the next one as a plain ``SET total``;
 * on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
-  ``failed`` at once when a worker fails; otherwise the last worker to leave sets
-  ``completed`` (or ``interrupted`` when any worker was interrupted) and ``finished_at``.
+  ``failed`` at once when a worker fails (and ``ADD failed_workers 1``, so the job stays
+  failed: a worker registering later does not set ``running`` over it, and the last one out
+  sets ``failed``); otherwise the last worker to leave sets ``completed`` (or ``interrupted``
+  when any worker was interrupted) and ``finished_at``.
 
 Faults: every call happens on the flusher thread, a helper thread at start, or in close()
 (bounded by the shutdown timeout), never on the worker's thread, and none raises. What a
@@ -29,6 +31,7 @@ applied.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -77,7 +80,8 @@ def is_stale(
 def final_status(closing: str, record: JobRecord) -> str:
     """The job's status when its last worker leaves with ``closing``.
 
-    A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
+    A worker that failed (``record.failed_workers`` > 0) failed the job, whatever the others
+    did. A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
     completed ``interrupted``, unless every record is done anyway: a replacement worker
     resumed the interrupted share (a retried Batch job, a new Spot task resuming from its
     checkpoint). Without a total nothing tells the two apart, so the interruption stands.
@@ -85,6 +89,8 @@ def final_status(closing: str, record: JobRecord) -> str:
     >>> final_status("completed", record)   # record.interrupted_workers == 1  # doctest: +SKIP
     'interrupted'
     """
+    if record.failed_workers > 0:
+        return job_table.STATUS_FAILED
     if closing != job_table.STATUS_COMPLETED or record.interrupted_workers <= 0:
         return closing
     if record.total is not None and record.done >= record.total:
@@ -188,27 +194,27 @@ class JobRegistry:
         returns: str,
         sequence: Sequence | None = None,
         removes: Collection[str] = (),
+        unless_status: str | None = None,
     ) -> dict[str, Any]:
         """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``;
         ``removes`` names attributes to delete (absent ones are no error).
 
         With ``sequence`` it applies only if that worker's sequence attribute is below the
-        sequence number (or absent, for its first update), and sets or removes it:
+        sequence number (or absent, for its first update), and sets or removes it; with
+        ``unless_status``, only while the job's status is another one (or absent):
         otherwise DynamoDB answers ConditionalCheckFailedException (:meth:`already_applied`).
         """
         names: dict[str, str] = {}
         values: dict[str, AttributeValueTypeDef] = {}
-        kwargs: dict[str, Any] = {}
-        set_parts: list[str] = []
+        conditions: list[str] = []
+        set_parts = _set_terms(sets, names, values)
         add_parts: list[str] = []
-        for i, (attr, value) in enumerate(sets.items()):
-            names[f"#s{i}"] = attr
-            if isinstance(value, tuple) and value[0] == "if_not_exists":
-                values[f":s{i}"] = _encode(value[1])
-                set_parts.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
-            else:
-                values[f":s{i}"] = _encode(value)
-                set_parts.append(f"#s{i} = :s{i}")
+        if unless_status is not None:
+            # The status's own placeholder when the update sets it: one per attribute.
+            status = next((n for n, a in names.items() if a == job_table.STATUS), "#st")
+            names[status] = job_table.STATUS
+            values[":ust"] = {"S": unless_status}
+            conditions.append(f"(attribute_not_exists({status}) OR {status} <> :ust)")
         for i, (attr, amount) in enumerate(adds.items()):
             names[f"#a{i}"] = attr
             values[f":a{i}"] = _encode(amount)
@@ -220,9 +226,7 @@ class JobRegistry:
         if sequence is not None:
             names["#q"] = sequence.attribute
             values[":q"] = _encode(sequence.number)
-            kwargs["ConditionExpression"] = (
-                "attribute_not_exists(#q)" if sequence.first else "#q < :q"
-            )
+            conditions.append("attribute_not_exists(#q)" if sequence.first else "#q < :q")
             if sequence.last and not sequence.keep:
                 # Gone with the worker: a re-sent last update finds no number below its own.
                 remove_parts.append("#q")
@@ -234,6 +238,9 @@ class JobRegistry:
         if add_parts:
             expression += " ADD " + ", ".join(add_parts)
         remove = " REMOVE " + ", ".join(remove_parts) if remove_parts else ""
+        kwargs: dict[str, Any] = {}
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
         reply = self._client.update_item(
             TableName=self.table,
             Key={job_table.HASH_KEY: {"S": job_id}},
@@ -483,6 +490,10 @@ class WorkerRegistration:
             adds = {job_table.ACTIVE_WORKERS: -1.0}
             if status == job_table.STATUS_INTERRUPTED:
                 adds[job_table.INTERRUPTED_WORKERS] = 1.0
+            elif status == job_table.STATUS_FAILED:
+                # Kept on the item, so the job ends failed even if the status write below is
+                # lost: the last worker out reads it (final_status).
+                adds[job_table.FAILED_WORKERS] = 1.0
             update = self._build(
                 adds,
                 now_wall,
@@ -601,20 +612,9 @@ class WorkerRegistration:
         lets DynamoDB apply it at most once, so neither this re-send nor botocore's own retry
         of a request whose answer was lost counts anything twice.
         """
-        try:
-            reply = self.registry.update(
-                self.job_id, update.sets, update.adds, returns="ALL_NEW",
-                sequence=update.sequence, removes=update.removes,
-            )  # fmt: skip
-        except Exception as exc:
-            if not self.registry.already_applied(exc):
-                self._inflight = update
-                self._failed(exc)
-                return None
-            found = self._after_refusal(update)
-            if found is None:
-                return None
-            reply = found
+        reply = self._call(update)
+        if reply is None:
+            return None
         self._inflight = None
         self.successful_calls += 1
         with self._state_lock:
@@ -628,11 +628,32 @@ class WorkerRegistration:
         self._read_reply(reply)
         return reply
 
+    def _call(self, update: _Update) -> dict[str, Any] | None:
+        """Send ``update`` once: its reply (or the item standing in for it), or None.
+
+        A registration sets ``running`` only while the job has not failed: a failed worker
+        fails the job for good (see :meth:`_after_refusal` for a refused one).
+        """
+        sets_status = job_table.STATUS in update.sets
+        try:
+            return self.registry.update(
+                self.job_id, update.sets, update.adds, returns="ALL_NEW",
+                sequence=update.sequence, removes=update.removes,
+                unless_status=job_table.STATUS_FAILED if sets_status else None,
+            )  # fmt: skip
+        except Exception as exc:
+            if not self.registry.already_applied(exc):
+                self._inflight = update
+                self._failed(exc)
+                return None
+        return self._after_refusal(update)
+
     def _after_refusal(self, update: _Update) -> dict[str, Any] | None:
         """The job item, when it shows that a refused ``update`` was applied before (its
         answer lost); None, with the update kept or dropped, when it does not.
 
-        The item also carries the job-wide counts that the lost answer would have.
+        The item also carries the job-wide counts that the lost answer would have. A
+        registration refused because the job failed is sent again without its status.
         """
         try:
             item = self.registry.item(self.job_id)
@@ -648,6 +669,12 @@ class WorkerRegistration:
             applied = stored is not None and stored >= sequence.number
         if applied:
             return item
+        if item is not None and job_table.STATUS in update.sets and _failed_item(item):
+            # Refused for the job's status, not as a copy: this worker joins a job that
+            # failed, which stays failed. The update never counted (its number is not on
+            # the item), so the same one without the status SET carries its counts.
+            sets = {k: v for k, v in update.sets.items() if k != job_table.STATUS}
+            return self._call(dataclasses.replace(update, sets=sets))
         # The job item was deleted (or replaced): this update never counted. What it carried
         # is still pending; the next update registers this worker again, on the new item.
         self._inflight = None
@@ -777,6 +804,29 @@ class WorkerRegistration:
         self._acked_seconds_at = monotonic_now
         self._backoff.succeeded()
         self.registry.after_fork()
+
+
+def _set_terms(
+    sets: Mapping[str, Any], names: dict[str, str], values: dict[str, AttributeValueTypeDef]
+) -> list[str]:
+    """The SET clauses of ``sets`` (plain values or ``("if_not_exists", value)``), their
+    placeholders added to ``names`` and ``values``."""
+    parts = []
+    for i, (attr, value) in enumerate(sets.items()):
+        names[f"#s{i}"] = attr
+        if isinstance(value, tuple) and value[0] == "if_not_exists":
+            values[f":s{i}"] = _encode(value[1])
+            parts.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
+        else:
+            values[f":s{i}"] = _encode(value)
+            parts.append(f"#s{i} = :s{i}")
+    return parts
+
+
+def _failed_item(item: Mapping[str, Any]) -> bool:
+    """Whether a low-level job item says the job failed."""
+    status = item.get(job_table.STATUS)
+    return isinstance(status, Mapping) and status.get("S") == job_table.STATUS_FAILED
 
 
 def _stored_number(item: Mapping[str, Any], attribute: str) -> float | None:

@@ -851,3 +851,58 @@ def test_a_stage_joining_a_running_job_does_not_take_its_count_for_progress(
         assert_eta_close(read, 1_000_000)
     finally:
         job.close()
+
+
+def test_a_worker_joining_a_failed_job_leaves_it_failed(table: str) -> None:
+    """A failed worker fails the job for good: one registering later neither marks it running
+    nor, leaving last, completed; its counts still go to the job."""
+    jid = job_id()
+    a = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    a.processed(10)
+    a.close("failed")
+    assert record(table, jid).status == job_table.STATUS_FAILED
+    b = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    wait_registered(b)
+    assert record(table, jid).status == job_table.STATUS_FAILED
+    b.processed(40)
+    assert b.close("completed") is True
+    rec = record(table, jid)
+    assert rec.status == job_table.STATUS_FAILED
+    assert (rec.done, rec.workers, rec.active_workers, rec.failed_workers) == (50, 2, 0, 1)
+
+
+class RefusedStatus:
+    """A botocore hook that fails every status write (``SET #st = :st``), by name."""
+
+    def __init__(self, client: Any) -> None:
+        self.refused = 0
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._refuse)
+
+    def _refuse(self, params: dict[str, Any], **_: Any) -> None:
+        if params["UpdateExpression"].startswith("SET #st = :st"):
+            from botocore.exceptions import EndpointConnectionError
+
+            self.refused += 1
+            raise EndpointConnectionError(endpoint_url="http://dynamodb")
+
+
+def test_a_failure_whose_status_write_is_lost_still_fails_the_job(table: str) -> None:
+    """The failed worker's last update counts it (``failed_workers``), so the last worker out
+    fails the job even when the failed one could not set the status itself."""
+    jid = job_id()
+    client = boto3.client("dynamodb")
+    refused = RefusedStatus(client)
+    a = Job(jid, total=100, sink=MemorySink(), registry=JobRegistry(table, client=client))
+    b = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    wait_registered(a, b)
+    a.processed(10)
+    assert a.close("failed") is False  # its status did not reach the table
+    assert refused.refused == 2  # the write and its one retry
+    assert record(table, jid).status == job_table.STATUS_RUNNING
+    b.processed(90)
+    b.close("completed")
+    rec = record(table, jid)
+    assert rec.status == job_table.STATUS_FAILED
+    assert (rec.done, rec.failed_workers) == (100, 1)
+    assert b.registration is not None
+    assert b.registration.job_status == job_table.STATUS_FAILED
