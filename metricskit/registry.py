@@ -17,7 +17,8 @@ Layout: :mod:`metricskit.job_table`. Each worker
   ``failed`` at once when a worker fails (and ``ADD failed_workers 1``, so the job stays
   failed: a worker registering later does not set ``running`` over it, and the last one out
   sets ``failed``); otherwise the last worker to leave sets ``completed`` (or ``interrupted``
-  when any worker was interrupted) and ``finished_at``.
+  when any worker was interrupted) and ``finished_at``, unless a worker registered after its
+  last update (then that one is the last out).
 
 Faults: every call happens on the flusher thread, a helper thread at start, or in close()
 (bounded by the shutdown timeout), never on the worker's thread, and none raises. What a
@@ -257,23 +258,40 @@ class JobRegistry:
         return isinstance(error, self._client.exceptions.ConditionalCheckFailedException)
 
     def set_status(
-        self, job_id: str, status: str, finished_at: float, *, only_if: str | None
+        self,
+        job_id: str,
+        status: str,
+        finished_at: float,
+        *,
+        only_if: str | None,
+        last_out_of: int | None = None,
     ) -> bool:
-        """Set the job's final status; with ``only_if``, only while the status is that one."""
+        """Set the job's final status; with ``only_if``, only while the status is that one;
+        with ``last_out_of`` (the job's ``workers`` as the caller saw it leave, the last one
+        active), only while no worker is active and none has registered since. False when
+        refused."""
         kwargs: dict[str, Any] = {}
+        names = {"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT}
         values: dict[str, AttributeValueTypeDef] = {
             ":st": {"S": status},
             ":fin": {"N": _number(finished_at)},
         }
+        conditions = []
         if only_if is not None:
-            kwargs["ConditionExpression"] = "#st = :cond"
+            conditions.append("#st = :cond")
             values[":cond"] = {"S": only_if}
+        if last_out_of is not None:
+            names.update({"#aw": job_table.ACTIVE_WORKERS, "#w": job_table.WORKERS})
+            values.update({":zero": {"N": "0"}, ":w": {"N": _number(last_out_of)}})
+            conditions.append("#aw <= :zero AND #w = :w")
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
         try:
             self._client.update_item(
                 TableName=self.table,
                 Key={job_table.HASH_KEY: {"S": job_id}},
                 UpdateExpression="SET #st = :st, #fin = :fin",
-                ExpressionAttributeNames={"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 **kwargs,
             )
@@ -511,23 +529,35 @@ class WorkerRegistration:
                     return True
                 record = parse_job_item(deserialize_item(reply))
                 if record.active_workers <= 0:
+                    # Only if no worker joined since this reply: one that did (and is still
+                    # there, or left after this reply) is the last out and sets the status.
                     final = final_status(status, record)
-                    if self._set_status(final, now_wall, only_if=job_table.STATUS_RUNNING):
+                    if self._set_status(
+                        final,
+                        now_wall,
+                        only_if=job_table.STATUS_RUNNING,
+                        last_out_of=record.workers,
+                    ):
                         self.job_status = final
             except Exception as exc:
                 self._failed(exc)
                 return False
             return True
 
-    def _set_status(self, status: str, now_wall: float, *, only_if: str | None) -> bool:
-        """Set the job's final status; once more if the answer was lost. True when this
-        worker set it (a retry refused because the lost first try applied counts too).
-        Raises when the second try fails as well."""
+    def _set_status(
+        self, status: str, now_wall: float, *, only_if: str | None, last_out_of: int | None = None
+    ) -> bool:
+        """Set the job's final status (see :meth:`JobRegistry.set_status`); once more if the
+        answer was lost. True when this worker set it (a retry refused because the lost first
+        try applied counts too). Raises when the second try fails as well."""
+        registry, job_id = self.registry, self.job_id
         try:
-            return self.registry.set_status(self.job_id, status, now_wall, only_if=only_if)
+            return registry.set_status(
+                job_id, status, now_wall, only_if=only_if, last_out_of=last_out_of
+            )
         except Exception as exc:
             self._failed(exc)
-        if self.registry.set_status(self.job_id, status, now_wall, only_if=only_if):
+        if registry.set_status(job_id, status, now_wall, only_if=only_if, last_out_of=last_out_of):
             return True
         record = self.registry.get(self.job_id)  # refused: did the first try apply it?
         return record is not None and (record.status, record.finished_at) == (status, now_wall)

@@ -906,3 +906,77 @@ def test_a_failure_whose_status_write_is_lost_still_fails_the_job(table: str) ->
     assert (rec.done, rec.failed_workers) == (100, 1)
     assert b.registration is not None
     assert b.registration.job_status == job_table.STATUS_FAILED
+
+
+class BeforeStatusWrite:
+    """Botocore hooks: run ``action`` just before the first status write (``SET #st = :st``)
+    this client sends; ``written`` is set once an UpdateItem answered after that."""
+
+    def __init__(self, client: Any, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+        self.written = threading.Event()
+        self._armed = False
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._before)
+        client.meta.events.register("after-call.dynamodb.UpdateItem", self._after)
+
+    def _before(self, params: dict[str, Any], **_: Any) -> None:
+        action, self.action = self.action, None
+        if action is not None and params["UpdateExpression"].startswith("SET #st = :st"):
+            action()
+            self._armed = True
+        elif action is not None:
+            self.action = action
+
+    def _after(self, **_: Any) -> None:
+        if self._armed:
+            self.written.set()
+
+
+@pytest.mark.parametrize("joiner", ["stays", "leaves"])
+def test_a_worker_joining_as_the_last_one_leaves_does_not_miss_the_final_status(
+    table: str, joiner: str
+) -> None:
+    """Worker c registers between a's last update (no worker left active) and a's status write.
+    c "stays": the job is not over, so a sets nothing and c sets the final status when it
+    leaves. c "leaves" before a's write (its own status write comes after a's): still c's."""
+    jid = job_id()
+    joined = threading.Event()
+    c_writes = threading.Event()
+    box: dict[str, Any] = {}
+    a_hooks: list[BeforeStatusWrite] = []
+
+    def c_joins() -> None:
+        client = boto3.client("dynamodb")
+        # c's own status write waits until a's has been answered.
+        BeforeStatusWrite(client, lambda: (c_writes.set(), a_hooks[0].written.wait(20)))
+        c = box["c"] = Job(jid, total=100, sink=MemorySink(),
+                           registry=JobRegistry(table, client=client))  # fmt: skip
+        wait_registered(c)
+        joined.set()
+        if joiner == "leaves":
+            c.processed(20)
+            c.close("interrupted")
+
+    def before_a_writes() -> None:
+        box["thread"] = threading.Thread(target=c_joins, daemon=True)
+        box["thread"].start()
+        assert joined.wait(20)
+        if joiner == "leaves":
+            assert c_writes.wait(20)  # c left; its status write waits for a's
+
+    client = boto3.client("dynamodb")
+    a_hooks.append(BeforeStatusWrite(client, before_a_writes))
+    a = Job(jid, total=100, sink=MemorySink(), registry=JobRegistry(table, client=client))
+    wait_registered(a)
+    a.processed(50)
+    a.close("completed")
+    if joiner == "stays":
+        assert record(table, jid).status == job_table.STATUS_RUNNING  # c still runs
+        box["c"].processed(20)
+        box["c"].close("interrupted")
+    box["thread"].join(20)
+    assert box["c"].closed
+    rec = record(table, jid)
+    assert (rec.status, rec.active_workers, rec.done) == ("interrupted", 0, 70)
+    assert a.registration is not None
+    assert a.registration.job_status is None  # a was not the last one out after all
