@@ -275,10 +275,18 @@ class Job(Recorder):
         """This worker's membership of the job registry, if there is one."""
         return self._registration
 
+    @property
+    def total(self) -> float | None:
+        """The job's total. With a registry, the job item's (the last reply's): whoever set
+        it, this worker at the start or any worker later; this worker's own until the item's
+        is known, and after its own ``set_total`` until the item has that one."""
+        registration = self._registration
+        return self._total if registration is None else registration.job_total(self._total)
+
     def set_total(self, total: float | None) -> None:
         """Set or change the job's total; with a registry, the job item's too (next flush).
 
-        ``None`` (unknown) changes only this worker's view: the item keeps the total it has.
+        ``None`` (unknown) leaves the item's total alone, and with it the job's (``total``).
         """
         super().set_total(total)
         registration = self._registration

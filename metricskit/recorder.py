@@ -272,7 +272,7 @@ class Recorder:
         done, provisional = self._done()
         now = self._clock()
         estimate = self._estimate(now, done, provisional=provisional)
-        total = self._total
+        total = self.total
         percent = None if not total else min(100.0, 100.0 * done / total)
         return JobStatus(
             done=done,
@@ -284,7 +284,8 @@ class Recorder:
         )
 
     def _remaining(self, done: float) -> float | None:
-        return None if self._total is None else max(0.0, self._total - done)
+        total = self.total
+        return None if total is None else max(0.0, total - done)
 
     def _estimate(self, now: float, done: float, *, provisional: bool) -> Estimate:
         """Feed the estimator ``done`` at ``now``; the rate and ETA it then gives.
@@ -373,7 +374,7 @@ class Recorder:
 
     def _progress_metrics(self, now: float, done: float, *, provisional: bool) -> list[Metric]:
         metrics = [self._gauge_metric(catalog.RECORDS_DONE, done)]
-        total = self._total
+        total = self.total
         if total is not None:
             metrics.append(self._gauge_metric(catalog.RECORDS_TOTAL, total))
             if total > 0:

@@ -149,6 +149,8 @@ class _Update:
     errors: float
     stages: dict[str, float]
     seconds_at: float | None
+    total_changes: int  # set_total() calls before it was built: its reply's total is current
+    # for this worker only if there has been none since
 
 
 class JobRegistry:
@@ -389,6 +391,8 @@ class WorkerRegistration:
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
         self._total_unsent = False  # set_total() after the start, not yet in an update
+        self._total_changes = 0  # set_total() calls so far
+        self._job_total: float | None = None  # the item's, from the last reply that can tell
         self._expired_tombstones: set[str] = set()  # seen in replies; the next update removes
         self._warned_unshared = False
         self._backoff = Backoff(retry_base_seconds)
@@ -434,6 +438,15 @@ class WorkerRegistration:
         with self._state_lock:
             self._total = total
             self._total_unsent = True
+            self._total_changes += 1
+            self._job_total = None  # this worker's own, until a reply carries it or a later one
+
+    @holds_lock
+    def job_total(self, local_total: float | None) -> float | None:
+        """The job's total: the item's, as the last reply showed it, unless this worker set
+        one since that the item may not have yet; else ``local_total`` (this worker's)."""
+        with self._state_lock:
+            return local_total if self._job_total is None else self._job_total
 
     # -- I/O (flusher thread, start-up helper thread, close) ----------------------------------
 
@@ -589,6 +602,7 @@ class WorkerRegistration:
             stage_deltas = self._stage_deltas(stages or {})
             registering = not self._registered
             total_unsent, self._total_unsent = self._total_unsent, False
+            total_changes = self._total_changes
             self._sequence += 1
             if registering:
                 self._first_sent_at = time.monotonic()
@@ -632,6 +646,7 @@ class WorkerRegistration:
             errors_delta,
             stage_deltas,
             monotonic_now,
+            total_changes,
         )
 
     def _send(self, update: _Update) -> dict[str, Any] | None:
@@ -655,7 +670,7 @@ class WorkerRegistration:
                 self._stage_acked[stage] += delta
             if update.seconds_at is not None:
                 self._acked_seconds_at = update.seconds_at
-        self._read_reply(reply)
+        self._read_reply(reply, update)
         return reply
 
     def _call(self, update: _Update) -> dict[str, Any] | None:
@@ -744,12 +759,20 @@ class WorkerRegistration:
             )
         return False
 
-    def _read_reply(self, reply: Mapping[str, Any]) -> None:
-        """Keep the job-wide counts a successful call returned, and note expired tombstones."""
+    def _read_reply(self, reply: Mapping[str, Any], update: _Update) -> None:
+        """Keep the job-wide counts and total that the reply to ``update`` returned, and note
+        expired tombstones.
+
+        The item's total is the job's (a worker that learned it later, ``set_total``, set it
+        there), so every worker publishes its percentage and ETA against it, not against
+        the one it started with, or none. Unless this worker set a total after ``update`` was
+        built: the item does not have that one yet, so its own stands.
+        """
         self._note_expired_tombstones(reply)
         try:
             item = deserialize_item(reply)
             job_done = parse_number(item, job_table.DONE)
+            job_total = parse_number(item, job_table.TOTAL)
             stages_done = parse_stages_done(item)
         except InvalidJobItemError as exc:  # the ADD was applied: never count it as failed
             logger.warning("metricskit: job %s: unreadable registry reply (%s)", self.job_id, exc)
@@ -757,6 +780,8 @@ class WorkerRegistration:
         with self._state_lock:
             if job_done is not None:
                 self._job_done = job_done
+            if job_total is not None and update.total_changes == self._total_changes:
+                self._job_total = job_total
             self._stage_job_done.update(
                 (stage, done) for stage, done in stages_done.items() if stage in self._stage_acked
             )

@@ -980,3 +980,65 @@ def test_a_worker_joining_as_the_last_one_leaves_does_not_miss_the_final_status(
     assert (rec.status, rec.active_workers, rec.done) == ("interrupted", 0, 70)
     assert a.registration is not None
     assert a.registration.job_status is None  # a was not the last one out after all
+
+
+def test_every_worker_adopts_the_total_another_one_set(table: str, clock: Any) -> None:
+    """The job item's total is the job's: a worker started with another (or none) publishes
+    the job-wide percentage and ETA against the item's, as the dashboard's Maximum reads it."""
+    jid = job_id()
+    (a, _), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
+    c_sink = MemorySink()
+    c = Job(jid, sink=c_sink, job_table=table, clock=clock)  # no total of its own
+    try:
+        wait_registered(a, b, c)
+        a.set_total(4000)  # a learned the real total (a count that finished)
+        for _ in range(5):  # 100 records a minute each; every worker sees the 3 of them
+            for job in (a, b, c, a, b):
+                job.flush()
+            clock.advance(60)
+            for job in (a, b, c):
+                job.processed(100)
+        for job in (a, b, c, a, b):
+            job.flush()
+        assert record(table, jid).total == 4000
+        assert (a.total, b.total, c.total) == (4000, 4000, 4000)
+        for job, sink in ((b, sink_b), (c, c_sink)):
+            assert sink.last(catalog.RECORDS_TOTAL) == 4000
+            assert sink.last(catalog.PROGRESS_PERCENTAGE) == 37.5  # 1500 of 4000
+            eta = sink.last(catalog.ETA_SECONDS)
+            assert eta == pytest.approx(2500 / 5, rel=0.1)  # 300 records a minute, job-wide
+            assert job.status().percent == 37.5
+    finally:
+        for job in (a, b, c):
+            job.close()
+
+
+def test_a_total_not_yet_sent_is_not_undone_by_an_older_reply(table: str, clock: Any) -> None:
+    """An update built before set_total() and sent again after it gets the item's old total
+    back: the worker keeps its own until the update that carries it is answered."""
+    outage = Outage("throttled")
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", outage)
+    seen: list[float | None] = []
+    client.meta.events.register(
+        "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
+    )
+    jid = job_id()
+    job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock, flush_interval=60)  # fmt: skip
+    try:
+        wait_registered(job)
+        outage.down = True
+        job.processed(10)
+        clock.advance(60)
+        job.flush()  # fails: the update stays in flight, unchanged
+        job.set_total(4000)
+        outage.down = False
+        clock.advance(300)  # past the backoff
+        seen.clear()
+        job.flush()  # the update in flight (the item's total 1000 back), then the new one
+        assert seen == [4000, 4000]  # as each answer came; the first was already read
+        assert job.total == 4000
+        assert record(table, jid).total == 4000
+    finally:
+        job.close()
