@@ -306,8 +306,12 @@ class Recorder:
                 self._estimator.reset()
             self._estimating_provisional = provisional
             self._estimator.update(now, done)
-            estimate = self._estimator.estimate(self._remaining(done))
-        if estimate.eta_seconds is not None and self._job_completed():
+            remaining = self._remaining(done)
+            estimate = self._estimator.estimate(remaining)
+        # Before asking whether the estimator has an ETA: a job that completed has none left
+        # to wait for even when the estimator has no rate (closed before a second sample) or
+        # calls it stalled (a pause before closing). Without a total there is no ETA at all.
+        if remaining is not None and self._job_completed():
             return Estimate(rate=estimate.rate, eta_seconds=0.0)
         return estimate
 
