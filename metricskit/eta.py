@@ -103,7 +103,7 @@ class EtaEstimator:
         self._adapt_slot_to_feed(now - self._last_t)
         delta = max(0.0, done - self._last_done)
         if done < self._last_done:
-            # A smaller job-wide count (a registry reply lagging a local guess): rebase.
+            # A smaller count (a job item deleted by hand, then registered again): rebase.
             self._origin_done -= self._last_done - done
         self._spread(self._last_t, now, delta)
         self._last_t = now

@@ -76,12 +76,12 @@ class Stage(Recorder):
         self.name = name
         self._job = job
 
-    def _done(self) -> float:
+    def _done(self) -> tuple[float, bool]:
         registration = self._job.registration
         local = self._processed.total()
-        return local if registration is None else registration.stage_done(self.name, local)
+        return (local, False) if registration is None else registration.stage_done(self.name, local)
 
-    def _done_for_collect(self, processed_delta: float) -> float:
+    def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:
         if self._job.registration is None:
             return super()._done_for_collect(processed_delta)
         # The job collects (and syncs with the registry) before its stages.
@@ -277,22 +277,30 @@ class Job(Recorder):
         """This worker's membership of the job registry, if there is one."""
         return self._registration
 
+    @property
+    def total(self) -> float | None:
+        """The job's total. With a registry, the job item's (the last reply's): whoever set
+        it, this worker at the start or any worker later; this worker's own until the item's
+        is known, and after its own ``set_total`` until the item has that one."""
+        registration = self._registration
+        return self._total if registration is None else registration.job_total(self._total)
+
     def set_total(self, total: float | None) -> None:
         """Set or change the job's total; with a registry, the job item's too (next flush).
 
-        ``None`` (unknown) changes only this worker's view: the item keeps the total it has.
+        ``None`` (unknown) leaves the item's total alone, and with it the job's (``total``).
         """
         super().set_total(total)
         registration = self._registration
         if registration is not None and self._total is not None:
             registration.set_total(self._total)
 
-    def _done(self) -> float:
+    def _done(self) -> tuple[float, bool]:
         registration = self._registration
         local = self._processed.total()
-        return local if registration is None else registration.job_done(local)
+        return (local, False) if registration is None else registration.job_done(local)
 
-    def _done_for_collect(self, processed_delta: float) -> float:
+    def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:
         registration = self._registration
         if registration is None:
             return super()._done_for_collect(processed_delta)

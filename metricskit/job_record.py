@@ -53,6 +53,7 @@ class JobRecord:
     workers: int = 0
     active_workers: int = 0
     interrupted_workers: int = 0
+    failed_workers: int = 0
     worker_seconds: float | None = None
     compute_profile: str | None = None
     hourly_rate: float | None = None
@@ -163,6 +164,7 @@ def parse_job_item(item: Mapping[str, Any]) -> JobRecord:
         # "none active", not "garbage", so the last worker out can still end the job.
         active_workers=int(parse_number(item, jt.ACTIVE_WORKERS, minimum=-math.inf) or 0),
         interrupted_workers=int(parse_number(item, jt.INTERRUPTED_WORKERS) or 0),
+        failed_workers=int(parse_number(item, jt.FAILED_WORKERS) or 0),
         worker_seconds=parse_number(item, jt.WORKER_SECONDS),
         compute_profile=_string(item, jt.COMPUTE_PROFILE),
         hourly_rate=parse_number(item, jt.HOURLY_RATE),

@@ -16,6 +16,9 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   final status), ``interrupted_workers`` N (ADD 1 per worker closed as interrupted: the job
   ends ``interrupted`` rather than ``completed`` when any shard was cut short, unless
   ``done >= total`` shows a replacement finished it: ``registry.final_status``);
+  ``failed_workers`` N (ADD 1 with the last update of a worker closed as failed: the job ends
+  ``failed`` even when that worker's own status write was lost; a worker registering later
+  never sets ``running`` over ``failed``);
   ``stage_done#<stage>`` N per stage (job-wide records done in ``job.stage(<stage>)``: every
   worker ADDs its delta with the job's, for at most MAX_SHARED_STAGES stages per job);
   ``seq#<worker>`` N while a worker is active (the number of its last update: each update
@@ -75,6 +78,7 @@ WORKERS: Final = "workers"
 WORKER_SECONDS: Final = "worker_seconds"
 ACTIVE_WORKERS: Final = "active_workers"
 INTERRUPTED_WORKERS: Final = "interrupted_workers"
+FAILED_WORKERS: Final = "failed_workers"
 COMPUTE_PROFILE: Final = "compute_profile"
 HOURLY_RATE: Final = "hourly_rate"
 ACTUAL_COST: Final = "actual_cost"

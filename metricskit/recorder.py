@@ -121,6 +121,7 @@ class Recorder:
         self._keys: dict[tuple[str, str], SeriesKey] = {}
         self._estimator = EtaEstimator()
         self._estimator_lock = threading.Lock()
+        self._estimating_provisional = False  # the estimator's samples are provisional counts
         self._done_at_last_collect = 0.0
 
     # -- recording (hot path) -------------------------------------------------------------
@@ -259,17 +260,19 @@ class Recorder:
         """
         self._total = check_total(total)
 
-    def _done(self) -> float:
-        """Records done as this recorder reports it (job-wide where a registry says so)."""
-        return self._processed.total()
+    def _done(self) -> tuple[float, bool]:
+        """Records done as this recorder reports it (job-wide where a registry says so), and
+        whether that is *provisional*: this worker's own count standing in for the job-wide
+        one that a registry has not answered with yet."""
+        return self._processed.total(), False
 
     @holds_lock
     def status(self) -> JobStatus:
         """Records done, total, percent, rate and ETA as of now."""
-        done = self._done()
+        done, provisional = self._done()
         now = self._clock()
-        estimate = self._estimate(now, done)
-        total = self._total
+        estimate = self._estimate(now, done, provisional=provisional)
+        total = self.total
         percent = None if not total else min(100.0, 100.0 * done / total)
         return JobStatus(
             done=done,
@@ -281,17 +284,34 @@ class Recorder:
         )
 
     def _remaining(self, done: float) -> float | None:
-        return None if self._total is None else max(0.0, self._total - done)
+        total = self.total
+        return None if total is None else max(0.0, total - done)
 
-    def _estimate(self, now: float, done: float) -> Estimate:
+    def _estimate(self, now: float, done: float, *, provisional: bool) -> Estimate:
         """Feed the estimator ``done`` at ``now``; the rate and ETA it then gives.
 
         A completed job has nothing left to do, so its ETA is 0 (see ``_job_completed``).
         """
         with self._estimator_lock:
+            if self._estimating_provisional and not provisional:
+                # The job-wide count replaces this worker's own: what it adds (the records
+                # other workers, or earlier runs, did before) is no progress made since the
+                # last sample, and the samples so far measured this worker's rate, not the
+                # job's. Start again from the job-wide count. (Rather than rebasing the
+                # history by the jump, which would keep a per-worker rate that is a fraction
+                # of the job's when several run; and rather than feeding nothing until the
+                # registry answers, which would leave a worker whose table never answers
+                # without any ETA: until then the local count is the best there is, as for
+                # RecordsDone and ProgressPercentage.)
+                self._estimator.reset()
+            self._estimating_provisional = provisional
             self._estimator.update(now, done)
-            estimate = self._estimator.estimate(self._remaining(done))
-        if estimate.eta_seconds is not None and self._job_completed():
+            remaining = self._remaining(done)
+            estimate = self._estimator.estimate(remaining)
+        # Before asking whether the estimator has an ETA: a job that completed has none left
+        # to wait for even when the estimator has no rate (closed before a second sample) or
+        # calls it stalled (a pause before closing). Without a total there is no ETA at all.
+        if remaining is not None and self._job_completed():
             return Estimate(rate=estimate.rate, eta_seconds=0.0)
         return estimate
 
@@ -332,7 +352,8 @@ class Recorder:
                 self._gauge_metric(catalog.RECORDS_PER_SECOND, processed / period_seconds)
             )
         try:
-            metrics.extend(self._progress_metrics(now, self._done_for_collect(processed)))
+            done, provisional = self._done_for_collect(processed)
+            metrics.extend(self._progress_metrics(now, done, provisional=provisional))
         except Exception:  # the counts just taken must go out whatever progress does
             logger.exception(
                 "metricskit: progress of %s not published this period", self._dimensions
@@ -349,20 +370,21 @@ class Recorder:
                 )
         return metrics
 
-    def _done_for_collect(self, processed_delta: float) -> float:
-        """Cumulative done to publish; a job with a registry overrides this."""
+    def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:
+        """Cumulative done to publish, and whether it is provisional (see ``_done``); a job
+        with a registry overrides this."""
         self._done_at_last_collect += processed_delta
-        return self._done_at_last_collect
+        return self._done_at_last_collect, False
 
-    def _progress_metrics(self, now: float, done: float) -> list[Metric]:
+    def _progress_metrics(self, now: float, done: float, *, provisional: bool) -> list[Metric]:
         metrics = [self._gauge_metric(catalog.RECORDS_DONE, done)]
-        total = self._total
+        total = self.total
         if total is not None:
             metrics.append(self._gauge_metric(catalog.RECORDS_TOTAL, total))
             if total > 0:
                 percent = min(100.0, 100.0 * done / total)
                 metrics.append(self._gauge_metric(catalog.PROGRESS_PERCENTAGE, percent))
-        eta = self._estimate(now, done).eta_seconds
+        eta = self._estimate(now, done, provisional=provisional).eta_seconds
         if eta is not None:
             metrics.append(self._gauge_metric(catalog.ETA_SECONDS, eta))
         return metrics
@@ -378,3 +400,4 @@ class Recorder:
         self._definition_lock = threading.Lock()
         self._estimator_lock = threading.Lock()
         self._estimator.reset()
+        self._estimating_provisional = False

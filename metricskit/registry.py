@@ -14,8 +14,11 @@ Layout: :mod:`metricskit.job_table`. Each worker
   cost no read capacity either way); a total set after the start (``job.set_total``) goes
   with the next one as a plain ``SET total``;
 * on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
-  ``failed`` at once when a worker fails; otherwise the last worker to leave sets
-  ``completed`` (or ``interrupted`` when any worker was interrupted) and ``finished_at``.
+  ``failed`` at once when a worker fails (and ``ADD failed_workers 1``, so the job stays
+  failed: a worker registering later does not set ``running`` over it, and the last one out
+  sets ``failed``); otherwise the last worker to leave sets ``completed`` (or ``interrupted``
+  when any worker was interrupted) and ``finished_at``, unless a worker registered after its
+  last update (then that one is the last out).
 
 Faults: every call happens on the flusher thread, a helper thread at start, or in close()
 (bounded by the shutdown timeout), never on the worker's thread, and none raises. What a
@@ -29,6 +32,7 @@ applied.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -77,7 +81,8 @@ def is_stale(
 def final_status(closing: str, record: JobRecord) -> str:
     """The job's status when its last worker leaves with ``closing``.
 
-    A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
+    A worker that failed (``record.failed_workers`` > 0) failed the job, whatever the others
+    did. A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
     completed ``interrupted``, unless every record is done anyway: a replacement worker
     resumed the interrupted share (a retried Batch job, a new Spot task resuming from its
     checkpoint). Without a total nothing tells the two apart, so the interruption stands.
@@ -85,6 +90,8 @@ def final_status(closing: str, record: JobRecord) -> str:
     >>> final_status("completed", record)   # record.interrupted_workers == 1  # doctest: +SKIP
     'interrupted'
     """
+    if record.failed_workers > 0:
+        return job_table.STATUS_FAILED
     if closing != job_table.STATUS_COMPLETED or record.interrupted_workers <= 0:
         return closing
     if record.total is not None and record.done >= record.total:
@@ -142,6 +149,8 @@ class _Update:
     errors: float
     stages: dict[str, float]
     seconds_at: float | None
+    total_changes: int  # set_total() calls before it was built: its reply's total is current
+    # for this worker only if there has been none since
 
 
 class JobRegistry:
@@ -188,27 +197,27 @@ class JobRegistry:
         returns: str,
         sequence: Sequence | None = None,
         removes: Collection[str] = (),
+        unless_status: str | None = None,
     ) -> dict[str, Any]:
         """One ``UpdateItem``: ``sets`` values are plain or ``("if_not_exists", value)``;
         ``removes`` names attributes to delete (absent ones are no error).
 
         With ``sequence`` it applies only if that worker's sequence attribute is below the
-        sequence number (or absent, for its first update), and sets or removes it:
+        sequence number (or absent, for its first update), and sets or removes it; with
+        ``unless_status``, only while the job's status is another one (or absent):
         otherwise DynamoDB answers ConditionalCheckFailedException (:meth:`already_applied`).
         """
         names: dict[str, str] = {}
         values: dict[str, AttributeValueTypeDef] = {}
-        kwargs: dict[str, Any] = {}
-        set_parts: list[str] = []
+        conditions: list[str] = []
+        set_parts = _set_terms(sets, names, values)
         add_parts: list[str] = []
-        for i, (attr, value) in enumerate(sets.items()):
-            names[f"#s{i}"] = attr
-            if isinstance(value, tuple) and value[0] == "if_not_exists":
-                values[f":s{i}"] = _encode(value[1])
-                set_parts.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
-            else:
-                values[f":s{i}"] = _encode(value)
-                set_parts.append(f"#s{i} = :s{i}")
+        if unless_status is not None:
+            # The status's own placeholder when the update sets it: one per attribute.
+            status = next((n for n, a in names.items() if a == job_table.STATUS), "#st")
+            names[status] = job_table.STATUS
+            values[":ust"] = {"S": unless_status}
+            conditions.append(f"(attribute_not_exists({status}) OR {status} <> :ust)")
         for i, (attr, amount) in enumerate(adds.items()):
             names[f"#a{i}"] = attr
             values[f":a{i}"] = _encode(amount)
@@ -220,9 +229,7 @@ class JobRegistry:
         if sequence is not None:
             names["#q"] = sequence.attribute
             values[":q"] = _encode(sequence.number)
-            kwargs["ConditionExpression"] = (
-                "attribute_not_exists(#q)" if sequence.first else "#q < :q"
-            )
+            conditions.append("attribute_not_exists(#q)" if sequence.first else "#q < :q")
             if sequence.last and not sequence.keep:
                 # Gone with the worker: a re-sent last update finds no number below its own.
                 remove_parts.append("#q")
@@ -234,6 +241,9 @@ class JobRegistry:
         if add_parts:
             expression += " ADD " + ", ".join(add_parts)
         remove = " REMOVE " + ", ".join(remove_parts) if remove_parts else ""
+        kwargs: dict[str, Any] = {}
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
         reply = self._client.update_item(
             TableName=self.table,
             Key={job_table.HASH_KEY: {"S": job_id}},
@@ -250,23 +260,40 @@ class JobRegistry:
         return isinstance(error, self._client.exceptions.ConditionalCheckFailedException)
 
     def set_status(
-        self, job_id: str, status: str, finished_at: float, *, only_if: str | None
+        self,
+        job_id: str,
+        status: str,
+        finished_at: float,
+        *,
+        only_if: str | None,
+        last_out_of: int | None = None,
     ) -> bool:
-        """Set the job's final status; with ``only_if``, only while the status is that one."""
+        """Set the job's final status; with ``only_if``, only while the status is that one;
+        with ``last_out_of`` (the job's ``workers`` as the caller saw it leave, the last one
+        active), only while no worker is active and none has registered since. False when
+        refused."""
         kwargs: dict[str, Any] = {}
+        names = {"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT}
         values: dict[str, AttributeValueTypeDef] = {
             ":st": {"S": status},
             ":fin": {"N": _number(finished_at)},
         }
+        conditions = []
         if only_if is not None:
-            kwargs["ConditionExpression"] = "#st = :cond"
+            conditions.append("#st = :cond")
             values[":cond"] = {"S": only_if}
+        if last_out_of is not None:
+            names.update({"#aw": job_table.ACTIVE_WORKERS, "#w": job_table.WORKERS})
+            values.update({":zero": {"N": "0"}, ":w": {"N": _number(last_out_of)}})
+            conditions.append("#aw <= :zero AND #w = :w")
+        if conditions:
+            kwargs["ConditionExpression"] = " AND ".join(conditions)
         try:
             self._client.update_item(
                 TableName=self.table,
                 Key={job_table.HASH_KEY: {"S": job_id}},
                 UpdateExpression="SET #st = :st, #fin = :fin",
-                ExpressionAttributeNames={"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 **kwargs,
             )
@@ -364,6 +391,8 @@ class WorkerRegistration:
         self._stage_acked: dict[str, float] = {}  # shared stages, in the order first seen
         self._stage_job_done: dict[str, float] = {}
         self._total_unsent = False  # set_total() after the start, not yet in an update
+        self._total_changes = 0  # set_total() calls so far
+        self._job_total: float | None = None  # the item's, from the last reply that can tell
         self._expired_tombstones: set[str] = set()  # seen in replies; the next update removes
         self._warned_unshared = False
         self._backoff = Backoff(retry_base_seconds)
@@ -377,21 +406,23 @@ class WorkerRegistration:
     # -- read by the worker (no I/O) ---------------------------------------------------------
 
     @holds_lock
-    def job_done(self, local_done: float) -> float:
-        """Job-wide done: the last reply plus what this worker did since (local if none yet)."""
+    def job_done(self, local_done: float) -> tuple[float, bool]:
+        """Job-wide done: the last reply plus what this worker did since; and whether that is
+        still this worker's own count, because no reply has come yet (``(local_done, True)``).
+        """
         with self._state_lock:
             if self._job_done is None:
-                return local_done
-            return self._job_done + max(0.0, local_done - self._acked_done)
+                return local_done, True
+            return self._job_done + max(0.0, local_done - self._acked_done), False
 
     @holds_lock
-    def stage_done(self, stage: str, local_done: float) -> float:
+    def stage_done(self, stage: str, local_done: float) -> tuple[float, bool]:
         """Job-wide done of ``stage``: as :meth:`job_done`, for a stage's own count."""
         with self._state_lock:
             job_done = self._stage_job_done.get(stage)
             if job_done is None:
-                return local_done
-            return job_done + max(0.0, local_done - self._stage_acked.get(stage, 0.0))
+                return local_done, True
+            return job_done + max(0.0, local_done - self._stage_acked.get(stage, 0.0)), False
 
     @property
     def registered(self) -> bool:
@@ -407,6 +438,15 @@ class WorkerRegistration:
         with self._state_lock:
             self._total = total
             self._total_unsent = True
+            self._total_changes += 1
+            self._job_total = None  # this worker's own, until a reply carries it or a later one
+
+    @holds_lock
+    def job_total(self, local_total: float | None) -> float | None:
+        """The job's total: the item's, as the last reply showed it, unless this worker set
+        one since that the item may not have yet; else ``local_total`` (this worker's)."""
+        with self._state_lock:
+            return local_total if self._job_total is None else self._job_total
 
     # -- I/O (flusher thread, start-up helper thread, close) ----------------------------------
 
@@ -426,8 +466,8 @@ class WorkerRegistration:
         monotonic_now: float,
         *,
         stages: Mapping[str, float] | None = None,
-    ) -> float:
-        """Add what is pending (registering first if needed); returns job-wide done.
+    ) -> tuple[float, bool]:
+        """Add what is pending (registering first if needed); returns :meth:`job_done`.
 
         ``stages`` maps each stage's name to this worker's cumulative done in it.
 
@@ -481,6 +521,10 @@ class WorkerRegistration:
             adds = {job_table.ACTIVE_WORKERS: -1.0}
             if status == job_table.STATUS_INTERRUPTED:
                 adds[job_table.INTERRUPTED_WORKERS] = 1.0
+            elif status == job_table.STATUS_FAILED:
+                # Kept on the item, so the job ends failed even if the status write below is
+                # lost: the last worker out reads it (final_status).
+                adds[job_table.FAILED_WORKERS] = 1.0
             update = self._build(
                 adds,
                 now_wall,
@@ -498,23 +542,35 @@ class WorkerRegistration:
                     return True
                 record = parse_job_item(deserialize_item(reply))
                 if record.active_workers <= 0:
+                    # Only if no worker joined since this reply: one that did (and is still
+                    # there, or left after this reply) is the last out and sets the status.
                     final = final_status(status, record)
-                    if self._set_status(final, now_wall, only_if=job_table.STATUS_RUNNING):
+                    if self._set_status(
+                        final,
+                        now_wall,
+                        only_if=job_table.STATUS_RUNNING,
+                        last_out_of=record.workers,
+                    ):
                         self.job_status = final
             except Exception as exc:
                 self._failed(exc)
                 return False
             return True
 
-    def _set_status(self, status: str, now_wall: float, *, only_if: str | None) -> bool:
-        """Set the job's final status; once more if the answer was lost. True when this
-        worker set it (a retry refused because the lost first try applied counts too).
-        Raises when the second try fails as well."""
+    def _set_status(
+        self, status: str, now_wall: float, *, only_if: str | None, last_out_of: int | None = None
+    ) -> bool:
+        """Set the job's final status (see :meth:`JobRegistry.set_status`); once more if the
+        answer was lost. True when this worker set it (a retry refused because the lost first
+        try applied counts too). Raises when the second try fails as well."""
+        registry, job_id = self.registry, self.job_id
         try:
-            return self.registry.set_status(self.job_id, status, now_wall, only_if=only_if)
+            return registry.set_status(
+                job_id, status, now_wall, only_if=only_if, last_out_of=last_out_of
+            )
         except Exception as exc:
             self._failed(exc)
-        if self.registry.set_status(self.job_id, status, now_wall, only_if=only_if):
+        if registry.set_status(job_id, status, now_wall, only_if=only_if, last_out_of=last_out_of):
             return True
         record = self.registry.get(self.job_id)  # refused: did the first try apply it?
         return record is not None and (record.status, record.finished_at) == (status, now_wall)
@@ -546,6 +602,7 @@ class WorkerRegistration:
             stage_deltas = self._stage_deltas(stages or {})
             registering = not self._registered
             total_unsent, self._total_unsent = self._total_unsent, False
+            total_changes = self._total_changes
             self._sequence += 1
             if registering:
                 self._first_sent_at = time.monotonic()
@@ -589,6 +646,7 @@ class WorkerRegistration:
             errors_delta,
             stage_deltas,
             monotonic_now,
+            total_changes,
         )
 
     def _send(self, update: _Update) -> dict[str, Any] | None:
@@ -599,20 +657,9 @@ class WorkerRegistration:
         lets DynamoDB apply it at most once, so neither this re-send nor botocore's own retry
         of a request whose answer was lost counts anything twice.
         """
-        try:
-            reply = self.registry.update(
-                self.job_id, update.sets, update.adds, returns="ALL_NEW",
-                sequence=update.sequence, removes=update.removes,
-            )  # fmt: skip
-        except Exception as exc:
-            if not self.registry.already_applied(exc):
-                self._inflight = update
-                self._failed(exc)
-                return None
-            found = self._after_refusal(update)
-            if found is None:
-                return None
-            reply = found
+        reply = self._call(update)
+        if reply is None:
+            return None
         self._inflight = None
         self.successful_calls += 1
         with self._state_lock:
@@ -623,14 +670,35 @@ class WorkerRegistration:
                 self._stage_acked[stage] += delta
             if update.seconds_at is not None:
                 self._acked_seconds_at = update.seconds_at
-        self._read_reply(reply)
+        self._read_reply(reply, update)
         return reply
+
+    def _call(self, update: _Update) -> dict[str, Any] | None:
+        """Send ``update`` once: its reply (or the item standing in for it), or None.
+
+        A registration sets ``running`` only while the job has not failed: a failed worker
+        fails the job for good (see :meth:`_after_refusal` for a refused one).
+        """
+        sets_status = job_table.STATUS in update.sets
+        try:
+            return self.registry.update(
+                self.job_id, update.sets, update.adds, returns="ALL_NEW",
+                sequence=update.sequence, removes=update.removes,
+                unless_status=job_table.STATUS_FAILED if sets_status else None,
+            )  # fmt: skip
+        except Exception as exc:
+            if not self.registry.already_applied(exc):
+                self._inflight = update
+                self._failed(exc)
+                return None
+        return self._after_refusal(update)
 
     def _after_refusal(self, update: _Update) -> dict[str, Any] | None:
         """The job item, when it shows that a refused ``update`` was applied before (its
         answer lost); None, with the update kept or dropped, when it does not.
 
-        The item also carries the job-wide counts that the lost answer would have.
+        The item also carries the job-wide counts that the lost answer would have. A
+        registration refused because the job failed is sent again without its status.
         """
         try:
             item = self.registry.item(self.job_id)
@@ -646,6 +714,12 @@ class WorkerRegistration:
             applied = stored is not None and stored >= sequence.number
         if applied:
             return item
+        if item is not None and job_table.STATUS in update.sets and _failed_item(item):
+            # Refused for the job's status, not as a copy: this worker joins a job that
+            # failed, which stays failed. The update never counted (its number is not on
+            # the item), so the same one without the status SET carries its counts.
+            sets = {k: v for k, v in update.sets.items() if k != job_table.STATUS}
+            return self._call(dataclasses.replace(update, sets=sets))
         # The job item was deleted (or replaced): this update never counted. What it carried
         # is still pending; the next update registers this worker again, on the new item.
         self._inflight = None
@@ -685,12 +759,20 @@ class WorkerRegistration:
             )
         return False
 
-    def _read_reply(self, reply: Mapping[str, Any]) -> None:
-        """Keep the job-wide counts a successful call returned, and note expired tombstones."""
+    def _read_reply(self, reply: Mapping[str, Any], update: _Update) -> None:
+        """Keep the job-wide counts and total that the reply to ``update`` returned, and note
+        expired tombstones.
+
+        The item's total is the job's (a worker that learned it later, ``set_total``, set it
+        there), so every worker publishes its percentage and ETA against it, not against
+        the one it started with, or none. Unless this worker set a total after ``update`` was
+        built: the item does not have that one yet, so its own stands.
+        """
         self._note_expired_tombstones(reply)
         try:
             item = deserialize_item(reply)
             job_done = parse_number(item, job_table.DONE)
+            job_total = parse_number(item, job_table.TOTAL)
             stages_done = parse_stages_done(item)
         except InvalidJobItemError as exc:  # the ADD was applied: never count it as failed
             logger.warning("metricskit: job %s: unreadable registry reply (%s)", self.job_id, exc)
@@ -698,6 +780,8 @@ class WorkerRegistration:
         with self._state_lock:
             if job_done is not None:
                 self._job_done = job_done
+            if job_total is not None and update.total_changes == self._total_changes:
+                self._job_total = job_total
             self._stage_job_done.update(
                 (stage, done) for stage, done in stages_done.items() if stage in self._stage_acked
             )
@@ -775,6 +859,29 @@ class WorkerRegistration:
         self._acked_seconds_at = monotonic_now
         self._backoff.succeeded()
         self.registry.after_fork()
+
+
+def _set_terms(
+    sets: Mapping[str, Any], names: dict[str, str], values: dict[str, AttributeValueTypeDef]
+) -> list[str]:
+    """The SET clauses of ``sets`` (plain values or ``("if_not_exists", value)``), their
+    placeholders added to ``names`` and ``values``."""
+    parts = []
+    for i, (attr, value) in enumerate(sets.items()):
+        names[f"#s{i}"] = attr
+        if isinstance(value, tuple) and value[0] == "if_not_exists":
+            values[f":s{i}"] = _encode(value[1])
+            parts.append(f"#s{i} = if_not_exists(#s{i}, :s{i})")
+        else:
+            values[f":s{i}"] = _encode(value)
+            parts.append(f"#s{i} = :s{i}")
+    return parts
+
+
+def _failed_item(item: Mapping[str, Any]) -> bool:
+    """Whether a low-level job item says the job failed."""
+    status = item.get(job_table.STATUS)
+    return isinstance(status, Mapping) and status.get("S") == job_table.STATUS_FAILED
 
 
 def _stored_number(item: Mapping[str, Any], attribute: str) -> float | None:

@@ -787,3 +787,258 @@ def test_bad_registry_arguments_are_refused_before_anything_starts(table: str) -
     started = {t.name for t in th.enumerate()} - before
     assert not [name for name in started if name.startswith("metricskit")]
     assert JobRegistry(table).jobs() == []  # nobody registered
+
+
+def drive(recorder: Any, clock: Any, seconds: range, *, flush: Callable[[], Any]) -> None:
+    """100 records a second, ``status()`` every second (as the progress bar), a flush a minute."""
+    for second in seconds:
+        clock.advance(1)
+        recorder.processed(100)
+        recorder.status()
+        if second % 60 == 0:
+            flush()
+
+
+def assert_eta_close(recorder: Any, total: float) -> None:
+    """The ETA of a worker doing 100 records a second alone: within 10 % of the truth."""
+    status = recorder.status()
+    true_left = (total - status.done) / 100
+    assert status.eta_seconds is not None
+    assert status.eta_seconds == pytest.approx(true_left, rel=0.1), status
+
+
+def test_a_worker_joining_a_running_job_does_not_take_its_count_for_progress(
+    table: str, clock: Any
+) -> None:
+    """Until its first reply a worker knows only its own count; when the job-wide one comes,
+    the records others did before are not progress made since the last sample."""
+    jid = job_id()
+    earlier = Job(jid, total=1_000_000, sink=MemorySink(), job_table=table)
+    earlier.processed(900_000)
+    earlier.close("interrupted")
+    outage = Outage("throttled")
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", outage)
+    outage.down = True  # the start-up registration fails: the first reply comes with a flush
+    job = Job(jid, total=1_000_000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock, flush_interval=3600)  # fmt: skip
+    registration = job.registration
+    assert registration is not None
+    wait_for(lambda: registration.failed_calls == 1, "the failed start-up registration")
+    try:
+        job.status()  # this worker's own count so far: 0
+        outage.down = False
+        drive(job, clock, range(1, 121), flush=job.flush)
+        assert job.status().done == 912_000
+        assert_eta_close(job, 1_000_000)
+    finally:
+        job.close()
+
+
+def test_a_stage_joining_a_running_job_does_not_take_its_count_for_progress(
+    table: str, clock: Any
+) -> None:
+    """The same for a stage, whose job-wide count comes with the first flush that carries it."""
+    jid = job_id()
+    with Job(jid, sink=MemorySink(), job_table=table) as earlier:
+        earlier.stage("read").processed(900_000)
+    job = Job(jid, sink=MemorySink(), job_table=table, clock=clock, flush_interval=3600)
+    try:
+        wait_registered(job)
+        read = job.stage("read", total=1_000_000)
+        drive(read, clock, range(1, 121), flush=job.flush)
+        assert read.status().done == 912_000
+        assert_eta_close(read, 1_000_000)
+    finally:
+        job.close()
+
+
+def test_a_worker_joining_a_failed_job_leaves_it_failed(table: str) -> None:
+    """A failed worker fails the job for good: one registering later neither marks it running
+    nor, leaving last, completed; its counts still go to the job."""
+    jid = job_id()
+    a = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    a.processed(10)
+    a.close("failed")
+    assert record(table, jid).status == job_table.STATUS_FAILED
+    b = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    wait_registered(b)
+    assert record(table, jid).status == job_table.STATUS_FAILED
+    b.processed(40)
+    assert b.close("completed") is True
+    rec = record(table, jid)
+    assert rec.status == job_table.STATUS_FAILED
+    assert (rec.done, rec.workers, rec.active_workers, rec.failed_workers) == (50, 2, 0, 1)
+
+
+class RefusedStatus:
+    """A botocore hook that fails every status write (``SET #st = :st``), by name."""
+
+    def __init__(self, client: Any) -> None:
+        self.refused = 0
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._refuse)
+
+    def _refuse(self, params: dict[str, Any], **_: Any) -> None:
+        if params["UpdateExpression"].startswith("SET #st = :st"):
+            from botocore.exceptions import EndpointConnectionError
+
+            self.refused += 1
+            raise EndpointConnectionError(endpoint_url="http://dynamodb")
+
+
+def test_a_failure_whose_status_write_is_lost_still_fails_the_job(table: str) -> None:
+    """The failed worker's last update counts it (``failed_workers``), so the last worker out
+    fails the job even when the failed one could not set the status itself."""
+    jid = job_id()
+    client = boto3.client("dynamodb")
+    refused = RefusedStatus(client)
+    a = Job(jid, total=100, sink=MemorySink(), registry=JobRegistry(table, client=client))
+    b = Job(jid, total=100, sink=MemorySink(), job_table=table)
+    wait_registered(a, b)
+    a.processed(10)
+    assert a.close("failed") is False  # its status did not reach the table
+    assert refused.refused == 2  # the write and its one retry
+    assert record(table, jid).status == job_table.STATUS_RUNNING
+    b.processed(90)
+    b.close("completed")
+    rec = record(table, jid)
+    assert rec.status == job_table.STATUS_FAILED
+    assert (rec.done, rec.failed_workers) == (100, 1)
+    assert b.registration is not None
+    assert b.registration.job_status == job_table.STATUS_FAILED
+
+
+class BeforeStatusWrite:
+    """Botocore hooks: run ``action`` just before the first status write (``SET #st = :st``)
+    this client sends; ``written`` is set once an UpdateItem answered after that."""
+
+    def __init__(self, client: Any, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+        self.written = threading.Event()
+        self._armed = False
+        client.meta.events.register("provide-client-params.dynamodb.UpdateItem", self._before)
+        client.meta.events.register("after-call.dynamodb.UpdateItem", self._after)
+
+    def _before(self, params: dict[str, Any], **_: Any) -> None:
+        action, self.action = self.action, None
+        if action is not None and params["UpdateExpression"].startswith("SET #st = :st"):
+            action()
+            self._armed = True
+        elif action is not None:
+            self.action = action
+
+    def _after(self, **_: Any) -> None:
+        if self._armed:
+            self.written.set()
+
+
+@pytest.mark.parametrize("joiner", ["stays", "leaves"])
+def test_a_worker_joining_as_the_last_one_leaves_does_not_miss_the_final_status(
+    table: str, joiner: str
+) -> None:
+    """Worker c registers between a's last update (no worker left active) and a's status write.
+    c "stays": the job is not over, so a sets nothing and c sets the final status when it
+    leaves. c "leaves" before a's write (its own status write comes after a's): still c's."""
+    jid = job_id()
+    joined = threading.Event()
+    c_writes = threading.Event()
+    box: dict[str, Any] = {}
+    a_hooks: list[BeforeStatusWrite] = []
+
+    def c_joins() -> None:
+        client = boto3.client("dynamodb")
+        # c's own status write waits until a's has been answered.
+        BeforeStatusWrite(client, lambda: (c_writes.set(), a_hooks[0].written.wait(20)))
+        c = box["c"] = Job(jid, total=100, sink=MemorySink(),
+                           registry=JobRegistry(table, client=client))  # fmt: skip
+        wait_registered(c)
+        joined.set()
+        if joiner == "leaves":
+            c.processed(20)
+            c.close("interrupted")
+
+    def before_a_writes() -> None:
+        box["thread"] = threading.Thread(target=c_joins, daemon=True)
+        box["thread"].start()
+        assert joined.wait(20)
+        if joiner == "leaves":
+            assert c_writes.wait(20)  # c left; its status write waits for a's
+
+    client = boto3.client("dynamodb")
+    a_hooks.append(BeforeStatusWrite(client, before_a_writes))
+    a = Job(jid, total=100, sink=MemorySink(), registry=JobRegistry(table, client=client))
+    wait_registered(a)
+    a.processed(50)
+    a.close("completed")
+    if joiner == "stays":
+        assert record(table, jid).status == job_table.STATUS_RUNNING  # c still runs
+        box["c"].processed(20)
+        box["c"].close("interrupted")
+    box["thread"].join(20)
+    assert box["c"].closed
+    rec = record(table, jid)
+    assert (rec.status, rec.active_workers, rec.done) == ("interrupted", 0, 70)
+    assert a.registration is not None
+    assert a.registration.job_status is None  # a was not the last one out after all
+
+
+def test_every_worker_adopts_the_total_another_one_set(table: str, clock: Any) -> None:
+    """The job item's total is the job's: a worker started with another (or none) publishes
+    the job-wide percentage and ETA against the item's, as the dashboard's Maximum reads it."""
+    jid = job_id()
+    (a, _), (b, sink_b) = (worker(jid, table, clock, name) for name in "ab")
+    c_sink = MemorySink()
+    c = Job(jid, sink=c_sink, job_table=table, clock=clock)  # no total of its own
+    try:
+        wait_registered(a, b, c)
+        a.set_total(4000)  # a learned the real total (a count that finished)
+        for _ in range(5):  # 100 records a minute each; every worker sees the 3 of them
+            for job in (a, b, c, a, b):
+                job.flush()
+            clock.advance(60)
+            for job in (a, b, c):
+                job.processed(100)
+        for job in (a, b, c, a, b):
+            job.flush()
+        assert record(table, jid).total == 4000
+        assert (a.total, b.total, c.total) == (4000, 4000, 4000)
+        for job, sink in ((b, sink_b), (c, c_sink)):
+            assert sink.last(catalog.RECORDS_TOTAL) == 4000
+            assert sink.last(catalog.PROGRESS_PERCENTAGE) == 37.5  # 1500 of 4000
+            eta = sink.last(catalog.ETA_SECONDS)
+            assert eta == pytest.approx(2500 / 5, rel=0.1)  # 300 records a minute, job-wide
+            assert job.status().percent == 37.5
+    finally:
+        for job in (a, b, c):
+            job.close()
+
+
+def test_a_total_not_yet_sent_is_not_undone_by_an_older_reply(table: str, clock: Any) -> None:
+    """An update built before set_total() and sent again after it gets the item's old total
+    back: the worker keeps its own until the update that carries it is answered."""
+    outage = Outage("throttled")
+    client = boto3.client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", outage)
+    seen: list[float | None] = []
+    client.meta.events.register(
+        "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
+    )
+    jid = job_id()
+    job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
+              clock=clock, flush_interval=60)  # fmt: skip
+    try:
+        wait_registered(job)
+        outage.down = True
+        job.processed(10)
+        clock.advance(60)
+        job.flush()  # fails: the update stays in flight, unchanged
+        job.set_total(4000)
+        outage.down = False
+        clock.advance(300)  # past the backoff
+        seen.clear()
+        job.flush()  # the update in flight (the item's total 1000 back), then the new one
+        assert seen == [4000, 4000]  # as each answer came; the first was already read
+        assert job.total == 4000
+        assert record(table, jid).total == 4000
+    finally:
+        job.close()

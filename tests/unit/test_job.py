@@ -384,6 +384,28 @@ def test_a_completed_job_publishes_eta_zero_even_when_done_stops_short(clock: Fa
     assert job.status().eta_seconds == 0.0
 
 
+@pytest.mark.parametrize("before_close", ["paused", "short"])
+def test_a_completed_job_publishes_eta_zero_whatever_its_rate(
+    clock: FakeClock, before_close: str
+) -> None:
+    """No rate (closed before a second sample) or a pause long enough to count as stalled
+    leaves the estimator without an ETA; a completed job with a total still has 0 left."""
+    sink = MemorySink()
+    job = make_job(clock, sink, total=1000)
+    if before_close == "paused":
+        for _ in range(10):
+            job.processed(90)
+            clock.advance(60)
+            job.flush()
+        clock.advance(300)  # wrapping up: far longer than any pause before
+    else:
+        job.processed(900)
+    job.close("completed")
+    assert sink.last(catalog.ETA_SECONDS) == 0.0
+    assert job.status().eta_seconds == 0.0
+    assert sink.last(catalog.PROGRESS_PERCENTAGE) == pytest.approx(90.0)
+
+
 def test_an_interrupted_job_keeps_its_eta(clock: FakeClock) -> None:
     sink = MemorySink()
     job = make_job(clock, sink, total=1000)

@@ -81,6 +81,15 @@ def test_low_level_items_decode_to_the_same_record() -> None:
     assert final_status("completed", record) == "completed"  # the resumed share finished it
 
 
+def test_a_failed_worker_fails_the_job_whatever_the_last_one_out_did() -> None:
+    item = {"job_id": "j", "status": "running", "started_at": 1, "done": 10, "total": 10}
+    assert parse_job_item(item).failed_workers == 0
+    record = parse_job_item({**item, "failed_workers": Decimal(1)})
+    assert record.failed_workers == 1
+    for closing in ("completed", "interrupted", "failed"):
+        assert final_status(closing, record) == "failed"
+
+
 def test_a_worker_count_below_zero_still_decodes_as_none_active() -> None:
     item = {"job_id": "j", "status": "running", "started_at": 1, "active_workers": Decimal(-1)}
     assert parse_job_item(item).active_workers == -1
