@@ -85,7 +85,8 @@ def final_status(closing: str, record: JobRecord) -> str:
     did. A worker cut short earlier (``record.interrupted_workers`` > 0) makes a job that otherwise
     completed ``interrupted``, unless every record is done anyway: a replacement worker
     resumed the interrupted share (a retried Batch job, a new Spot task resuming from its
-    checkpoint). Without a total nothing tells the two apart, so the interruption stands.
+    checkpoint): every record done or counted as an error (``done + errors >= total``).
+    Without a total nothing tells the two apart, so the interruption stands.
 
     >>> final_status("completed", record)   # record.interrupted_workers == 1  # doctest: +SKIP
     'interrupted'
@@ -94,7 +95,9 @@ def final_status(closing: str, record: JobRecord) -> str:
         return job_table.STATUS_FAILED
     if closing != job_table.STATUS_COMPLETED or record.interrupted_workers <= 0:
         return closing
-    if record.total is not None and record.done >= record.total:
+    # Malformed records are handled too (counted as errors, never as done): a resumed job with
+    # a few bad rows has done + errors == total when its last record is handled.
+    if record.total is not None and record.done + record.errors >= record.total:
         return closing
     return job_table.STATUS_INTERRUPTED
 

@@ -81,6 +81,22 @@ def test_low_level_items_decode_to_the_same_record() -> None:
     assert final_status("completed", record) == "completed"  # the resumed share finished it
 
 
+def test_a_resumed_job_whose_records_are_all_done_or_errors_completes() -> None:
+    """Malformed rows are errors, never done: a resumed share that handled every row must
+    still complete the job, or any bad row would leave it interrupted for good."""
+    item = {
+        "job_id": "j",
+        "status": "running",
+        "started_at": 1,
+        "total": 20_000,
+        "interrupted_workers": 1,
+    }
+    handled = parse_job_item({**item, "done": 19_997, "errors": 3})
+    short = parse_job_item({**item, "done": 19_990, "errors": 3})
+    assert final_status("completed", handled) == "completed"
+    assert final_status("completed", short) == "interrupted"
+
+
 def test_a_failed_worker_fails_the_job_whatever_the_last_one_out_did() -> None:
     item = {"job_id": "j", "status": "running", "started_at": 1, "done": 10, "total": 10}
     assert parse_job_item(item).failed_workers == 0
