@@ -3,7 +3,10 @@
 Output: with ``--progress-lines``, one JSON line ``{"progress": {...}}`` at most every
 ``--progress-every`` seconds; always a last JSON line ``{"result": {...}}``. Exit status 0
 when the shard is done, 1 when the job table cannot be read, 2 for bad arguments or input,
-3 after ``--fail-after``, 143 when stopped by SIGTERM/SIGINT (the checkpoint is written first).
+3 after ``--fail-after``, 4 when rows are not done because of Kafka (unanswered after
+``--flush-timeout``, or not delivered for a reason other than the row itself: the checkpoint
+stays before them, so the same command sends them again), 143 when stopped by SIGTERM/SIGINT
+(the checkpoint is written first).
 """
 
 from __future__ import annotations
@@ -304,9 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.malformed + result.rejected + result.produced,
         )
     )
-    # Rows Kafka never answered are not done: the checkpoint stays before them, so running
-    # the same command again sends them.
-    interrupted = result.stopped or result.unacknowledged > 0
+    # Rows Kafka never answered, or did not deliver for a reason a rerun can overcome, are not
+    # done: the checkpoint stays before them, so running the same command again sends them.
+    interrupted = result.stopped or result.unacknowledged > 0 or result.undelivered > 0
     job.close("interrupted" if interrupted else "completed")
     _emit({"result": result.as_dict()})
     if result.stopped:
@@ -319,7 +322,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_UNACKNOWLEDGED
+    if result.undelivered:
+        print(
+            f"error: Kafka did not deliver {result.undelivered} rows (the warning above says "
+            f"why); the worker stopped reading and {_covered(result.position)}, before the "
+            "first of them, so running the same command again sends them",
+            file=sys.stderr,
+        )
+        return EXIT_UNACKNOWLEDGED
     return 0
+
+
+def _covered(position: int) -> str:
+    return (
+        "no row is checkpointed" if position < 0 else f"the checkpoint covers rows up to {position}"
+    )
 
 
 class _Preloaded:

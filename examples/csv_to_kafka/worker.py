@@ -8,8 +8,12 @@ What each metric means here:
   per-message ``latency()``): queueing, batching (``linger.ms``), the broker round trip, and
   the wait until the worker next serves callbacks (every ``poll_every`` rows, and
   continuously while ``max_rate`` holds it back);
-* ``ErrorCount``: malformed rows (skipped), rows ``produce()`` refused outright (e.g. too
-  large) and rows whose delivery finally failed;
+* ``ErrorCount``: rows skipped for good: malformed rows, and rows Kafka refused because of
+  the row itself (:data:`ROW_FAULT_ERRORS`, e.g. too large), whether ``produce()`` refused
+  them or the delivery report did. A row that failed for any other reason (a broker down past
+  ``message.timeout.ms``, a transport error, a missing topic or permission) is *undelivered*:
+  not an error, not done, and never covered by a checkpoint, so a rerun sends it
+  (:func:`row_at_fault`);
 * ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
   serves delivery callbacks and tries the same row again;
 * ``CheckpointCount``: checkpoints written to the job table.
@@ -29,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
 from examples.csv_to_kafka.sharding import Shard
@@ -47,6 +51,35 @@ ProgressCallback = Callable[["Progress"], None]
 SKIP_STOP_CHECK_MASK = (1 << 16) - 1
 """Rows skipped (before the checkpoint, or other shards') between two looks at the stop flag:
 65,536 rows take tens of milliseconds to read, well inside ECS's 30 s stop timeout."""
+
+
+ROW_FAULT_ERRORS: frozenset[int] = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,  # over message.max.bytes (the producer's or a broker's)
+        KafkaError.INVALID_MSG_SIZE,  # the broker: invalid message size
+        KafkaError.INVALID_RECORD,  # the broker refuses this record
+    }
+)
+"""Kafka error codes that are about the row itself: sending the same row again cannot succeed,
+so the worker counts it as an error and moves past it. Every other error is about the
+environment (see :func:`row_at_fault`)."""
+
+
+def row_at_fault(error: KafkaError) -> bool:
+    """Whether Kafka refused the row for what it is (skip it) rather than for where it went.
+
+    Only :data:`ROW_FAULT_ERRORS` are. Everything else leaves the row *undelivered*: a message
+    timeout (``_MSG_TIMED_OUT``, which librdkafka does not flag retriable), transport errors,
+    brokers down, leader changes, ``err.retriable()`` ones, but also an unknown topic, a
+    missing authorization or a fatal producer error: a rerun can deliver the row once the
+    broker, the topic or the permission is back, so skipping it would lose it.
+
+    >>> row_at_fault(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    True
+    >>> row_at_fault(KafkaError(KafkaError._MSG_TIMED_OUT))
+    False
+    """
+    return error.code() in ROW_FAULT_ERRORS
 
 
 class Recorder(Protocol):
@@ -151,6 +184,11 @@ class RunResult:
     unacknowledged: int = 0
     """Rows Kafka had neither acknowledged nor refused when the run ended (the final flush
     timed out): the checkpoint stays before them, so a rerun sends them again."""
+    undelivered: int = 0
+    """Rows whose delivery failed for a reason other than the row itself (a broker down past
+    ``message.timeout.ms``...; :func:`row_at_fault`). The worker stops reading at the next
+    ``poll_every`` mark after the first one and its checkpoint stays before the lowest such
+    row, so a rerun sends them."""
 
     @property
     def failed(self) -> int:
@@ -171,6 +209,7 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
             "unacknowledged": self.unacknowledged,
+            "undelivered": self.undelivered,
         }
 
 
@@ -231,7 +270,8 @@ def count_rows(uri: str) -> int:
 
 
 class _Deliveries:
-    """The delivery callback: count, time and (optionally) log what Kafka acknowledged."""
+    """The delivery callback: count, time and (optionally) log what Kafka acknowledged, count
+    rows refused for what they are, and keep the lowest row left undelivered."""
 
     __slots__ = (
         "_every",
@@ -242,6 +282,8 @@ class _Deliveries:
         "_processed",
         "delivered",
         "errors",
+        "first_undelivered",
+        "undelivered",
     )
 
     def __init__(self, job: Recorder, log: IO[bytes] | None, latency_every: int = 1) -> None:
@@ -253,6 +295,9 @@ class _Deliveries:
         self._next_sample = 1
         self.delivered = 0
         self.errors = 0
+        self.undelivered = 0
+        self.first_undelivered: int | None = None
+        """The lowest row index whose delivery failed for a reason other than the row."""
 
     def __call__(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -265,11 +310,26 @@ class _Deliveries:
                     self._observe(LATENCY_METRIC, latency * 1000.0)
             if self._log is not None:
                 self._log.write(msg.key() + b"\n")
-        else:
+        elif row_at_fault(err):
             self.errors += 1
             self._failed()
             if self.errors == 1:
                 logger.warning("Kafka refused a row: %s (further refusals only counted)", err)
+        else:
+            self.not_delivered(int(msg.key()), err)
+
+    def not_delivered(self, index: int, err: KafkaError) -> None:
+        """Row ``index`` failed for a reason a rerun can overcome: keep the checkpoint before it."""
+        self.undelivered += 1
+        if self.first_undelivered is None or index < self.first_undelivered:
+            self.first_undelivered = index
+        if self.undelivered == 1:
+            logger.warning(
+                "Kafka did not deliver row %d: %s; stopping, the checkpoint stays before it "
+                "(further ones only counted)",
+                index,
+                err,
+            )
 
 
 def run(
@@ -325,6 +385,8 @@ class _Loader:
         self.rejected = 0
         self.handled = 0
         self.next_checkpoint = settings.checkpoint_every
+        self.resumed_after = -1
+        """The checkpoint this run started after (-1: none); never stored lower."""
         self.log: IO[bytes] | None = None
         self.deliveries = _Deliveries(job, None)
         self.started = time.monotonic()
@@ -332,17 +394,18 @@ class _Loader:
     def run(self) -> RunResult:
         settings = self.settings
         resumed_after = self.checkpoints.load()
+        self.resumed_after = -1 if resumed_after is None else resumed_after
         started = self.started = time.monotonic()
         if settings.delivered_log:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
         self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
         try:
-            skip_to = -1 if resumed_after is None else resumed_after
+            skip_to = self.resumed_after
             with open_source(settings.source) as stream:
-                position, stopped = self._load(stream, skip_to)
+                position, ended_early = self._load(stream, skip_to)
             # Never move a checkpoint backwards (a shorter file under the same key).
             position = max(position, skip_to)
-            unacknowledged = self.commit(position)
+            unacknowledged, position = self.commit(position)
         finally:
             if self.log is not None:
                 self.log.close()
@@ -357,25 +420,34 @@ class _Loader:
             resumed_after=resumed_after,
             position=position,
             seconds=time.monotonic() - started,
-            stopped=stopped,
+            stopped=ended_early and self.stop.is_set(),
             unacknowledged=unacknowledged,
+            undelivered=self.deliveries.undelivered,
         )
 
-    def commit(self, position: int) -> int:
-        """Wait for Kafka's verdict on every produced row, then store ``position``.
+    def commit(self, position: int) -> tuple[int, int]:
+        """Wait for Kafka's verdict on every produced row, then store ``position``, or the row
+        before the lowest undelivered one when that is lower.
 
-        Returns the rows still unanswered after ``flush_timeout`` (0 when committed).
+        Returns the rows still unanswered after ``flush_timeout`` (0 when they all were) and
+        the position the checkpoint covers (stored unless rows were unanswered).
         """
         pending: int = self.producer.flush(self.settings.flush_timeout)
+        first_undelivered = self.deliveries.first_undelivered
+        if first_undelivered is not None and first_undelivered <= position:
+            # Rows after it may have been delivered; they will be sent again (at least once).
+            position = max(first_undelivered - 1, self.resumed_after)
         if pending:
             logger.warning("%d rows still unacknowledged; checkpoint %d skipped", pending, position)
-            return pending
+            return pending, position
+        if position == self.resumed_after and first_undelivered is not None:
+            return 0, position  # nothing settled since the checkpoint this run started after
         if self.log is not None:
             self.log.flush()
         if self.checkpoints.save(position):
             self.checkpoints_written += 1
             self.job.checkpointed()
-        return 0
+        return 0, position
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:
@@ -452,7 +524,9 @@ class _Loader:
             logger.debug("row %d is not valid CSV: %s", index, error)
 
     def _at_mark(self, index: int) -> bool:
-        """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop."""
+        """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop: a stop
+        was requested, or a row went undelivered (librdkafka already kept trying for
+        ``message.timeout.ms``; reading on would only send rows a rerun sends again)."""
         self.producer.poll(0)
         if self.on_progress is not None:
             self.on_progress(
@@ -472,7 +546,7 @@ class _Loader:
         if self.handled >= self.next_checkpoint:
             self.next_checkpoint = self.handled + self.settings.checkpoint_every
             self.commit(index)
-        return self.stop.is_set()
+        return self.stop.is_set() or self.deliveries.undelivered > 0
 
     def _produce_when_room(self, topic: str, value: str, key: str) -> None:
         """The local queue is full: serve delivery callbacks until the row fits."""
@@ -491,7 +565,12 @@ class _Loader:
             return
 
     def _reject(self, index: int, exc: KafkaException) -> None:
-        """produce() refused the row outright (too large, unknown topic...): an error."""
+        """produce() refused the row outright: an error when the row is at fault (too large),
+        else undelivered (an unknown topic, a fatal producer error...)."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and not row_at_fault(error):
+            self.deliveries.not_delivered(index, error)
+            return
         self.rejected += 1
         self.job.failed()
         if self.rejected == 1:

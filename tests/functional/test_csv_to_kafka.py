@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -213,22 +213,123 @@ def test_a_full_local_queue_is_retried_and_every_row_still_delivered(tmp_path: P
     assert Counter(delivered(log)) == Counter(dict.fromkeys(good, 1))
 
 
-def test_rows_kafka_never_acknowledges_are_errors(tmp_path: Path) -> None:
+def test_rows_a_broker_outage_leaves_undelivered_are_never_checkpointed(tmp_path: Path) -> None:
+    """Nothing listens at the bootstrap address, so every row times out in librdkafka
+    (_MSG_TIMED_OUT): the rows are undelivered, not errors, the worker stops at the next mark
+    and no checkpoint covers them."""
     source = tmp_path / "rows.csv"
-    write_csv(source, 50)
+    write_csv(source, 200)
     settings = Settings(
         str(source),
         topic="rows",
         bootstrap_servers="127.0.0.1:1",  # nothing listens there
         producer_config={"message.timeout.ms": "300"},
+        checkpoint_every=50,
     )
+    checkpoints = ResumeAt(-1)
 
-    result, sink = load(settings)
+    result, sink = load(settings, checkpoints=checkpoints)
 
-    assert result.delivered == 0
-    assert result.delivery_errors == 50
-    assert sink.sum("ErrorCount") == 50
+    assert (result.delivered, result.delivery_errors, result.rejected) == (0, 0, 0)
+    assert result.undelivered == result.produced == 100  # stopped at the first mark after them
+    assert result.position == -1
+    assert checkpoints.saved == []
+    assert sink.sum("ErrorCount") == 0
     assert sink.sum("RecordsProcessed") == 0
+    assert sink.sum("CheckpointCount") == 0
+
+
+class FailRows:
+    """A mock-cluster producer that fails chosen rows: in their delivery report (``where`` =
+    "report"; the row may well have reached the broker, as when an acknowledgement is lost) or
+    by ``produce()`` raising (``where`` = "produce")."""
+
+    def __init__(self, rows: Collection[int], code: int, where: str) -> None:
+        from confluent_kafka import Producer
+
+        from examples.csv_to_kafka.worker import MOCK_CLUSTER_CONFIG
+
+        self._producer = Producer({**MOCK_CLUSTER_CONFIG, "linger.ms": 5})
+        self._rows = set(rows)
+        self._code = code
+        self._where = where
+
+    def produce(self, topic: str, value: str, key: str, on_delivery: Callable[..., None]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        if int(key) not in self._rows:
+            self._producer.produce(topic, value, key, on_delivery=on_delivery)
+        elif self._where == "produce":
+            raise KafkaException(KafkaError(self._code))
+        else:
+            error = KafkaError(self._code)
+
+            def report(err: object, msg: object) -> None:
+                on_delivery(error, msg)
+
+            self._producer.produce(topic, value, key, on_delivery=report)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+
+@pytest.mark.parametrize("where", ["report", "produce"])
+def test_the_checkpoint_stays_before_a_row_kafka_did_not_deliver_and_a_rerun_sends_it(
+    tmp_path: Path, where: str
+) -> None:
+    from confluent_kafka import KafkaError
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 1000)
+    log = tmp_path / "delivered.log"
+    settings = Settings(str(source), topic="rows", checkpoint_every=100, delivered_log=str(log))
+    # A transport error in the report; an unknown topic refused by produce() itself.
+    code = KafkaError._TRANSPORT if where == "report" else KafkaError._UNKNOWN_TOPIC
+    store = ResumeAt(-1)
+    sink = MemorySink()
+    with metricskit.Job("outage", namespace="Test/CsvToKafka", sink=sink) as job:
+        first = run(settings, job, checkpoints=store, producer=FailRows({150, 170}, code, where))
+
+    assert first.undelivered == 2
+    assert (first.delivery_errors, first.rejected) == (0, 0)
+    assert first.position == 149  # the row before the lowest undelivered one
+    assert store.saved[0] == 99
+    assert max(store.saved) == 149
+    assert first.produced == (200 if where == "report" else 198)  # it stopped at the next mark
+    assert sink.sum("ErrorCount") == 0
+
+    with metricskit.Job("outage", namespace="Test/CsvToKafka", sink=MemorySink()) as job:
+        rerun = run(settings, job, checkpoints=ResumeAt(149))
+    assert rerun.resumed_after == 149
+    assert rerun.undelivered == 0
+    assert set(delivered(log)) == good  # rows 150 and 170 included: nothing lost
+
+
+@pytest.mark.parametrize("where", ["report", "produce"])
+def test_a_row_kafka_refuses_for_what_it_is_is_an_error_and_skipped(
+    tmp_path: Path, where: str
+) -> None:
+    from confluent_kafka import KafkaError
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 1000)
+    log = tmp_path / "delivered.log"
+    settings = Settings(str(source), topic="rows", checkpoint_every=100, delivered_log=str(log))
+    store = ResumeAt(-1)
+    sink = MemorySink()
+    producer = FailRows({150}, KafkaError.MSG_SIZE_TOO_LARGE, where)
+    with metricskit.Job("too-large", namespace="Test/CsvToKafka", sink=sink) as job:
+        result = run(settings, job, checkpoints=store, producer=producer)
+
+    assert result.undelivered == 0
+    assert result.delivery_errors + result.rejected == 1
+    assert not result.stopped
+    assert store.saved[-1] == result.position == 999
+    assert sink.sum("ErrorCount") == 1
+    assert set(delivered(log)) == good - {150}
 
 
 def test_two_shards_together_deliver_every_row_exactly_once(tmp_path: Path) -> None:
@@ -412,6 +513,43 @@ def test_rows_kafka_has_not_answered_at_the_end_leave_the_job_interrupted(
     assert record is not None
     assert record.status == job_table.STATUS_INTERRUPTED  # not completed: rows are missing
     assert DynamoCheckpoints(table, "unanswered", "0/1").load() is None  # so a rerun sends all
+
+
+def test_cli_a_broker_outage_exits_4_and_a_rerun_sends_every_row(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's reproduction: librdkafka gives up on every row (message.timeout.ms) while
+    the broker is down. The run must not end `completed` with a checkpoint past rows Kafka
+    never got; the same command against a working Kafka then sends them."""
+    from examples.csv_to_kafka.cli import EXIT_UNACKNOWLEDGED, main
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 200)
+    table = make_table()
+    log = tmp_path / "delivered.log"
+    args = [str(source), "--job-id", "outage", "--table", table, "--sink", "memory", "--count-rows"]
+    args += ["--checkpoint-every", "50", "--delivered-log", str(log)]
+    down = ["--bootstrap-servers", "127.0.0.1:9", "-X", "message.timeout.ms=300"]
+
+    assert main([*args, *down]) == EXIT_UNACKNOWLEDGED
+    out, err = capsys.readouterr()
+    result = json.loads(out.splitlines()[-1])["result"]
+    assert (result["delivered"], result["failed"], result["undelivered"]) == (0, 0, 100)
+    assert "Kafka did not deliver 100 rows" in err
+    assert "no row is checkpointed" in err
+    assert DynamoCheckpoints(table, "outage", "0/1").load() is None
+    record = JobRegistry(table).get("outage")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED
+
+    assert main(args) == 0  # librdkafka's mock cluster: Kafka is back
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert result["delivered"] == 200
+    assert set(delivered(log)) == good
+    assert DynamoCheckpoints(table, "outage", "0/1").load() == 199
+    record = JobRegistry(table).get("outage")
+    assert record is not None
+    assert record.status == job_table.STATUS_COMPLETED  # every row of the total is done now
 
 
 def test_cli_stops_when_the_checkpoint_cannot_be_read(
