@@ -6,7 +6,8 @@ when the shard is done, 1 when the job table cannot be read, 2 for bad arguments
 3 after ``--fail-after``, 4 when rows are not done because of Kafka (unanswered after
 ``--flush-timeout``, or not delivered for a reason other than the row itself: the checkpoint
 stays before them, so the same command sends them again), 143 when stopped by SIGTERM/SIGINT
-(the checkpoint is written first).
+(the worker waits up to ``--flush-timeout`` for Kafka's answer on the rows it sent; it stores
+a checkpoint only when every one was answered, and never past an undelivered row).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ What each metric means here:
   ``message.timeout.ms``, a transport error, a missing topic or permission) is *undelivered*:
   not an error, not done, and never covered by a checkpoint, so a rerun sends it
   (:func:`row_at_fault`);
-* ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
-  serves delivery callbacks and tries the same row again;
+* ``RetryCount``: rows ``produce()`` found the local queue full (``BufferError``), once per
+  row however long it waits; the worker serves delivery callbacks and tries the same row
+  again until it fits or a stop is requested;
 * ``CheckpointCount``: checkpoints written to the job table.
 
 The per-row path does only what a loader without metrics would do plus one counter tick in
@@ -385,6 +386,7 @@ class _Loader:
         self.rejected = 0
         self.handled = 0
         self.next_checkpoint = settings.checkpoint_every
+        self.fail_at = 1 << 62
         self.resumed_after = -1
         """The checkpoint this run started after (-1: none); never stored lower."""
         self.log: IO[bytes] | None = None
@@ -474,8 +476,9 @@ class _Loader:
         failed = self.job.failed
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         count, mine = self.settings.shard.count, self.settings.shard.index
-        fail_at = self.settings.fail_after or 1 << 62
-        next_mark = self.settings.poll_every
+        # --fail-after's row is a mark too, so the row loop has one comparison, not two.
+        fail_at = self.fail_at = self.settings.fail_after or 1 << 62
+        next_mark = min(self.settings.poll_every, fail_at)
         stop_requested = self.stop.is_set
         index = -1
         while True:
@@ -495,19 +498,16 @@ class _Loader:
                             produce(topic, value, key, on_delivery=deliveries)
                             self.produced += 1
                         except BufferError:
-                            self._produce_when_room(topic, value, key)
+                            if not self._produce_when_room(topic, value, key):
+                                return index - 1, True  # stopped before this row was sent
                         except KafkaException as exc:
                             self._reject(index, exc)
                     else:
                         self.malformed += 1
                         failed()
                     self.handled += 1
-                    if self.handled >= fail_at:
-                        raise InjectedFailureError(
-                            f"--fail-after {fail_at}: failing at row {index}"
-                        )
                     if self.handled >= next_mark:
-                        next_mark = self.handled + self.settings.poll_every
+                        next_mark = min(self.handled + self.settings.poll_every, fail_at)
                         if self._at_mark(index):
                             return index, True
                 return index, False
@@ -527,6 +527,8 @@ class _Loader:
         """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop: a stop
         was requested, or a row went undelivered (librdkafka already kept trying for
         ``message.timeout.ms``; reading on would only send rows a rerun sends again)."""
+        if self.handled >= self.fail_at:
+            raise InjectedFailureError(f"--fail-after {self.fail_at}: failing at row {index}")
         self.producer.poll(0)
         if self.on_progress is not None:
             self.on_progress(
@@ -548,21 +550,28 @@ class _Loader:
             self.commit(index)
         return self.stop.is_set() or self.deliveries.undelivered > 0
 
-    def _produce_when_room(self, topic: str, value: str, key: str) -> None:
-        """The local queue is full: serve delivery callbacks until the row fits."""
+    def _produce_when_room(self, topic: str, value: str, key: str) -> bool:
+        """The local queue is full: serve delivery callbacks until the row fits.
+
+        With the broker down the queue drains only as rows time out (``message.timeout.ms``,
+        300 s by default), so the stop flag is checked on every turn. Returns False when a
+        stop came first (the row was not produced), True once the row is settled.
+        """
+        self.retried += 1  # a row retried, not a turn of this loop
+        self.job.retried()
         while True:
-            self.retried += 1
-            self.job.retried()
             self.producer.poll(0.05)
             try:
                 self.producer.produce(topic, value, key, on_delivery=self.deliveries)
             except BufferError:
+                if self.stop.is_set():
+                    return False
                 continue
             except KafkaException as exc:
                 self._reject(int(key), exc)
-                return
+                return True
             self.produced += 1
-            return
+            return True
 
     def _reject(self, index: int, exc: KafkaException) -> None:
         """produce() refused the row outright: an error when the row is at fault (too large),

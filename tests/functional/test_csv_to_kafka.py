@@ -208,9 +208,53 @@ def test_a_full_local_queue_is_retried_and_every_row_still_delivered(tmp_path: P
 
     result, sink = load(settings)
 
-    assert result.retried > 0
+    assert 0 < result.retried < 2000  # rows that waited for room, each counted once
     assert sink.sum("RetryCount") == result.retried
     assert Counter(delivered(log)) == Counter(dict.fromkeys(good, 1))
+
+
+class StopOnRetry:
+    """A recorder that requests a stop the first time the worker finds the queue full, as a
+    SIGTERM arriving while it waits for room would."""
+
+    def __init__(self, job: metricskit.Job, stop: threading.Event) -> None:
+        self.job = job
+        self.stop = stop
+        self.processed = job.processed
+        self.failed = job.failed
+        self.checkpointed = job.checkpointed
+        self.observe = job.observe
+
+    def retried(self, n: float = 1) -> None:
+        self.job.retried(n)
+        self.stop.set()
+
+
+def test_a_stop_is_heeded_while_the_local_queue_is_full(tmp_path: Path) -> None:
+    """The broker is down, so the full queue would drain only as rows time out
+    (message.timeout.ms): the worker must stop without waiting for that."""
+    source = tmp_path / "rows.csv"
+    write_csv(source, 50)
+    settings = Settings(
+        str(source),
+        topic="rows",
+        bootstrap_servers="127.0.0.1:1",  # nothing listens there
+        producer_config={"queue.buffering.max.messages": "10", "message.timeout.ms": "10000"},
+        flush_timeout=0.2,
+    )
+    stop = threading.Event()
+    checkpoints = ResumeAt(-1)
+    sink = MemorySink()
+    with metricskit.Job("full", namespace="Test/CsvToKafka", sink=sink) as job:
+        result = run(settings, StopOnRetry(job, stop), checkpoints=checkpoints, stop=stop)
+
+    assert result.stopped
+    assert result.produced == 10
+    assert result.position == 9  # the row that found no room was not sent
+    assert result.unacknowledged == 10  # the broker is down: no checkpoint
+    assert checkpoints.saved == []
+    assert result.retried == 1  # one row waited for room, however many turns it took
+    assert sink.sum("RetryCount") == 1
 
 
 def test_rows_a_broker_outage_leaves_undelivered_are_never_checkpointed(tmp_path: Path) -> None:
