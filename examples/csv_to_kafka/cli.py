@@ -34,6 +34,7 @@ from examples.csv_to_kafka.worker import (
     ProgressCallback,
     Settings,
     count_rows,
+    csv_field_limit,
     run,
 )
 from examples.errors import ExampleInputError
@@ -136,16 +137,16 @@ def _checkpoints(table: str | None, job_id: str, shard: Shard) -> Checkpoints:
     return DynamoCheckpoints(table, job_id, shard.label) if table else NoCheckpoints()
 
 
-def _count_rows(source: str, table: str | None) -> int:
+def _count_rows(source: str, table: str | None, field_limit: int) -> int:
     """Data rows of the file: its CSV records minus the header.
 
     ``metricskit.count_csv_records`` (newlines outside quoted fields, cached in the job table
     by ETag) where it reads the source (local paths, file:// and s3://): it counts the records
     csv.reader yields, so a quoted field spanning lines is one row and progress reaches 100%.
-    Other smart-open URIs are parsed as CSV once.
+    Other smart-open URIs are parsed as CSV once, with the worker's field limit.
     """
     if "://" in source and not source.startswith(("s3://", "file://")):
-        return count_rows(source)
+        return count_rows(source, field_limit=field_limit)
     return metricskit.count_csv_records(source, table=table)
 
 
@@ -247,7 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.hourly_rate is not None and not args.hourly_rate >= 0:
             raise ExampleInputError(f"--hourly-rate must be >= 0 USD, got {args.hourly_rate}")
         table = _table(args.table)
-        total_rows = _count_rows(args.source, table) if args.count_rows else args.total_rows
+        total_rows = (
+            _count_rows(args.source, table, csv_field_limit(settings.producer_config))
+            if args.count_rows
+            else args.total_rows
+        )
         if total_rows is not None and total_rows < 0:
             raise ExampleInputError(f"--total-rows must be >= 0, got {total_rows}")
         checkpoints = _checkpoints(table, args.job_id, shard)

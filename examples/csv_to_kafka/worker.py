@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -49,6 +50,16 @@ MOCK_CLUSTER_CONFIG: Mapping[str, Any] = {"test.mock.num.brokers": 1, "log_level
 producer). ``log_level`` 4 hides its start-up notice."""
 
 ProgressCallback = Callable[["Progress"], None]
+CSV_FIELD_LIMIT = 16 * 2**20
+"""Characters one CSV field may hold (csv's own default, 131,072, is less than one Kafka
+message: a legal quoted field longer than that stopped the parser mid-field, and its closing
+quote then opened a field that swallowed the valid rows after it). 16 MiB is 16 times a
+Kafka message at the producer's default ``message.max.bytes`` (1,000,000 bytes), so a field
+too large for Kafka is still read whole and its row refused as one error; a larger
+``message.max.bytes`` raises the limit with it (:func:`csv_field_limit`). What it bounds is
+the memory the parser may hold for one field (an unterminated quote reads this far at most);
+a field beyond it is one malformed record, and when it spans lines the parser may lose the
+rows after it until the quotes pair up again."""
 SKIP_STOP_CHECK_MASK = (1 << 16) - 1
 """Rows skipped (before the checkpoint, or other shards') between two looks at the stop flag:
 65,536 rows take tens of milliseconds to read, well inside ECS's 30 s stop timeout."""
@@ -230,6 +241,30 @@ def build_producer(settings: Settings) -> Any:
     return Producer(producer_config(settings))
 
 
+def csv_field_limit(producer_settings: Mapping[str, Any]) -> int:
+    """The CSV field limit for a producer: :data:`CSV_FIELD_LIMIT`, or its
+    ``message.max.bytes`` when that is larger (every field Kafka could take is read).
+
+    >>> csv_field_limit({"message.max.bytes": "100000000"})
+    100000000
+    """
+    try:
+        message_max = int(producer_settings.get("message.max.bytes", 0))
+    except (TypeError, ValueError):
+        message_max = 0  # librdkafka refuses the setting itself when the producer is built
+    return max(CSV_FIELD_LIMIT, message_max)
+
+
+@contextmanager
+def _field_limit(limit: int) -> Iterator[None]:
+    """csv's field limit is process-wide: set it for one read, then put the old one back."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def open_source(uri: str) -> IO[str]:
     """Open the CSV as a text stream; S3 objects are streamed, never downloaded whole.
 
@@ -251,14 +286,15 @@ def open_source(uri: str) -> IO[str]:
     return stream
 
 
-def count_rows(uri: str) -> int:
-    """Data rows in the CSV (records after the header), by streaming it once.
+def count_rows(uri: str, *, field_limit: int = CSV_FIELD_LIMIT) -> int:
+    """Data rows in the CSV (records after the header), by streaming it once, with the
+    worker's field limit, so it counts the rows the worker reads.
 
     >>> count_rows("rows.csv")   # doctest: +SKIP
     200000
     """
     records = 0
-    with open_source(uri) as stream:
+    with open_source(uri) as stream, _field_limit(field_limit):
         reader = csv.reader(stream)
         while True:
             try:
@@ -403,7 +439,8 @@ class _Loader:
         self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
         try:
             skip_to = self.resumed_after
-            with open_source(settings.source) as stream:
+            limit = csv_field_limit(settings.producer_config)
+            with open_source(settings.source) as stream, _field_limit(limit):
                 position, ended_early = self._load(stream, skip_to)
             # Never move a checkpoint backwards (a shorter file under the same key).
             position = max(position, skip_to)

@@ -133,14 +133,13 @@ def test_malformed_rows_are_counted_as_errors_and_skipped(tmp_path: Path) -> Non
 
 
 def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
-    import csv
+    from examples.csv_to_kafka.worker import CSV_FIELD_LIMIT
 
     source = tmp_path / "rows.csv"
-    limit = csv.field_size_limit()
     with source.open("w", encoding="utf-8") as out:
         out.write(HEADER)
         out.write("0,a,1\n")
-        out.write(f"1,{'x' * (limit + 10)},2\n")  # csv.Error: field larger than the limit
+        out.write(f"1,{'x' * (CSV_FIELD_LIMIT + 10)},2\n")  # csv.Error: over the field limit
         out.write("2,c,3\n")
     log = tmp_path / "delivered.log"
 
@@ -150,6 +149,37 @@ def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
     assert result.malformed == 1
     assert sink.sum("ErrorCount") == 1
     assert count_rows(str(source)) == 3  # the total counts it as a row too, without raising
+
+
+def _quoted_lines(lines: int, width: int) -> str:
+    """A legal quoted field of ``lines`` lines of ``width`` characters each."""
+    return '"' + "\n".join("y" * width for _ in range(lines)) + '"'
+
+
+def test_a_quoted_field_over_csv_default_limit_is_one_row_and_the_rows_after_it_load(
+    aws: str, tmp_path: Path
+) -> None:
+    """csv's default field limit is 131,072 characters: a legal quoted field of 3 x 70,000
+    characters used to stop the parser mid-field, its closing quote then opened a new quoted
+    field and swallowed the valid rows after it. Row 1 fits in a Kafka message (delivered);
+    row 3 does not (over message.max.bytes: refused by produce(), one error)."""
+    source = tmp_path / "rows.csv"
+    with source.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        out.write("0,a,1\n")
+        out.write(f"1,{_quoted_lines(3, 70_000)},2\n")
+        out.write("2,c,3\n")
+        out.write(f"3,{_quoted_lines(3, 400_000)},4\n")  # 1.2 MB: over message.max.bytes
+        out.write("4,e,5\n")
+    log = tmp_path / "delivered.log"
+
+    result, sink = load(Settings(str(source), topic="rows", delivered_log=str(log)))
+
+    assert set(delivered(log)) == {0, 1, 2, 4}
+    assert (result.malformed, result.rejected, result.delivery_errors) == (0, 1, 0)
+    assert sink.sum("ErrorCount") == 1
+    assert count_rows(str(source)) == 5
+    assert metricskit.count_csv_records(source) == 5  # the count --count-rows uses agrees
 
 
 class ResumeAt:
