@@ -553,6 +553,45 @@ def test_cli_rejects_bad_arguments_with_exit_status_2(tmp_path: Path) -> None:
     assert main([str(tmp_path / "missing.csv"), "--job-id", "j", "--count-rows"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-file", "cannot read the source"),
+        ("missing-file --count-rows", "cannot read the source"),
+        ("missing-key", "cannot read the source"),
+        ("missing-key --count-rows", "cannot read the source"),
+        ("--sink bogus", "sink 'bogus' is not one of"),
+        ("--flush-interval -5", "flush_interval"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line_with_exit_status_2(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    """What the docs promise (2 = bad arguments or input), not a traceback (1), and not a
+    missing S3 key reported as an unreadable job table."""
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    what, *flags = case.split()
+    if what == "missing-file":
+        uri = str(tmp_path / "missing.csv")
+    elif what == "missing-key":
+        uri = f"s3://{make_bucket('missing')}/no-such-key.csv"
+    else:
+        uri, flags = str(source), [what, *flags]
+    table = make_table()
+
+    assert main([uri, "--job-id", "bad", "--table", table, "--sink", "off", *flags]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
+    assert "Traceback" not in err
+    assert "checkpoint" not in err
+    assert JobRegistry(table).get("bad") is None  # refused before the job started
+
+
 def test_cli_loads_a_file_and_prints_its_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -273,6 +273,24 @@ def test_cli_refuses_a_gpu_it_does_not_have(
     assert "--device gpu needs CuPy" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--sink", "bogus"], "sink 'bogus' is not one of"),
+        (["--flush-interval", "-5"], "flush_interval"),
+    ],
+)
+def test_cli_bad_metricskit_settings_are_one_error_line_with_exit_status_2(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    from examples.codec_training.cli import main
+
+    assert main(["--job-id", "cli", "--device", "cpu", "--epochs", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
+
+
 def _usable_gpu() -> bool:
     try:
         return select_backend("gpu").device == "gpu"
