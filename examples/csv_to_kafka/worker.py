@@ -270,7 +270,8 @@ def open_source(uri: str) -> IO[str]:
 
     S3 is read with metricskit's client (boto3's chain, so ``AWS_ENDPOINT_URL`` selects moto
     or LocalStack, plus ``AWS_REGION`` when no other region is set, and standard retries).
-    Undecodable bytes become U+FFFD rather than stopping the load.
+    UTF-8, with a leading byte order mark (Excel writes one) dropped rather than made part of
+    the first column's name; undecodable bytes become U+FFFD rather than stopping the load.
     """
     import smart_open
 
@@ -278,7 +279,7 @@ def open_source(uri: str) -> IO[str]:
     stream: IO[str] = smart_open.open(
         uri,
         "r",
-        encoding="utf-8",
+        encoding="utf-8-sig",
         errors="replace",
         newline="",
         transport_params=transport_params,

@@ -350,6 +350,51 @@ class FailRows:
         return int(self._producer.flush(timeout))
 
 
+class Captured:
+    """A mock-cluster producer that keeps every (key, JSON value) it was given."""
+
+    def __init__(self) -> None:
+        from confluent_kafka import Producer
+
+        from examples.csv_to_kafka.worker import MOCK_CLUSTER_CONFIG
+
+        self._producer = Producer({**MOCK_CLUSTER_CONFIG, "linger.ms": 5})
+        self.rows: dict[int, dict[str, str]] = {}
+
+    def produce(self, topic: str, value: str, key: str, on_delivery: Callable[..., None]) -> None:
+        self._producer.produce(topic, value, key, on_delivery=on_delivery)
+        self.rows[int(key)] = json.loads(value)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    """Excel writes CSV as UTF-8 with a BOM: it must not end up in the first JSON key, and the
+    row count and a resume see the same rows as without it."""
+    source = tmp_path / "rows.csv"
+    source.write_text(HEADER + "0,a,1\n1,b,2\n2,c,3\n", encoding="utf-8-sig")
+    assert source.read_bytes().startswith(b"\xef\xbb\xbf")
+
+    with metricskit.Job("bom", sink=MemorySink()) as job:
+        producer = Captured()
+        result = run(Settings(str(source), topic="rows"), job, producer=producer)
+    assert result.delivered == 3
+    assert producer.rows[0] == {"id": "0", "name": "a", "amount": "1"}
+    assert count_rows(str(source)) == metricskit.count_csv_records(source) == 3
+
+    with metricskit.Job("bom", sink=MemorySink()) as job:
+        resumed = Captured()
+        result = run(
+            Settings(str(source), topic="rows"), job, producer=resumed, checkpoints=ResumeAt(0)
+        )
+    assert sorted(resumed.rows) == [1, 2]
+    assert resumed.rows[2] == {"id": "2", "name": "c", "amount": "3"}
+
+
 @pytest.mark.parametrize("where", ["report", "produce"])
 def test_the_checkpoint_stays_before_a_row_kafka_did_not_deliver_and_a_rerun_sends_it(
     tmp_path: Path, where: str
