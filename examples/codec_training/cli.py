@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except metricskit.MetricsKitError as exc:  # --sink, --flush-interval, METRICSKIT_*...
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    gpu = None if args.no_gpu else open_gpu_monitor()
+    gpu = None if args.no_gpu else open_gpu_monitor(backend)
     try:
         with job:
             result = train(config, job, gpu=gpu, backend=backend)
