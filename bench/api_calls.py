@@ -1,6 +1,6 @@
 """PutMetricData requests and bytes for a 1M-record job: metricskit vs the original plan.
 
-    python bench/api_calls.py [--records 1000000] [--plan-sample 5000]
+    python bench/api_calls.py [--records 1000000] [--plan-sample 20000]
 
 Both are counted against a local moto server (requests really sent, bodies really encoded).
 The simulated job handles one record per simulated millisecond (1M records = 1000 s), with a

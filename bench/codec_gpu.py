@@ -46,7 +46,7 @@ class Run:
 def run(device: str, config: TrainConfig) -> Run:
     backend = select_backend(device)
     buffer = io.StringIO()
-    monitor = open_gpu_monitor()
+    monitor = open_gpu_monitor(backend)  # None on the CPU: no GPU gauges
     started = time.perf_counter()
     try:
         with metricskit.Job(

@@ -1,6 +1,6 @@
 """Instrumentation overhead on a realistic worker loop: metrics off vs on.
 
-    python bench/overhead.py [--rows 1000000] [--rounds 5]
+    python bench/overhead.py [--rows 1000000] [--rounds 5] [--variants off on/timer ...]
 
 The loop is the CSV-to-Kafka worker's: read CSV rows from a file, turn each into a JSON
 message and produce it with confluent-kafka to librdkafka's built-in mock cluster (the real
@@ -20,6 +20,15 @@ Variants (each its own loop, so no variant pays for another's branches):
 * floor/with:    no metricskit; ``with`` on a C-implemented context manager (a
                  ``threading.Lock``) around every produce, no clock at all: the least any
                  per-row ``with`` statement costs in this loop, whatever it is written in.
+
+The example worker itself (``examples.csv_to_kafka.worker.run``: the same file and mock
+cluster, its own loop with checkpoints every 50,000 rows into no table, and polls every 100
+rows), compared with its own metrics-off run:
+
+* worker/off:        the worker recording into ``NoMetrics`` (nothing).
+* worker/on:         into a ``metricskit.Job``: ``processed()`` and the Kafka latency of every
+                     row from the delivery callback (prints ``RATIO worker_on/off``).
+* worker/on-every16: the same with ``--latency-every 16`` (``RATIO worker_on_every16/off``).
 
 Runs are interleaved (off, on, ..., off, on, ...) and the best of each is compared; the
 spread of each round's ratio to its own "off" run shows how far one run can move.
@@ -155,10 +164,43 @@ LOOPS: dict[str, Loop] = {
     "floor/with": loop_around(threading.Lock),
 }
 WITH_JOB = ("on/timer", "on/processed", "on/callback")
+WORKER_VARIANTS = ("worker/off", "worker/on", "worker/on-every16")
+VARIANTS = (*LOOPS, *WORKER_VARIANTS)
+
+
+def baseline(variant: str) -> str:
+    """The metrics-off run a variant is compared with."""
+    return "worker/off" if variant in WORKER_VARIANTS else "off"
+
+
+def run_worker(path: Path, variant: str) -> float:
+    """One run of the example CSV-to-Kafka worker over ``path``: seconds, final flush included."""
+    import smart_open  # noqa: F401 - the worker's first open imports it: not inside the timing
+
+    import metricskit
+    from examples.csv_to_kafka.worker import NoMetrics, Recorder, Settings
+    from examples.csv_to_kafka.worker import run as load
+
+    every = 16 if variant == "worker/on-every16" else 1
+    settings = Settings(str(path), topic=TOPIC, latency_every=every)
+    job = None if variant == "worker/off" else metricskit.Job("overhead-worker", sink="off")
+    recorder: Recorder = NoMetrics() if job is None else job
+    kafka = producer()
+    start = time.perf_counter()
+    result = load(settings, recorder, producer=kafka)
+    elapsed = time.perf_counter() - start
+    if job is not None:
+        job.close()
+    if result.delivered != result.produced:
+        raise SystemExit(f"{variant}: {result.produced - result.delivered} rows not delivered")
+    return elapsed
 
 
 def run(path: Path, variant: str) -> float:
     import metricskit
+
+    if variant in WORKER_VARIANTS:
+        return run_worker(path, variant)
 
     kafka = producer()
     job = metricskit.Job("overhead", sink="off") if variant in WITH_JOB else None
@@ -195,46 +237,73 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="which to run (each variant's metrics-off baseline is added)",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    times: dict[str, list[float]] = {variant: [] for variant in LOOPS}
+    chosen = [v for v in VARIANTS if v in args.variants or v in map(baseline, args.variants)]
+    times: dict[str, list[float]] = {variant: [] for variant in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rows.csv"
         write_csv(path, args.rows)
         for _ in range(args.rounds):
-            for variant in LOOPS:
+            for variant in chosen:
                 times[variant].append(run(path, variant))
     best = {variant: min(seconds) for variant, seconds in times.items()}
-    # Each round's ratio to the same round's "off": how far one run's ratio can move.
+    # Each round's ratio to the same round's baseline: how far one run's ratio can move.
     round_ratios = {
-        variant: sorted(t / off for t, off in zip(seconds, times["off"], strict=True))
+        variant: sorted(t / off for t, off in zip(seconds, times[baseline(variant)], strict=True))
         for variant, seconds in times.items()
     }
     print(f"\nWorker loop: CSV -> JSON -> confluent-kafka mock cluster, {args.rows:,} rows")
-    print(f"best of {args.rounds} rounds; 'rounds' spans each round's ratio to its own 'off'")
-    print(f"  {'variant':16}{'seconds':>10}{'us/row':>10}{'+ns/row':>10}{'ratio':>8}{'rounds':>16}")
-    for variant in LOOPS:
-        extra = (best[variant] - best["off"]) / args.rows * 1e9
+    print(
+        f"best of {args.rounds} rounds; ratios to 'off' (worker/* to 'worker/off'); 'rounds' "
+        "spans each round's ratio to its own baseline"
+    )
+    print(f"  {'variant':19}{'seconds':>10}{'us/row':>10}{'+ns/row':>10}{'ratio':>8}{'rounds':>16}")
+    for variant in chosen:
+        base = best[baseline(variant)]
+        extra = (best[variant] - base) / args.rows * 1e9
         spread = f"{round_ratios[variant][0]:.3f}-{round_ratios[variant][-1]:.3f}"
         print(
-            f"  {variant:16}{best[variant]:10.2f}{best[variant] / args.rows * 1e6:10.2f}"
-            f"{extra:10.0f}{best[variant] / best['off']:8.3f}{spread:>16}"
+            f"  {variant:19}{best[variant]:10.2f}{best[variant] / args.rows * 1e6:10.2f}"
+            f"{extra:10.0f}{best[variant] / base:8.3f}{spread:>16}"
         )
-    print(
-        f"RATIO on/off = {best['on/timer'] / best['off']:.3f}  (processed + timer; target <= 1.02)"
-    )
-    print(f"RATIO on_processed/off = {best['on/processed'] / best['off']:.3f}  (processed only)")
-    print(
-        f"RATIO on_callback/off = {best['on/callback'] / best['off']:.3f}  (latency from callback)"
-    )
-    print(
-        f"RATIO floor_py_timer/off = {best['floor/py-timer'] / best['off']:.3f}  "
-        "(the least any pure-Python per-row with-timer costs here)"
-    )
-    print(
-        f"RATIO floor_with/off = {best['floor/with'] / best['off']:.3f}  "
-        "(the least any per-row with statement costs here)"
-    )
+    _print_ratios(best)
+
+
+def _print_ratios(best: dict[str, float]) -> None:
+    def ratio(variant: str) -> str:
+        return f"{best[variant] / best[baseline(variant)]:.3f}"
+
+    if "on/timer" in best:
+        print(f"RATIO on/off = {ratio('on/timer')}  (processed + timer; target <= 1.02)")
+    if "on/processed" in best:
+        print(f"RATIO on_processed/off = {ratio('on/processed')}  (processed only)")
+    if "on/callback" in best:
+        print(f"RATIO on_callback/off = {ratio('on/callback')}  (latency from callback)")
+    if "floor/py-timer" in best:
+        print(
+            f"RATIO floor_py_timer/off = {ratio('floor/py-timer')}  "
+            "(the least any pure-Python per-row with-timer costs here)"
+        )
+    if "floor/with" in best:
+        print(
+            f"RATIO floor_with/off = {ratio('floor/with')}  "
+            "(the least any per-row with statement costs here)"
+        )
+    if "worker/on" in best:
+        print(f"RATIO worker_on/off = {ratio('worker/on')}  (the example worker, every latency)")
+    if "worker/on-every16" in best:
+        print(
+            f"RATIO worker_on_every16/off = {ratio('worker/on-every16')}  "
+            "(the example worker, --latency-every 16)"
+        )
 
 
 if __name__ == "__main__":

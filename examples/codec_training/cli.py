@@ -1,6 +1,9 @@
 """Command line of the codec training worker: ``python -m examples.codec_training --help``.
 
-Prints one JSON line ``{"result": {...}}`` at the end (loss and quality before/after).
+Prints one JSON line ``{"result": {...}}`` at the end (loss and quality before/after). Exit
+status 0 when trained; 2, with a one-line ``error:`` that says what is allowed, for bad
+arguments: a configuration that cannot work, ``--device gpu`` without a usable GPU, or a
+metricskit setting (``--sink``, ``--flush-interval``, a ``METRICSKIT_*`` variable).
 """
 
 from __future__ import annotations
@@ -77,15 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExampleInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    gpu = None if args.no_gpu else open_gpu_monitor()
     try:
-        with metricskit.Job(
+        job = metricskit.Job(
             args.job_id,
             namespace=args.namespace,
             total=config.total_samples,
             sink=args.sink,
             flush_interval=args.flush_interval,
-        ) as job:
+        )
+    except metricskit.MetricsKitError as exc:  # --sink, --flush-interval, METRICSKIT_*...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    gpu = None if args.no_gpu else open_gpu_monitor(backend)
+    try:
+        with job:
             result = train(config, job, gpu=gpu, backend=backend)
     finally:
         if gpu is not None:

@@ -1,10 +1,11 @@
 """Checkpoints in the job table: the index of the last row a shard committed.
 
 Layout (``metricskit.job_table``): item ``checkpoint#<job_id>#<shard>`` with ``position`` =
-the 0-based index of the last data row whose fate is settled (delivered to Kafka or counted
-as an error), ``updated_at`` = epoch seconds. The worker writes it only after
-``producer.flush()`` returned, so a restarted worker that resumes after ``position`` loses no
-row; rows after the last checkpoint may be produced twice (at-least-once).
+the 0-based index of the last data row up to which every row's fate is settled (delivered to
+Kafka or counted as an error; never at or past a row Kafka did not deliver),
+``updated_at`` = epoch seconds. The worker writes it only after ``producer.flush()`` returned
+with nothing pending, so a restarted worker that resumes after ``position`` loses no row;
+rows after the last checkpoint may be produced twice (at-least-once).
 """
 
 from __future__ import annotations

@@ -3,7 +3,11 @@
 Output: with ``--progress-lines``, one JSON line ``{"progress": {...}}`` at most every
 ``--progress-every`` seconds; always a last JSON line ``{"result": {...}}``. Exit status 0
 when the shard is done, 1 when the job table cannot be read, 2 for bad arguments or input,
-3 after ``--fail-after``, 143 when stopped by SIGTERM/SIGINT (the checkpoint is written first).
+3 after ``--fail-after``, 4 when rows are not done because of Kafka (unanswered after
+``--flush-timeout``, or not delivered for a reason other than the row itself: the checkpoint
+stays before them, so the same command sends them again), 143 when stopped by SIGTERM/SIGINT
+(the worker waits up to ``--flush-timeout`` for Kafka's answer on the rows it sent; it stores
+a checkpoint only when every one was answered, and never past an undelivered row).
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from examples.csv_to_kafka.worker import (
     InjectedFailureError,
     Progress,
     ProgressCallback,
+    RunResult,
     Settings,
     count_rows,
+    csv_field_limit,
+    open_source,
     run,
 )
 from examples.errors import ExampleInputError
@@ -132,17 +139,30 @@ def _checkpoints(table: str | None, job_id: str, shard: Shard) -> Checkpoints:
     return DynamoCheckpoints(table, job_id, shard.label) if table else NoCheckpoints()
 
 
-def _count_rows(source: str, table: str | None) -> int:
+def _check_source(source: str) -> None:
+    """Open the source once before the job starts, so a typo in a path or key is a one-line
+    input error (exit 2) rather than a traceback from a job already registered."""
+    try:
+        with open_source(source):
+            pass
+    except (OSError, BotoCoreError, ClientError, NotImplementedError) as exc:
+        raise ExampleInputError(f"cannot read the source {source}: {exc}") from exc
+
+
+def _count_rows(source: str, table: str | None, field_limit: int) -> int:
     """Data rows of the file: its CSV records minus the header.
 
     ``metricskit.count_csv_records`` (newlines outside quoted fields, cached in the job table
     by ETag) where it reads the source (local paths, file:// and s3://): it counts the records
     csv.reader yields, so a quoted field spanning lines is one row and progress reaches 100%.
-    Other smart-open URIs are parsed as CSV once.
+    Other smart-open URIs are parsed as CSV once, with the worker's field limit.
     """
-    if "://" in source and not source.startswith(("s3://", "file://")):
-        return count_rows(source)
-    return metricskit.count_csv_records(source, table=table)
+    try:
+        if "://" in source and not source.startswith(("s3://", "file://")):
+            return count_rows(source, field_limit=field_limit)
+        return metricskit.count_csv_records(source, table=table)
+    except (OSError, BotoCoreError, ClientError) as exc:
+        raise ExampleInputError(f"cannot count the rows of {source}: {exc}") from exc
 
 
 def _job_total(
@@ -243,14 +263,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.hourly_rate is not None and not args.hourly_rate >= 0:
             raise ExampleInputError(f"--hourly-rate must be >= 0 USD, got {args.hourly_rate}")
         table = _table(args.table)
-        total_rows = _count_rows(args.source, table) if args.count_rows else args.total_rows
+        _check_source(args.source)
+        total_rows = (
+            _count_rows(args.source, table, csv_field_limit(settings.producer_config))
+            if args.count_rows
+            else args.total_rows
+        )
         if total_rows is not None and total_rows < 0:
             raise ExampleInputError(f"--total-rows must be >= 0, got {total_rows}")
         checkpoints = _checkpoints(table, args.job_id, shard)
-        resumed_after = checkpoints.load()
-    except (ExampleInputError, metricskit.MetricsKitError, OSError) as exc:
+    except (ExampleInputError, metricskit.MetricsKitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        resumed_after = checkpoints.load()
     except (BotoCoreError, ClientError) as exc:
         # Starting over without the checkpoint would send the whole shard again.
         print(f"error: cannot read the checkpoint from the job table: {exc}", file=sys.stderr)
@@ -263,17 +289,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    job = metricskit.Job(
-        args.job_id,
-        namespace=args.namespace,
-        total=_job_total(total_rows, shard, resumed_after, registry=table is not None),
-        sink=args.sink,
-        job_table=table,
-        compute_profile=args.compute_profile,
-        hourly_rate=args.hourly_rate,
-        flush_interval=args.flush_interval,
-        high_resolution=args.high_resolution or None,
-    )
+    try:
+        job = metricskit.Job(
+            args.job_id,
+            namespace=args.namespace,
+            total=_job_total(total_rows, shard, resumed_after, registry=table is not None),
+            sink=args.sink,
+            job_table=table,
+            compute_profile=args.compute_profile,
+            hourly_rate=args.hourly_rate,
+            flush_interval=args.flush_interval,
+            high_resolution=args.high_resolution or None,
+        )
+    except metricskit.MetricsKitError as exc:  # --sink, --flush-interval, METRICSKIT_*...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stages = _StageProgress(job)
     printer = _ProgressPrinter(args.progress_every) if args.progress_lines else None
     on_progress = _Both(stages, printer)
@@ -304,9 +334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.malformed + result.rejected + result.produced,
         )
     )
-    # Rows Kafka never answered are not done: the checkpoint stays before them, so running
-    # the same command again sends them.
-    interrupted = result.stopped or result.unacknowledged > 0
+    return _finish(job, result, args.flush_timeout)
+
+
+def _finish(job: metricskit.Job, result: RunResult, flush_timeout: float) -> int:
+    """Close the job with what the run achieved, print the result, and say why not done."""
+    # Rows Kafka never answered, or did not deliver for a reason a rerun can overcome, are not
+    # done: the checkpoint stays before them, so running the same command again sends them.
+    interrupted = result.stopped or result.unacknowledged > 0 or result.undelivered > 0
     job.close("interrupted" if interrupted else "completed")
     _emit({"result": result.as_dict()})
     if result.stopped:
@@ -314,12 +349,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.unacknowledged:
         print(
             f"error: {result.unacknowledged} rows still had no answer from Kafka after "
-            f"--flush-timeout {args.flush_timeout:g} s; the checkpoint was not advanced, so "
+            f"--flush-timeout {flush_timeout:g} s; the checkpoint was not advanced, so "
             "running the same command again sends them",
             file=sys.stderr,
         )
         return EXIT_UNACKNOWLEDGED
+    if result.undelivered:
+        print(
+            f"error: Kafka did not deliver {result.undelivered} rows (the warning above says "
+            f"why); the worker stopped reading and {_covered(result.position)}, before the "
+            "first of them, so running the same command again sends them",
+            file=sys.stderr,
+        )
+        return EXIT_UNACKNOWLEDGED
     return 0
+
+
+def _covered(position: int) -> str:
+    return (
+        "no row is checkpointed" if position < 0 else f"the checkpoint covers rows up to {position}"
+    )
 
 
 class _Preloaded:

@@ -8,10 +8,15 @@ What each metric means here:
   per-message ``latency()``): queueing, batching (``linger.ms``), the broker round trip, and
   the wait until the worker next serves callbacks (every ``poll_every`` rows, and
   continuously while ``max_rate`` holds it back);
-* ``ErrorCount``: malformed rows (skipped), rows ``produce()`` refused outright (e.g. too
-  large) and rows whose delivery finally failed;
-* ``RetryCount``: ``produce()`` found the local queue full (``BufferError``); the worker
-  serves delivery callbacks and tries the same row again;
+* ``ErrorCount``: rows skipped for good: malformed rows, and rows Kafka refused because of
+  the row itself (:data:`ROW_FAULT_ERRORS`, e.g. too large), whether ``produce()`` refused
+  them or the delivery report did. A row that failed for any other reason (a broker down past
+  ``message.timeout.ms``, a transport error, a missing topic or permission) is *undelivered*:
+  not an error, not done, and never covered by a checkpoint, so a rerun sends it
+  (:func:`row_at_fault`);
+* ``RetryCount``: rows ``produce()`` found the local queue full (``BufferError``), once per
+  row however long it waits; the worker serves delivery callbacks and tries the same row
+  again until it fits or a stop is requested;
 * ``CheckpointCount``: checkpoints written to the job table.
 
 The per-row path does only what a loader without metrics would do plus one counter tick in
@@ -26,10 +31,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from examples.csv_to_kafka.checkpoints import Checkpoints, NoCheckpoints
 from examples.csv_to_kafka.sharding import Shard
@@ -44,9 +50,48 @@ MOCK_CLUSTER_CONFIG: Mapping[str, Any] = {"test.mock.num.brokers": 1, "log_level
 producer). ``log_level`` 4 hides its start-up notice."""
 
 ProgressCallback = Callable[["Progress"], None]
+CSV_FIELD_LIMIT = 16 * 2**20
+"""Characters one CSV field may hold (csv's own default, 131,072, is less than one Kafka
+message: a legal quoted field longer than that stopped the parser mid-field, and its closing
+quote then opened a field that swallowed the valid rows after it). 16 MiB is 16 times a
+Kafka message at the producer's default ``message.max.bytes`` (1,000,000 bytes), so a field
+too large for Kafka is still read whole and its row refused as one error; a larger
+``message.max.bytes`` raises the limit with it (:func:`csv_field_limit`). What it bounds is
+the memory the parser may hold for one field (an unterminated quote reads this far at most);
+a field beyond it is one malformed record, and when it spans lines the parser may lose the
+rows after it until the quotes pair up again."""
 SKIP_STOP_CHECK_MASK = (1 << 16) - 1
 """Rows skipped (before the checkpoint, or other shards') between two looks at the stop flag:
 65,536 rows take tens of milliseconds to read, well inside ECS's 30 s stop timeout."""
+
+
+ROW_FAULT_ERRORS: frozenset[int] = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,  # over message.max.bytes (the producer's or a broker's)
+        KafkaError.INVALID_MSG_SIZE,  # the broker: invalid message size
+        KafkaError.INVALID_RECORD,  # the broker refuses this record
+    }
+)
+"""Kafka error codes that are about the row itself: sending the same row again cannot succeed,
+so the worker counts it as an error and moves past it. Every other error is about the
+environment (see :func:`row_at_fault`)."""
+
+
+def row_at_fault(error: KafkaError) -> bool:
+    """Whether Kafka refused the row for what it is (skip it) rather than for where it went.
+
+    Only :data:`ROW_FAULT_ERRORS` are. Everything else leaves the row *undelivered*: a message
+    timeout (``_MSG_TIMED_OUT``, which librdkafka does not flag retriable), transport errors,
+    brokers down, leader changes, ``err.retriable()`` ones, but also an unknown topic, a
+    missing authorization or a fatal producer error: a rerun can deliver the row once the
+    broker, the topic or the permission is back, so skipping it would lose it.
+
+    >>> row_at_fault(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    True
+    >>> row_at_fault(KafkaError(KafkaError._MSG_TIMED_OUT))
+    False
+    """
+    return error.code() in ROW_FAULT_ERRORS
 
 
 class Recorder(Protocol):
@@ -151,6 +196,11 @@ class RunResult:
     unacknowledged: int = 0
     """Rows Kafka had neither acknowledged nor refused when the run ended (the final flush
     timed out): the checkpoint stays before them, so a rerun sends them again."""
+    undelivered: int = 0
+    """Rows whose delivery failed for a reason other than the row itself (a broker down past
+    ``message.timeout.ms``...; :func:`row_at_fault`). The worker stops reading at the next
+    ``poll_every`` mark after the first one and its checkpoint stays before the lowest such
+    row, so a rerun sends them."""
 
     @property
     def failed(self) -> int:
@@ -171,6 +221,7 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "stopped": self.stopped,
             "unacknowledged": self.unacknowledged,
+            "undelivered": self.undelivered,
         }
 
 
@@ -190,12 +241,37 @@ def build_producer(settings: Settings) -> Any:
     return Producer(producer_config(settings))
 
 
+def csv_field_limit(producer_settings: Mapping[str, Any]) -> int:
+    """The CSV field limit for a producer: :data:`CSV_FIELD_LIMIT`, or its
+    ``message.max.bytes`` when that is larger (every field Kafka could take is read).
+
+    >>> csv_field_limit({"message.max.bytes": "100000000"})
+    100000000
+    """
+    try:
+        message_max = int(producer_settings.get("message.max.bytes", 0))
+    except (TypeError, ValueError):
+        message_max = 0  # librdkafka refuses the setting itself when the producer is built
+    return max(CSV_FIELD_LIMIT, message_max)
+
+
+@contextmanager
+def _field_limit(limit: int) -> Iterator[None]:
+    """csv's field limit is process-wide: set it for one read, then put the old one back."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def open_source(uri: str) -> IO[str]:
     """Open the CSV as a text stream; S3 objects are streamed, never downloaded whole.
 
     S3 is read with metricskit's client (boto3's chain, so ``AWS_ENDPOINT_URL`` selects moto
     or LocalStack, plus ``AWS_REGION`` when no other region is set, and standard retries).
-    Undecodable bytes become U+FFFD rather than stopping the load.
+    UTF-8, with a leading byte order mark (Excel writes one) dropped rather than made part of
+    the first column's name; undecodable bytes become U+FFFD rather than stopping the load.
     """
     import smart_open
 
@@ -203,7 +279,7 @@ def open_source(uri: str) -> IO[str]:
     stream: IO[str] = smart_open.open(
         uri,
         "r",
-        encoding="utf-8",
+        encoding="utf-8-sig",
         errors="replace",
         newline="",
         transport_params=transport_params,
@@ -211,14 +287,15 @@ def open_source(uri: str) -> IO[str]:
     return stream
 
 
-def count_rows(uri: str) -> int:
-    """Data rows in the CSV (records after the header), by streaming it once.
+def count_rows(uri: str, *, field_limit: int = CSV_FIELD_LIMIT) -> int:
+    """Data rows in the CSV (records after the header), by streaming it once, with the
+    worker's field limit, so it counts the rows the worker reads.
 
     >>> count_rows("rows.csv")   # doctest: +SKIP
     200000
     """
     records = 0
-    with open_source(uri) as stream:
+    with open_source(uri) as stream, _field_limit(field_limit):
         reader = csv.reader(stream)
         while True:
             try:
@@ -231,7 +308,8 @@ def count_rows(uri: str) -> int:
 
 
 class _Deliveries:
-    """The delivery callback: count, time and (optionally) log what Kafka acknowledged."""
+    """The delivery callback: count, time and (optionally) log what Kafka acknowledged, count
+    rows refused for what they are, and keep the lowest row left undelivered."""
 
     __slots__ = (
         "_every",
@@ -242,6 +320,8 @@ class _Deliveries:
         "_processed",
         "delivered",
         "errors",
+        "first_undelivered",
+        "undelivered",
     )
 
     def __init__(self, job: Recorder, log: IO[bytes] | None, latency_every: int = 1) -> None:
@@ -253,6 +333,9 @@ class _Deliveries:
         self._next_sample = 1
         self.delivered = 0
         self.errors = 0
+        self.undelivered = 0
+        self.first_undelivered: int | None = None
+        """The lowest row index whose delivery failed for a reason other than the row."""
 
     def __call__(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -265,11 +348,26 @@ class _Deliveries:
                     self._observe(LATENCY_METRIC, latency * 1000.0)
             if self._log is not None:
                 self._log.write(msg.key() + b"\n")
-        else:
+        elif row_at_fault(err):
             self.errors += 1
             self._failed()
             if self.errors == 1:
                 logger.warning("Kafka refused a row: %s (further refusals only counted)", err)
+        else:
+            self.not_delivered(int(msg.key()), err)
+
+    def not_delivered(self, index: int, err: KafkaError) -> None:
+        """Row ``index`` failed for a reason a rerun can overcome: keep the checkpoint before it."""
+        self.undelivered += 1
+        if self.first_undelivered is None or index < self.first_undelivered:
+            self.first_undelivered = index
+        if self.undelivered == 1:
+            logger.warning(
+                "Kafka did not deliver row %d: %s; stopping, the checkpoint stays before it "
+                "(further ones only counted)",
+                index,
+                err,
+            )
 
 
 def run(
@@ -325,6 +423,9 @@ class _Loader:
         self.rejected = 0
         self.handled = 0
         self.next_checkpoint = settings.checkpoint_every
+        self.fail_at = 1 << 62
+        self.resumed_after = -1
+        """The checkpoint this run started after (-1: none); never stored lower."""
         self.log: IO[bytes] | None = None
         self.deliveries = _Deliveries(job, None)
         self.started = time.monotonic()
@@ -332,17 +433,19 @@ class _Loader:
     def run(self) -> RunResult:
         settings = self.settings
         resumed_after = self.checkpoints.load()
+        self.resumed_after = -1 if resumed_after is None else resumed_after
         started = self.started = time.monotonic()
         if settings.delivered_log:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
         self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
         try:
-            skip_to = -1 if resumed_after is None else resumed_after
-            with open_source(settings.source) as stream:
-                position, stopped = self._load(stream, skip_to)
+            skip_to = self.resumed_after
+            limit = csv_field_limit(settings.producer_config)
+            with open_source(settings.source) as stream, _field_limit(limit):
+                position, ended_early = self._load(stream, skip_to)
             # Never move a checkpoint backwards (a shorter file under the same key).
             position = max(position, skip_to)
-            unacknowledged = self.commit(position)
+            unacknowledged, position = self.commit(position)
         finally:
             if self.log is not None:
                 self.log.close()
@@ -357,25 +460,34 @@ class _Loader:
             resumed_after=resumed_after,
             position=position,
             seconds=time.monotonic() - started,
-            stopped=stopped,
+            stopped=ended_early and self.stop.is_set(),
             unacknowledged=unacknowledged,
+            undelivered=self.deliveries.undelivered,
         )
 
-    def commit(self, position: int) -> int:
-        """Wait for Kafka's verdict on every produced row, then store ``position``.
+    def commit(self, position: int) -> tuple[int, int]:
+        """Wait for Kafka's verdict on every produced row, then store ``position``, or the row
+        before the lowest undelivered one when that is lower.
 
-        Returns the rows still unanswered after ``flush_timeout`` (0 when committed).
+        Returns the rows still unanswered after ``flush_timeout`` (0 when they all were) and
+        the position the checkpoint covers (stored unless rows were unanswered).
         """
         pending: int = self.producer.flush(self.settings.flush_timeout)
+        first_undelivered = self.deliveries.first_undelivered
+        if first_undelivered is not None and first_undelivered <= position:
+            # Rows after it may have been delivered; they will be sent again (at least once).
+            position = max(first_undelivered - 1, self.resumed_after)
         if pending:
             logger.warning("%d rows still unacknowledged; checkpoint %d skipped", pending, position)
-            return pending
+            return pending, position
+        if position == self.resumed_after and first_undelivered is not None:
+            return 0, position  # nothing settled since the checkpoint this run started after
         if self.log is not None:
             self.log.flush()
         if self.checkpoints.save(position):
             self.checkpoints_written += 1
             self.job.checkpointed()
-        return 0
+        return 0, position
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:
@@ -402,8 +514,9 @@ class _Loader:
         failed = self.job.failed
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         count, mine = self.settings.shard.count, self.settings.shard.index
-        fail_at = self.settings.fail_after or 1 << 62
-        next_mark = self.settings.poll_every
+        # --fail-after's row is a mark too, so the row loop has one comparison, not two.
+        fail_at = self.fail_at = self.settings.fail_after or 1 << 62
+        next_mark = min(self.settings.poll_every, fail_at)
         stop_requested = self.stop.is_set
         index = -1
         while True:
@@ -423,19 +536,16 @@ class _Loader:
                             produce(topic, value, key, on_delivery=deliveries)
                             self.produced += 1
                         except BufferError:
-                            self._produce_when_room(topic, value, key)
+                            if not self._produce_when_room(topic, value, key):
+                                return index - 1, True  # stopped before this row was sent
                         except KafkaException as exc:
                             self._reject(index, exc)
                     else:
                         self.malformed += 1
                         failed()
                     self.handled += 1
-                    if self.handled >= fail_at:
-                        raise InjectedFailureError(
-                            f"--fail-after {fail_at}: failing at row {index}"
-                        )
                     if self.handled >= next_mark:
-                        next_mark = self.handled + self.settings.poll_every
+                        next_mark = min(self.handled + self.settings.poll_every, fail_at)
                         if self._at_mark(index):
                             return index, True
                 return index, False
@@ -452,7 +562,11 @@ class _Loader:
             logger.debug("row %d is not valid CSV: %s", index, error)
 
     def _at_mark(self, index: int) -> bool:
-        """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop."""
+        """Every ``poll_every`` rows: callbacks, progress, checkpoint. True to stop: a stop
+        was requested, or a row went undelivered (librdkafka already kept trying for
+        ``message.timeout.ms``; reading on would only send rows a rerun sends again)."""
+        if self.handled >= self.fail_at:
+            raise InjectedFailureError(f"--fail-after {self.fail_at}: failing at row {index}")
         self.producer.poll(0)
         if self.on_progress is not None:
             self.on_progress(
@@ -472,26 +586,38 @@ class _Loader:
         if self.handled >= self.next_checkpoint:
             self.next_checkpoint = self.handled + self.settings.checkpoint_every
             self.commit(index)
-        return self.stop.is_set()
+        return self.stop.is_set() or self.deliveries.undelivered > 0
 
-    def _produce_when_room(self, topic: str, value: str, key: str) -> None:
-        """The local queue is full: serve delivery callbacks until the row fits."""
+    def _produce_when_room(self, topic: str, value: str, key: str) -> bool:
+        """The local queue is full: serve delivery callbacks until the row fits.
+
+        With the broker down the queue drains only as rows time out (``message.timeout.ms``,
+        300 s by default), so the stop flag is checked on every turn. Returns False when a
+        stop came first (the row was not produced), True once the row is settled.
+        """
+        self.retried += 1  # a row retried, not a turn of this loop
+        self.job.retried()
         while True:
-            self.retried += 1
-            self.job.retried()
             self.producer.poll(0.05)
             try:
                 self.producer.produce(topic, value, key, on_delivery=self.deliveries)
             except BufferError:
+                if self.stop.is_set():
+                    return False
                 continue
             except KafkaException as exc:
                 self._reject(int(key), exc)
-                return
+                return True
             self.produced += 1
-            return
+            return True
 
     def _reject(self, index: int, exc: KafkaException) -> None:
-        """produce() refused the row outright (too large, unknown topic...): an error."""
+        """produce() refused the row outright: an error when the row is at fault (too large),
+        else undelivered (an unknown topic, a fatal producer error...)."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and not row_at_fault(error):
+            self.deliveries.not_delivered(index, error)
+            return
         self.rejected += 1
         self.job.failed()
         if self.rejected == 1:

@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,14 +133,13 @@ def test_malformed_rows_are_counted_as_errors_and_skipped(tmp_path: Path) -> Non
 
 
 def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
-    import csv
+    from examples.csv_to_kafka.worker import CSV_FIELD_LIMIT
 
     source = tmp_path / "rows.csv"
-    limit = csv.field_size_limit()
     with source.open("w", encoding="utf-8") as out:
         out.write(HEADER)
         out.write("0,a,1\n")
-        out.write(f"1,{'x' * (limit + 10)},2\n")  # csv.Error: field larger than the limit
+        out.write(f"1,{'x' * (CSV_FIELD_LIMIT + 10)},2\n")  # csv.Error: over the field limit
         out.write("2,c,3\n")
     log = tmp_path / "delivered.log"
 
@@ -150,6 +149,37 @@ def test_invalid_csv_records_do_not_stop_the_load(tmp_path: Path) -> None:
     assert result.malformed == 1
     assert sink.sum("ErrorCount") == 1
     assert count_rows(str(source)) == 3  # the total counts it as a row too, without raising
+
+
+def _quoted_lines(lines: int, width: int) -> str:
+    """A legal quoted field of ``lines`` lines of ``width`` characters each."""
+    return '"' + "\n".join("y" * width for _ in range(lines)) + '"'
+
+
+def test_a_quoted_field_over_csv_default_limit_is_one_row_and_the_rows_after_it_load(
+    aws: str, tmp_path: Path
+) -> None:
+    """csv's default field limit is 131,072 characters: a legal quoted field of 3 x 70,000
+    characters used to stop the parser mid-field, its closing quote then opened a new quoted
+    field and swallowed the valid rows after it. Row 1 fits in a Kafka message (delivered);
+    row 3 does not (over message.max.bytes: refused by produce(), one error)."""
+    source = tmp_path / "rows.csv"
+    with source.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER)
+        out.write("0,a,1\n")
+        out.write(f"1,{_quoted_lines(3, 70_000)},2\n")
+        out.write("2,c,3\n")
+        out.write(f"3,{_quoted_lines(3, 400_000)},4\n")  # 1.2 MB: over message.max.bytes
+        out.write("4,e,5\n")
+    log = tmp_path / "delivered.log"
+
+    result, sink = load(Settings(str(source), topic="rows", delivered_log=str(log)))
+
+    assert set(delivered(log)) == {0, 1, 2, 4}
+    assert (result.malformed, result.rejected, result.delivery_errors) == (0, 1, 0)
+    assert sink.sum("ErrorCount") == 1
+    assert count_rows(str(source)) == 5
+    assert metricskit.count_csv_records(source) == 5  # the count --count-rows uses agrees
 
 
 class ResumeAt:
@@ -208,27 +238,217 @@ def test_a_full_local_queue_is_retried_and_every_row_still_delivered(tmp_path: P
 
     result, sink = load(settings)
 
-    assert result.retried > 0
+    assert 0 < result.retried < 2000  # rows that waited for room, each counted once
     assert sink.sum("RetryCount") == result.retried
     assert Counter(delivered(log)) == Counter(dict.fromkeys(good, 1))
 
 
-def test_rows_kafka_never_acknowledges_are_errors(tmp_path: Path) -> None:
+class StopOnRetry:
+    """A recorder that requests a stop the first time the worker finds the queue full, as a
+    SIGTERM arriving while it waits for room would."""
+
+    def __init__(self, job: metricskit.Job, stop: threading.Event) -> None:
+        self.job = job
+        self.stop = stop
+        self.processed = job.processed
+        self.failed = job.failed
+        self.checkpointed = job.checkpointed
+        self.observe = job.observe
+
+    def retried(self, n: float = 1) -> None:
+        self.job.retried(n)
+        self.stop.set()
+
+
+def test_a_stop_is_heeded_while_the_local_queue_is_full(tmp_path: Path) -> None:
+    """The broker is down, so the full queue would drain only as rows time out
+    (message.timeout.ms): the worker must stop without waiting for that."""
     source = tmp_path / "rows.csv"
     write_csv(source, 50)
     settings = Settings(
         str(source),
         topic="rows",
         bootstrap_servers="127.0.0.1:1",  # nothing listens there
-        producer_config={"message.timeout.ms": "300"},
+        producer_config={"queue.buffering.max.messages": "10", "message.timeout.ms": "10000"},
+        flush_timeout=0.2,
     )
+    stop = threading.Event()
+    checkpoints = ResumeAt(-1)
+    sink = MemorySink()
+    with metricskit.Job("full", namespace="Test/CsvToKafka", sink=sink) as job:
+        result = run(settings, StopOnRetry(job, stop), checkpoints=checkpoints, stop=stop)
 
-    result, sink = load(settings)
+    assert result.stopped
+    assert result.produced == 10
+    assert result.position == 9  # the row that found no room was not sent
+    assert result.unacknowledged == 10  # the broker is down: no checkpoint
+    assert checkpoints.saved == []
+    assert result.retried == 1  # one row waited for room, however many turns it took
+    assert sink.sum("RetryCount") == 1
 
-    assert result.delivered == 0
-    assert result.delivery_errors == 50
-    assert sink.sum("ErrorCount") == 50
+
+def test_rows_a_broker_outage_leaves_undelivered_are_never_checkpointed(tmp_path: Path) -> None:
+    """Nothing listens at the bootstrap address, so every row times out in librdkafka
+    (_MSG_TIMED_OUT): the rows are undelivered, not errors, the worker stops at the next mark
+    and no checkpoint covers them."""
+    source = tmp_path / "rows.csv"
+    write_csv(source, 200)
+    settings = Settings(
+        str(source),
+        topic="rows",
+        bootstrap_servers="127.0.0.1:1",  # nothing listens there
+        producer_config={"message.timeout.ms": "300"},
+        checkpoint_every=50,
+    )
+    checkpoints = ResumeAt(-1)
+
+    result, sink = load(settings, checkpoints=checkpoints)
+
+    assert (result.delivered, result.delivery_errors, result.rejected) == (0, 0, 0)
+    assert result.undelivered == result.produced == 100  # stopped at the first mark after them
+    assert result.position == -1
+    assert checkpoints.saved == []
+    assert sink.sum("ErrorCount") == 0
     assert sink.sum("RecordsProcessed") == 0
+    assert sink.sum("CheckpointCount") == 0
+
+
+class FailRows:
+    """A mock-cluster producer that fails chosen rows: in their delivery report (``where`` =
+    "report"; the row may well have reached the broker, as when an acknowledgement is lost) or
+    by ``produce()`` raising (``where`` = "produce")."""
+
+    def __init__(self, rows: Collection[int], code: int, where: str) -> None:
+        from confluent_kafka import Producer
+
+        from examples.csv_to_kafka.worker import MOCK_CLUSTER_CONFIG
+
+        self._producer = Producer({**MOCK_CLUSTER_CONFIG, "linger.ms": 5})
+        self._rows = set(rows)
+        self._code = code
+        self._where = where
+
+    def produce(self, topic: str, value: str, key: str, on_delivery: Callable[..., None]) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        if int(key) not in self._rows:
+            self._producer.produce(topic, value, key, on_delivery=on_delivery)
+        elif self._where == "produce":
+            raise KafkaException(KafkaError(self._code))
+        else:
+            error = KafkaError(self._code)
+
+            def report(err: object, msg: object) -> None:
+                on_delivery(error, msg)
+
+            self._producer.produce(topic, value, key, on_delivery=report)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+
+class Captured:
+    """A mock-cluster producer that keeps every (key, JSON value) it was given."""
+
+    def __init__(self) -> None:
+        from confluent_kafka import Producer
+
+        from examples.csv_to_kafka.worker import MOCK_CLUSTER_CONFIG
+
+        self._producer = Producer({**MOCK_CLUSTER_CONFIG, "linger.ms": 5})
+        self.rows: dict[int, dict[str, str]] = {}
+
+    def produce(self, topic: str, value: str, key: str, on_delivery: Callable[..., None]) -> None:
+        self._producer.produce(topic, value, key, on_delivery=on_delivery)
+        self.rows[int(key)] = json.loads(value)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    """Excel writes CSV as UTF-8 with a BOM: it must not end up in the first JSON key, and the
+    row count and a resume see the same rows as without it."""
+    source = tmp_path / "rows.csv"
+    source.write_text(HEADER + "0,a,1\n1,b,2\n2,c,3\n", encoding="utf-8-sig")
+    assert source.read_bytes().startswith(b"\xef\xbb\xbf")
+
+    with metricskit.Job("bom", sink=MemorySink()) as job:
+        producer = Captured()
+        result = run(Settings(str(source), topic="rows"), job, producer=producer)
+    assert result.delivered == 3
+    assert producer.rows[0] == {"id": "0", "name": "a", "amount": "1"}
+    assert count_rows(str(source)) == metricskit.count_csv_records(source) == 3
+
+    with metricskit.Job("bom", sink=MemorySink()) as job:
+        resumed = Captured()
+        result = run(
+            Settings(str(source), topic="rows"), job, producer=resumed, checkpoints=ResumeAt(0)
+        )
+    assert sorted(resumed.rows) == [1, 2]
+    assert resumed.rows[2] == {"id": "2", "name": "c", "amount": "3"}
+
+
+@pytest.mark.parametrize("where", ["report", "produce"])
+def test_the_checkpoint_stays_before_a_row_kafka_did_not_deliver_and_a_rerun_sends_it(
+    tmp_path: Path, where: str
+) -> None:
+    from confluent_kafka import KafkaError
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 1000)
+    log = tmp_path / "delivered.log"
+    settings = Settings(str(source), topic="rows", checkpoint_every=100, delivered_log=str(log))
+    # A transport error in the report; an unknown topic refused by produce() itself.
+    code = KafkaError._TRANSPORT if where == "report" else KafkaError._UNKNOWN_TOPIC
+    store = ResumeAt(-1)
+    sink = MemorySink()
+    with metricskit.Job("outage", namespace="Test/CsvToKafka", sink=sink) as job:
+        first = run(settings, job, checkpoints=store, producer=FailRows({150, 170}, code, where))
+
+    assert first.undelivered == 2
+    assert (first.delivery_errors, first.rejected) == (0, 0)
+    assert first.position == 149  # the row before the lowest undelivered one
+    assert store.saved[0] == 99
+    assert max(store.saved) == 149
+    assert first.produced == (200 if where == "report" else 198)  # it stopped at the next mark
+    assert sink.sum("ErrorCount") == 0
+
+    with metricskit.Job("outage", namespace="Test/CsvToKafka", sink=MemorySink()) as job:
+        rerun = run(settings, job, checkpoints=ResumeAt(149))
+    assert rerun.resumed_after == 149
+    assert rerun.undelivered == 0
+    assert set(delivered(log)) == good  # rows 150 and 170 included: nothing lost
+
+
+@pytest.mark.parametrize("where", ["report", "produce"])
+def test_a_row_kafka_refuses_for_what_it_is_is_an_error_and_skipped(
+    tmp_path: Path, where: str
+) -> None:
+    from confluent_kafka import KafkaError
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 1000)
+    log = tmp_path / "delivered.log"
+    settings = Settings(str(source), topic="rows", checkpoint_every=100, delivered_log=str(log))
+    store = ResumeAt(-1)
+    sink = MemorySink()
+    producer = FailRows({150}, KafkaError.MSG_SIZE_TOO_LARGE, where)
+    with metricskit.Job("too-large", namespace="Test/CsvToKafka", sink=sink) as job:
+        result = run(settings, job, checkpoints=store, producer=producer)
+
+    assert result.undelivered == 0
+    assert result.delivery_errors + result.rejected == 1
+    assert not result.stopped
+    assert store.saved[-1] == result.position == 999
+    assert sink.sum("ErrorCount") == 1
+    assert set(delivered(log)) == good - {150}
 
 
 def test_two_shards_together_deliver_every_row_exactly_once(tmp_path: Path) -> None:
@@ -378,6 +598,45 @@ def test_cli_rejects_bad_arguments_with_exit_status_2(tmp_path: Path) -> None:
     assert main([str(tmp_path / "missing.csv"), "--job-id", "j", "--count-rows"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-file", "cannot read the source"),
+        ("missing-file --count-rows", "cannot read the source"),
+        ("missing-key", "cannot read the source"),
+        ("missing-key --count-rows", "cannot read the source"),
+        ("--sink bogus", "sink 'bogus' is not one of"),
+        ("--flush-interval -5", "flush_interval"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line_with_exit_status_2(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    """What the docs promise (2 = bad arguments or input), not a traceback (1), and not a
+    missing S3 key reported as an unreadable job table."""
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    what, *flags = case.split()
+    if what == "missing-file":
+        uri = str(tmp_path / "missing.csv")
+    elif what == "missing-key":
+        uri = f"s3://{make_bucket('missing')}/no-such-key.csv"
+    else:
+        uri, flags = str(source), [what, *flags]
+    table = make_table()
+
+    assert main([uri, "--job-id", "bad", "--table", table, "--sink", "off", *flags]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
+    assert "Traceback" not in err
+    assert "checkpoint" not in err
+    assert JobRegistry(table).get("bad") is None  # refused before the job started
+
+
 def test_cli_loads_a_file_and_prints_its_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -412,6 +671,43 @@ def test_rows_kafka_has_not_answered_at_the_end_leave_the_job_interrupted(
     assert record is not None
     assert record.status == job_table.STATUS_INTERRUPTED  # not completed: rows are missing
     assert DynamoCheckpoints(table, "unanswered", "0/1").load() is None  # so a rerun sends all
+
+
+def test_cli_a_broker_outage_exits_4_and_a_rerun_sends_every_row(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's reproduction: librdkafka gives up on every row (message.timeout.ms) while
+    the broker is down. The run must not end `completed` with a checkpoint past rows Kafka
+    never got; the same command against a working Kafka then sends them."""
+    from examples.csv_to_kafka.cli import EXIT_UNACKNOWLEDGED, main
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 200)
+    table = make_table()
+    log = tmp_path / "delivered.log"
+    args = [str(source), "--job-id", "outage", "--table", table, "--sink", "memory", "--count-rows"]
+    args += ["--checkpoint-every", "50", "--delivered-log", str(log)]
+    down = ["--bootstrap-servers", "127.0.0.1:9", "-X", "message.timeout.ms=300"]
+
+    assert main([*args, *down]) == EXIT_UNACKNOWLEDGED
+    out, err = capsys.readouterr()
+    result = json.loads(out.splitlines()[-1])["result"]
+    assert (result["delivered"], result["failed"], result["undelivered"]) == (0, 0, 100)
+    assert "Kafka did not deliver 100 rows" in err
+    assert "no row is checkpointed" in err
+    assert DynamoCheckpoints(table, "outage", "0/1").load() is None
+    record = JobRegistry(table).get("outage")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED
+
+    assert main(args) == 0  # librdkafka's mock cluster: Kafka is back
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert result["delivered"] == 200
+    assert set(delivered(log)) == good
+    assert DynamoCheckpoints(table, "outage", "0/1").load() == 199
+    record = JobRegistry(table).get("outage")
+    assert record is not None
+    assert record.status == job_table.STATUS_COMPLETED  # every row of the total is done now
 
 
 def test_cli_stops_when_the_checkpoint_cannot_be_read(

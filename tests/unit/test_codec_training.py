@@ -19,7 +19,7 @@ import pytest
 
 import metricskit
 from examples.codec_training import TrainConfig, train
-from examples.codec_training.arrays import CPU, select_backend
+from examples.codec_training.arrays import CPU, Backend, select_backend
 from examples.codec_training.data import from_patches, make_frames, to_patches
 from examples.codec_training.gpu import GpuMonitor, open_gpu_monitor
 from examples.codec_training.model import LinearCodec
@@ -99,15 +99,25 @@ def test_training_improves_held_out_quality_and_reports_it() -> None:
     assert result.device == "cpu"
 
 
+BUS_IDS = ("00000000:19:00.0", "00000000:3B:00.0")
+"""The PCI bus ids of the fake host's two GPUs, in NVML's order."""
+
+
 class FakeNvml:
-    """A stand-in for pynvml with two devices, or one whose init fails."""
+    """A stand-in for pynvml with two devices (NVML sees both whatever CUDA_VISIBLE_DEVICES
+    says), or one whose init fails. Device 0 is 40% busy with 1 GiB used, device 1 80% busy
+    with 3 GiB used, each of 8 GiB."""
+
+    NVML_GPU_UTILIZATION_SAMPLES = 1
 
     def __init__(self, *, fail_init: bool = False, devices: int = 2) -> None:
         self.fail_init = fail_init
         self.devices = devices
+        self.initialised = 0
         self.shut_down = False
 
     def nvmlInit(self) -> None:  # noqa: N802 - NVML's own names
+        self.initialised += 1
         if self.fail_init:
             raise RuntimeError("NVML Shared Library Not Found")
 
@@ -116,6 +126,11 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
         return index
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str) -> int:  # noqa: N802
+        if bus_id not in BUS_IDS[: self.devices]:
+            raise RuntimeError("Not Found")
+        return BUS_IDS.index(bus_id)
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:  # noqa: N802
         return SimpleNamespace(gpu=[40, 80][handle], memory=0)
@@ -130,23 +145,64 @@ class FakeNvml:
         self.shut_down = True
 
 
-def test_gpu_gauges_average_utilisation_and_sum_memory() -> None:
-    monitor = GpuMonitor(FakeNvml())
+class TrainingCupy:
+    """A stand-in for CuPy training on CUDA device ``current``, whose PCI bus id is
+    ``bus_id`` (CUDA numbers only the visible devices, so its index need not be NVML's)."""
+
+    def __init__(self, current: int, bus_id: str) -> None:
+        def bus_id_of(device: int) -> str:
+            assert device == current
+            return bus_id
+
+        self.cuda = SimpleNamespace(
+            runtime=SimpleNamespace(getDevice=lambda: current, deviceGetPCIBusId=bus_id_of)
+        )
+
+
+def gpu_backend(current: int = 0, bus_id: str = BUS_IDS[1]) -> Backend:
+    """Training on the host's second GPU, CUDA's device 0 under CUDA_VISIBLE_DEVICES=1."""
+    return Backend("gpu", TrainingCupy(current, bus_id))
+
+
+def test_gpu_gauges_report_only_the_device_the_training_runs_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not the mean over every device NVML sees (60%) nor the memory of both (4 GiB)."""
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monitor = open_gpu_monitor(gpu_backend())
+    assert monitor is not None
+    assert monitor.pci_bus_id == BUS_IDS[1]
     sink = MemorySink()
     with metricskit.Job("gpu", namespace="Test/Codec", sink=sink) as job:
         result = train(
             TrainConfig(epochs=1, steps=10, batch=32, frames=10, eval_every=5), job, gpu=monitor
         )
+    monitor.close()
     assert result.gpu_samples == 2
-    assert sink.last("GPUUtilization") == pytest.approx(60.0)
-    assert sink.last("GPUMemoryUsed") == pytest.approx(4 * 1024)
-    assert sink.last("GPUMemoryPercent") == pytest.approx(25.0)
+    assert sink.last("GPUUtilization") == pytest.approx(80.0)
+    assert sink.last("GPUMemoryUsed") == pytest.approx(3 * 1024)
+    assert sink.last("GPUMemoryPercent") == pytest.approx(37.5)
+    assert nvml.shut_down
+
+
+def test_a_cpu_run_reads_no_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--device cpu on a GPU host: NVML is not even opened, so no GPU gauge is published."""
+    from examples.codec_training.cli import main
+
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert open_gpu_monitor(CPU) is None
+    argv = ["--job-id", "cpu", "--device", "cpu", "--sink", "off", "--epochs", "1"]
+    assert main([*argv, "--steps", "4", "--frames", "10", "--eval-every", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["device"] == "cpu"
+    assert nvml.initialised == 0
 
 
 class SampledNvml(FakeNvml):
     """NVML that keeps utilisation samples: (timestamp in us, percent) per device."""
-
-    NVML_GPU_UTILIZATION_SAMPLES = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -165,30 +221,29 @@ class SampledNvml(FakeNvml):
 
 def test_gpu_utilisation_averages_the_samples_since_the_last_reading() -> None:
     nvml = SampledNvml()
-    monitor = GpuMonitor(nvml)
-    nvml.history = [[(100, 90), (200, 70)], [(100, 10), (200, 30)]]
+    monitor = GpuMonitor(nvml, 1)
+    nvml.history = [[(100, 5), (200, 5)], [(100, 90), (200, 70)]]
     first = monitor.sample()
     assert first is not None
-    assert first.utilization_percent == pytest.approx((80 + 20) / 2)
-    nvml.history[0].append((300, 0))  # the host was busy: one idle sample since
-    nvml.history[1].append((300, 50))
+    assert first.utilization_percent == pytest.approx((90 + 70) / 2)
+    nvml.history[1].append((300, 10))  # the host was busy: one idle-ish sample since
     second = monitor.sample()
     assert second is not None
-    assert second.utilization_percent == pytest.approx((0 + 50) / 2)
-    third = monitor.sample()  # nothing new: NVML's instantaneous rates (40 and 80)
+    assert second.utilization_percent == pytest.approx(10)
+    third = monitor.sample()  # nothing new: NVML's instantaneous rate of device 1
     assert third is not None
-    assert third.utilization_percent == pytest.approx(60)
+    assert third.utilization_percent == pytest.approx(80)
 
 
 def test_no_gpu_means_no_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
-    assert open_gpu_monitor() is None
+    assert open_gpu_monitor(gpu_backend()) is None
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))  # no driver
-    assert open_gpu_monitor() is None
-    empty = FakeNvml(devices=0)
-    monkeypatch.setitem(sys.modules, "pynvml", empty)  # driver, no device
-    assert open_gpu_monitor() is None
-    assert empty.shut_down
+    assert open_gpu_monitor(gpu_backend()) is None
+    one = FakeNvml(devices=1)  # NVML does not know the training device's bus id
+    monkeypatch.setitem(sys.modules, "pynvml", one)
+    assert open_gpu_monitor(gpu_backend()) is None
+    assert one.shut_down
 
 
 @pytest.mark.parametrize(
@@ -273,6 +328,24 @@ def test_cli_refuses_a_gpu_it_does_not_have(
     assert "--device gpu needs CuPy" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--sink", "bogus"], "sink 'bogus' is not one of"),
+        (["--flush-interval", "-5"], "flush_interval"),
+    ],
+)
+def test_cli_bad_metricskit_settings_are_one_error_line_with_exit_status_2(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    from examples.codec_training.cli import main
+
+    assert main(["--job-id", "cli", "--device", "cpu", "--epochs", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
+
+
 def _usable_gpu() -> bool:
     try:
         return select_backend("gpu").device == "gpu"
@@ -288,10 +361,11 @@ def test_training_on_the_gpu_matches_the_cpu_and_reads_the_gpu() -> None:
     sink = MemorySink()
     for device in ("cpu", "gpu"):
         sink = MemorySink()
-        monitor = open_gpu_monitor()
+        backend = select_backend(device)
+        monitor = open_gpu_monitor(backend)  # None on the CPU
         try:
             with metricskit.Job("codec", namespace="Test/Codec", sink=sink) as job:
-                results[device] = train(SMALL, job, gpu=monitor, backend=select_backend(device))
+                results[device] = train(SMALL, job, gpu=monitor, backend=backend)
         finally:
             if monitor is not None:
                 monitor.close()
