@@ -58,10 +58,20 @@ its members) is therefore written as observations:
   (tests/unit/test_emf_sink.py), the far tail (p99.9 and up) rests on the last samples.
   Minimum and Maximum are kept, Average approximately (the mean of the samples), but
   CloudWatch's SampleCount is the number of samples written and its Sum is that count times
-  the average: both are wrong for such a period. The exact ``SampleCount``, ``Sum``,
-  ``Minimum`` and ``Maximum`` are written to the document as the log property
-  ``MetricskitDistributions`` (queryable with CloudWatch Logs Insights, not a metric).
-  For exact request counts publish a counter next to the distribution (``processed()`` does).
+  the average: both are wrong for such a period. The exact statistics go to the log
+  property ``MetricskitDistributions`` (queryable with CloudWatch Logs Insights, not a
+  metric): each document that holds samples of the distribution records the exact
+  ``SampleCount``, ``Sum``, ``Minimum`` and ``Maximum`` of the share of observations its
+  samples stand for, so a period's SampleCount and Sum are the sums over its documents,
+  its Minimum and Maximum the least and greatest. For exact request counts publish a
+  counter next to the distribution (``processed()`` does).
+
+Either way the observations (or samples) are dealt out across the distribution's n pieces
+(one per document) by rank: piece j holds the j-th, (j+n)-th, (j+2n)-th... in value order.
+Each piece is then a rank-stratified part of the distribution with its shape, so the documents
+written before a failed write publish the right percentiles from fewer observations, never
+just the lowest values; and the observations a document stands for (its share, cut by rank
+the same way) are what a failed write of it owes.
 
 So a flush writes at most ``ceil(max_distribution_samples / 100)`` documents for every 100
 series (or pairs of twins) of one dimension set (more only when the size limit cuts a
@@ -69,9 +79,10 @@ document).
 
 Delivery
 --------
-``export`` writes documents in order and stops at the first failure, returning the metrics of
-the documents not yet written as the remainder (both series of a pair: a document owes
-each series it publishes), so the job's delivery queue retries only those, with backoff. A
+``export`` writes documents in order and stops at the first failure, returning what the
+documents not yet written stood for as the remainder (both series of a pair: a document owes
+each series it publishes; a distribution's unwritten shares, which with the written ones add
+up to its exact counts), so the job's delivery queue retries only those, with backoff. A
 TCP connection found closed is reopened once per export; every socket call has a timeout
 (``socket_timeout``), so a dead agent costs the flusher thread at most two timeouts per flush
 and never blocks the worker. TCP has no acknowledgement: a document written in the instant
@@ -145,14 +156,14 @@ class EMFDocument:
 
 @dataclass(slots=True)
 class _Piece:
-    """One metric's member in one document: a number, or a slice of a distribution."""
+    """One metric's member in one document: a number, or one piece of a distribution."""
 
     name: str
     value: float | list[float]
     definition: dict[str, Any]
     carried: tuple[Metric, ...]
-    """What a failed write of this piece owes: its part of the metric, and of the metric's
-    twin when one document stands for both (empty: another piece of its metric owes it)."""
+    """What a failed write of this piece owes: its part of the metric (a distribution's share
+    of the observations), and of the metric's twin when one document stands for both."""
     summary: dict[str, float] | None
     size: int
 
@@ -265,13 +276,16 @@ class EMFSink(BaseSink):
                     self._send(document.text)
                 except Exception as exc:  # OSError, a closed stream: retry later, never raise
                     self.failed_writes += 1
+                    owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
                     logger.warning(
-                        "metricskit: EMF write to %r failed (%s); %d document(s) kept for retry",
+                        "metricskit: EMF write to %r failed (%s) after %d of %d document(s); "
+                        "the unwritten part of %d series is kept for retry",
                         self,
                         exc,
-                        len(documents) - index,
+                        index,
+                        len(documents),
+                        len(owed),
                     )
-                    owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
                     return ExportResult.failed(batch.with_metrics(owed))
                 self.documents_written += 1
                 self.bytes_written += len(document.text) + 1
@@ -508,28 +522,73 @@ def _pieces(
         piece = _Piece(clean.name, _number(clean.value), definition, owed(clean), None, 0)
         return [_sized(piece)], dropped
     pairs = list(zip(clean.values, clean.counts, strict=True))
-    samples, summary = expand_distribution(pairs, max_samples)
-    step = limits.EMF_MAX_VALUES_PER_METRIC
+    samples, sampled = expand_distribution(pairs, max_samples)
+    # Piece j holds every n-th sample from the j-th: each piece is a rank-stratified
+    # subsample with the distribution's shape, so documents written before a failure
+    # publish the right percentiles (from fewer samples), not the lowest values.
+    n = math.ceil(len(samples) / limits.EMF_MAX_VALUES_PER_METRIC)
+    shares = None if sampled is None else _shares(pairs, [len(samples[j::n]) for j in range(n)])
     made = []
-    for start in range(0, len(samples), step):
-        chunk = samples[start : start + step]
-        carried: tuple[Metric, ...]
-        if summary is None:  # the pieces hold every observation: each carries its own
-            carried = owed(distribution(clean.key, Counter(chunk)))
+    for j in range(n):
+        chunk = samples[j::n]
+        if shares is None:  # the pieces hold every observation: each owes its own
+            part = distribution(clean.key, Counter(chunk))
+            summary = None
         else:
-            # Sampled: the pieces stand for the counts only together, so a failed write owes
-            # the original counts once (with the first piece), never the samples.
-            carried = owed(clean) if start == 0 else ()
-        piece = _Piece(
-            metric.name,
-            [_number(v) for v in chunk],
-            definition,
-            carried,
-            summary if start == 0 else None,
-            0,
-        )
+            # Sampled: piece j stands for share j of the observations (the same stratified
+            # cut, by rank), so the shares add up to the exact counts and a failed write
+            # owes exactly what its unwritten pieces stood for.
+            part = distribution(clean.key, shares[j])
+            summary = _summary(shares[j])
+        piece = _Piece(metric.name, [_number(v) for v in chunk], definition, owed(part), summary, 0)
         made.append(_sized(piece))
     return made, dropped
+
+
+def _shares(pairs: Sequence[tuple[float, float]], sizes: Sequence[int]) -> list[dict[float, float]]:
+    """The (value, count) pairs cut into ``len(sizes)`` shares that add up to them exactly.
+
+    Whole counts are cut by rank as the pieces' samples are: the observation of rank r (in
+    value order) goes to share r mod n, so every share is a rank-stratified part of the
+    distribution. Fractional counts are cut in proportion to ``sizes``, the last share taking
+    what is left. No share holds a zero count.
+
+    >>> _shares([(1.0, 3.0), (2.0, 2.0)], [1, 1])
+    [{1.0: 2, 2.0: 1}, {1.0: 1, 2.0: 1}]
+    """
+    n = len(sizes)
+    shares: list[dict[float, float]] = [{} for _ in range(n)]
+    ordered = sorted(pairs)
+    if all(float(c).is_integer() for _, c in ordered):
+        start = 0
+        for value, raw in ordered:
+            end = start + int(raw)
+            for j, share in enumerate(shares):
+                # Ranks r in [start, end) with r % n == j; (x - j + n - 1) // n counts r < x.
+                ranks = max(0, (end - j + n - 1) // n) - max(0, (start - j + n - 1) // n)
+                if ranks:
+                    share[value] = ranks
+            start = end
+        return shares
+    total = sum(sizes)
+    for value, weight in ordered:
+        left = weight
+        for j, share in enumerate(shares):
+            part = left if j == n - 1 else weight * sizes[j] / total
+            left -= part
+            if part > 0:
+                share[value] = part
+    return shares
+
+
+def _summary(share: dict[float, float]) -> dict[str, float]:
+    """The exact statistics of one share: what the log field of its piece records."""
+    return {
+        "SampleCount": _number(sum(share.values())),
+        "Sum": _number(sum(v * c for v, c in share.items())),
+        "Minimum": _number(min(share)),
+        "Maximum": _number(max(share)),
+    }
 
 
 def expand_distribution(
@@ -568,7 +627,7 @@ def _pack(pieces: list[deque[_Piece]], base_size: int, budget: int) -> Iterator[
     """Fill documents with at most one piece per metric, 100 definitions and ``budget`` bytes.
 
     Each pass takes the next piece of every metric that still fits, so a distribution's
-    slices go to consecutive documents and counters ride in the first.
+    (rank-interleaved) pieces go to consecutive documents and counters ride in the first.
     """
     while any(pieces):
         chosen: list[_Piece] = []

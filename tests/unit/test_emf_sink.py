@@ -54,6 +54,24 @@ def export(batch_: MetricBatch, **options: int) -> tuple[list[dict[str, object]]
     return validate_output(buf.getvalue(), max_bytes), sink
 
 
+def summaries_of(docs: list[dict[str, Any]], name: str) -> list[dict[str, float]]:
+    return [d["MetricskitDistributions"][name] for d in docs if "MetricskitDistributions" in d]
+
+
+def totals(found: list[dict[str, float]]) -> tuple[float, float, float, float]:
+    """SampleCount, Sum, Minimum, Maximum of a period from its documents' summaries."""
+    return (
+        sum(s["SampleCount"] for s in found),
+        sum(s["Sum"] for s in found),
+        min(s["Minimum"] for s in found),
+        max(s["Maximum"] for s in found),
+    )
+
+
+def observed(metric: Metric) -> float:
+    return sum(metric.counts)
+
+
 def test_counters_and_gauges_are_single_numbers_with_timestamp_in_ms() -> None:
     gauge = Metric(SeriesKey("Loss", "None", JOB), MetricKind.GAUGE, value=0.125)
     docs, _ = export(batch(counter("RecordsProcessed", 42), gauge))
@@ -170,14 +188,13 @@ def test_log_normal_percentiles_survive_within_one_percent() -> None:
     for p in (50, 90, 99):
         exact = np.percentile(raw, p)
         assert abs(np.percentile(emitted, p) - exact) / exact < 0.01, p
-    summaries = [
-        d["MetricskitDistributions"]["KafkaLatency"] for d in docs if "MetricskitDistributions" in d
-    ]  # type: ignore[index]
-    assert len(summaries) == 1
-    assert summaries[0]["SampleCount"] == 100_000
-    assert summaries[0]["Minimum"] == pytest.approx(raw.min(), rel=0.01)
-    assert summaries[0]["Maximum"] == pytest.approx(raw.max(), rel=0.01)
-    assert summaries[0]["Sum"] == pytest.approx(raw.sum(), rel=0.01)
+    summaries = summaries_of(docs, "KafkaLatency")
+    assert len(summaries) == 10  # one per document: the exact statistics of its share
+    count, total, low, high = totals(summaries)
+    assert count == 100_000
+    assert low == pytest.approx(raw.min(), rel=0.01)
+    assert high == pytest.approx(raw.max(), rel=0.01)
+    assert total == pytest.approx(raw.sum(), rel=0.01)
 
 
 def test_small_distribution_is_written_observation_for_observation() -> None:
@@ -406,9 +423,12 @@ def test_a_serializer_failure_is_reported_not_raised_and_not_retried(
     assert buf.getvalue() == ""
 
 
-@pytest.mark.parametrize("written", [0, 1])
-def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written: int) -> None:
-    """Down-sampled pieces stand for the counts only together: a retry owes the original."""
+@pytest.mark.parametrize("written", [0, 1, 4])
+def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(
+    written: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each down-sampled piece stands for its share of the counts: the written documents'
+    shares plus what a failed write owes are exactly the original distribution."""
     key = SeriesKey("Latency", "Milliseconds", JOB)
     dist = distribution(key, {float(v): 25.0 for v in range(1, 2001)})  # 50,000 observations
     stream = FailingStream(good=written)
@@ -416,14 +436,79 @@ def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written:
     result = EMFSink(stream=stream, max_document_bytes=8192).export(batch(dist))
     assert not result.success
     assert result.remainder is not None
-    owed = [m for m in result.remainder if m.name == "Latency"]
+    (owed,) = [m for m in result.remainder if m.name == "Latency"]
+    sent = summaries_of(validate_output(stream.getvalue(), 8192), "Latency")
+    assert len(sent) == written
+    assert f"after {written} of 10 document(s); the unwritten part of 1 series" in caplog.text
     if written == 0:  # nothing went out: the whole distribution is owed, exactly
-        assert [(m.values, m.counts) for m in owed] == [(dist.values, dist.counts)]
-    else:  # the first piece went out with the exact SampleCount and Sum: nothing is owed
-        (sent,) = validate_output(stream.getvalue(), 8192)
-        summary = sent["MetricskitDistributions"]["Latency"]  # type: ignore[index]
-        assert summary["SampleCount"] == 50_000
-        assert owed == []
+        assert (owed.values, owed.counts) == (dist.values, dist.counts)
+    else:  # the written pieces' exact counts plus what is owed add up to the original
+        assert sum(s["SampleCount"] for s in sent) + observed(owed) == 50_000
+        assert 0 < observed(owed) < 50_000
+        assert set(owed.values) == set(dist.values)  # every share spans the distribution
+    retry = io.StringIO()
+    assert EMFSink(stream=retry).export(result.remainder).success
+    both = validate_output(stream.getvalue(), 8192) + validate_output(retry.getvalue())
+    assert totals(summaries_of(both, "Latency")) == (50_000, 25 * 2000 * 2001 // 2, 1, 2000)
+
+
+def test_fractional_counts_are_shared_in_proportion_and_add_up() -> None:
+    dist = distribution(SeriesKey("Latency", "Milliseconds", JOB), {1.0: 0.75, 2.0: 0.5})
+    stream = FailingStream(good=1)
+    result = EMFSink(stream=stream, max_distribution_samples=300).export(batch(dist))
+    assert result.remainder is not None
+    (sent,) = summaries_of(validate_output(stream.getvalue()), "Latency")
+    (owed,) = result.remainder.metrics
+    assert sent["SampleCount"] == pytest.approx(1.25 / 3)  # 100 of the 300 samples
+    assert dict(zip(owed.values, owed.counts, strict=True)) == pytest.approx({1.0: 0.5, 2.0: 1 / 3})
+
+
+@pytest.mark.parametrize("written", [1, 3])
+def test_documents_written_before_a_failure_hold_a_stratified_part_of_a_distribution(
+    written: int,
+) -> None:
+    """Pieces take every n-th sample, so the documents that went out have the distribution's
+    shape (p50, p90, p99 close, the minimum kept), not its lowest values."""
+    rng = np.random.default_rng(1)
+    raw = np.round(rng.lognormal(3, 1, 50_000), 1)
+    values, counts = np.unique(raw, return_counts=True)
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    dist = distribution(key, dict(zip(values.tolist(), counts.astype(float).tolist(), strict=True)))
+    stream = FailingStream(good=written)
+    assert not EMFSink(stream=stream).export(batch(dist)).success
+    sent = np.array(metric_values(validate_output(stream.getvalue()), "Latency"))
+    assert len(sent) == 100 * written
+    assert sent.min() == raw.min()
+    # 100 samples a document: p99 rests on the top two of them, hence its wider bound.
+    for p, bound in ((50, 0.05), (90, 0.05), (99, 0.25)):
+        exact = np.percentile(raw, p)
+        assert abs(np.percentile(sent, p) - exact) / exact < bound, p
+
+
+@pytest.mark.parametrize("written", [1, 4])
+def test_a_partial_write_of_a_small_distribution_is_a_stratified_part_and_owes_the_rest(
+    written: int,
+) -> None:
+    """Up to 1000 observations: the written documents are every n-th observation by rank;
+    they and the owed remainder are exactly the period's observations."""
+    rng = np.random.default_rng(2)
+    raw = np.round(rng.lognormal(3, 1, 900), 0) + 1
+    values, counts = np.unique(raw, return_counts=True)
+    original = dict(zip(values.tolist(), counts.astype(float).tolist(), strict=True))
+    dist = distribution(SeriesKey("Latency", "Milliseconds", JOB), original)
+    stream = FailingStream(good=written)
+    result = EMFSink(stream=stream).export(batch(dist))
+    assert result.remainder is not None
+    sent = metric_values(validate_output(stream.getvalue()), "Latency")
+    assert len(sent) == 100 * written
+    ranked = sorted(raw.tolist())  # 9 documents: document j holds the ranks r with r % 9 == j
+    assert sorted(sent) == sorted(v for r, v in enumerate(ranked) if r % 9 < written)
+    assert abs(np.percentile(sent, 50) - np.percentile(raw, 50)) <= 2
+    assert max(sent) > np.percentile(raw, 95)  # not the lowest values
+    (owed,) = result.remainder.metrics
+    combined = Counter(sent)
+    combined.update(dict(zip(owed.values, owed.counts, strict=True)))
+    assert combined == Counter(original)
 
 
 # -- a series and its twin one dimension less: one write, two dimension sets -----------------
@@ -654,14 +739,17 @@ def test_a_failed_write_of_a_sampled_twin_owes_both_exact_counts_once(written: i
             (WORKER, dist.values, dist.counts),
             (JOB, dist.values, dist.counts),
         ]
-    else:  # the first piece went out with the exact statistics of both series
+    else:  # the first piece went out with its share; both series owe the same rest
         (sent,) = validate_output(stream.getvalue(), 8192)
         assert sent["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [  # type: ignore[index]
             ["JobId", "WorkerId"],
             ["JobId"],
         ]
-        assert sent["MetricskitDistributions"]["Latency"]["SampleCount"] == 50_000  # type: ignore[index]
-        assert list(result.remainder) == []
+        share = sent["MetricskitDistributions"]["Latency"]["SampleCount"]  # type: ignore[index]
+        worker, job = result.remainder.metrics
+        assert (worker.key.dimensions, job.key.dimensions) == (WORKER, JOB)
+        assert (worker.values, worker.counts) == (job.values, job.counts)
+        assert share + observed(worker) == 50_000
 
 
 def test_bad_values_of_twins_are_counted_per_series_as_the_cloudwatch_sink_counts() -> None:
@@ -702,10 +790,8 @@ def test_service_name_extras_and_distribution_summaries_ride_in_merged_documents
     docs = validate_output(buf.getvalue())
     assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]]] * 10
     assert all(d["ServiceName"] == "loader" and d["Status"] == "running" for d in docs)
-    summaries = [d["MetricskitDistributions"] for d in docs if "MetricskitDistributions" in d]
-    assert summaries == [
-        {"Latency": {"SampleCount": 3000, "Sum": 1501500, "Minimum": 1, "Maximum": 1000}}
-    ]
+    assert totals(summaries_of(docs, "Latency")) == (3000, 1501500, 1, 1000)
+    assert sum("MetricskitDistributions" in d for d in docs) == 10
     found = series(docs)
     assert len(found[("Test/EMF", "Latency", "Milliseconds", WORKER)]) == 1000
     assert (
