@@ -139,10 +139,13 @@ UDP_MAX_DATAGRAM_BYTES: Final = 65_507
 """The largest UDP payload over IPv4: a document sent over UDP must fit one datagram."""
 MIN_DOCUMENT_BYTES: Final = 8192
 """Smallest ``max_document_bytes`` accepted: room for 30 long dimension values and a metric."""
-DISTRIBUTIONS_MEMBER: Final = "MetricskitDistributions"
+DISTRIBUTIONS_MEMBER: Final = validation.EMF_DISTRIBUTIONS_MEMBER
 """Root member with the exact statistics of down-sampled distributions (a log field)."""
 SERVICE_NAME_MEMBER: Final = "ServiceName"
-_RESERVED_MEMBERS: Final = frozenset({"_aws", DISTRIBUTIONS_MEMBER, SERVICE_NAME_MEMBER})
+"""Root member with ``service_name``; a dimension of that name takes its place."""
+# Validation refuses dimensions and metrics named like the first two at definition; a batch
+# built by hand can still hold them, so serialization checks again (and counts a rejection).
+_RESERVED_MEMBERS: Final = validation.EMF_RESERVED_NAMES | {SERVICE_NAME_MEMBER}
 _MAX_EXACT_INT: Final = 2**53
 
 
@@ -469,7 +472,8 @@ def _group(
             continue
         if _clashes(metric):
             logger.error(
-                "metricskit: metric %r has the name of a dimension or an EMF member; dropped",
+                "metricskit: metric %r has the name of a dimension or an EMF member, or a "
+                "dimension named like an EMF member; dropped",
                 metric.name,
             )
             rejected += 1
@@ -499,8 +503,13 @@ def _group(
 
 
 def _clashes(metric: Metric) -> bool:
-    """Whether the metric's name is one of its dimensions' or a reserved member's."""
-    return metric.name in _RESERVED_MEMBERS or metric.key.dimension(metric.name) is not None
+    """Whether the metric's name is one of its dimensions' or a reserved member's, or one of
+    its dimensions is named like a member every document has (it would overwrite it)."""
+    return (
+        metric.name in _RESERVED_MEMBERS
+        or metric.key.dimension(metric.name) is not None
+        or any(name in validation.EMF_RESERVED_NAMES for name, _ in metric.key.dimensions)
+    )
 
 
 def _pieces(
@@ -688,7 +697,7 @@ def _render(
         metadata["LogGroupName"] = log_group
     if log_stream is not None:
         metadata["LogStreamName"] = log_stream
-    document: dict[str, Any] = {"_aws": metadata, **root}
+    document: dict[str, Any] = {validation.EMF_METADATA_MEMBER: metadata, **root}
     summaries = {p.name: p.summary for p in pieces if p.summary is not None}
     if summaries:
         document[DISTRIBUTIONS_MEMBER] = summaries

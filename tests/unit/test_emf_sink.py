@@ -260,6 +260,33 @@ def test_metric_named_like_a_dimension_is_rejected_not_written() -> None:
     assert sink.rejected_metrics == 1
 
 
+@pytest.mark.parametrize("name", ["_aws", "MetricskitDistributions"])
+def test_a_hand_built_series_with_a_dimension_named_like_an_emf_member_is_rejected(
+    name: str,
+) -> None:
+    """Job refuses such names; a batch built by hand is still never written invalid."""
+    dims = (*JOB, (name, "x"))
+    dist = distribution(SeriesKey("Latency", "Milliseconds", dims), {1.0: 3000.0})  # sampled
+    docs, sink = export(batch(counter("RecordsProcessed", 2, dims), dist, counter("Kept", 1)))
+    assert [d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in docs] == [[["JobId"]]]  # type: ignore[index]
+    assert metric_values(docs, "Kept") == [1]
+    assert sink.rejected_metrics == 2
+
+
+def test_a_dimension_named_service_name_takes_the_place_of_the_service_name_field() -> None:
+    dims = (*JOB, ("ServiceName", "api"))
+    docs, _ = export_with(batch(counter("RecordsProcessed", 2, dims)), service_name="loader")
+    assert docs[0]["ServiceName"] == "api"
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["JobId", "ServiceName"]]  # type: ignore[index]
+
+
+def export_with(batch_: MetricBatch, **options: Any) -> tuple[list[dict[str, Any]], EMFSink]:
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, **options)
+    assert sink.export(batch_).success
+    return validate_output(buf.getvalue()), sink
+
+
 def test_extra_properties_and_service_name_are_root_members() -> None:
     buf = io.StringIO()
     sink = EMFSink(stream=buf, service_name="loader")
