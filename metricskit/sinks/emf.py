@@ -136,7 +136,8 @@ DEFAULT_MAX_DISTRIBUTION_SAMPLES: Final = 1000
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds any connect or send to the CloudWatch agent may take."""
 UDP_MAX_DATAGRAM_BYTES: Final = 65_507
-"""The largest UDP payload over IPv4: a document sent over UDP must fit one datagram."""
+"""The largest UDP payload over IPv4 (IPv6 allows 65,527): a document sent over UDP must fit
+one datagram."""
 MIN_DOCUMENT_BYTES: Final = 8192
 """Smallest ``max_document_bytes`` accepted: room for 30 long dimension values and a metric."""
 DISTRIBUTIONS_MEMBER: Final = validation.EMF_DISTRIBUTIONS_MEMBER
@@ -249,7 +250,9 @@ class EMFSink(BaseSink):
     def __repr__(self) -> str:
         target = "stdout" if self._stream is None else "stream"
         if self.endpoint is not None:
-            target = f"{self.endpoint[0]}://{self.endpoint[1]}:{self.endpoint[2]}"
+            scheme, host, port = self.endpoint
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address, as it was given
+            target = f"{scheme}://{host}:{port}"
         return f"EMFSink({target})"
 
     def serialize(self, batch: MetricBatch) -> list[EMFDocument]:
@@ -783,8 +786,12 @@ class _UdpTransport:
     """One datagram per document (the agent's UDP listener reads one document per datagram)."""
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
-        self._address = (host, port)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Resolved once, and the socket opened in the address's family: udp://[::1]:25888
+        # needs an IPv6 socket. A name that does not resolve raises here, inside export's
+        # try, so the documents are kept and the next export resolves again.
+        family, _, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        self._address = address
+        self._sock = socket.socket(family, socket.SOCK_DGRAM, proto)
         self._sock.settimeout(timeout)
 
     def send(self, text: str) -> None:
