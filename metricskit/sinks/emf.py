@@ -32,7 +32,9 @@ How a batch becomes documents
   a pair whose piece would not fit with them is written apart, as two series). Past any
   of them the group is split into more documents. Documents are
   ``EMF_PORTABLE_EVENT_BYTES`` (256 KiB - 26) at most unless ``max_document_bytes`` says
-  otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram).
+  otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram). A
+  series' dimensions are never split: one that does not fit a document with one metric is
+  not written but counted and logged once (see ``MIN_DOCUMENT_BYTES``).
 * Counters are published as their period sum and gauges as their last value: one number,
   in exactly one document (which publishes it for the twin too, if there is one).
 * Values CloudWatch refuses are dropped and counted in ``dropped_values``, per series as the
@@ -121,6 +123,7 @@ from metricskit.batch import (
     Metric,
     MetricBatch,
     MetricKind,
+    SeriesKey,
     distribution,
     merge_metrics,
     publishable,
@@ -139,7 +142,12 @@ UDP_MAX_DATAGRAM_BYTES: Final = 65_507
 """The largest UDP payload over IPv4 (IPv6 allows 65,527): a document sent over UDP must fit
 one datagram."""
 MIN_DOCUMENT_BYTES: Final = 8192
-"""Smallest ``max_document_bytes`` accepted: room for 30 long dimension values and a metric."""
+"""Smallest ``max_document_bytes`` accepted. A document never splits a series' dimensions, so
+they must fit with one metric: at this size 30 dimensions of about 200 characters do (or 5 of
+1024), not 30 of 1024. At the default 256 KiB every dimension set validation accepts fits;
+over UDP (65,507) every one whose names and values are not full of '"' or '\\' (which JSON
+doubles). A series that cannot fit is not written: counted in ``rejected_metrics`` and the
+job's MetricskitDroppedValues, logged once (see ``serialize``)."""
 DISTRIBUTIONS_MEMBER: Final = validation.EMF_DISTRIBUTIONS_MEMBER
 """Root member with the exact statistics of down-sampled distributions (a log field)."""
 SERVICE_NAME_MEMBER: Final = "ServiceName"
@@ -246,6 +254,9 @@ class EMFSink(BaseSink):
         self.failed_writes = 0
         self.dropped_values = 0
         self.rejected_metrics = 0
+        """Series never written: see ``serialize``. Each is logged once per sink."""
+        self._warned_series: set[SeriesKey] = set()
+        self._rejected_since_export = 0
 
     def __repr__(self) -> str:
         target = "stdout" if self._stream is None else "stream"
@@ -264,19 +275,24 @@ class EMFSink(BaseSink):
             log_group=self.log_group if self.endpoint is not None else None,
             log_stream=self.log_stream if self.endpoint is not None else None,
             service_name=self.service_name,
+            warned=self._warned_series,
         )
         self.dropped_values += dropped
         self.rejected_metrics += rejected
+        self._rejected_since_export += rejected
         return documents
 
     def export(self, batch: MetricBatch) -> ExportResult:
         with self._lock:
+            self._rejected_since_export = 0
             try:
                 documents = self.serialize(batch)
             except Exception:  # a serializer bug must not take the flusher down
                 # The same batch would fail the same way again: not retryable (counted, dropped).
                 logger.exception("metricskit: EMF serialization of %s failed", batch.namespace)
                 return ExportResult.failed(batch, retryable=False)
+            # Rejected series are in no document, so never owed: the job counts them instead.
+            rejected = self._rejected_since_export
             for index, document in enumerate(documents):
                 try:
                     self._send(document.text)
@@ -292,10 +308,10 @@ class EMFSink(BaseSink):
                         len(documents),
                         len(owed),
                     )
-                    return ExportResult.failed(batch.with_metrics(owed))
+                    return ExportResult.failed(batch.with_metrics(owed), rejected=rejected)
                 self.documents_written += 1
                 self.bytes_written += len(document.text) + 1
-            return ExportResult.ok()
+            return ExportResult.ok(rejected=rejected)
 
     def _send(self, text: str) -> None:
         if self.endpoint is None:
@@ -368,17 +384,22 @@ def serialize(
     log_group: str | None = None,
     log_stream: str | None = None,
     service_name: str | None = None,
+    warned: set[SeriesKey] | None = None,
 ) -> tuple[list[EMFDocument], int, int]:
-    """Documents for ``batch``, plus the counts of values dropped and metrics rejected.
+    """Documents for ``batch``, plus the counts of values dropped and series rejected.
 
-    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped; a metric whose
-    name is also one of its dimension names cannot be a root member and is rejected. Both
-    are counted per series, as the CloudWatch sink counts them: a metric written once for
-    itself and its twin (see the module docstring) counts twice.
+    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped. A series is
+    rejected (not written) when its metric name is also one of its dimension names or an EMF
+    member, when it has more than 30 dimensions, or when its dimensions and one metric do
+    not fit ``max_document_bytes`` (see ``MIN_DOCUMENT_BYTES``). Both are counted per series,
+    as the CloudWatch sink counts them: a metric written once for itself and its twin (see
+    the module docstring) counts twice. Each rejected series is logged once if ``warned``
+    (the series already logged, updated here) is given, else every time.
     """
     layout = _Layout(batch, log_group=log_group, log_stream=log_stream, service_name=service_name)
     budget = max_document_bytes - 1  # the newline that ends the line
-    groups, dropped, rejected = _group(batch, layout, max_distribution_samples, budget)
+    rejections = _Rejections(warned)
+    groups, dropped = _group(batch, layout, max_distribution_samples, budget, rejections)
     documents: list[EMFDocument] = []
     for sets, pieces in groups.items():
         if not pieces:
@@ -386,11 +407,34 @@ def serialize(
         documents.extend(
             layout.render(sets, chosen) for chosen in _pack(pieces, layout.base(sets), budget)
         )
-        for queue in pieces:  # pieces that cannot fit even alone (never with the limits above)
-            for piece in queue:
-                logger.error("metricskit: EMF member %r exceeds the document size", piece.name)
-                rejected += len(sets)  # the piece stood for one series per dimension set
-    return documents, dropped, rejected
+        # What is left cannot fit even alone: the dimensions take the room (long values,
+        # or many '"' and '\\', which JSON doubles). Each series it stood for counts once.
+        left = {m.key: None for queue in pieces for piece in queue for m in piece.carried}
+        for key in left:
+            rejections.add(key, f"its dimensions and one metric exceed {max_document_bytes} bytes")
+    return documents, dropped, rejections.count
+
+
+class _Rejections:
+    """Series a batch's documents cannot hold: counted every time, logged once per series."""
+
+    def __init__(self, warned: set[SeriesKey] | None) -> None:
+        self.count = 0
+        self._warned = warned
+
+    def add(self, key: SeriesKey, reason: str) -> None:
+        self.count += 1
+        if self._warned is not None:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        logger.error(
+            "metricskit: EMF cannot write %s (dimensions %s): %s; it is left out of every "
+            "flush, counted in rejected_metrics and MetricskitDroppedValues, and logged once",
+            key.name,
+            ", ".join(name for name, _ in key.dimensions) or "none",
+            reason,
+        )
 
 
 class _Layout:
@@ -450,9 +494,9 @@ class _Layout:
 
 
 def _group(
-    batch: MetricBatch, layout: _Layout, max_samples: int, budget: int
-) -> tuple[dict[DimensionSets, list[deque[_Piece]]], int, int]:
-    """Every metric's pieces by the dimension sets of their documents; dropped; rejected.
+    batch: MetricBatch, layout: _Layout, max_samples: int, budget: int, rejections: _Rejections
+) -> tuple[dict[DimensionSets, list[deque[_Piece]]], int]:
+    """Every metric's pieces by the dimension sets of their documents, and values dropped.
 
     Groups keep the order in which their first series appears in the batch, so a batch
     without twins is written exactly as when every group had one dimension set.
@@ -461,8 +505,7 @@ def _group(
     twins = find_twins(metrics, root_of=layout.root, writable=lambda metric: not _clashes(metric))
     written_with_twin = set(twins.values())
     groups: dict[DimensionSets, list[deque[_Piece]]] = {}
-    too_wide: Counter[Dimensions] = Counter()
-    dropped = rejected = 0
+    dropped = 0
     for position, metric in enumerate(metrics):
         if position in written_with_twin:
             continue  # its superset's pieces carry it
@@ -471,15 +514,19 @@ def _group(
         sets: DimensionSets = (dims,) if twin is None else (dims, twin.key.dimensions)
         queues = groups.setdefault(sets, [])
         if len(dims) > limits.EMF_MAX_DIMENSIONS_PER_SET:
-            too_wide[dims] += 1
+            # Validation refuses such series at definition; publishing fewer dimensions
+            # would merge distinct series, so they are dropped rather than truncated.
+            rejections.add(
+                metric.key,
+                f"{len(dims)} dimensions, EMF allows {limits.EMF_MAX_DIMENSIONS_PER_SET}",
+            )
             continue
         if _clashes(metric):
-            logger.error(
-                "metricskit: metric %r has the name of a dimension or an EMF member, or a "
-                "dimension named like an EMF member; dropped",
-                metric.name,
+            rejections.add(
+                metric.key,
+                "the metric is named like a dimension or an EMF member, or a dimension like "
+                "an EMF member (" + ", ".join(sorted(_RESERVED_MEMBERS)) + ")",
             )
-            rejected += 1
             continue
         made, bad = _pieces(metric, twin, batch.storage_resolution, max_samples)
         dropped += bad * len(sets)  # bad in the metric is bad in its twin: two series lose it
@@ -492,17 +539,7 @@ def _group(
             continue
         if made:
             queues.append(deque(made))
-    for dims, count in too_wide.items():
-        # Validation refuses such series at definition; publishing fewer dimensions would
-        # merge distinct series, so they are dropped rather than truncated.
-        logger.error(
-            "metricskit: %d series have %d dimensions; EMF allows %d; dropped",
-            count,
-            len(dims),
-            limits.EMF_MAX_DIMENSIONS_PER_SET,
-        )
-        rejected += count
-    return groups, dropped, rejected
+    return groups, dropped
 
 
 def _clashes(metric: Metric) -> bool:

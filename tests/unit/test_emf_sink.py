@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import metricskit
-from metricskit import limits
+from metricskit import catalog, limits
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution, publishable
 from metricskit.errors import ConfigurationError
 from metricskit.job import make_sink
@@ -125,6 +125,54 @@ def test_a_series_over_thirty_dimensions_is_dropped_not_truncated() -> None:
     assert metric_values(docs, "Wide") == []
     assert metric_values(docs, "RecordsProcessed") == [2]
     assert sink.rejected_metrics == 1
+
+
+LONG_DIMS = tuple((f"D{i:02d}", f"{i}-" + "x" * 1000) for i in range(28))
+"""Accepted by validation (and by PutMetricData), too large for an 8192-byte document."""
+
+
+def test_a_series_too_large_for_a_document_is_reported_rejected_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = SeriesKey("Latency", "Milliseconds", LONG_DIMS)
+    original = batch(
+        counter("RecordsProcessed", 2, LONG_DIMS),
+        distribution(key, {float(v): 1.0 for v in range(300)}),  # 3 pieces: counted once
+        counter("Kept", 1),
+    )
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, max_document_bytes=8192)
+    for _ in range(2):
+        result = sink.export(original)
+        assert result.success
+        assert result.rejected == 2  # both long series, every export
+    assert sink.rejected_metrics == 4
+    docs = validate_output(buf.getvalue(), 8192)
+    assert metric_values(docs, "Kept") == [1, 1]
+    assert metric_values(docs, "Latency") == []
+    errors = [r.getMessage() for r in caplog.records if "EMF cannot write" in r.getMessage()]
+    assert len(errors) == 2  # once per series, not once per export or per piece
+    assert "exceed 8192 bytes" in errors[0]
+
+
+def test_series_the_emf_sink_cannot_write_are_counted_in_the_jobs_dropped_values() -> None:
+    """The rejection reaches a self-metric (from the next flush), not just a sink attribute."""
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, max_document_bytes=8192)
+    job = metricskit.Job("long", namespace="Test/EMF", sink=sink, dimensions=dict(LONG_DIMS))
+    try:
+        job.processed(5)
+        job.flush()
+        first = sink.rejected_metrics
+        assert first > 0
+        assert metric_values(validate_output(buf.getvalue(), 8192), "RecordsProcessed") == []
+        job.flush()
+    finally:
+        job.close()
+    docs = validate_output(buf.getvalue(), 8192)
+    dropped = metric_values(docs, catalog.DROPPED_VALUES, JobId="long")
+    assert dropped[0] == first
+    assert sum(dropped) <= sink.rejected_metrics  # the final flush's count has no later flush
 
 
 def test_documents_stay_within_the_event_size_and_lose_nothing() -> None:
