@@ -1,8 +1,10 @@
 """The CloudWatch sink: PutMetricData requests packed to the service limits.
 
-One batch becomes as few requests as the limits allow: at most 1000 datums and 1 MB each,
-a distribution split into datums of at most 150 Values/Counts. Throttling and 5xx answers
-are retried by botocore's ``standard`` retry mode (exponential backoff with full jitter);
+One batch becomes as few requests as the limits allow: at most 1000 datums and 1 MB each
+(the body as botocore encodes it under the client's wire protocol: query, JSON or CBOR; see
+``estimate_datum_bytes``), a distribution split into datums of at most 150 Values/Counts.
+Throttling and 5xx answers are retried by botocore's ``standard`` retry mode (exponential
+backoff with full jitter);
 what still fails is returned to the caller as the undelivered remainder, request by request,
 so a request that was answered is never sent again. (One whose answer was lost to a read
 timeout after CloudWatch applied it is, and PutMetricData takes no idempotency token: see
@@ -18,6 +20,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from metricskit import limits
 from metricskit.aws_clients import build_client
@@ -228,14 +231,60 @@ def to_datum(metric: Metric, timestamp: float, storage_resolution: int) -> Metri
 
 
 def estimate_datum_bytes(datum: MetricDatumTypeDef | dict[str, Any], protocol: str) -> int:
-    """An upper estimate of a datum's encoded size under the client's wire protocol.
+    """An upper estimate of a datum's encoded size under the client's wire protocol
+    (``client.meta.service_model.protocol``), as botocore encodes it.
 
-    The query protocol spells out ``MetricData.member.N.Values.member.M=`` for every value,
-    which makes it ~3x larger than JSON; CBOR is smaller than JSON.
+    * ``query`` spells out ``MetricData.member.N.Values.member.M=`` for every value (~3x
+      JSON), and its form body percent-encodes every character but letters, digits and
+      ``-_.~``: a dimension value such as ``s3://bucket/a b=c`` costs 3 bytes for each
+      ``/ : = &``. (A space becomes ``+``, 1 byte; counted as 3, the estimate stays above.)
+    * ``smithy-rpc-v2-cbor`` (botocore's default for CloudWatch since 2025) writes every
+      float as an 8-byte double plus a type byte: ``1.0`` is 9 bytes, three times its JSON.
+    * ``json`` is ``json.dumps`` with its default ``", "`` and ``": "`` separators.
+
+    >>> estimate_datum_bytes({"MetricName": "a/b", "Values": [1.0, 2.0]}, "query")
+    126
+    >>> estimate_datum_bytes({"MetricName": "a/b", "Values": [1.0, 2.0]}, "smithy-rpc-v2-cbor")
+    42
     """
     if protocol == "query":
-        return sum(len(k) + len(v) + 2 for k, v in _query_pairs("MetricData.member.1000", datum))
-    return len(json.dumps(datum, default=str, separators=(",", ":")))
+        return sum(
+            len(_quote(k)) + len(_quote(v)) + 2
+            for k, v in _query_pairs("MetricData.member.1000", datum)
+        )
+    if protocol == "smithy-rpc-v2-cbor":
+        return _cbor_bytes(datum)
+    return len(json.dumps(datum, default=str))
+
+
+def _quote(text: str) -> str:
+    # What botocore's urlencode of the form body does, but with a space as %20 (3 bytes)
+    # where it writes "+": an upper bound either way.
+    return quote(text, safe="-_.~")
+
+
+def _cbor_bytes(value: object) -> int:
+    """Bytes of ``value`` in CBOR as botocore writes it, or more (numbers count 9)."""
+    if isinstance(value, dict):
+        items = value.items()
+        return _cbor_head(len(value)) + sum(_cbor_bytes(k) + _cbor_bytes(v) for k, v in items)
+    if isinstance(value, str):
+        size = len(value.encode("utf-8"))
+        return _cbor_head(size) + size
+    if isinstance(value, Sequence):
+        return _cbor_head(len(value)) + sum(_cbor_bytes(item) for item in value)
+    if isinstance(value, dt.datetime):
+        return 1 + 9  # tag 1 (epoch seconds), then the number
+    return 9  # an int or a double: a type byte and at most 8 bytes
+
+
+def _cbor_head(length: int) -> int:
+    """Bytes of the type-and-length head of a CBOR string, array or map."""
+    if length < 24:
+        return 1
+    if length < 2**8:
+        return 2
+    return 3 if length < 2**16 else 5
 
 
 def _query_pairs(prefix: str, value: object) -> Iterator[tuple[str, str]]:
