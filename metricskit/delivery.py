@@ -44,6 +44,8 @@ class Delivery:
         self.failed_exports = 0
         self.dropped_batches = 0
         self.merged_periods = 0
+        self.rejected_series = 0
+        """Series the sink left out for good (``ExportResult.rejected``), summed."""
 
     @property
     def queued(self) -> int:
@@ -77,6 +79,7 @@ class Delivery:
                 batch = self._pending[0]
             result = self._export(batch)
             with self._queue_lock:
+                self.rejected_series += result.rejected
                 if result.success or not result.retryable:
                     self._pending.popleft()
                     if not result.success:

@@ -176,6 +176,7 @@ class Job(Recorder):
             self.sink, max_queued=queued, base_backoff=self.flush_interval, clock=self.clock
         )
         self._failed_exports_reported = 0
+        self._rejected_reported = 0
         self._closed = False
         self._stop_requested = False  # SIGTERM arrived and the application handles it
         self._close_lock = threading.Lock()
@@ -439,9 +440,15 @@ class Job(Recorder):
         return copies
 
     def _self_metrics(self) -> list[Metric]:
-        """Drops, failed exports and queued periods, published only when non-zero."""
+        """Drops, failed exports and queued periods, published only when non-zero.
+
+        Drops are the values dropped at record time plus the series the sink left out for
+        good since the last flush (an EMF series too large for a document, every flush).
+        """
         found: list[Metric] = []
-        drops = self._drops.cell.take_delta()
+        rejected = self._delivery.rejected_series - self._rejected_reported
+        self._rejected_reported += rejected
+        drops = self._drops.cell.take_delta() + rejected
         failed = self._delivery.failed_exports - self._failed_exports_reported
         self._failed_exports_reported += failed
         queued = self._delivery.queued
@@ -635,6 +642,7 @@ class Job(Recorder):
         self._drops.reset_after_fork()
         self._delivery.reset_after_fork()
         self._failed_exports_reported = 0
+        self._rejected_reported = self._delivery.rejected_series  # the parent reports its own
         self._last_collect = self.clock()
         self._progress_bar = None  # its thread stayed in the parent
         if self._registration is not None:

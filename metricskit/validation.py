@@ -32,6 +32,15 @@ DIMENSION_VALUE_ALLOWED = (
     f"1 to {limits.MAX_DIMENSION_VALUE_LENGTH} printable ASCII characters, "
     "at least one of them not a space"
 )
+EMF_METADATA_MEMBER = "_aws"
+"""The member of every Embedded Metric Format document that holds its metadata (the spec's)."""
+EMF_DISTRIBUTIONS_MEMBER = "MetricskitDistributions"
+"""The member of metricskit's EMF documents with the exact statistics of distributions."""
+EMF_RESERVED_NAMES = frozenset({EMF_METADATA_MEMBER, EMF_DISTRIBUTIONS_MEMBER})
+"""Names no dimension or metric may have. Dimension values and metric values are top-level
+members of an EMF document, next to these: a dimension ``_aws`` would replace the metadata
+(no document valid), one named ``MetricskitDistributions`` the statistics (or vice versa).
+Refused whatever the sink, so a job does not break when ``METRICSKIT_SINK`` changes."""
 TABLE_NAME_ALLOWED = "3 to 255 letters, digits and _ - ."
 LOG_GROUP_ALLOWED = "1 to 512 letters, digits and . - _ / #"
 LOG_STREAM_ALLOWED = "1 to 512 characters other than : and *"
@@ -102,6 +111,11 @@ def check_metric_name(name: object) -> str:
         )
     if not _PRINTABLE_ASCII.match(name):
         raise InvalidMetricError(f"metric name {name!r} must be printable ASCII")
+    if name in EMF_RESERVED_NAMES:
+        raise InvalidMetricError(
+            f"metric name {name!r} is reserved (a member of every EMF document); reserved "
+            "names: " + ", ".join(sorted(EMF_RESERVED_NAMES))
+        )
     return name
 
 
@@ -122,14 +136,17 @@ def check_dimensions(
 ) -> Dimensions:
     """Validate user dimensions and return them as an ordered tuple of pairs.
 
-    ``reserved`` names (JobId, Stage, ...) are set by metricskit and may not be given.
-    ``extra_count`` is how many dimensions metricskit itself adds, so the total stays
-    within CloudWatch's 30.
+    ``reserved`` names (JobId, Stage, ...) are set by metricskit and may not be given, nor
+    may the members of every EMF document (``EMF_RESERVED_NAMES``). ``extra_count`` is how
+    many dimensions metricskit itself adds, so the total stays within CloudWatch's 30.
+
+    >>> check_dimensions({"Env": "prod"}, reserved=["JobId"])
+    (('Env', 'prod'),)
     """
     if dimensions is None:
         return ()
     pairs = list(dimensions.items()) if isinstance(dimensions, Mapping) else list(dimensions)
-    reserved_names = set(reserved)
+    reserved_names = set(reserved) | EMF_RESERVED_NAMES
     seen: set[str] = set()
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
@@ -147,8 +164,8 @@ def check_dimensions(
             )
         if name in reserved_names:
             raise InvalidDimensionError(
-                f"dimension {name!r} is set by metricskit; reserved names: "
-                + ", ".join(sorted(reserved_names))
+                f"dimension {name!r} is reserved (set by metricskit or a member of every EMF "
+                "document); reserved names: " + ", ".join(sorted(reserved_names))
             )
         if name in seen:
             raise InvalidDimensionError(f"dimension {name!r} is given twice")

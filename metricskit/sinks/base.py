@@ -18,20 +18,26 @@ class ExportResult:
     """The outcome of one export: success, or the part of the batch still to deliver.
 
     ``retryable`` is False for a batch the service will never accept (a validation error):
-    the caller drops it, counting it, instead of retrying it forever.
+    the caller drops it, counting it, instead of retrying it forever. ``rejected`` counts the
+    series (or datums) of the batch the sink left out for good because it can never publish
+    them (an EMF series too large for a document): not owed, not retried; the job adds them
+    to its MetricskitDroppedValues self-metric.
     """
 
     success: bool
     remainder: MetricBatch | None = None
     retryable: bool = True
+    rejected: int = 0
 
     @classmethod
-    def ok(cls) -> ExportResult:
-        return cls(True)
+    def ok(cls, *, rejected: int = 0) -> ExportResult:
+        return cls(True, rejected=rejected)
 
     @classmethod
-    def failed(cls, remainder: MetricBatch, *, retryable: bool = True) -> ExportResult:
-        return cls(False, remainder, retryable)
+    def failed(
+        cls, remainder: MetricBatch, *, retryable: bool = True, rejected: int = 0
+    ) -> ExportResult:
+        return cls(False, remainder, retryable, rejected)
 
 
 @runtime_checkable

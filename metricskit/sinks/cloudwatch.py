@@ -1,13 +1,18 @@
 """The CloudWatch sink: PutMetricData requests packed to the service limits.
 
-One batch becomes as few requests as the limits allow: at most 1000 datums and 1 MB each,
-a distribution split into datums of at most 150 Values/Counts. Throttling and 5xx answers
-are retried by botocore's ``standard`` retry mode (exponential backoff with full jitter);
-what still fails is returned to the caller as the undelivered remainder, request by request,
-so a request that was answered is never sent again. (One whose answer was lost to a read
-timeout after CloudWatch applied it is, and PutMetricData takes no idempotency token: see
-docs/OPERATIONS.md, where the guarantees end.) Values CloudWatch refuses are left out first,
-because one of them fails the whole request.
+One batch becomes as few requests as the limits allow: at most 1000 datums and 1 MB each
+(the body as botocore encodes it under the client's wire protocol: query, JSON or CBOR; see
+``estimate_datum_bytes``), a distribution split into datums of at most 150 Values/Counts.
+Throttling and 5xx answers are retried by botocore's ``standard`` retry mode (exponential
+backoff with full jitter); what still fails is returned to the caller as the undelivered
+remainder, request by request, so a request that was answered is never sent again. (One
+whose answer was lost to a read timeout after CloudWatch applied it is, and PutMetricData
+takes no idempotency token: see docs/OPERATIONS.md, where the guarantees end.) A request
+answered 413 (too large; the size estimate should prevent it) is sent again at once in
+halves, and a single datum still too large is dropped and counted like a request refused as
+invalid: neither can sit at the head of the delivery queue, failing forever and holding back
+every later period. Values CloudWatch refuses are left out first, because one of them fails
+the whole request.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from metricskit import limits
 from metricskit.aws_clients import build_client
@@ -41,6 +48,8 @@ DEFAULT_READ_TIMEOUT = 10.0
 _NON_RETRYABLE_CODES = frozenset(
     {"InvalidParameterValue", "InvalidParameterCombination", "MissingParameter", "ValidationError"}
 )
+# A body over the limit: the same request always fails again, a smaller one may not.
+_TOO_LARGE_CODES = frozenset({"RequestEntityTooLarge", "RequestEntityTooLargeException", "413"})
 
 
 class CloudWatchSink(BaseSink):
@@ -106,35 +115,51 @@ class CloudWatchSink(BaseSink):
     def export(self, batch: MetricBatch) -> ExportResult:
         protocol = self._client.meta.service_model.protocol
         batch = self._publishable(batch)
-        requests = pack_requests(batch, protocol)
-        for index, request in enumerate(requests):
+        pending = deque(pack_requests(batch, protocol))
+        rejected = 0
+        while pending:
+            request = pending.popleft()
             data = [to_datum(m, batch.timestamp, batch.storage_resolution) for m in request]
             try:
                 response = self._client.put_metric_data(Namespace=batch.namespace, MetricData=data)
             except Exception as exc:  # never let an AWS or network fault escape
                 self._count_failure(exc)
-                if _is_non_retryable(exc):
+                if _is_too_large(exc) and len(request) > 1:
+                    # Our size estimate missed (it should not): resend the request in halves
+                    # now rather than keep it at the head of the delivery queue, where it
+                    # would fail again and hold back every later period.
+                    half = len(request) // 2
+                    pending.extendleft((request[half:], request[:half]))
+                    logger.warning(
+                        "metricskit: CloudWatch found a PutMetricData request of %d datums "
+                        "too large (%s); sending it in two halves",
+                        len(request),
+                        exc,
+                    )
+                    continue
+                if _is_non_retryable(exc) or _is_too_large(exc):
                     logger.error(
                         "metricskit: CloudWatch rejected %d datums of %s and they are dropped: %s",
                         len(data),
                         batch.namespace,
                         exc,
                     )
+                    rejected += len(data)
                     with self._lock:
                         self.rejected_datums += len(data)
                     continue
                 logger.warning(
                     "metricskit: PutMetricData failed (%s); %d request(s) kept for retry",
                     exc,
-                    len(requests) - index,
+                    1 + len(pending),
                 )
-                rest = tuple(m for later in requests[index:] for m in later)
-                return ExportResult.failed(batch.with_metrics(rest))
+                rest = tuple(m for later in (request, *pending) for m in later)
+                return ExportResult.failed(batch.with_metrics(rest), rejected=rejected)
             with self._lock:
                 self.requests_sent += 1
                 self.bytes_sent += sum(estimate_datum_bytes(d, protocol) for d in data)
                 self.retries += int(response["ResponseMetadata"].get("RetryAttempts", 0))
-        return ExportResult.ok()
+        return ExportResult.ok(rejected=rejected)
 
     def _publishable(self, batch: MetricBatch) -> MetricBatch:
         """The batch without values CloudWatch refuses: one would fail its whole request."""
@@ -168,6 +193,15 @@ def _is_non_retryable(exc: Exception) -> bool:
     if not isinstance(response, dict):
         return False
     return response.get("Error", {}).get("Code") in _NON_RETRYABLE_CODES
+
+
+def _is_too_large(exc: Exception) -> bool:
+    """An HTTP 413 (RequestEntityTooLarge): this request can never succeed as it is."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 413 or response.get("Error", {}).get("Code") in _TOO_LARGE_CODES
 
 
 def split_metric(metric: Metric) -> Iterator[Metric]:
@@ -228,14 +262,60 @@ def to_datum(metric: Metric, timestamp: float, storage_resolution: int) -> Metri
 
 
 def estimate_datum_bytes(datum: MetricDatumTypeDef | dict[str, Any], protocol: str) -> int:
-    """An upper estimate of a datum's encoded size under the client's wire protocol.
+    """An upper estimate of a datum's encoded size under the client's wire protocol
+    (``client.meta.service_model.protocol``), as botocore encodes it.
 
-    The query protocol spells out ``MetricData.member.N.Values.member.M=`` for every value,
-    which makes it ~3x larger than JSON; CBOR is smaller than JSON.
+    * ``query`` spells out ``MetricData.member.N.Values.member.M=`` for every value (~3x
+      JSON), and its form body percent-encodes every character but letters, digits and
+      ``-_.~``: a dimension value such as ``s3://bucket/a b=c`` costs 3 bytes for each
+      ``/ : = &``. (A space becomes ``+``, 1 byte; counted as 3, the estimate stays above.)
+    * ``smithy-rpc-v2-cbor`` (botocore's default for CloudWatch since 2025) writes every
+      float as an 8-byte double plus a type byte: ``1.0`` is 9 bytes, three times its JSON.
+    * ``json`` is ``json.dumps`` with its default ``", "`` and ``": "`` separators.
+
+    >>> estimate_datum_bytes({"MetricName": "a/b", "Values": [1.0, 2.0]}, "query")
+    126
+    >>> estimate_datum_bytes({"MetricName": "a/b", "Values": [1.0, 2.0]}, "smithy-rpc-v2-cbor")
+    42
     """
     if protocol == "query":
-        return sum(len(k) + len(v) + 2 for k, v in _query_pairs("MetricData.member.1000", datum))
-    return len(json.dumps(datum, default=str, separators=(",", ":")))
+        return sum(
+            len(_quote(k)) + len(_quote(v)) + 2
+            for k, v in _query_pairs("MetricData.member.1000", datum)
+        )
+    if protocol == "smithy-rpc-v2-cbor":
+        return _cbor_bytes(datum)
+    return len(json.dumps(datum, default=str))
+
+
+def _quote(text: str) -> str:
+    # What botocore's urlencode of the form body does, but with a space as %20 (3 bytes)
+    # where it writes "+": an upper bound either way.
+    return quote(text, safe="-_.~")
+
+
+def _cbor_bytes(value: object) -> int:
+    """Bytes of ``value`` in CBOR as botocore writes it, or more (numbers count 9)."""
+    if isinstance(value, dict):
+        items = value.items()
+        return _cbor_head(len(value)) + sum(_cbor_bytes(k) + _cbor_bytes(v) for k, v in items)
+    if isinstance(value, str):
+        size = len(value.encode("utf-8"))
+        return _cbor_head(size) + size
+    if isinstance(value, Sequence):
+        return _cbor_head(len(value)) + sum(_cbor_bytes(item) for item in value)
+    if isinstance(value, dt.datetime):
+        return 1 + 9  # tag 1 (epoch seconds), then the number
+    return 9  # an int or a double: a type byte and at most 8 bytes
+
+
+def _cbor_head(length: int) -> int:
+    """Bytes of the type-and-length head of a CBOR string, array or map."""
+    if length < 24:
+        return 1
+    if length < 2**8:
+        return 2
+    return 3 if length < 2**16 else 5
 
 
 def _query_pairs(prefix: str, value: object) -> Iterator[tuple[str, str]]:

@@ -32,7 +32,9 @@ How a batch becomes documents
   a pair whose piece would not fit with them is written apart, as two series). Past any
   of them the group is split into more documents. Documents are
   ``EMF_PORTABLE_EVENT_BYTES`` (256 KiB - 26) at most unless ``max_document_bytes`` says
-  otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram).
+  otherwise (up to the 1 MB event limit), and 65,507 bytes over UDP (one datagram). A
+  series' dimensions are never split: one that does not fit a document with one metric is
+  not written but counted and logged once (see ``MIN_DOCUMENT_BYTES``).
 * Counters are published as their period sum and gauges as their last value: one number,
   in exactly one document (which publishes it for the twin too, if there is one).
 * Values CloudWatch refuses are dropped and counted in ``dropped_values``, per series as the
@@ -58,10 +60,20 @@ its members) is therefore written as observations:
   (tests/unit/test_emf_sink.py), the far tail (p99.9 and up) rests on the last samples.
   Minimum and Maximum are kept, Average approximately (the mean of the samples), but
   CloudWatch's SampleCount is the number of samples written and its Sum is that count times
-  the average: both are wrong for such a period. The exact ``SampleCount``, ``Sum``,
-  ``Minimum`` and ``Maximum`` are written to the document as the log property
-  ``MetricskitDistributions`` (queryable with CloudWatch Logs Insights, not a metric).
-  For exact request counts publish a counter next to the distribution (``processed()`` does).
+  the average: both are wrong for such a period. The exact statistics go to the log
+  property ``MetricskitDistributions`` (queryable with CloudWatch Logs Insights, not a
+  metric): each document that holds samples of the distribution records the exact
+  ``SampleCount``, ``Sum``, ``Minimum`` and ``Maximum`` of the share of observations its
+  samples stand for, so a period's SampleCount and Sum are the sums over its documents,
+  its Minimum and Maximum the least and greatest. For exact request counts publish a
+  counter next to the distribution (``processed()`` does).
+
+Either way the observations (or samples) are dealt out across the distribution's n pieces
+(one per document) by rank: piece j holds the j-th, (j+n)-th, (j+2n)-th... in value order.
+Each piece is then a rank-stratified part of the distribution with its shape, so the documents
+written before a failed write publish the right percentiles from fewer observations, never
+just the lowest values; and the observations a document stands for (its share, cut by rank
+the same way) are what a failed write of it owes.
 
 So a flush writes at most ``ceil(max_distribution_samples / 100)`` documents for every 100
 series (or pairs of twins) of one dimension set (more only when the size limit cuts a
@@ -69,9 +81,10 @@ document).
 
 Delivery
 --------
-``export`` writes documents in order and stops at the first failure, returning the metrics of
-the documents not yet written as the remainder (both series of a pair: a document owes
-each series it publishes), so the job's delivery queue retries only those, with backoff. A
+``export`` writes documents in order and stops at the first failure, returning what the
+documents not yet written stood for as the remainder (both series of a pair: a document owes
+each series it publishes; a distribution's unwritten shares, which with the written ones add
+up to its exact counts), so the job's delivery queue retries only those, with backoff. A
 TCP connection found closed is reopened once per export; every socket call has a timeout
 (``socket_timeout``), so a dead agent costs the flusher thread at most two timeouts per flush
 and never blocks the worker. TCP has no acknowledgement: a document written in the instant
@@ -110,6 +123,7 @@ from metricskit.batch import (
     Metric,
     MetricBatch,
     MetricKind,
+    SeriesKey,
     distribution,
     merge_metrics,
     publishable,
@@ -125,13 +139,22 @@ DEFAULT_MAX_DISTRIBUTION_SAMPLES: Final = 1000
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds any connect or send to the CloudWatch agent may take."""
 UDP_MAX_DATAGRAM_BYTES: Final = 65_507
-"""The largest UDP payload over IPv4: a document sent over UDP must fit one datagram."""
+"""The largest UDP payload over IPv4 (IPv6 allows 65,527): a document sent over UDP must fit
+one datagram."""
 MIN_DOCUMENT_BYTES: Final = 8192
-"""Smallest ``max_document_bytes`` accepted: room for 30 long dimension values and a metric."""
-DISTRIBUTIONS_MEMBER: Final = "MetricskitDistributions"
+"""Smallest ``max_document_bytes`` accepted. A document never splits a series' dimensions, so
+they must fit with one metric: at this size 30 dimensions of about 200 characters do (or 5 of
+1024), not 30 of 1024. At the default 256 KiB every dimension set validation accepts fits;
+over UDP (65,507) every one whose names and values are not full of '"' or '\\' (which JSON
+doubles). A series that cannot fit is not written: counted in ``rejected_metrics`` and the
+job's MetricskitDroppedValues, logged once (see ``serialize``)."""
+DISTRIBUTIONS_MEMBER: Final = validation.EMF_DISTRIBUTIONS_MEMBER
 """Root member with the exact statistics of down-sampled distributions (a log field)."""
 SERVICE_NAME_MEMBER: Final = "ServiceName"
-_RESERVED_MEMBERS: Final = frozenset({"_aws", DISTRIBUTIONS_MEMBER, SERVICE_NAME_MEMBER})
+"""Root member with ``service_name``; a dimension of that name takes its place."""
+# Validation refuses dimensions and metrics named like the first two at definition; a batch
+# built by hand can still hold them, so serialization checks again (and counts a rejection).
+_RESERVED_MEMBERS: Final = validation.EMF_RESERVED_NAMES | {SERVICE_NAME_MEMBER}
 _MAX_EXACT_INT: Final = 2**53
 
 
@@ -145,14 +168,14 @@ class EMFDocument:
 
 @dataclass(slots=True)
 class _Piece:
-    """One metric's member in one document: a number, or a slice of a distribution."""
+    """One metric's member in one document: a number, or one piece of a distribution."""
 
     name: str
     value: float | list[float]
     definition: dict[str, Any]
     carried: tuple[Metric, ...]
-    """What a failed write of this piece owes: its part of the metric, and of the metric's
-    twin when one document stands for both (empty: another piece of its metric owes it)."""
+    """What a failed write of this piece owes: its part of the metric (a distribution's share
+    of the observations), and of the metric's twin when one document stands for both."""
     summary: dict[str, float] | None
     size: int
 
@@ -231,11 +254,16 @@ class EMFSink(BaseSink):
         self.failed_writes = 0
         self.dropped_values = 0
         self.rejected_metrics = 0
+        """Series never written: see ``serialize``. Each is logged once per sink."""
+        self._warned_series: set[SeriesKey] = set()
+        self._rejected_since_export = 0
 
     def __repr__(self) -> str:
         target = "stdout" if self._stream is None else "stream"
         if self.endpoint is not None:
-            target = f"{self.endpoint[0]}://{self.endpoint[1]}:{self.endpoint[2]}"
+            scheme, host, port = self.endpoint
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address, as it was given
+            target = f"{scheme}://{host}:{port}"
         return f"EMFSink({target})"
 
     def serialize(self, batch: MetricBatch) -> list[EMFDocument]:
@@ -247,35 +275,43 @@ class EMFSink(BaseSink):
             log_group=self.log_group if self.endpoint is not None else None,
             log_stream=self.log_stream if self.endpoint is not None else None,
             service_name=self.service_name,
+            warned=self._warned_series,
         )
         self.dropped_values += dropped
         self.rejected_metrics += rejected
+        self._rejected_since_export += rejected
         return documents
 
     def export(self, batch: MetricBatch) -> ExportResult:
         with self._lock:
+            self._rejected_since_export = 0
             try:
                 documents = self.serialize(batch)
             except Exception:  # a serializer bug must not take the flusher down
                 # The same batch would fail the same way again: not retryable (counted, dropped).
                 logger.exception("metricskit: EMF serialization of %s failed", batch.namespace)
                 return ExportResult.failed(batch, retryable=False)
+            # Rejected series are in no document, so never owed: the job counts them instead.
+            rejected = self._rejected_since_export
             for index, document in enumerate(documents):
                 try:
                     self._send(document.text)
                 except Exception as exc:  # OSError, a closed stream: retry later, never raise
                     self.failed_writes += 1
+                    owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
                     logger.warning(
-                        "metricskit: EMF write to %r failed (%s); %d document(s) kept for retry",
+                        "metricskit: EMF write to %r failed (%s) after %d of %d document(s); "
+                        "the unwritten part of %d series is kept for retry",
                         self,
                         exc,
-                        len(documents) - index,
+                        index,
+                        len(documents),
+                        len(owed),
                     )
-                    owed = merge_metrics(m for doc in documents[index:] for m in doc.metrics)
-                    return ExportResult.failed(batch.with_metrics(owed))
+                    return ExportResult.failed(batch.with_metrics(owed), rejected=rejected)
                 self.documents_written += 1
                 self.bytes_written += len(document.text) + 1
-            return ExportResult.ok()
+            return ExportResult.ok(rejected=rejected)
 
     def _send(self, text: str) -> None:
         if self.endpoint is None:
@@ -348,17 +384,22 @@ def serialize(
     log_group: str | None = None,
     log_stream: str | None = None,
     service_name: str | None = None,
+    warned: set[SeriesKey] | None = None,
 ) -> tuple[list[EMFDocument], int, int]:
-    """Documents for ``batch``, plus the counts of values dropped and metrics rejected.
+    """Documents for ``batch``, plus the counts of values dropped and series rejected.
 
-    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped; a metric whose
-    name is also one of its dimension names cannot be a root member and is rejected. Both
-    are counted per series, as the CloudWatch sink counts them: a metric written once for
-    itself and its twin (see the module docstring) counts twice.
+    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped. A series is
+    rejected (not written) when its metric name is also one of its dimension names or an EMF
+    member, when it has more than 30 dimensions, or when its dimensions and one metric do
+    not fit ``max_document_bytes`` (see ``MIN_DOCUMENT_BYTES``). Both are counted per series,
+    as the CloudWatch sink counts them: a metric written once for itself and its twin (see
+    the module docstring) counts twice. Each rejected series is logged once if ``warned``
+    (the series already logged, updated here) is given, else every time.
     """
     layout = _Layout(batch, log_group=log_group, log_stream=log_stream, service_name=service_name)
     budget = max_document_bytes - 1  # the newline that ends the line
-    groups, dropped, rejected = _group(batch, layout, max_distribution_samples, budget)
+    rejections = _Rejections(warned)
+    groups, dropped = _group(batch, layout, max_distribution_samples, budget, rejections)
     documents: list[EMFDocument] = []
     for sets, pieces in groups.items():
         if not pieces:
@@ -366,11 +407,34 @@ def serialize(
         documents.extend(
             layout.render(sets, chosen) for chosen in _pack(pieces, layout.base(sets), budget)
         )
-        for queue in pieces:  # pieces that cannot fit even alone (never with the limits above)
-            for piece in queue:
-                logger.error("metricskit: EMF member %r exceeds the document size", piece.name)
-                rejected += len(sets)  # the piece stood for one series per dimension set
-    return documents, dropped, rejected
+        # What is left cannot fit even alone: the dimensions take the room (long values,
+        # or many '"' and '\\', which JSON doubles). Each series it stood for counts once.
+        left = {m.key: None for queue in pieces for piece in queue for m in piece.carried}
+        for key in left:
+            rejections.add(key, f"its dimensions and one metric exceed {max_document_bytes} bytes")
+    return documents, dropped, rejections.count
+
+
+class _Rejections:
+    """Series a batch's documents cannot hold: counted every time, logged once per series."""
+
+    def __init__(self, warned: set[SeriesKey] | None) -> None:
+        self.count = 0
+        self._warned = warned
+
+    def add(self, key: SeriesKey, reason: str) -> None:
+        self.count += 1
+        if self._warned is not None:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        logger.error(
+            "metricskit: EMF cannot write %s (dimensions %s): %s; it is left out of every "
+            "flush, counted in rejected_metrics and MetricskitDroppedValues, and logged once",
+            key.name,
+            ", ".join(name for name, _ in key.dimensions) or "none",
+            reason,
+        )
 
 
 class _Layout:
@@ -430,9 +494,9 @@ class _Layout:
 
 
 def _group(
-    batch: MetricBatch, layout: _Layout, max_samples: int, budget: int
-) -> tuple[dict[DimensionSets, list[deque[_Piece]]], int, int]:
-    """Every metric's pieces by the dimension sets of their documents; dropped; rejected.
+    batch: MetricBatch, layout: _Layout, max_samples: int, budget: int, rejections: _Rejections
+) -> tuple[dict[DimensionSets, list[deque[_Piece]]], int]:
+    """Every metric's pieces by the dimension sets of their documents, and values dropped.
 
     Groups keep the order in which their first series appears in the batch, so a batch
     without twins is written exactly as when every group had one dimension set.
@@ -441,8 +505,7 @@ def _group(
     twins = find_twins(metrics, root_of=layout.root, writable=lambda metric: not _clashes(metric))
     written_with_twin = set(twins.values())
     groups: dict[DimensionSets, list[deque[_Piece]]] = {}
-    too_wide: Counter[Dimensions] = Counter()
-    dropped = rejected = 0
+    dropped = 0
     for position, metric in enumerate(metrics):
         if position in written_with_twin:
             continue  # its superset's pieces carry it
@@ -451,14 +514,19 @@ def _group(
         sets: DimensionSets = (dims,) if twin is None else (dims, twin.key.dimensions)
         queues = groups.setdefault(sets, [])
         if len(dims) > limits.EMF_MAX_DIMENSIONS_PER_SET:
-            too_wide[dims] += 1
+            # Validation refuses such series at definition; publishing fewer dimensions
+            # would merge distinct series, so they are dropped rather than truncated.
+            rejections.add(
+                metric.key,
+                f"{len(dims)} dimensions, EMF allows {limits.EMF_MAX_DIMENSIONS_PER_SET}",
+            )
             continue
         if _clashes(metric):
-            logger.error(
-                "metricskit: metric %r has the name of a dimension or an EMF member; dropped",
-                metric.name,
+            rejections.add(
+                metric.key,
+                "the metric is named like a dimension or an EMF member, or a dimension like "
+                "an EMF member (" + ", ".join(sorted(_RESERVED_MEMBERS)) + ")",
             )
-            rejected += 1
             continue
         made, bad = _pieces(metric, twin, batch.storage_resolution, max_samples)
         dropped += bad * len(sets)  # bad in the metric is bad in its twin: two series lose it
@@ -471,22 +539,17 @@ def _group(
             continue
         if made:
             queues.append(deque(made))
-    for dims, count in too_wide.items():
-        # Validation refuses such series at definition; publishing fewer dimensions would
-        # merge distinct series, so they are dropped rather than truncated.
-        logger.error(
-            "metricskit: %d series have %d dimensions; EMF allows %d; dropped",
-            count,
-            len(dims),
-            limits.EMF_MAX_DIMENSIONS_PER_SET,
-        )
-        rejected += count
-    return groups, dropped, rejected
+    return groups, dropped
 
 
 def _clashes(metric: Metric) -> bool:
-    """Whether the metric's name is one of its dimensions' or a reserved member's."""
-    return metric.name in _RESERVED_MEMBERS or metric.key.dimension(metric.name) is not None
+    """Whether the metric's name is one of its dimensions' or a reserved member's, or one of
+    its dimensions is named like a member every document has (it would overwrite it)."""
+    return (
+        metric.name in _RESERVED_MEMBERS
+        or metric.key.dimension(metric.name) is not None
+        or any(name in validation.EMF_RESERVED_NAMES for name, _ in metric.key.dimensions)
+    )
 
 
 def _pieces(
@@ -508,28 +571,73 @@ def _pieces(
         piece = _Piece(clean.name, _number(clean.value), definition, owed(clean), None, 0)
         return [_sized(piece)], dropped
     pairs = list(zip(clean.values, clean.counts, strict=True))
-    samples, summary = expand_distribution(pairs, max_samples)
-    step = limits.EMF_MAX_VALUES_PER_METRIC
+    samples, sampled = expand_distribution(pairs, max_samples)
+    # Piece j holds every n-th sample from the j-th: each piece is a rank-stratified
+    # subsample with the distribution's shape, so documents written before a failure
+    # publish the right percentiles (from fewer samples), not the lowest values.
+    n = math.ceil(len(samples) / limits.EMF_MAX_VALUES_PER_METRIC)
+    shares = None if sampled is None else _shares(pairs, [len(samples[j::n]) for j in range(n)])
     made = []
-    for start in range(0, len(samples), step):
-        chunk = samples[start : start + step]
-        carried: tuple[Metric, ...]
-        if summary is None:  # the pieces hold every observation: each carries its own
-            carried = owed(distribution(clean.key, Counter(chunk)))
+    for j in range(n):
+        chunk = samples[j::n]
+        if shares is None:  # the pieces hold every observation: each owes its own
+            part = distribution(clean.key, Counter(chunk))
+            summary = None
         else:
-            # Sampled: the pieces stand for the counts only together, so a failed write owes
-            # the original counts once (with the first piece), never the samples.
-            carried = owed(clean) if start == 0 else ()
-        piece = _Piece(
-            metric.name,
-            [_number(v) for v in chunk],
-            definition,
-            carried,
-            summary if start == 0 else None,
-            0,
-        )
+            # Sampled: piece j stands for share j of the observations (the same stratified
+            # cut, by rank), so the shares add up to the exact counts and a failed write
+            # owes exactly what its unwritten pieces stood for.
+            part = distribution(clean.key, shares[j])
+            summary = _summary(shares[j])
+        piece = _Piece(metric.name, [_number(v) for v in chunk], definition, owed(part), summary, 0)
         made.append(_sized(piece))
     return made, dropped
+
+
+def _shares(pairs: Sequence[tuple[float, float]], sizes: Sequence[int]) -> list[dict[float, float]]:
+    """The (value, count) pairs cut into ``len(sizes)`` shares that add up to them exactly.
+
+    Whole counts are cut by rank as the pieces' samples are: the observation of rank r (in
+    value order) goes to share r mod n, so every share is a rank-stratified part of the
+    distribution. Fractional counts are cut in proportion to ``sizes``, the last share taking
+    what is left. No share holds a zero count.
+
+    >>> _shares([(1.0, 3.0), (2.0, 2.0)], [1, 1])
+    [{1.0: 2, 2.0: 1}, {1.0: 1, 2.0: 1}]
+    """
+    n = len(sizes)
+    shares: list[dict[float, float]] = [{} for _ in range(n)]
+    ordered = sorted(pairs)
+    if all(float(c).is_integer() for _, c in ordered):
+        start = 0
+        for value, raw in ordered:
+            end = start + int(raw)
+            for j, share in enumerate(shares):
+                # Ranks r in [start, end) with r % n == j; (x - j + n - 1) // n counts r < x.
+                ranks = max(0, (end - j + n - 1) // n) - max(0, (start - j + n - 1) // n)
+                if ranks:
+                    share[value] = ranks
+            start = end
+        return shares
+    total = sum(sizes)
+    for value, weight in ordered:
+        left = weight
+        for j, share in enumerate(shares):
+            part = left if j == n - 1 else weight * sizes[j] / total
+            left -= part
+            if part > 0:
+                share[value] = part
+    return shares
+
+
+def _summary(share: dict[float, float]) -> dict[str, float]:
+    """The exact statistics of one share: what the log field of its piece records."""
+    return {
+        "SampleCount": _number(sum(share.values())),
+        "Sum": _number(sum(v * c for v, c in share.items())),
+        "Minimum": _number(min(share)),
+        "Maximum": _number(max(share)),
+    }
 
 
 def expand_distribution(
@@ -568,7 +676,7 @@ def _pack(pieces: list[deque[_Piece]], base_size: int, budget: int) -> Iterator[
     """Fill documents with at most one piece per metric, 100 definitions and ``budget`` bytes.
 
     Each pass takes the next piece of every metric that still fits, so a distribution's
-    slices go to consecutive documents and counters ride in the first.
+    (rank-interleaved) pieces go to consecutive documents and counters ride in the first.
     """
     while any(pieces):
         chosen: list[_Piece] = []
@@ -629,7 +737,7 @@ def _render(
         metadata["LogGroupName"] = log_group
     if log_stream is not None:
         metadata["LogStreamName"] = log_stream
-    document: dict[str, Any] = {"_aws": metadata, **root}
+    document: dict[str, Any] = {validation.EMF_METADATA_MEMBER: metadata, **root}
     summaries = {p.name: p.summary for p in pieces if p.summary is not None}
     if summaries:
         document[DISTRIBUTIONS_MEMBER] = summaries
@@ -715,8 +823,12 @@ class _UdpTransport:
     """One datagram per document (the agent's UDP listener reads one document per datagram)."""
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
-        self._address = (host, port)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Resolved once, and the socket opened in the address's family: udp://[::1]:25888
+        # needs an IPv6 socket. A name that does not resolve raises here, inside export's
+        # try, so the documents are kept and the next export resolves again.
+        family, _, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        self._address = address
+        self._sock = socket.socket(family, socket.SOCK_DGRAM, proto)
         self._sock.settimeout(timeout)
 
     def send(self, text: str) -> None:

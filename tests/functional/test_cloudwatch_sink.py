@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 import metricskit
 from metricskit import catalog
+from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from tests.helpers import read_sum
 
@@ -119,3 +123,73 @@ def test_no_region_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(metricskit.ConfigurationError, match="AWS_REGION"):
         CloudWatchSink()
+
+
+class _EmptyBody:
+    """The raw body of a synthetic HTTP answer (botocore reads it through ``stream``)."""
+
+    def stream(self, **_: object) -> Any:
+        yield b""
+
+
+def answer_413_when(client: Any, too_large: Callable[[bytes], bool]) -> list[int]:
+    """Make ``client`` see HTTP 413 for every PutMetricData body ``too_large`` picks; the
+    others go to moto. Returns the sizes of the bodies that were refused."""
+    refused: list[int] = []
+
+    def entity_too_large(request: Any, **_: object) -> AWSResponse | None:
+        body = bytes(request.body or b"")
+        if not too_large(body):
+            return None
+        refused.append(len(body))
+        return AWSResponse(request.url, 413, HTTPHeaders(), _EmptyBody())
+
+    client.meta.events.register("before-send.cloudwatch.PutMetricData", entity_too_large)
+    return refused
+
+
+def test_a_request_answered_413_is_resent_in_halves_and_nothing_is_lost(
+    aws: str, namespace: str
+) -> None:
+    client = boto3.client("cloudwatch")
+    refused = answer_413_when(client, lambda body: len(body) > 8_000)
+    metrics = tuple(
+        Metric(SeriesKey(f"M{i:03d}", "Count", (("JobId", "big"),)), MetricKind.COUNTER, value=i)
+        for i in range(200)
+    )
+    sink = CloudWatchSink(client=client)
+    result = sink.export(MetricBatch(namespace, time.time(), metrics))
+    assert result.success
+    assert result.rejected == 0
+    assert len(refused) >= 3  # the whole request, then halves still over the stand-in limit
+    names = {
+        m["MetricName"]
+        for page in client.get_paginator("list_metrics").paginate(Namespace=namespace)
+        for m in page["Metrics"]
+    }
+    assert names == {f"M{i:03d}" for i in range(200)}
+    assert read_sum(client, namespace, "M199", "big") == 199
+
+
+def test_a_datum_always_answered_413_is_dropped_and_counted_not_kept_at_the_queue_head(
+    aws: str, namespace: str
+) -> None:
+    """Before, a 413 was kept for retry: the same request failed at every flush, merged with
+    every later period, and nothing of the job arrived again."""
+    client = boto3.client("cloudwatch")
+    refused = answer_413_when(client, lambda body: b"Poison" in body)
+    sink = CloudWatchSink(client=client)
+    job = metricskit.Job("poisoned", namespace=namespace, sink=sink, flush_interval=3600)
+    try:
+        job.gauge("Poison", 1.0)
+        job.processed(5)
+        assert job.flush()  # delivered: nothing left queued
+        job.processed(7)
+        assert job.flush()
+    finally:
+        job.close()
+    assert refused
+    assert sink.rejected_datums == 1
+    assert job._delivery.queued == 0
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "poisoned") == 12
+    assert read_sum(client, namespace, catalog.DROPPED_VALUES, "poisoned") == 1

@@ -215,3 +215,43 @@ def test_tcp_agent_down_then_up_delivers_every_count_exactly_once() -> None:
     finally:
         job.close()
         agent.stop()
+
+
+def _ipv6_loopback(kind: socket.SocketKind) -> socket.socket:
+    try:
+        sock = socket.socket(socket.AF_INET6, kind)
+        sock.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"this machine has no IPv6 loopback (::1): {exc}")
+    sock.settimeout(5.0)
+    return sock
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+def test_an_agent_on_an_ipv6_address_receives_the_documents(scheme: str) -> None:
+    """udp://[::1]:port used to open an IPv4 socket and fail every export, forever."""
+    kind = socket.SOCK_STREAM if scheme == "tcp" else socket.SOCK_DGRAM
+    with _ipv6_loopback(kind) as listener:
+        port = listener.getsockname()[1]
+        if scheme == "tcp":
+            listener.listen()
+        sink = EMFSink(agent_endpoint=f"{scheme}://[::1]:{port}", socket_timeout=1.0)
+        assert repr(sink) == f"EMFSink({scheme}://[::1]:{port})"
+        metric = Metric(
+            SeriesKey("RecordsProcessed", "Count", (("JobId", "v6"),)), MetricKind.COUNTER, value=7
+        )
+        batch = MetricBatch("Test/EMF", 1_700_000_000.0, (metric,))
+        assert sink.export(batch).success
+        assert sink.export(batch).success  # the socket is kept and still sends
+        if scheme == "tcp":
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5.0)
+                text = b""
+                while text.count(b"\n") < 2:
+                    text += conn.recv(65536)
+        else:
+            text = listener.recv(65536) + listener.recv(65536)
+        sink.shutdown()
+    assert records_processed(text.decode("utf-8"), JobId="v6") == 14
+    assert sink.failed_writes == 0

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 from typing import Any
 
+import botocore.session
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.serialize import create_serializer
 
 from metricskit import limits
 from metricskit.batch import (
@@ -69,6 +74,67 @@ def test_requests_stay_under_one_megabyte(protocol: str) -> None:
         )
         assert size <= limits.PUT_METRIC_DATA_MAX_BYTES
         assert len(request) <= limits.PUT_METRIC_DATA_MAX_DATUMS
+
+
+def real_body_bytes(protocol: str, namespace: str, data: list[Any]) -> int:
+    """The body botocore sends for PutMetricData under ``protocol`` (form-encoded for query)."""
+    operation = botocore.session.get_session().get_service_model("cloudwatch")
+    request = create_serializer(protocol, include_validation=False).serialize_to_request(
+        {"Namespace": namespace, "MetricData": data},
+        operation.operation_model("PutMetricData"),
+    )
+    prepared = AWSRequest(
+        method="POST", url="https://monitoring.invalid/", data=request["body"]
+    ).prepare()
+    assert prepared.body is not None
+    return len(prepared.body)
+
+
+def _encoded_dimensions() -> MetricBatch:
+    """Dimension values validation accepts that the query protocol percent-encodes (3 bytes)."""
+    rng = random.Random(0)
+    dims = tuple(
+        (f"Dim{i}", "".join(rng.choice("a/b:c d=e&f,g(h)i") for _ in range(1024))) for i in range(3)
+    )
+    metrics = tuple(
+        Metric(SeriesKey(f"M{i}", "Count/Second", (*DIMS, *dims)), MetricKind.COUNTER, value=0.5)
+        for i in range(1000)
+    )
+    return MetricBatch("My/Namespace", 1_700_000_000.0, metrics)
+
+
+def _distributions(counts: dict[float, float]) -> MetricBatch:
+    metrics = tuple(
+        distribution(SeriesKey(f"Latency{j}", "Milliseconds", DIMS), counts) for j in range(900)
+    )
+    return MetricBatch("ns", 1_700_000_000.0, metrics)
+
+
+BATCHES: dict[str, Callable[[], MetricBatch]] = {
+    "percent-encoded dimension values": _encoded_dimensions,
+    # Whole numbers: "1.0" is 3 bytes of JSON, 9 of CBOR (every float is a double).
+    "whole-number values": lambda: _distributions({float(i): 1.0 for i in range(1, 151)}),
+    "fractional values": lambda: _distributions(
+        {1.0 + i * 0.123456789: float(i + 1) for i in range(150)}
+    ),
+}
+
+
+@pytest.mark.parametrize("protocol", ["query", "json", "smithy-rpc-v2-cbor"])
+@pytest.mark.parametrize("shape", BATCHES)
+def test_the_bodies_botocore_builds_stay_under_one_megabyte(protocol: str, shape: str) -> None:
+    """Measured on the real serialized body, not on the estimate: query bodies percent-encode
+    dimension values, JSON has spaces after separators, CBOR writes 9 bytes per float."""
+    batch = BATCHES[shape]()
+    requests = pack_requests(batch, protocol)
+    assert len(requests) > 1
+    for index, request in enumerate(requests[:2]):
+        data = [to_datum(m, batch.timestamp, 60) for m in request]
+        real = real_body_bytes(protocol, batch.namespace, data)
+        assert real <= limits.PUT_METRIC_DATA_MAX_BYTES
+        assert real <= sum(estimate_datum_bytes(d, protocol) for d in data) + 4096
+        if index == 0:  # the estimate is not so loose that requests go out half empty
+            assert real > limits.PUT_METRIC_DATA_MAX_BYTES * 0.85
 
 
 def test_datum_carries_values_and_counts_or_a_single_value() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import metricskit
-from metricskit import limits
+from metricskit import catalog, limits
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution, publishable
 from metricskit.errors import ConfigurationError
 from metricskit.job import make_sink
@@ -52,6 +52,24 @@ def export(batch_: MetricBatch, **options: int) -> tuple[list[dict[str, object]]
     assert sink.export(batch_).success
     max_bytes = options.get("max_document_bytes", limits.EMF_PORTABLE_EVENT_BYTES)
     return validate_output(buf.getvalue(), max_bytes), sink
+
+
+def summaries_of(docs: list[dict[str, Any]], name: str) -> list[dict[str, float]]:
+    return [d["MetricskitDistributions"][name] for d in docs if "MetricskitDistributions" in d]
+
+
+def totals(found: list[dict[str, float]]) -> tuple[float, float, float, float]:
+    """SampleCount, Sum, Minimum, Maximum of a period from its documents' summaries."""
+    return (
+        sum(s["SampleCount"] for s in found),
+        sum(s["Sum"] for s in found),
+        min(s["Minimum"] for s in found),
+        max(s["Maximum"] for s in found),
+    )
+
+
+def observed(metric: Metric) -> float:
+    return sum(metric.counts)
 
 
 def test_counters_and_gauges_are_single_numbers_with_timestamp_in_ms() -> None:
@@ -107,6 +125,54 @@ def test_a_series_over_thirty_dimensions_is_dropped_not_truncated() -> None:
     assert metric_values(docs, "Wide") == []
     assert metric_values(docs, "RecordsProcessed") == [2]
     assert sink.rejected_metrics == 1
+
+
+LONG_DIMS = tuple((f"D{i:02d}", f"{i}-" + "x" * 1000) for i in range(28))
+"""Accepted by validation (and by PutMetricData), too large for an 8192-byte document."""
+
+
+def test_a_series_too_large_for_a_document_is_reported_rejected_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = SeriesKey("Latency", "Milliseconds", LONG_DIMS)
+    original = batch(
+        counter("RecordsProcessed", 2, LONG_DIMS),
+        distribution(key, {float(v): 1.0 for v in range(300)}),  # 3 pieces: counted once
+        counter("Kept", 1),
+    )
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, max_document_bytes=8192)
+    for _ in range(2):
+        result = sink.export(original)
+        assert result.success
+        assert result.rejected == 2  # both long series, every export
+    assert sink.rejected_metrics == 4
+    docs = validate_output(buf.getvalue(), 8192)
+    assert metric_values(docs, "Kept") == [1, 1]
+    assert metric_values(docs, "Latency") == []
+    errors = [r.getMessage() for r in caplog.records if "EMF cannot write" in r.getMessage()]
+    assert len(errors) == 2  # once per series, not once per export or per piece
+    assert "exceed 8192 bytes" in errors[0]
+
+
+def test_series_the_emf_sink_cannot_write_are_counted_in_the_jobs_dropped_values() -> None:
+    """The rejection reaches a self-metric (from the next flush), not just a sink attribute."""
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, max_document_bytes=8192)
+    job = metricskit.Job("long", namespace="Test/EMF", sink=sink, dimensions=dict(LONG_DIMS))
+    try:
+        job.processed(5)
+        job.flush()
+        first = sink.rejected_metrics
+        assert first > 0
+        assert metric_values(validate_output(buf.getvalue(), 8192), "RecordsProcessed") == []
+        job.flush()
+    finally:
+        job.close()
+    docs = validate_output(buf.getvalue(), 8192)
+    dropped = metric_values(docs, catalog.DROPPED_VALUES, JobId="long")
+    assert dropped[0] == first
+    assert sum(dropped) <= sink.rejected_metrics  # the final flush's count has no later flush
 
 
 def test_documents_stay_within_the_event_size_and_lose_nothing() -> None:
@@ -170,14 +236,13 @@ def test_log_normal_percentiles_survive_within_one_percent() -> None:
     for p in (50, 90, 99):
         exact = np.percentile(raw, p)
         assert abs(np.percentile(emitted, p) - exact) / exact < 0.01, p
-    summaries = [
-        d["MetricskitDistributions"]["KafkaLatency"] for d in docs if "MetricskitDistributions" in d
-    ]  # type: ignore[index]
-    assert len(summaries) == 1
-    assert summaries[0]["SampleCount"] == 100_000
-    assert summaries[0]["Minimum"] == pytest.approx(raw.min(), rel=0.01)
-    assert summaries[0]["Maximum"] == pytest.approx(raw.max(), rel=0.01)
-    assert summaries[0]["Sum"] == pytest.approx(raw.sum(), rel=0.01)
+    summaries = summaries_of(docs, "KafkaLatency")
+    assert len(summaries) == 10  # one per document: the exact statistics of its share
+    count, total, low, high = totals(summaries)
+    assert count == 100_000
+    assert low == pytest.approx(raw.min(), rel=0.01)
+    assert high == pytest.approx(raw.max(), rel=0.01)
+    assert total == pytest.approx(raw.sum(), rel=0.01)
 
 
 def test_small_distribution_is_written_observation_for_observation() -> None:
@@ -241,6 +306,33 @@ def test_metric_named_like_a_dimension_is_rejected_not_written() -> None:
     assert metric_values(docs, "RecordsProcessed") == [2]
     assert docs[0]["JobId"] == "job-1"
     assert sink.rejected_metrics == 1
+
+
+@pytest.mark.parametrize("name", ["_aws", "MetricskitDistributions"])
+def test_a_hand_built_series_with_a_dimension_named_like_an_emf_member_is_rejected(
+    name: str,
+) -> None:
+    """Job refuses such names; a batch built by hand is still never written invalid."""
+    dims = (*JOB, (name, "x"))
+    dist = distribution(SeriesKey("Latency", "Milliseconds", dims), {1.0: 3000.0})  # sampled
+    docs, sink = export(batch(counter("RecordsProcessed", 2, dims), dist, counter("Kept", 1)))
+    assert [d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for d in docs] == [[["JobId"]]]  # type: ignore[index]
+    assert metric_values(docs, "Kept") == [1]
+    assert sink.rejected_metrics == 2
+
+
+def test_a_dimension_named_service_name_takes_the_place_of_the_service_name_field() -> None:
+    dims = (*JOB, ("ServiceName", "api"))
+    docs, _ = export_with(batch(counter("RecordsProcessed", 2, dims)), service_name="loader")
+    assert docs[0]["ServiceName"] == "api"
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["JobId", "ServiceName"]]  # type: ignore[index]
+
+
+def export_with(batch_: MetricBatch, **options: Any) -> tuple[list[dict[str, Any]], EMFSink]:
+    buf = io.StringIO()
+    sink = EMFSink(stream=buf, **options)
+    assert sink.export(batch_).success
+    return validate_output(buf.getvalue()), sink
 
 
 def test_extra_properties_and_service_name_are_root_members() -> None:
@@ -406,9 +498,12 @@ def test_a_serializer_failure_is_reported_not_raised_and_not_retried(
     assert buf.getvalue() == ""
 
 
-@pytest.mark.parametrize("written", [0, 1])
-def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written: int) -> None:
-    """Down-sampled pieces stand for the counts only together: a retry owes the original."""
+@pytest.mark.parametrize("written", [0, 1, 4])
+def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(
+    written: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each down-sampled piece stands for its share of the counts: the written documents'
+    shares plus what a failed write owes are exactly the original distribution."""
     key = SeriesKey("Latency", "Milliseconds", JOB)
     dist = distribution(key, {float(v): 25.0 for v in range(1, 2001)})  # 50,000 observations
     stream = FailingStream(good=written)
@@ -416,14 +511,79 @@ def test_a_failed_write_of_a_sampled_distribution_owes_its_exact_counts(written:
     result = EMFSink(stream=stream, max_document_bytes=8192).export(batch(dist))
     assert not result.success
     assert result.remainder is not None
-    owed = [m for m in result.remainder if m.name == "Latency"]
+    (owed,) = [m for m in result.remainder if m.name == "Latency"]
+    sent = summaries_of(validate_output(stream.getvalue(), 8192), "Latency")
+    assert len(sent) == written
+    assert f"after {written} of 10 document(s); the unwritten part of 1 series" in caplog.text
     if written == 0:  # nothing went out: the whole distribution is owed, exactly
-        assert [(m.values, m.counts) for m in owed] == [(dist.values, dist.counts)]
-    else:  # the first piece went out with the exact SampleCount and Sum: nothing is owed
-        (sent,) = validate_output(stream.getvalue(), 8192)
-        summary = sent["MetricskitDistributions"]["Latency"]  # type: ignore[index]
-        assert summary["SampleCount"] == 50_000
-        assert owed == []
+        assert (owed.values, owed.counts) == (dist.values, dist.counts)
+    else:  # the written pieces' exact counts plus what is owed add up to the original
+        assert sum(s["SampleCount"] for s in sent) + observed(owed) == 50_000
+        assert 0 < observed(owed) < 50_000
+        assert set(owed.values) == set(dist.values)  # every share spans the distribution
+    retry = io.StringIO()
+    assert EMFSink(stream=retry).export(result.remainder).success
+    both = validate_output(stream.getvalue(), 8192) + validate_output(retry.getvalue())
+    assert totals(summaries_of(both, "Latency")) == (50_000, 25 * 2000 * 2001 // 2, 1, 2000)
+
+
+def test_fractional_counts_are_shared_in_proportion_and_add_up() -> None:
+    dist = distribution(SeriesKey("Latency", "Milliseconds", JOB), {1.0: 0.75, 2.0: 0.5})
+    stream = FailingStream(good=1)
+    result = EMFSink(stream=stream, max_distribution_samples=300).export(batch(dist))
+    assert result.remainder is not None
+    (sent,) = summaries_of(validate_output(stream.getvalue()), "Latency")
+    (owed,) = result.remainder.metrics
+    assert sent["SampleCount"] == pytest.approx(1.25 / 3)  # 100 of the 300 samples
+    assert dict(zip(owed.values, owed.counts, strict=True)) == pytest.approx({1.0: 0.5, 2.0: 1 / 3})
+
+
+@pytest.mark.parametrize("written", [1, 3])
+def test_documents_written_before_a_failure_hold_a_stratified_part_of_a_distribution(
+    written: int,
+) -> None:
+    """Pieces take every n-th sample, so the documents that went out have the distribution's
+    shape (p50, p90, p99 close, the minimum kept), not its lowest values."""
+    rng = np.random.default_rng(1)
+    raw = np.round(rng.lognormal(3, 1, 50_000), 1)
+    values, counts = np.unique(raw, return_counts=True)
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    dist = distribution(key, dict(zip(values.tolist(), counts.astype(float).tolist(), strict=True)))
+    stream = FailingStream(good=written)
+    assert not EMFSink(stream=stream).export(batch(dist)).success
+    sent = np.array(metric_values(validate_output(stream.getvalue()), "Latency"))
+    assert len(sent) == 100 * written
+    assert sent.min() == raw.min()
+    # 100 samples a document: p99 rests on the top two of them, hence its wider bound.
+    for p, bound in ((50, 0.05), (90, 0.05), (99, 0.25)):
+        exact = np.percentile(raw, p)
+        assert abs(np.percentile(sent, p) - exact) / exact < bound, p
+
+
+@pytest.mark.parametrize("written", [1, 4])
+def test_a_partial_write_of_a_small_distribution_is_a_stratified_part_and_owes_the_rest(
+    written: int,
+) -> None:
+    """Up to 1000 observations: the written documents are every n-th observation by rank;
+    they and the owed remainder are exactly the period's observations."""
+    rng = np.random.default_rng(2)
+    raw = np.round(rng.lognormal(3, 1, 900), 0) + 1
+    values, counts = np.unique(raw, return_counts=True)
+    original = dict(zip(values.tolist(), counts.astype(float).tolist(), strict=True))
+    dist = distribution(SeriesKey("Latency", "Milliseconds", JOB), original)
+    stream = FailingStream(good=written)
+    result = EMFSink(stream=stream).export(batch(dist))
+    assert result.remainder is not None
+    sent = metric_values(validate_output(stream.getvalue()), "Latency")
+    assert len(sent) == 100 * written
+    ranked = sorted(raw.tolist())  # 9 documents: document j holds the ranks r with r % 9 == j
+    assert sorted(sent) == sorted(v for r, v in enumerate(ranked) if r % 9 < written)
+    assert abs(np.percentile(sent, 50) - np.percentile(raw, 50)) <= 2
+    assert max(sent) > np.percentile(raw, 95)  # not the lowest values
+    (owed,) = result.remainder.metrics
+    combined = Counter(sent)
+    combined.update(dict(zip(owed.values, owed.counts, strict=True)))
+    assert combined == Counter(original)
 
 
 # -- a series and its twin one dimension less: one write, two dimension sets -----------------
@@ -654,14 +814,17 @@ def test_a_failed_write_of_a_sampled_twin_owes_both_exact_counts_once(written: i
             (WORKER, dist.values, dist.counts),
             (JOB, dist.values, dist.counts),
         ]
-    else:  # the first piece went out with the exact statistics of both series
+    else:  # the first piece went out with its share; both series owe the same rest
         (sent,) = validate_output(stream.getvalue(), 8192)
         assert sent["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [  # type: ignore[index]
             ["JobId", "WorkerId"],
             ["JobId"],
         ]
-        assert sent["MetricskitDistributions"]["Latency"]["SampleCount"] == 50_000  # type: ignore[index]
-        assert list(result.remainder) == []
+        share = sent["MetricskitDistributions"]["Latency"]["SampleCount"]  # type: ignore[index]
+        worker, job = result.remainder.metrics
+        assert (worker.key.dimensions, job.key.dimensions) == (WORKER, JOB)
+        assert (worker.values, worker.counts) == (job.values, job.counts)
+        assert share + observed(worker) == 50_000
 
 
 def test_bad_values_of_twins_are_counted_per_series_as_the_cloudwatch_sink_counts() -> None:
@@ -702,10 +865,8 @@ def test_service_name_extras_and_distribution_summaries_ride_in_merged_documents
     docs = validate_output(buf.getvalue())
     assert dimension_sets(docs) == [[["JobId", "WorkerId"], ["JobId"]]] * 10
     assert all(d["ServiceName"] == "loader" and d["Status"] == "running" for d in docs)
-    summaries = [d["MetricskitDistributions"] for d in docs if "MetricskitDistributions" in d]
-    assert summaries == [
-        {"Latency": {"SampleCount": 3000, "Sum": 1501500, "Minimum": 1, "Maximum": 1000}}
-    ]
+    assert totals(summaries_of(docs, "Latency")) == (3000, 1501500, 1, 1000)
+    assert sum("MetricskitDistributions" in d for d in docs) == 10
     found = series(docs)
     assert len(found[("Test/EMF", "Latency", "Milliseconds", WORKER)]) == 1000
     assert (

@@ -77,6 +77,25 @@ def test_bad_dimensions_raise(dims: dict[str, object], message: str) -> None:
         metricskit.Job("j", sink="off", dimensions=dims)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["_aws", "MetricskitDistributions"])
+def test_dimension_and_metric_names_of_emf_members_raise_and_list_the_reserved_names(
+    name: str,
+) -> None:
+    """Such a dimension would overwrite a member every EMF document has (``_aws``: no
+    document valid, while export reported success)."""
+    reserved = "reserved names: JobId, MetricskitDistributions, Stage, WorkerId, _aws"
+    with pytest.raises(InvalidDimensionError, match=reserved):
+        metricskit.Job("j", sink="off", dimensions={name: "x"})
+    job = metricskit.Job("j", sink="off")
+    try:
+        with pytest.raises(InvalidMetricError, match="reserved names: MetricskitDistributions"):
+            job.observe(name, 1.0)
+        with pytest.raises(InvalidMetricError, match="reserved"):
+            job.gauge(name, 1.0)
+    finally:
+        job.close()
+
+
 def test_bad_job_id_and_total_raise() -> None:
     with pytest.raises(InvalidDimensionError):
         metricskit.Job("", sink="off")
