@@ -110,3 +110,4 @@ class Delivery:
         self.failed_exports = 0
         self.dropped_batches = 0
         self.merged_periods = 0
+        self.rejected_series = 0

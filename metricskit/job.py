@@ -641,8 +641,9 @@ class Job(Recorder):
             self._close_done.set()
         self._drops.reset_after_fork()
         self._delivery.reset_after_fork()
+        # The parent reports its own failures and rejections; the child's counts start at 0.
         self._failed_exports_reported = 0
-        self._rejected_reported = self._delivery.rejected_series  # the parent reports its own
+        self._rejected_reported = 0
         self._last_collect = self.clock()
         self._progress_bar = None  # its thread stayed in the parent
         if self._registration is not None:
