@@ -35,6 +35,7 @@ MONTHLY_COST: Final = "MonthlyCost"
 ACTUAL_COST_AVAILABLE: Final = "ActualCostAvailable"
 DROPPED_VALUES: Final = "MetricskitDroppedValues"
 FAILED_EXPORTS: Final = "MetricskitFailedExports"
+RETRIES: Final = "MetricskitRetries"
 QUEUED_PERIODS: Final = "MetricskitQueuedPeriods"
 
 

@@ -46,6 +46,10 @@ class Delivery:
         self.merged_periods = 0
         self.rejected_series = 0
         """Series the sink left out for good (``ExportResult.rejected``), summed."""
+        self.retries = 0
+        """Exports of a batch kept after a failed one, plus the requests the sink itself sent
+        again (``ExportResult.retries``)."""
+        self._head_failed = False
 
     @property
     def queued(self) -> int:
@@ -80,8 +84,10 @@ class Delivery:
             result = self._export(batch)
             with self._queue_lock:
                 self.rejected_series += result.rejected
+                self.retries += result.retries + self._head_failed
                 if result.success or not result.retryable:
                     self._pending.popleft()
+                    self._head_failed = False
                     if not result.success:
                         self.dropped_batches += 1
                     else:
@@ -89,6 +95,7 @@ class Delivery:
                     continue
                 if result.remainder is not None:
                     self._pending[0] = result.remainder
+                self._head_failed = True
                 self.failed_exports += 1
                 self._backoff.failed(self._clock())
                 return False
@@ -111,3 +118,5 @@ class Delivery:
         self.dropped_batches = 0
         self.merged_periods = 0
         self.rejected_series = 0
+        self.retries = 0
+        self._head_failed = False

@@ -176,6 +176,7 @@ class Job(Recorder):
             self.sink, max_queued=queued, base_backoff=self.flush_interval, clock=self.clock
         )
         self._failed_exports_reported = 0
+        self._retries_reported = 0
         self._rejected_reported = 0
         self._closed = False
         self._stop_requested = False  # SIGTERM arrived and the application handles it
@@ -440,7 +441,7 @@ class Job(Recorder):
         return copies
 
     def _self_metrics(self) -> list[Metric]:
-        """Drops, failed exports and queued periods, published only when non-zero.
+        """Drops, failed exports, retries and queued periods, published only when non-zero.
 
         Drops are the values dropped at record time plus the series the sink left out for
         good since the last flush (an EMF series too large for a document, every flush).
@@ -451,10 +452,13 @@ class Job(Recorder):
         drops = self._drops.cell.take_delta() + rejected
         failed = self._delivery.failed_exports - self._failed_exports_reported
         self._failed_exports_reported += failed
+        retries = self._delivery.retries - self._retries_reported
+        self._retries_reported += retries
         queued = self._delivery.queued
         for name, value, kind in (
             (catalog.DROPPED_VALUES, drops, MetricKind.COUNTER),
             (catalog.FAILED_EXPORTS, float(failed), MetricKind.COUNTER),
+            (catalog.RETRIES, float(retries), MetricKind.COUNTER),
             (catalog.QUEUED_PERIODS, float(queued), MetricKind.GAUGE),
         ):
             if value:
@@ -470,10 +474,13 @@ class Job(Recorder):
                 self._delivery.submit(batch)
                 delivered = self._delivery.deliver(force=force)
                 logger.debug(
-                    "metricskit: job %s flushed %d series; %d period(s) still queued",
+                    "metricskit: job %s flushed %d series; %d period(s) still queued; "
+                    "%d failed export(s), %d retr(ies) so far",
                     self.job_id,
                     len(batch),
                     self._delivery.queued,
+                    self._delivery.failed_exports,
+                    self._delivery.retries,
                 )
                 return delivered
             except Exception:
@@ -643,6 +650,7 @@ class Job(Recorder):
         self._delivery.reset_after_fork()
         # The parent reports its own failures and rejections; the child's counts start at 0.
         self._failed_exports_reported = 0
+        self._retries_reported = 0
         self._rejected_reported = 0
         self._last_collect = self.clock()
         self._progress_bar = None  # its thread stayed in the parent

@@ -210,7 +210,7 @@ locals {
         width  = local.half_width
         height = local.detail_height
         properties = {
-          title = "metricskit health (dropped values, failed exports, queued periods)"
+          title = "metricskit health (dropped values, failed exports, retries, queued periods)"
           view  = "timeSeries"
           metrics = [
             for entry in local.catalog.self_metrics :

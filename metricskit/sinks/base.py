@@ -21,23 +21,31 @@ class ExportResult:
     the caller drops it, counting it, instead of retrying it forever. ``rejected`` counts the
     series (or datums) of the batch the sink left out for good because it can never publish
     them (an EMF series too large for a document): not owed, not retried; the job adds them
-    to its MetricskitDroppedValues self-metric.
+    to its MetricskitDroppedValues self-metric. ``retries`` counts the requests the sink
+    itself sent again during this export (botocore's retries after throttling or a 5xx); the
+    job adds them to its MetricskitRetries self-metric.
     """
 
     success: bool
     remainder: MetricBatch | None = None
     retryable: bool = True
     rejected: int = 0
+    retries: int = 0
 
     @classmethod
-    def ok(cls, *, rejected: int = 0) -> ExportResult:
-        return cls(True, rejected=rejected)
+    def ok(cls, *, rejected: int = 0, retries: int = 0) -> ExportResult:
+        return cls(True, rejected=rejected, retries=retries)
 
     @classmethod
     def failed(
-        cls, remainder: MetricBatch, *, retryable: bool = True, rejected: int = 0
+        cls,
+        remainder: MetricBatch,
+        *,
+        retryable: bool = True,
+        rejected: int = 0,
+        retries: int = 0,
     ) -> ExportResult:
-        return cls(False, remainder, retryable, rejected)
+        return cls(False, remainder, retryable, rejected, retries)
 
 
 @runtime_checkable

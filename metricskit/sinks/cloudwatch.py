@@ -104,7 +104,10 @@ class CloudWatchSink(BaseSink):
         return client
 
     def after_fork(self) -> None:
-        # A client's connection pool must not be shared with the parent process.
+        # The lock may have been held by a parent thread that does not exist here.
+        self._lock = threading.Lock()
+        # A client's connection pool must not be shared with the parent process. A client
+        # the application passed in is its own: it is kept (see docs/OPERATIONS.md, fork).
         if self._owns_client:
             self._client = self._build_client()
 
@@ -113,17 +116,18 @@ class CloudWatchSink(BaseSink):
         return self._client
 
     def export(self, batch: MetricBatch) -> ExportResult:
-        protocol = self._client.meta.service_model.protocol
+        protocol = wire_protocol(self._client)
         batch = self._publishable(batch)
         pending = deque(pack_requests(batch, protocol))
         rejected = 0
+        retries = 0
         while pending:
             request = pending.popleft()
             data = [to_datum(m, batch.timestamp, batch.storage_resolution) for m in request]
             try:
                 response = self._client.put_metric_data(Namespace=batch.namespace, MetricData=data)
             except Exception as exc:  # never let an AWS or network fault escape
-                self._count_failure(exc)
+                retries += self._count_failure(exc)
                 if _is_too_large(exc) and len(request) > 1:
                     # Our size estimate missed (it should not): resend the request in halves
                     # now rather than keep it at the head of the delivery queue, where it
@@ -154,12 +158,20 @@ class CloudWatchSink(BaseSink):
                     1 + len(pending),
                 )
                 rest = tuple(m for later in (request, *pending) for m in later)
-                return ExportResult.failed(batch.with_metrics(rest), rejected=rejected)
+                return ExportResult.failed(
+                    batch.with_metrics(rest), rejected=rejected, retries=retries
+                )
+            # Delivered: nothing below may raise, or the batch would be kept and sent again.
+            # (botocore's Stubber, for one, answers without ResponseMetadata.)
+            metadata = response.get("ResponseMetadata") or {}
+            attempts = int(metadata.get("RetryAttempts", 0) or 0)
+            retries += attempts
+            sent_bytes = sum(estimate_datum_bytes(d, protocol) for d in data)
             with self._lock:
                 self.requests_sent += 1
-                self.bytes_sent += sum(estimate_datum_bytes(d, protocol) for d in data)
-                self.retries += int(response["ResponseMetadata"].get("RetryAttempts", 0))
-        return ExportResult.ok(rejected=rejected)
+                self.bytes_sent += sent_bytes
+                self.retries += attempts
+        return ExportResult.ok(rejected=rejected, retries=retries)
 
     def _publishable(self, batch: MetricBatch) -> MetricBatch:
         """The batch without values CloudWatch refuses: one would fail its whole request."""
@@ -180,12 +192,23 @@ class CloudWatchSink(BaseSink):
             )
         return batch.with_metrics(tuple(kept))
 
-    def _count_failure(self, exc: Exception) -> None:
+    def _count_failure(self, exc: Exception) -> int:
+        """Count a failed request; return the retries botocore made before giving up."""
         response = getattr(exc, "response", None) or {}
-        attempts = int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        attempts = int((response.get("ResponseMetadata") or {}).get("RetryAttempts", 0) or 0)
         with self._lock:
             self.failed_requests += 1
             self.retries += attempts
+        return attempts
+
+
+def wire_protocol(client: Any) -> str:
+    """The protocol ``client`` really speaks: botocore >= 1.40 lists several for CloudWatch
+    (``service_model.protocol`` is the first of them, CBOR) and resolves the one it uses
+    (``resolved_protocol``, JSON with botocore 1.44)."""
+    model = client.meta.service_model
+    resolved = getattr(model, "resolved_protocol", None)
+    return str(resolved or model.protocol)
 
 
 def _is_non_retryable(exc: Exception) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -10,11 +11,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.stub import Stubber
 
 import metricskit
 from metricskit import catalog
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
-from metricskit.sinks.cloudwatch import CloudWatchSink
+from metricskit.sinks.cloudwatch import CloudWatchSink, wire_protocol
 from tests.helpers import read_sum
 
 
@@ -193,3 +195,109 @@ def test_a_datum_always_answered_413_is_dropped_and_counted_not_kept_at_the_queu
     assert job._delivery.queued == 0
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "poisoned") == 12
     assert read_sum(client, namespace, catalog.DROPPED_VALUES, "poisoned") == 1
+
+
+def test_botocore_retries_are_published_as_a_self_metric(
+    aws: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 4: retries are visible. Two 503 answers are retried inside botocore (standard
+    mode), which the sink reports and the job publishes as MetricskitRetries."""
+    client = boto3.client("cloudwatch")
+    unavailable = {"left": 2}
+
+    def answer_503(request: Any, **_: object) -> AWSResponse | None:
+        if unavailable["left"] <= 0:
+            return None
+        unavailable["left"] -= 1
+        return AWSResponse(request.url, 503, HTTPHeaders(), _EmptyBody())
+
+    client.meta.events.register("before-send.cloudwatch.PutMetricData", answer_503)
+    sink = CloudWatchSink(client=client)
+    with caplog.at_level(logging.DEBUG, logger="metricskit"):
+        job = metricskit.Job("retried", namespace=namespace, sink=sink, flush_interval=3600)
+        job.processed(3)
+        assert job.flush()  # delivered at the third attempt
+        job.processed(4)
+        assert job.flush()  # carries the retries of the first flush
+        job.close()
+    assert sink.retries == 2
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "retried") == 7
+    assert read_sum(client, namespace, catalog.RETRIES, "retried") == 2
+    assert "2 retr(ies) so far" in caplog.text
+
+
+def test_exports_kept_after_a_failure_count_as_retries(aws: str, namespace: str) -> None:
+    client = boto3.client("cloudwatch")
+    failures = {"left": 2}
+
+    def refuse(**_: object) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ConnectionError("no route to CloudWatch")
+
+    client.meta.events.register("before-call.cloudwatch.PutMetricData", refuse)
+    sink = CloudWatchSink(client=client)
+    job = metricskit.Job("kept", namespace=namespace, sink=sink, flush_interval=3600)
+    job.processed(5)
+    assert not job.flush()
+    assert not job.flush()  # the kept period, sent again: retry 1
+    assert job.flush()  # retry 2, delivered
+    job.processed(1)
+    assert job.flush()  # self-metrics describe the flushes before theirs
+    job.close()
+    assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "kept") == 6
+    assert read_sum(client, namespace, catalog.FAILED_EXPORTS, "kept") == 2
+    assert read_sum(client, namespace, catalog.RETRIES, "kept") == 2
+
+
+def test_an_answer_without_response_metadata_is_delivered_once(namespace: str) -> None:
+    """botocore's Stubber answers without ResponseMetadata: reading it must not turn a
+    delivered request into an exception, and the batch into a duplicate."""
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    sink = CloudWatchSink(client=client)
+    metrics = (Metric(SeriesKey("Rows", "Count", (("JobId", "j"),)), MetricKind.COUNTER, 10),)
+    with Stubber(client) as stubber:
+        stubber.add_response("put_metric_data", {})
+        result = sink.export(MetricBatch(namespace, time.time(), metrics))
+        stubber.assert_no_pending_responses()
+    assert result.success
+    assert sink.requests_sent == 1
+
+
+def test_requests_are_sized_for_the_protocol_botocore_really_sends() -> None:
+    """botocore 1.40+ lists CBOR first for CloudWatch (``service_model.protocol``) but sends
+    JSON: the size estimate must follow the body on the wire (see test_cloudwatch_packing for
+    the sizes themselves)."""
+    client = boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        endpoint_url="http://127.0.0.1:9",
+    )
+    content_types: list[str] = []
+
+    class SentError(Exception):
+        pass
+
+    def capture(request: Any, **_: object) -> None:
+        content_types.append(request.headers["Content-Type"].decode())
+        raise SentError
+
+    client.meta.events.register("before-send.cloudwatch.PutMetricData", capture)
+    with pytest.raises(SentError):
+        client.put_metric_data(Namespace="n", MetricData=[{"MetricName": "m", "Value": 1.0}])
+    expected = {
+        "json": "application/x-amz-json-1.0",
+        "query": "application/x-www-form-urlencoded; charset=utf-8",
+        "smithy-rpc-v2-cbor": "application/cbor",
+    }
+    assert content_types == [expected[wire_protocol(client)]]
+
+
+def test_a_fork_while_a_parent_thread_holds_the_sink_lock_leaves_the_child_a_free_one() -> None:
+    """The lock is held after every request; a child forked then must not block on it."""
+    sink = CloudWatchSink(client=boto3.client("cloudwatch", region_name="us-east-1"))
+    sink._lock.acquire()  # a parent thread's, which does not exist in the child
+    sink.after_fork()
+    assert sink._lock.acquire(timeout=1)
