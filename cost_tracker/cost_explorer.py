@@ -25,11 +25,14 @@ bound the bill. Every request is also counted against a budget per UTC day of th
 sent, so overlapping runs never overspend it. A refresh that would exceed it stops before that
 request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
 
-A partial answer buys nothing, so the item also remembers how many pages the month's answer
-needs (``refresh_pages``, ``refresh_pages_month``: exact after a complete refresh, a lower
-bound after one cut short). A refresh that cannot finish within what is left of the day's
-budget is not started (:data:`BUDGET_EXHAUSTED`, nothing sent), and one that cannot finish
-within a whole day's budget is not started that month (:data:`BUDGET_TOO_SMALL`).
+A partial answer buys nothing, so the item also remembers how many pages the answer needs
+(``refresh_pages``: exact after a complete refresh, a lower bound after one cut short) for
+the query period it was learned on (``refresh_pages_since``, the period's start). A refresh
+that cannot finish within what is left of the day's budget is not started
+(:data:`BUDGET_EXHAUSTED`, nothing sent), and one that cannot finish within a whole day's
+budget is not started while the period starts on the same day (:data:`BUDGET_TOO_SMALL`).
+The answer only grows while the start stays (the end moves on each day); a later start (a
+new month, the earliest job settled) forgets what was learned, and the next refresh tries.
 """
 
 from __future__ import annotations
@@ -306,7 +309,7 @@ class RequestBudget:
     used_today: int
     """Requests counted against the day so far."""
     pages_needed: int
-    """Pages the month's answer is known to need (0: not known this month)."""
+    """Pages the answer is known to need (0: not known for this query period)."""
 
 
 def pages_learned(snapshot: CostSnapshot) -> int:
@@ -438,32 +441,29 @@ class CostCache:
         """Requests counted against ``now``'s UTC day (0 for another day or none)."""
         return self.budget(now).used_today
 
-    def budget(self, now: float) -> RequestBudget:
+    def budget(self, now: float, since: str = "") -> RequestBudget:
         """The budget as it stands at ``now``: requests counted on its UTC day, and the pages
-        its month's answer needs (each 0 when the item holds another day or month)."""
+        the answer for a query period starting ``since`` needs (each 0 when the item holds
+        another day or period)."""
         item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get(
             "Item", {}
         )
-        day = _utc(now).date().isoformat()
         used = 0
-        if item.get(jt.REQUESTS_DAY, {}).get("S") == day:
+        if item.get(jt.REQUESTS_DAY, {}).get("S") == _utc(now).date().isoformat():
             used = int(item.get(jt.REQUESTS_USED, {}).get("N", "0"))
         pages = 0
-        if item.get(jt.REFRESH_PAGES_MONTH, {}).get("S") == day[:7]:
+        if since and item.get(jt.REFRESH_PAGES_SINCE, {}).get("S") == since:
             pages = int(item.get(jt.REFRESH_PAGES, {}).get("N", "0"))
         return RequestBudget(used_today=used, pages_needed=pages)
 
-    def note_pages(self, now: float, pages: int) -> None:
-        """Remember that the answer of ``now``'s month needs ``pages`` pages."""
+    def note_pages(self, since: str, pages: int) -> None:
+        """Remember that the answer for a query period starting ``since`` needs ``pages``."""
         self.client.update_item(
             TableName=self.table,
             Key=self.key,
-            UpdateExpression="SET #p = :p, #m = :m",
-            ExpressionAttributeNames={"#p": jt.REFRESH_PAGES, "#m": jt.REFRESH_PAGES_MONTH},
-            ExpressionAttributeValues={
-                ":p": {"N": str(pages)},
-                ":m": {"S": _utc(now).date().isoformat()[:7]},
-            },
+            UpdateExpression="SET #p = :p, #s = :s",
+            ExpressionAttributeNames={"#p": jt.REFRESH_PAGES, "#s": jt.REFRESH_PAGES_SINCE},
+            ExpressionAttributeValues={":p": {"N": str(pages)}, ":s": {"S": since}},
         )
 
     def store(self, snapshot: CostSnapshot) -> None:

@@ -264,7 +264,8 @@ def _snapshot(
         snapshot, claimed_at = cache.load()
         if not cache.due(claimed_at, now):
             return snapshot
-        budget = cache.budget(clock())
+        since = cex.query_period(now, [job.started_at for job in jobs])[0]
+        budget = cache.budget(clock(), since)
         if budget.pages_needed > max_requests - budget.used_today:
             _report_unaffordable(budget, max_requests, snapshot, report)
             return snapshot
@@ -292,7 +293,7 @@ def _snapshot(
     try:
         report.ce_requests_today = cache.requests_today(clock())
         if pages := cex.pages_learned(fetched):
-            cache.note_pages(clock(), pages)
+            cache.note_pages(since, pages)
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: could not read or update the request budget: %s", error)
     if fetched.error_code == cex.BUDGET_EXHAUSTED:

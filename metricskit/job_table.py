@@ -37,8 +37,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
 * cost-explorer cache items (``item_type = "cost_cache"``), key ``costcache#<name>``:
   ``payload`` S (JSON), ``fetched_at`` N, and the daily request budget: ``requests_day`` S
   (the UTC day, ``YYYY-MM-DD``) and ``requests_used`` N (requests sent on that day); and
-  ``refresh_pages`` N, the pages the answer of month ``refresh_pages_month`` S (``YYYY-MM``)
-  needs.
+  ``refresh_pages`` N, the pages the answer needs for a query period starting
+  ``refresh_pages_since`` S (``YYYY-MM-DD``).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ FETCHED_AT: Final = "fetched_at"
 REQUESTS_DAY: Final = "requests_day"
 REQUESTS_USED: Final = "requests_used"
 REFRESH_PAGES: Final = "refresh_pages"
-REFRESH_PAGES_MONTH: Final = "refresh_pages_month"
+REFRESH_PAGES_SINCE: Final = "refresh_pages_since"
 
 LINECOUNT_PREFIX: Final = "linecount#"
 CSVRECORDS_PREFIX: Final = "csvrecords#"

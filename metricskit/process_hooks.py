@@ -114,10 +114,16 @@ def _in_parallel(occasion: str, actions: list[Callable[[], None]], jobs: list[Ma
         threading.Thread(target=_logged(action), name=f"metricskit-{occasion}", daemon=True)
         for action in actions
     ]
+    for thread, action in zip(threads, actions, strict=True):
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12 starts no thread inside exit handlers ("can't create new thread at
+            # interpreter shutdown"; 3.11 and 3.13 do): close here, one after the other.
+            _logged(action)()
     for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.ident is not None:  # started
+            thread.join(max(0.0, deadline - time.monotonic()))
     pending = sum(thread.is_alive() for thread in threads)
     if pending:
         logger.warning("metricskit: %d job(s) still flushing at the %s deadline", pending, occasion)

@@ -316,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_progress=on_progress,
         )
     except InjectedFailureError as exc:
-        job.close("failed")
+        # A crash the test (or operator) resumes: like a killed worker, its share is left
+        # undone, not failed for good (a failed worker fails the whole job at once).
+        job.close("interrupted")
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except ExampleInputError as exc:

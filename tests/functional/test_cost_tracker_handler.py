@@ -516,40 +516,58 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
     assert next_sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(6.0)
 
 
-def test_an_answer_larger_than_the_daily_budget_is_not_asked_for_again_that_month(
+def test_an_answer_larger_than_the_daily_budget_is_not_asked_for_again_for_that_period(
     aws: str, table: str, namespace: str
 ) -> None:
     """With 3 pages and a budget of 2 no refresh can finish: the first attempt learns it (2
-    requests), and later days send nothing until the month (and so the answer) changes."""
-    first_of_month = dt.datetime(2031, 3, 1, 6, tzinfo=dt.UTC).timestamp()
-    seed_jobs(table, first_of_month, namespace)
-    start, end = month_bounds(first_of_month)
+    requests), and later days send nothing while the query period starts on the same day.
+    When its start moves later (the earliest job left the table, or a new month), the answer
+    may be smaller: the next refresh tries again."""
+    noon = dt.datetime(2031, 3, 10, 12, tzinfo=dt.UTC).timestamp()
+    early_start = dt.datetime(2031, 2, 20, tzinfo=dt.UTC).timestamp()
+
+    def running(job_id: str, started_at: float, at: float) -> None:
+        put_job(
+            table,
+            job_id,
+            status=jt.STATUS_RUNNING,
+            namespace=namespace,
+            started_at=started_at,
+            heartbeat_at=at - 30,
+            workers=1,
+            compute_profile="fargate:4vcpu:8gb",
+        )
+
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
     budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "2"}
     with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p2"))
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, [], "p3"))
-        tried, _ = run(first_of_month, environ=budget)
-        later = [run(first_of_month + day * 24 * HOUR, environ=budget)[0] for day in (1, 2)]
+        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p2"))
+        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p3"))
+        later = []
+        for day in (0, 1, 2):
+            at = noon + day * 24 * HOUR
+            running("train-1", noon - 24 * HOUR, at)
+            running("early", early_start, at)
+            later.append(run(at, environ=budget)[0])
         stubber.assert_no_pending_responses()
 
-        next_month = dt.datetime(2031, 4, 1, 6, tzinfo=dt.UTC).timestamp()
-        seed_jobs(table, next_month, namespace)
-        april_start, april_end = month_bounds(next_month)
+        at = noon + 3 * 24 * HOUR
+        boto3.client("dynamodb").delete_item(TableName=table, Key={jt.HASH_KEY: {"S": "early"}})
+        running("train-1", noon - 24 * HOUR, at)
         stubber.add_response(
             "get_cost_and_usage",
-            ce_page(april_start, april_end, [("train-1", "Training", 4.0)]),
+            ce_page("2031-03-01", "2031-03-14", [("train-1", "Training", 4.0)]),
         )
-        april, sink = run(next_month, environ=budget)
+        smaller, sink = run(at, environ=budget)
     stubber.assert_no_pending_responses()
 
-    assert (tried["ce_requests"], tried["ce_error"]) == (2, "RequestBudgetExhausted")
     assert [(r["ce_requests"], r["ce_error"]) for r in later] == [
+        (2, "RequestBudgetExhausted"),
         (0, "RequestBudgetTooSmall"),
         (0, "RequestBudgetTooSmall"),
     ]
-    assert (april["ce_requests"], april["ce_error"]) == (1, "")
+    assert (smaller["ce_requests"], smaller["ce_error"]) == (1, "")
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(4.0)
     assert len(ce.requests) == 3
 

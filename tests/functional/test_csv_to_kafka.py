@@ -710,6 +710,29 @@ def test_cli_a_broker_outage_exits_4_and_a_rerun_sends_every_row(
     assert record.status == job_table.STATUS_COMPLETED  # every row of the total is done now
 
 
+def test_cli_fail_after_is_a_crash_a_rerun_resumes_and_completes(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--fail-after stands for a crash the operator resumes: closing it `failed` would fail
+    the job for good (a failed worker fails the job at once), unlike a killed worker."""
+    from examples.csv_to_kafka.cli import EXIT_FAILED, main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 300, bad={7})
+    table = make_table()
+    args = [str(source), "--job-id", "crashy", "--table", table, "--sink", "memory"]
+    args += ["--count-rows", "--checkpoint-every", "50"]
+    assert main([*args, "--fail-after", "120"]) == EXIT_FAILED
+    capsys.readouterr()
+    record = JobRegistry(table).get("crashy")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED
+    assert main(args) == 0
+    record = JobRegistry(table).get("crashy")
+    assert record is not None
+    assert record.status == job_table.STATUS_COMPLETED  # done + the malformed row = total
+
+
 def test_cli_stops_when_the_checkpoint_cannot_be_read(
     aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

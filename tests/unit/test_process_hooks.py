@@ -145,3 +145,18 @@ def test_live_jobs_is_safe_while_other_threads_create_and_close_jobs(
             thread.join()
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def test_where_no_thread_can_start_at_exit_the_jobs_close_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12 refuses new threads inside exit handlers; the jobs must close anyway."""
+    jobs = [FakeJob() for _ in range(3)]
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    process_hooks._close_all()
+    assert [job.calls for job in jobs] == [["close_at_exit"]] * 3
