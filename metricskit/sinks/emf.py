@@ -256,7 +256,6 @@ class EMFSink(BaseSink):
         self.rejected_metrics = 0
         """Series never written: see ``serialize``. Each is logged once per sink."""
         self._warned_series: set[SeriesKey] = set()
-        self._rejected_since_export = 0
 
     def __repr__(self) -> str:
         target = "stdout" if self._stream is None else "stream"
@@ -279,12 +278,11 @@ class EMFSink(BaseSink):
         )
         self.dropped_values += dropped
         self.rejected_metrics += rejected
-        self._rejected_since_export += rejected
         return documents
 
     def export(self, batch: MetricBatch) -> ExportResult:
         with self._lock:
-            self._rejected_since_export = 0
+            rejected_before = self.rejected_metrics
             try:
                 documents = self.serialize(batch)
             except Exception:  # a serializer bug must not take the flusher down
@@ -292,7 +290,7 @@ class EMFSink(BaseSink):
                 logger.exception("metricskit: EMF serialization of %s failed", batch.namespace)
                 return ExportResult.failed(batch, retryable=False)
             # Rejected series are in no document, so never owed: the job counts them instead.
-            rejected = self._rejected_since_export
+            rejected = self.rejected_metrics - rejected_before
             for index, document in enumerate(documents):
                 try:
                     self._send(document.text)
