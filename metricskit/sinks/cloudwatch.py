@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -163,8 +163,7 @@ class CloudWatchSink(BaseSink):
                 )
             # Delivered: nothing below may raise, or the batch would be kept and sent again.
             # (botocore's Stubber, for one, answers without ResponseMetadata.)
-            metadata = response.get("ResponseMetadata") or {}
-            attempts = int(metadata.get("RetryAttempts", 0) or 0)
+            attempts = _retry_attempts(response)
             retries += attempts
             sent_bytes = sum(estimate_datum_bytes(d, protocol) for d in data)
             with self._lock:
@@ -194,8 +193,7 @@ class CloudWatchSink(BaseSink):
 
     def _count_failure(self, exc: Exception) -> int:
         """Count a failed request; return the retries botocore made before giving up."""
-        response = getattr(exc, "response", None) or {}
-        attempts = int((response.get("ResponseMetadata") or {}).get("RetryAttempts", 0) or 0)
+        attempts = _retry_attempts(_error_response(exc))
         with self._lock:
             self.failed_requests += 1
             self.retries += attempts
@@ -211,19 +209,30 @@ def wire_protocol(client: Any) -> str:
     return str(resolved or model.protocol)
 
 
-def _is_non_retryable(exc: Exception) -> bool:
+def _error_response(exc: Exception) -> Mapping[str, Any]:
+    """The service's answer a botocore error carries ({} for a network fault)."""
     response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    return response.get("Error", {}).get("Code") in _NON_RETRYABLE_CODES
+    return response if isinstance(response, Mapping) else {}
+
+
+def _metadata(response: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Not every answer has it (botocore's Stubber gives none): read, never index.
+    return response.get("ResponseMetadata") or {}
+
+
+def _retry_attempts(response: Mapping[str, Any]) -> int:
+    """The retries botocore made for one request, from its answer (0 when it says none)."""
+    return int(_metadata(response).get("RetryAttempts", 0) or 0)
+
+
+def _is_non_retryable(exc: Exception) -> bool:
+    return _error_response(exc).get("Error", {}).get("Code") in _NON_RETRYABLE_CODES
 
 
 def _is_too_large(exc: Exception) -> bool:
     """An HTTP 413 (RequestEntityTooLarge): this request can never succeed as it is."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    response = _error_response(exc)
+    status = _metadata(response).get("HTTPStatusCode")
     return status == 413 or response.get("Error", {}).get("Code") in _TOO_LARGE_CODES
 
 
@@ -286,7 +295,7 @@ def to_datum(metric: Metric, timestamp: float, storage_resolution: int) -> Metri
 
 def estimate_datum_bytes(datum: MetricDatumTypeDef | dict[str, Any], protocol: str) -> int:
     """An upper estimate of a datum's encoded size under the client's wire protocol
-    (``client.meta.service_model.protocol``), as botocore encodes it.
+    (:func:`wire_protocol`), as botocore encodes it.
 
     * ``query`` spells out ``MetricData.member.N.Values.member.M=`` for every value (~3x
       JSON), and its form body percent-encodes every character but letters, digits and
