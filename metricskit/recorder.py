@@ -271,8 +271,8 @@ class Recorder:
         """Records done, total, percent, rate and ETA as of now."""
         done, provisional = self._done()
         now = self._clock()
-        estimate = self._estimate(now, done, provisional=provisional)
         total = self.total
+        estimate = self._estimate(now, done, total, provisional=provisional)
         percent = None if not total else min(100.0, 100.0 * done / total)
         return JobStatus(
             done=done,
@@ -283,12 +283,11 @@ class Recorder:
             errors=self._failed.total(),
         )
 
-    def _remaining(self, done: float) -> float | None:
-        total = self.total
-        return None if total is None else max(0.0, total - done)
-
-    def _estimate(self, now: float, done: float, *, provisional: bool) -> Estimate:
-        """Feed the estimator ``done`` at ``now``; the rate and ETA it then gives.
+    def _estimate(
+        self, now: float, done: float, total: float | None, *, provisional: bool
+    ) -> Estimate:
+        """Feed the estimator ``done`` at ``now``; the rate and ETA it then gives towards
+        ``total`` (the one the caller publishes the percentage against).
 
         A completed job has nothing left to do, so its ETA is 0 (see ``_job_completed``).
         """
@@ -306,7 +305,7 @@ class Recorder:
                 self._estimator.reset()
             self._estimating_provisional = provisional
             self._estimator.update(now, done)
-            remaining = self._remaining(done)
+            remaining = None if total is None else max(0.0, total - done)
             estimate = self._estimator.estimate(remaining)
         # Before asking whether the estimator has an ETA: a job that completed has none left
         # to wait for even when the estimator has no rate (closed before a second sample) or
@@ -384,7 +383,7 @@ class Recorder:
             if total > 0:
                 percent = min(100.0, 100.0 * done / total)
                 metrics.append(self._gauge_metric(catalog.PROGRESS_PERCENTAGE, percent))
-        eta = self._estimate(now, done, provisional=provisional).eta_seconds
+        eta = self._estimate(now, done, total, provisional=provisional).eta_seconds
         if eta is not None:
             metrics.append(self._gauge_metric(catalog.ETA_SECONDS, eta))
         return metrics
