@@ -96,13 +96,14 @@ def _install_once() -> None:
 
 
 def _close_all() -> None:
-    jobs = live_jobs()
-    _in_parallel("exit", [job._close_at_exit for job in jobs], jobs)
+    _in_parallel("exit", live_jobs(), lambda job: job._close_at_exit())
 
 
-def _in_parallel(occasion: str, actions: list[Callable[[], None]], jobs: list[ManagedJob]) -> None:
-    """Run each job's ``actions`` on its own thread and wait for all of them at most the
-    longest shutdown timeout (+1 s), so stopping N jobs takes one timeout, not N.
+def _in_parallel(
+    occasion: str, jobs: list[ManagedJob], action: Callable[[ManagedJob], None]
+) -> None:
+    """Run ``action`` on each job, each on its own thread, and wait for all of them at most
+    the longest shutdown timeout (+1 s), so stopping N jobs takes one timeout, not N.
 
     Plain daemon threads rather than an executor: at interpreter exit (atexit) an executor
     refuses new work, and a thread stuck on a hung endpoint must not hold the exit up.
@@ -110,17 +111,17 @@ def _in_parallel(occasion: str, actions: list[Callable[[], None]], jobs: list[Ma
     if not jobs:
         return
     deadline = time.monotonic() + max(job.shutdown_timeout for job in jobs) + 1.0
+    runs = [_logged(action, job) for job in jobs]
     threads = [
-        threading.Thread(target=_logged(action), name=f"metricskit-{occasion}", daemon=True)
-        for action in actions
+        threading.Thread(target=run, name=f"metricskit-{occasion}", daemon=True) for run in runs
     ]
-    for thread, action in zip(threads, actions, strict=True):
+    for thread, run in zip(threads, runs, strict=True):
         try:
             thread.start()
         except RuntimeError:
             # Python 3.12 starts no thread inside exit handlers ("can't create new thread at
             # interpreter shutdown"; 3.11 and 3.13 do): close here, one after the other.
-            _logged(action)()
+            run()
     for thread in threads:
         if thread.ident is not None:  # started
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -129,10 +130,10 @@ def _in_parallel(occasion: str, actions: list[Callable[[], None]], jobs: list[Ma
         logger.warning("metricskit: %d job(s) still flushing at the %s deadline", pending, occasion)
 
 
-def _logged(action: Callable[[], None]) -> Callable[[], None]:
+def _logged(action: Callable[[ManagedJob], None], job: ManagedJob) -> Callable[[], None]:
     def run() -> None:
         try:
-            action()
+            action(job)
         except Exception:  # a job's close never raises; this is a last resort
             logger.exception("metricskit: closing a job failed")
 
@@ -211,12 +212,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # ignores SIGTERM is SIGKILLed at the stop timeout instead, which runs no exit hook, so
     # its jobs close (as interrupted) now, while they still can.
     process_goes_on = callable(previous)
-    jobs = live_jobs()
-    _in_parallel(
-        "SIGTERM",
-        [job._flush_for_stop if process_goes_on else job._close_interrupted for job in jobs],
-        jobs,
-    )
+
+    def stop(job: ManagedJob) -> None:
+        if process_goes_on:
+            job._flush_for_stop()
+        else:
+            job._close_interrupted()
+
+    _in_parallel("SIGTERM", live_jobs(), stop)
     if callable(previous):
         previous(signum, frame)
     elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not installed from Python
