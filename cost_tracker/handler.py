@@ -260,14 +260,15 @@ def _snapshot(
     cache = cex.CostCache(dynamodb, table, refresh_hours)
     from botocore.exceptions import BotoCoreError, ClientError
 
+    starts = [job.started_at for job in jobs]
+    since = cex.query_period(now, starts)[0]
     try:
         snapshot, claimed_at = cache.load()
         if not cache.due(claimed_at, now):
             return snapshot
-        since = cex.query_period(now, [job.started_at for job in jobs])[0]
         budget = cache.budget(clock(), since)
         if budget.pages_needed > max_requests - budget.used_today:
-            _report_unaffordable(budget, max_requests, snapshot, report)
+            _report_unaffordable(budget, max_requests, since, snapshot, report)
             return snapshot
         if not cache.claim(now):
             return snapshot
@@ -287,7 +288,7 @@ def _snapshot(
             logger.warning("cost_tracker: could not count a Cost Explorer request: %s", error)
             return False
 
-    fetched = cex.fetch_costs(ce, now, [job.started_at for job in jobs], take_request)
+    fetched = cex.fetch_costs(ce, now, starts, take_request)
     report.ce_refreshed = True
     report.ce_requests = fetched.pages
     try:
@@ -347,6 +348,7 @@ def _fetched_when(snapshot: cex.CostSnapshot | None) -> str:
 def _report_unaffordable(
     budget: cex.RequestBudget,
     max_requests: int,
+    since: str,
     snapshot: cex.CostSnapshot | None,
     report: RunReport,
 ) -> None:
@@ -355,9 +357,10 @@ def _report_unaffordable(
     if budget.pages_needed > max_requests:
         report.ce_error = cex.BUDGET_TOO_SMALL
         logger.error(
-            "cost_tracker: Cost Explorer's answer this month needs at least %d requests (pages), "
-            "more than the daily budget of %d, so no refresh can finish; raise %s (the "
-            "module's cost_tracker_ce_max_requests_per_day) to at least %d",
+            "cost_tracker: Cost Explorer's answer for the period since %s needs at least %d "
+            "requests (pages), more than the daily budget of %d, so no refresh can finish; "
+            "raise %s (the module's cost_tracker_ce_max_requests_per_day) to at least %d",
+            since,
             budget.pages_needed,
             max_requests,
             cex.ENV_MAX_REQUESTS_PER_DAY,
