@@ -18,6 +18,8 @@ JOB_ID: Final = "JobId"
 STAGE: Final = "Stage"
 WORKER_ID: Final = "WorkerId"
 COST_CATEGORY: Final = "CostCategory"
+METRICSKIT_DIMENSIONS: Final = (JOB_ID, STAGE, WORKER_ID)
+"""The dimensions metricskit sets itself: a user may not give them, nor name a metric so."""
 
 RECORDS_PROCESSED: Final = "RecordsProcessed"
 RECORDS_PER_SECOND: Final = "RecordsPerSecond"

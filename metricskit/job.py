@@ -37,7 +37,11 @@ _capture_sink: ContextVar[Sink | None] = ContextVar("metricskit_capture_sink", d
 
 SINK_NAMES: Final = frozenset({"cloudwatch", "emf", "memory", "off"})
 FinalStatus = Literal["completed", "failed", "interrupted"]
-_RESERVED_DIMENSIONS: Final = (catalog.JOB_ID, catalog.STAGE, catalog.WORKER_ID)
+_RESERVED_DIMENSIONS: Final = (
+    *catalog.METRICSKIT_DIMENSIONS,
+    # A dimension named like a metric every job publishes: EMF cannot write that metric.
+    *(e.name for e in (*catalog.standard_metrics(), *catalog.self_metrics())),
+)
 
 
 def make_sink(name: str) -> Sink:

@@ -203,6 +203,16 @@ class Recorder:
                 f"{name!r} is a standard metricskit metric; use the dedicated method "
                 "(processed, failed, retried, checkpointed) or another name"
             )
+        # EMF writes dimension values and metric values as members of one JSON object, so a
+        # metric named like a dimension cannot be published there; refuse it for every sink,
+        # so that switching METRICSKIT_SINK never loses a metric.
+        dimension_names = {*catalog.METRICSKIT_DIMENSIONS, *(d for d, _ in self._dimensions)}
+        if name in dimension_names:
+            raise InvalidMetricError(
+                f"metric {name!r} is named like a dimension; EMF cannot publish a metric "
+                "named like one of its dimensions. Dimension names here: "
+                + ", ".join(sorted(dimension_names))
+            )
 
     def _define_distribution(self, name: str, unit: str) -> DistributionCell:
         with self._definition_lock:

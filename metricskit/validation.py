@@ -136,7 +136,8 @@ def check_dimensions(
 ) -> Dimensions:
     """Validate user dimensions and return them as an ordered tuple of pairs.
 
-    ``reserved`` names (JobId, Stage, ...) are set by metricskit and may not be given, nor
+    ``reserved`` names (JobId, Stage, RecordsProcessed, ...) are metricskit's own dimensions
+    and metrics (EMF cannot write a metric named like a dimension) and may not be given, nor
     may the members of every EMF document (``EMF_RESERVED_NAMES``). ``extra_count`` is how
     many dimensions metricskit itself adds, so the total stays within CloudWatch's 30.
 
@@ -164,8 +165,9 @@ def check_dimensions(
             )
         if name in reserved_names:
             raise InvalidDimensionError(
-                f"dimension {name!r} is reserved (set by metricskit or a member of every EMF "
-                "document); reserved names: " + ", ".join(sorted(reserved_names))
+                f"dimension {name!r} is reserved (a dimension or metric of metricskit's own, "
+                "or a member of every EMF document); reserved names: "
+                + ", ".join(sorted(reserved_names))
             )
         if name in seen:
             raise InvalidDimensionError(f"dimension {name!r} is given twice")
