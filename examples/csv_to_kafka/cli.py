@@ -6,7 +6,7 @@ when the shard is done, 1 when the job table cannot be read, 2 for bad arguments
 3 after ``--fail-after``, 4 when rows are not done because of Kafka (unanswered after
 ``--flush-timeout``, or not delivered for a reason other than the row itself: the checkpoint
 stays before them, so the same command sends them again), 143 when stopped by SIGTERM/SIGINT
-(the worker waits up to ``--flush-timeout`` for Kafka's answer on the rows it sent; it stores
+(the worker waits up to ``--stop-flush-timeout`` for Kafka's answer on the rows it sent; it stores
 a checkpoint only when every one was answered, and never past an undelivered row).
 """
 
@@ -80,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds a checkpoint waits for Kafka to answer every row (default 30; give at "
         "least message.timeout.ms for a slow broker)",
+    )
+    p.add_argument(
+        "--stop-flush-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a flush waits at most once SIGTERM/SIGINT is received (default 15: with "
+        "metricskit's 10 s shutdown, a stop during a Kafka outage fits ECS's 30 s stopTimeout)",
     )
     p.add_argument(
         "--bootstrap-servers",
@@ -255,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             producer_config=_producer_settings(args.producer_config),
             checkpoint_every=args.checkpoint_every,
             flush_timeout=args.flush_timeout,
+            stop_flush_timeout=args.stop_flush_timeout,
             delivered_log=args.delivered_log,
             fail_after=args.fail_after,
             max_rate=args.max_rate,

@@ -60,6 +60,9 @@ too large for Kafka is still read whole and its row refused as one error; a larg
 the memory the parser may hold for one field (an unterminated quote reads this far at most);
 a field beyond it is one malformed record, and when it spans lines the parser may lose the
 rows after it until the quotes pair up again."""
+FLUSH_SLICE_SECONDS = 0.25
+"""A flush waits in slices this long, looking at the stop flag between them, so a SIGTERM
+that arrives during a checkpoint's flush shortens it to ``stop_flush_timeout``."""
 SKIP_STOP_CHECK_MASK = (1 << 16) - 1
 """Rows skipped (before the checkpoint, or other shards') between two looks at the stop flag:
 65,536 rows take tens of milliseconds to read, well inside ECS's 30 s stop timeout."""
@@ -146,6 +149,10 @@ class Settings:
     """Seconds a checkpoint waits for Kafka's verdict on every row produced so far. Rows still
     unanswered then keep the checkpoint where it was; give at least ``message.timeout.ms``
     for a slow broker."""
+    stop_flush_timeout: float = 15.0
+    """Seconds a flush waits at most once a stop (SIGTERM) is seen, counted from then: with
+    metricskit's shutdown (``METRICSKIT_SHUTDOWN_TIMEOUT``, 10 s) it keeps a stop during a
+    broker outage inside ECS's default 30 s ``stopTimeout``."""
     delivered_log: str | None = None
     fail_after: int | None = None
     max_rate: float | None = None
@@ -160,8 +167,9 @@ class Settings:
                 raise ExampleInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.fail_after is not None and self.fail_after < 1:
             raise ExampleInputError(f"fail_after must be >= 1 row, got {self.fail_after}")
-        if not self.flush_timeout > 0:
-            raise ExampleInputError(f"flush_timeout must be > 0 s, got {self.flush_timeout}")
+        for name in ("flush_timeout", "stop_flush_timeout"):
+            if not getattr(self, name) > 0:
+                raise ExampleInputError(f"{name} must be > 0 s, got {getattr(self, name)}")
         if self.max_rate is not None and not self.max_rate > 0:
             raise ExampleInputError(f"max_rate must be > 0 rows/s, got {self.max_rate}")
         if not self.topic:
@@ -469,10 +477,10 @@ class _Loader:
         """Wait for Kafka's verdict on every produced row, then store ``position``, or the row
         before the lowest undelivered one when that is lower.
 
-        Returns the rows still unanswered after ``flush_timeout`` (0 when they all were) and
-        the position the checkpoint covers (stored unless rows were unanswered).
+        Returns the rows still unanswered after the flush (0 when they all were) and the
+        position the checkpoint covers (stored unless rows were unanswered).
         """
-        pending: int = self.producer.flush(self.settings.flush_timeout)
+        pending = self._flush()
         first_undelivered = self.deliveries.first_undelivered
         if first_undelivered is not None and first_undelivered <= position:
             # Rows after it may have been delivered; they will be sent again (at least once).
@@ -488,6 +496,21 @@ class _Loader:
             self.checkpoints_written += 1
             self.job.checkpointed()
         return 0, position
+
+    def _flush(self) -> int:
+        """``producer.flush()`` for up to ``flush_timeout``, or up to ``stop_flush_timeout``
+        from the moment a stop is seen. Returns the rows still unanswered."""
+        settings = self.settings
+        deadline = time.monotonic() + settings.flush_timeout
+        stop_seen = False
+        while True:
+            if not stop_seen and self.stop.is_set():
+                stop_seen = True
+                deadline = min(deadline, time.monotonic() + settings.stop_flush_timeout)
+            left = deadline - time.monotonic()
+            pending: int = self.producer.flush(min(max(left, 0.0), FLUSH_SLICE_SECONDS))
+            if not pending or left <= FLUSH_SLICE_SECONDS:
+                return pending
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:

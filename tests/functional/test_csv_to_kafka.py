@@ -287,6 +287,59 @@ def test_a_stop_is_heeded_while_the_local_queue_is_full(tmp_path: Path) -> None:
     assert sink.sum("RetryCount") == 1
 
 
+class StopDuringFlush:
+    """A real producer (to a broker that is down) whose first ``flush()`` receives SIGTERM,
+    as a stop arriving while a checkpoint waits for Kafka would; it keeps every timeout asked."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        from examples.csv_to_kafka.worker import build_producer
+
+        self._producer = build_producer(settings)
+        self.produce = self._producer.produce
+        self.poll = self._producer.poll
+        self._stop = stop
+        self.timeouts: list[float] = []
+
+    def flush(self, timeout: float) -> int:
+        self.timeouts.append(timeout)
+        self._stop.set()
+        pending: int = self._producer.flush(min(timeout, 1.0))  # 1 s: the old code asked 1000
+        return pending
+
+
+def test_a_stop_during_a_broker_outage_cuts_every_flush_to_the_stop_flush_timeout(
+    tmp_path: Path,
+) -> None:
+    """ECS sends SIGKILL 30 s after SIGTERM: a checkpoint's flush (and the final one) must stop
+    waiting for an absent broker ``stop_flush_timeout`` after the stop, not ``flush_timeout``."""
+    from examples.csv_to_kafka.worker import FLUSH_SLICE_SECONDS
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 300)
+    settings = Settings(
+        str(source),
+        topic="rows",
+        bootstrap_servers="127.0.0.1:1",  # nothing listens there
+        producer_config={"message.timeout.ms": "60000"},
+        checkpoint_every=20,  # at the first mark (row 100)
+        flush_timeout=1000,
+        stop_flush_timeout=0.3,
+    )
+    stop = threading.Event()
+    checkpoints = ResumeAt(-1)
+    producer = StopDuringFlush(settings, stop)
+    with metricskit.Job("stop-flush", sink=MemorySink()) as job:
+        result = run(settings, job, checkpoints=checkpoints, stop=stop, producer=producer)
+
+    assert result.stopped
+    assert result.unacknowledged == result.produced == 100  # it stopped after the first mark
+    assert checkpoints.saved == []  # nothing answered: nothing stored
+    # The first slice started before the stop; after it, the checkpoint's flush and the final
+    # one each wait at most stop_flush_timeout in all (a slice asks only what is left).
+    assert max(producer.timeouts) <= FLUSH_SLICE_SECONDS
+    assert sum(producer.timeouts) <= FLUSH_SLICE_SECONDS + 2 * settings.stop_flush_timeout
+
+
 def test_rows_a_broker_outage_leaves_undelivered_are_never_checkpointed(tmp_path: Path) -> None:
     """Nothing listens at the bootstrap address, so every row times out in librdkafka
     (_MSG_TIMED_OUT): the rows are undelivered, not errors, the worker stops at the next mark
