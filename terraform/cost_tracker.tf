@@ -1,7 +1,9 @@
 # The cost tracker: a scheduled Lambda that publishes EstimatedCost, ActualCost,
 # CostPerMillionRecords and MonthlyCost (EMF to its log group, so no PutMetricData fees).
 # Code comes from the deterministic zip of `python -m cost_tracker.package`; the zip's SHA-256
-# is the source_code_hash, so changed code always redeploys and unchanged code never does.
+# is the source_code_hash, so a changed zip redeploys and an unchanged one never does. Since
+# provider 5.51 that hash is not compared with the deployed code, so code changed outside
+# Terraform would go unnoticed: the postcondition below fails the plan instead.
 
 locals {
   cost_tracker_environment = merge(
@@ -53,6 +55,13 @@ resource "aws_lambda_function" "cost_tracker" {
 
   # The log group exists (with its retention) before the first invocation could create it.
   depends_on = [aws_cloudwatch_log_group.cost_tracker, aws_iam_role_policy.cost_tracker]
+
+  lifecycle {
+    postcondition {
+      condition     = self.code_sha256 == filebase64sha256(var.cost_tracker_zip_path)
+      error_message = "The deployed cost tracker code (SHA-256 ${self.code_sha256}) is not the zip's (${filebase64sha256(var.cost_tracker_zip_path)}): it was changed outside Terraform. Deploy the zip again with terraform apply -replace=<module address>.aws_lambda_function.cost_tracker."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "cost_tracker" {

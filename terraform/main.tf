@@ -27,6 +27,12 @@ locals {
   function_name                 = "${var.name_prefix}-cost-tracker"
   region                        = data.aws_region.current.name
   partition                     = data.aws_partition.current.partition
+  # The console's domain differs by partition (China and GovCloud have their own).
+  console_domain = lookup(
+    { "aws-cn" = "console.amazonaws.cn", "aws-us-gov" = "console.amazonaws-us-gov.com" },
+    local.partition,
+    "console.aws.amazon.com",
+  )
 }
 
 data "aws_region" "current" {}

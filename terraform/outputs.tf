@@ -12,7 +12,7 @@ output "dashboard_arn" {
 
 output "dashboard_url" {
   description = "Console URL of the dashboard; type a JobId in its JobId box to switch jobs."
-  value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
+  value       = "https://${local.region}.${local.console_domain}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
 }
 
 output "sns_topic_arn" {

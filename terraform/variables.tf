@@ -9,8 +9,10 @@ variable "namespace" {
   type        = string
 
   validation {
-    condition     = length(var.namespace) >= 1 && length(var.namespace) <= 255 && !startswith(var.namespace, "AWS/") && !strcontains(var.namespace, ":")
-    error_message = "namespace must be 1-255 characters, must not start with \"AWS/\" (reserved) and must not contain \":\"."
+    # The library's rule (metricskit/validation.py check_namespace): a namespace it refuses
+    # would make the workers fall back to "metricskit", outside the dashboard and the policy.
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.namespace)) && !startswith(var.namespace, ":") && !startswith(var.namespace, "AWS/")
+    error_message = "namespace must be 1-255 letters, digits and . - _ / # : (the library's rule), not starting with \":\" or \"AWS/\" (reserved)."
   }
 }
 
@@ -83,8 +85,9 @@ variable "latency_metric_names" {
   default     = ["KafkaLatency"]
 
   validation {
-    condition     = alltrue([for name in var.latency_metric_names : can(regex("^[A-Za-z0-9_.-]{1,255}$", name))])
-    error_message = "Each latency metric name must be 1-255 characters of A-Z, a-z, 0-9, \"_\", \".\" or \"-\"."
+    # The library's rule (metricskit/validation.py check_metric_name): printable ASCII.
+    condition     = alltrue([for name in var.latency_metric_names : can(regex("^[ -~]{1,255}$", name))])
+    error_message = "Each latency metric name must be 1-255 printable ASCII characters (the library's rule for metric names)."
   }
 
   validation {
@@ -150,6 +153,11 @@ variable "sns_kms_key_arn" {
   description = "ARN of a customer managed KMS key for the alarm topic; its key policy must let cloudwatch.amazonaws.com use kms:Decrypt and kms:GenerateDataKey*. Null means the module creates such a key (the AWS managed SNS key cannot be used by CloudWatch alarms)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.sns_kms_key_arn == null || can(regex("^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.sns_kms_key_arn))
+    error_message = "sns_kms_key_arn must be null or a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<key-id>), not an alias or a key id."
+  }
 }
 
 variable "stalled_minutes" {
@@ -226,6 +234,13 @@ variable "job_table_kms_key_arn" {
   description = "ARN of a customer managed KMS key for the job table. Null means the AWS managed key for DynamoDB (encryption stays on). When set, the worker policy and the cost tracker's role may use the key through DynamoDB (kms:ViaService); its key policy must allow IAM policies to grant that."
   type        = string
   default     = null
+
+  validation {
+    # IAM policies match a KMS key only by its key ARN: with an alias ARN the grants in
+    # iam.tf would never apply and every worker call on the table would be denied.
+    condition     = var.job_table_kms_key_arn == null || can(regex("^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.job_table_kms_key_arn))
+    error_message = "job_table_kms_key_arn must be null or a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<key-id>): IAM policies cannot name a key by alias or key id."
+  }
 }
 
 variable "job_table_deletion_protection" {
@@ -252,9 +267,14 @@ variable "cost_tracker_schedule" {
   default     = "rate(5 minutes)"
 
   validation {
-    # EventBridge wants the singular unit for 1 and the plural otherwise: rate(1 hour), rate(5 minutes).
-    condition     = can(regex("^(rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)|cron\\(.+\\))$", var.cost_tracker_schedule))
-    error_message = "cost_tracker_schedule must be rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, or cron(...)."
+    # EventBridge wants the singular unit for 1 and the plural otherwise: rate(1 hour), rate(5
+    # minutes); a cron() has six fields (minutes hours day-of-month month day-of-week year), and
+    # exactly one of the two day fields is "?". try(): a rate() has no fields to split.
+    condition = can(regex("^rate\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\)$", var.cost_tracker_schedule)) || try(
+      (regex("^cron\\(\\S+ \\S+ (\\S+) \\S+ (\\S+) \\S+\\)$", var.cost_tracker_schedule)[0] == "?") != (regex("^cron\\(\\S+ \\S+ (\\S+) \\S+ (\\S+) \\S+\\)$", var.cost_tracker_schedule)[1] == "?"),
+      false,
+    )
+    error_message = "cost_tracker_schedule must be rate(1 minute|hour|day), rate(N minutes|hours|days) with N > 1, or cron(minutes hours day-of-month month day-of-week year) with \"?\" in exactly one of day-of-month and day-of-week (EventBridge's rules)."
   }
 }
 
@@ -286,14 +306,22 @@ variable "cost_tracker_pricing_overrides_json" {
   default     = null
 
   validation {
-    # A JSON object (keys() fails on anything else), whose known sections are objects too; the
-    # tracker checks the rest of the shape when it loads (cost_tracker/pricing.py), so "[]",
-    # "5" or {"ec2": 5} fail here rather than in every scheduled run. Operators do not short-
-    # circuit in Terraform, hence one try() around the whole test.
+    # The shape cost_tracker/pricing.py check_override() accepts, which the tracker checks at
+    # every run (a mismatch fails each run): a JSON object whose sections are objects, with
+    # markets on_demand/spot and Fargate rates vcpu_hour/gb_hour. Rates themselves are checked
+    # per profile when used. Terraform's operators do not short-circuit, so each step that
+    # can fail on another shape sits in its own try().
     condition = var.cost_tracker_pricing_overrides_json == null || try(
       length(keys(jsondecode(var.cost_tracker_pricing_overrides_json))) >= 0 && alltrue([
         for key, value in jsondecode(var.cost_tracker_pricing_overrides_json) :
-        contains(["region", "currency", "retrieved", "sources"], key) || (contains(["fargate", "ec2", "profiles"], key) && can(keys(value)))
+        contains(["region", "currency", "retrieved", "sources"], key) || (key == "profiles" && can(keys(value))) || (
+          contains(["fargate", "ec2"], key) && try(alltrue([
+            for market, rates in value :
+            contains(["on_demand", "spot"], market) && can(keys(rates)) && (
+              key == "ec2" || try(alltrue([for name in keys(rates) : contains(["vcpu_hour", "gb_hour"], name)]), false)
+            )
+          ]), false)
+        )
       ]),
       false,
     )

@@ -6,7 +6,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.0"
+      version = ">= 5.51" # aws_lambda_function.code_sha256 (outputs.tf, cost_tracker.tf)
     }
   }
 }

@@ -964,6 +964,127 @@ def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
         assert not without_key.change(address)["after"]["source_policy_documents"]
 
 
+def _library_accepts(check: Callable[[Any], Any], value: Any) -> bool:
+    from metricskit.errors import MetricsKitError
+
+    try:
+        check(value)
+    except MetricsKitError:
+        return False
+    return True
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize(
+    "namespace", ["Batch Jobs", "Team:Jobs", ":Jobs", "AWS/Jobs", "a/b#c.d-e_f", "Bob's", "n\u00e9"]
+)
+def test_the_module_and_the_library_accept_the_same_namespaces(
+    plan_module: Callable[..., Planned], namespace: str
+) -> None:
+    """A namespace the library refuses makes the workers fall back to "metricskit": outside
+    the dashboard, the alarms and the worker policy's namespace condition."""
+    from metricskit.validation import check_namespace
+
+    planned = plan_module(namespace=namespace)
+    accepted = _library_accepts(check_namespace, namespace)
+    assert (planned.error == "") == accepted, planned.error or "the plan succeeded"
+    if not accepted:
+        assert "the library's rule" in planned.error
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("name", ["Kafka Latency", "db/query", "n\u00e9", "x" * 256])
+def test_the_module_and_the_library_accept_the_same_latency_metric_names(
+    plan_module: Callable[..., Planned], name: str
+) -> None:
+    from metricskit.validation import check_metric_name
+
+    planned = plan_module(latency_metric_names=[name])
+    assert (planned.error == "") == _library_accepts(check_metric_name, name), planned.error
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"ec2": {"spot": {"g5.xlarge": 0.45}}, "profiles": {"x:y": 1.0}, "region": "eu-west-1"},
+        {"fargate": {"on_demand": {"vcpu_hour": 0.04, "gb_hour": 0.004}}},
+        {"ec2": {"Spot": {"g5.xlarge": 0.45}}},
+        {"ec2": {"spot": 5}},
+        {"fargate": {"spot": {"vcpu": 0.01}}},
+        {"profiles": 5},
+        {"gpu": {}},
+    ],
+)
+def test_the_module_and_the_cost_tracker_accept_the_same_pricing_overrides(
+    plan_module: Callable[..., Planned], overrides: dict[str, Any]
+) -> None:
+    """An override the tracker refuses fails every scheduled run (no cost metric at all), so
+    the plan must refuse exactly those."""
+    from cost_tracker.pricing import check_override
+
+    planned = plan_module(cost_tracker_pricing_overrides_json=json.dumps(overrides))
+    accepted = _library_accepts(lambda value: check_override(value, "X"), overrides)
+    assert (planned.error == "") == accepted, planned.error or "the plan succeeded"
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize(
+    ("inputs", "accepted"),
+    [
+        ({"cost_tracker_schedule": "cron(0 12 * * ? *)"}, True),
+        ({"cost_tracker_schedule": "cron(0/15 * ? * MON-FRI *)"}, True),
+        ({"cost_tracker_schedule": "cron(0 12 * * *)"}, False),  # five fields: crontab's
+        ({"cost_tracker_schedule": "cron(0 12 * * MON *)"}, False),  # no "?" in a day field
+        ({"cost_tracker_schedule": "cron(0 12 ? * ? *)"}, False),  # "?" in both
+        ({"job_table_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/jobs"}, False),
+        ({"sns_kms_key_arn": "not-an-arn"}, False),
+        (
+            {"sns_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd"},
+            True,
+        ),
+    ],
+)
+def test_schedules_and_key_arns_aws_would_refuse_or_ignore_fail_the_plan(
+    plan_module: Callable[..., Planned], inputs: dict[str, Any], accepted: bool
+) -> None:
+    """EventBridge wants six cron fields with "?" in exactly one day field; IAM policies match
+    a KMS key only by its key ARN (an alias ARN would grant nothing)."""
+    planned = plan_module(**inputs)
+    assert (planned.error == "") == accepted, planned.error or "the plan succeeded"
+
+
+@pytest.mark.terraform
+def test_cost_tracker_code_changed_outside_terraform_fails_the_plan(
+    deployed: Deployment, tmp_path: Path
+) -> None:
+    """The provider no longer compares source_code_hash with the deployed code (5.51+): the
+    postcondition is what keeps foreign code from running unnoticed."""
+    import zipfile
+
+    import tftest
+
+    function_name = deployed.outputs["cost_tracker_function_name"]
+    lambda_client = deployed.client("lambda")
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("cost_tracker/handler.py", "def handler(event, context):\n    return 1\n")
+    lambda_client.update_function_code(FunctionName=function_name, ZipFile=foreign.read_bytes())
+    try:
+        with pytest.raises(tftest.TerraformTestError) as refused:
+            deployed.tf.plan(tf_vars=deployed.tf_vars)
+        # The error is the repr of terraform's output: its line breaks arrive as "\\n".
+        message = " ".join(str(refused.value).replace("\\n", " ").split())
+        assert "Resource postcondition failed" in message
+        assert "changed outside Terraform" in message
+        assert "-replace=" in message
+    finally:
+        lambda_client.update_function_code(
+            FunctionName=function_name, ZipFile=deployed.zip_path.read_bytes()
+        )
+    deployed.tf.plan(tf_vars=deployed.tf_vars)  # the zip's own code again: the plan passes
+
+
 @pytest.mark.terraform
 def test_destroy_is_clean(deployed: Deployment) -> None:
     deployed.tf.destroy(tf_vars=deployed.tf_vars)
