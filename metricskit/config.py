@@ -10,6 +10,7 @@ where boto3 finds no region, metricskit uses ``AWS_REGION`` (see :mod:`metricski
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -45,6 +46,9 @@ ENV_EMF_SERVICE_NAME: Final = "METRICSKIT_EMF_SERVICE_NAME"
 """A ``ServiceName`` property on every EMF document (a log field, not a dimension)."""
 ENV_PROGRESS_BAR: Final = "METRICSKIT_PROGRESS_BAR"
 """``true``/``false``: show a terminal progress bar (default: only on a terminal)."""
+ENV_DIMENSIONS: Final = "METRICSKIT_DIMENSIONS"
+"""A JSON object of your own dimensions (``{"Env": "prod"}``) for jobs created without
+``dimensions=``; the Terraform module's ``worker_environment`` output sets it."""
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
 """Periods kept for delivery during an outage before older ones merge (default 60)."""
 
@@ -210,6 +214,40 @@ def env_log_stream(environ: Mapping[str, str] | None = None) -> str | None:
         validation.LOG_STREAM_ALLOWED,
         environ,
         instead="the agent's default log stream",
+    )
+
+
+def env_dimensions(
+    *, extra_count: int = 0, environ: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
+    """``METRICSKIT_DIMENSIONS`` (a JSON object of dimension names to values) when every
+    dimension is one ``Job(dimensions=...)`` accepts beside ``extra_count`` of metricskit's
+    own, else None (warning): a job then has no dimensions of its own.
+
+    >>> env_dimensions(environ={"METRICSKIT_DIMENSIONS": '{"Env": "prod"}'})
+    {'Env': 'prod'}
+    """
+
+    def parse(raw: str) -> dict[str, str]:
+        decoded = json.loads(raw)  # a JSONDecodeError is a ValueError
+        if not isinstance(decoded, dict):
+            raise ValueError(raw)
+        try:
+            validation.check_dimensions(
+                decoded, reserved=catalog.reserved_dimension_names(), extra_count=extra_count
+            )
+        except MetricsKitError as exc:
+            raise ValueError(raw) from exc
+        return decoded
+
+    return _from_env(
+        ENV_DIMENSIONS,
+        parse,
+        None,
+        'a JSON object of dimension names to values, such as {"Env": "prod"}, that '
+        "Job(dimensions=...) accepts",
+        environ,
+        instead="no dimensions of your own",
     )
 
 

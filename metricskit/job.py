@@ -37,11 +37,6 @@ _capture_sink: ContextVar[Sink | None] = ContextVar("metricskit_capture_sink", d
 
 SINK_NAMES: Final = frozenset({"cloudwatch", "emf", "memory", "off"})
 FinalStatus = Literal["completed", "failed", "interrupted"]
-_RESERVED_DIMENSIONS: Final = (
-    *catalog.METRICSKIT_DIMENSIONS,
-    # A dimension named like a metric every job publishes: EMF cannot write that metric.
-    *(e.name for e in (*catalog.standard_metrics(), *catalog.self_metrics())),
-)
 
 
 def make_sink(name: str) -> Sink:
@@ -215,9 +210,13 @@ class Job(Recorder):
     def _series_dimensions(
         job_id: str, dimensions: Mapping[str, str] | None, worker: str | None
     ) -> tuple[tuple[str, str], ...]:
-        """``JobId``, the user's dimensions, then ``WorkerId`` when there is a worker id."""
+        """``JobId``, the user's dimensions (``METRICSKIT_DIMENSIONS`` when none are given),
+        then ``WorkerId`` when there is a worker id."""
+        added = 2 + (worker is not None)  # JobId, a stage's Stage, WorkerId
+        if dimensions is None:
+            dimensions = config.env_dimensions(extra_count=added)
         user_dims = check_dimensions(
-            dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
+            dimensions, reserved=catalog.reserved_dimension_names(), extra_count=added
         )
         dims = ((catalog.JOB_ID, job_id), *user_dims)
         if worker is not None:
