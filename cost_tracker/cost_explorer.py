@@ -22,7 +22,8 @@ A refresh may take several requests (one per page of the answer), so refreshes a
 bound the bill. Every request is also counted against a budget per UTC day of the real clock
 (``COST_TRACKER_CE_MAX_REQUESTS_PER_DAY``, default 4), kept in the same cache item
 (``requests_day``, ``requests_used``) and taken with a conditional write before the request is
-sent, so overlapping runs never overspend it. A refresh that would exceed it stops before that
+sent, so overlapping runs never overspend it; the client sends each request once (botocore's
+retries are off, :func:`ce_client`), so every request sent was counted. A refresh that would exceed it stops before that
 request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
 
 A partial answer buys nothing, so the item also remembers how many pages the answer needs
@@ -84,6 +85,12 @@ BUDGET_TOO_SMALL: Final = "RequestBudgetTooSmall"
 """The error code of a refresh not started because the answer needs more pages than a whole
 day's request budget: no refresh could ever finish until the budget is raised."""
 
+CE_MAX_ATTEMPTS: Final = 1
+"""botocore's attempts per Cost Explorer request: every request is sent once. botocore would
+otherwise send a request again (up to 3 attempts) after a read timeout, a 5xx or
+LimitExceededException, each a paid request the budget never counted (a read timeout means
+Cost Explorer may already have billed it); a failed refresh waits for the next one instead."""
+
 UNAVAILABLE_CODES: Final = frozenset(
     {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
 )
@@ -141,6 +148,21 @@ class CostSnapshot:
         if not self.ok:
             return f"{STATUS_ERROR}:{self.error_code}"
         return STATUS_OK if job_id in self.job_costs else STATUS_NO_DATA
+
+
+def ce_client() -> CostExplorerClient:
+    """The tracker's Cost Explorer client: boto3's region and endpoint (``AWS_ENDPOINT_URL*``
+    included), and no retries inside botocore (:data:`CE_MAX_ATTEMPTS`), so each request
+    counted against the day's budget is sent exactly once.
+
+    >>> ce_client().meta.config.retries["total_max_attempts"]   # doctest: +SKIP
+    1
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": CE_MAX_ATTEMPTS})
+    return boto3.client("ce", config=config)
 
 
 def _utc(now: float) -> dt.datetime:

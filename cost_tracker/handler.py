@@ -276,9 +276,7 @@ def _snapshot(
         logger.warning("cost_tracker: cost cache unreadable (%s); estimates only", error)
         return None
     if ce is None:
-        import boto3
-
-        ce = boto3.client("ce")
+        ce = cex.ce_client()
 
     def take_request() -> bool:
         try:

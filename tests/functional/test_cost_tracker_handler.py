@@ -8,19 +8,21 @@ byte-identical request with its earlier answer, so every test uses its own day.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import datetime as dt
 import itertools
 import json
 import logging
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 
 from cost_tracker import cost_explorer as cex
 from cost_tracker import handler as tracker
@@ -89,17 +91,69 @@ def ce_page(
     return page
 
 
+class _Body:
+    """The raw body of a scripted HTTP answer, as botocore reads it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
 class CountingCE:
-    """A Cost Explorer client whose GetCostAndUsage requests are captured."""
+    """A Cost Explorer client built as the tracker builds its own (:func:`cex.ce_client`),
+    whose GetCostAndUsage requests are captured as they are sent over HTTP.
+
+    The hook is botocore's ``before-send``: it fires once per attempt, so a request botocore
+    sends again (after a read timeout, a 5xx, throttling) is counted as the paid request it
+    is. Inside :meth:`scripted` the answers come from the script (:meth:`answer`,
+    :meth:`fail`, :meth:`break_send`) in place of moto's, and a request with nothing
+    scripted fails the test; outside it, requests go to moto.
+    """
 
     def __init__(self) -> None:
-        self.client = boto3.client("ce")
+        self.client = cex.ce_client()
         self.requests: list[dict[str, Any]] = []
-        # Fires once per API call (every page), with the call's own arguments.
-        self.client.meta.events.register("before-parameter-build.ce.GetCostAndUsage", self._capture)
+        self._script: deque[tuple[int, dict[str, Any]] | Exception] = deque()
+        self._strict = False
+        self.client.meta.events.register("before-send.ce.GetCostAndUsage", self._send)
 
-    def _capture(self, params: dict[str, Any], **_: Any) -> None:
-        self.requests.append(copy.deepcopy(params))
+    @contextlib.contextmanager
+    def scripted(self) -> Iterator[CountingCE]:
+        self._strict = True
+        try:
+            yield self
+        finally:
+            self._strict = False
+
+    def answer(self, page: dict[str, Any]) -> None:
+        """The next request is answered with ``page`` (a GetCostAndUsage response)."""
+        self._script.append((200, page))
+
+    def fail(self, code: str, status: int = 400) -> None:
+        """The next request is answered with the error ``code`` (HTTP ``status``)."""
+        self._script.append((status, {"__type": code, "message": f"scripted {code}"}))
+
+    def break_send(self, error: Exception) -> None:
+        """The next send raises ``error`` (a read timeout, say) instead of being answered."""
+        self._script.append(error)
+
+    def assert_answered(self) -> None:
+        assert not self._script, f"{len(self._script)} scripted answers were never asked for"
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+        self.requests.append(json.loads(request.body))
+        if not self._script:
+            if self._strict:
+                raise AssertionError("a GetCostAndUsage request that nothing was scripted for")
+            return None  # on to moto
+        scripted = self._script.popleft()
+        if isinstance(scripted, Exception):
+            raise scripted
+        status, body = scripted
+        headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "scripted"}
+        return AWSResponse(request.url, status, headers, _Body(json.dumps(body).encode()))
 
 
 @pytest.fixture
@@ -364,6 +418,71 @@ def test_a_day_of_five_minute_runs_makes_at_most_four_cost_explorer_requests(
 
 
 @pytest.mark.parametrize(
+    ("first_send", "code"),
+    [
+        ("read timeout", "ReadTimeoutError"),
+        ("500", "InternalServerError"),
+        ("503", "ServiceUnavailable"),
+        ("400", "LimitExceededException"),
+    ],
+)
+def test_a_request_that_fails_in_flight_is_sent_once_and_counted_once(
+    aws: str, table: str, namespace: str, first_send: str, code: str
+) -> None:
+    """botocore would send it again (up to 3 attempts), each a paid request the daily budget
+    never counted (after a read timeout Cost Explorer may well have billed the first one):
+    the budget's hard cap would not hold. The refresh fails and waits for the next one."""
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    with ce.scripted():
+        if first_send == "read timeout":
+            ce.break_send(ReadTimeoutError(endpoint_url="https://ce.us-east-1.amazonaws.com/"))
+        else:
+            ce.fail(code, status=int(first_send))
+        # What a retry would be answered with.
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 1.0)]))
+        report, sink = run(now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"})
+        later, _ = run(now + 300, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"})
+    assert len(ce.requests) == 1
+    assert (report["ce_requests"], report["ce_requests_today"]) == (1, 1)
+    assert report["ce_status"] == "error"
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == f"error:{code}"
+    assert later["ce_refreshed"] is False
+
+
+def test_the_client_the_tracker_builds_sends_each_request_once(
+    aws: str, table: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an injected client (as in Lambda) the tracker builds its own: a request that
+    times out is not sent again by botocore."""
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    sends: list[str] = []
+
+    def time_out(request: Any, **_: Any) -> None:
+        sends.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    # Registered on the session, so it reaches the client the tracker builds from it.
+    session.events.register("before-send.ce.GetCostAndUsage", time_out)
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    report = tracker.run(
+        {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
+        table=table,
+        sink=MemorySink(),
+        environ={"METRICSKIT_NAMESPACE": namespace},
+        clock=lambda: now,
+    )
+    assert len(sends) == 1
+    assert (report["ce_requests"], report["ce_requests_today"]) == (1, 1)
+    assert report["ce_status"] == "error"
+
+
+@pytest.mark.parametrize(
     "code", ["LimitExceededException", "AccessDeniedException", "DataUnavailableException"]
 )
 def test_cost_explorer_errors_keep_the_estimate_and_publish_unavailable(
@@ -376,14 +495,13 @@ def test_cost_explorer_errors_keep_the_estimate_and_publish_unavailable(
     now = unique_noon()
     seed_jobs(table, now, namespace)
     ce = CountingCE()
-    stubber = Stubber(ce.client)
-    stubber.add_client_error("get_cost_and_usage", service_error_code=code, http_status_code=400)
+    ce.fail(code)
     run = make_runner(table, ce, namespace)
-    with stubber, caplog.at_level(logging.WARNING, logger="cost_tracker"):
+    with ce.scripted(), caplog.at_level(logging.WARNING, logger="cost_tracker"):
         report, sink = run(now)
         # Not retried on the next run: a failing Cost Explorer still costs at most 4 a day.
         later, later_sink = run(now + 300)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
     assert len(ce.requests) == 1
     assert report["ce_status"] == "error"
     assert later["ce_refreshed"] is False
@@ -406,8 +524,8 @@ def test_after_an_error_the_next_interval_refreshes_again(
     start, end = month_bounds(now)
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         run(now)
     queue_ce(aws, ce_page(start, end, [("train-1", "Training", 2.0)]))
     report, sink = run(now + 6 * HOUR)
@@ -422,8 +540,8 @@ def test_one_failed_refresh_keeps_the_last_actual_costs(
 ) -> None:
     now, ce, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 7.0)])
     run(now)
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         report, sink = run(now + 6 * HOUR)
     assert (report["ce_status"], report["ce_error"]) == ("ok", "LimitExceededException")
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
@@ -434,8 +552,8 @@ def test_one_failed_refresh_keeps_the_last_actual_costs(
     assert between.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
 
     # A second failure in a row: the figures are too old to stand in any more.
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         report, sink = run(now + 12 * HOUR)
     assert report["ce_status"] == "error"
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") is None
@@ -451,10 +569,10 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     seed_jobs(table, now, namespace)
     start, end = month_bounds(now)
     ce = CountingCE()
-    with Stubber(ce.client) as stubber:
+    with ce.scripted():
         for page in range(cex.MAX_PAGES):
             groups = [("train-1", "Training", 1.0)]
-            stubber.add_response("get_cost_and_usage", ce_page(start, end, groups, f"p{page}"))
+            ce.answer(ce_page(start, end, groups, f"p{page}"))
         # A budget that allows every page, so the page limit is what stops the refresh.
         report, sink = make_runner(table, ce, namespace)(
             now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": str(cex.MAX_PAGES + 5)}
@@ -481,24 +599,22 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
 
-    def three_pages(stubber: Stubber, first: str, last: str, amount: float) -> None:
-        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p2"))
-        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p3"))
-        stubber.add_response(
-            "get_cost_and_usage", ce_page(first, last, [("train-1", "Training", amount)])
-        )
+    def three_pages(first: str, last: str, amount: float) -> None:
+        ce.answer(ce_page(first, last, [], "p2"))
+        ce.answer(ce_page(first, last, [], "p3"))
+        ce.answer(ce_page(first, last, [("train-1", "Training", amount)]))
 
-    with Stubber(ce.client) as stubber:
-        three_pages(stubber, start, end, 5.0)
+    with ce.scripted():
+        three_pages(start, end, 5.0)
         reports = {}
         for hour in (0, 6, 12, 18):
             reports[hour], sink = run(midnight + hour * HOUR)
             # The figures of the midnight refresh stand all day.
             assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(5.0)
             assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
-        three_pages(stubber, next_start, next_end, 6.0)
+        three_pages(next_start, next_end, 6.0)
         next_day, next_sink = run(midnight + 24 * HOUR)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert len(ce.requests) == 3 + 3
     assert [
@@ -541,26 +657,23 @@ def test_an_answer_larger_than_the_daily_budget_is_not_asked_for_again_for_that_
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
     budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "2"}
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p2"))
-        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p3"))
+    with ce.scripted():
+        ce.answer(ce_page("2031-02-20", "2031-03-11", [], "p2"))
+        ce.answer(ce_page("2031-02-20", "2031-03-11", [], "p3"))
         later = []
         for day in (0, 1, 2):
             at = noon + day * 24 * HOUR
             running("train-1", noon - 24 * HOUR, at)
             running("early", early_start, at)
             later.append(run(at, environ=budget)[0])
-        stubber.assert_no_pending_responses()
+        ce.assert_answered()
 
         at = noon + 3 * 24 * HOUR
         boto3.client("dynamodb").delete_item(TableName=table, Key={jt.HASH_KEY: {"S": "early"}})
         running("train-1", noon - 24 * HOUR, at)
-        stubber.add_response(
-            "get_cost_and_usage",
-            ce_page("2031-03-01", "2031-03-14", [("train-1", "Training", 4.0)]),
-        )
+        ce.answer(ce_page("2031-03-01", "2031-03-14", [("train-1", "Training", 4.0)]))
         smaller, sink = run(at, environ=budget)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert [(r["ce_requests"], r["ce_error"]) for r in later] == [
         (2, "RequestBudgetExhausted"),
@@ -583,16 +696,16 @@ def test_the_budget_day_is_the_real_day_not_the_events(
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
     budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+    with ce.scripted():
+        ce.answer(ce_page(start, end, []))
         on_time, _ = run(noon, environ=budget)
         # The event of 18:00 arrives late, the next day at 00:30: it may refresh (a new day's
         # budget) ...
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+        ce.answer(ce_page(start, end, []))
         late, _ = run(noon + 6 * HOUR, environ=budget, clock=lambda: noon + 12.5 * HOUR)
         # ... and takes that day's only request from the event of 06:00 that day.
         next_morning, _ = run(noon + 18 * HOUR, environ=budget)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert (on_time["ce_requests"], on_time["ce_requests_today"]) == (1, 1)
     assert (late["ce_requests"], late["ce_requests_today"]) == (1, 1)
@@ -620,8 +733,8 @@ def test_the_request_budget_is_shared_by_overlapping_runs_and_configurable(
     # Through the environment (the Terraform variable sets it): 1 request a day.
     seed_jobs(table, now + 48 * HOUR, namespace)
     ce = CountingCE()
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page("2025-01-01", "2025-01-02", [], "p2"))
+    with ce.scripted():
+        ce.answer(ce_page("2025-01-01", "2025-01-02", [], "p2"))
         report, _ = make_runner(table, ce, namespace)(
             now + 48 * HOUR, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
         )
