@@ -12,7 +12,8 @@ answers everything the tracker needs:
   current month, whatever the JobId (``JobId$`` groups are costs without that tag).
 
 The result is stored in the job table as one cost-cache item (``costcache#cost-explorer``,
-``payload`` JSON, ``fetched_at`` = when the refresh was claimed). A refresh is claimed with a
+``payload`` JSON with the costs of the jobs in the table only, ``fetched_at`` = when the
+refresh was claimed). A refresh is claimed with a
 conditional write on ``fetched_at``, so two overlapping invocations never both pay for one,
 and a failed request is not retried before the next interval: at most
 ``ceil(24 / refresh_hours)`` refreshes a day (4 with the default 6 hours) whatever the
@@ -23,8 +24,9 @@ bound the bill. Every request is also counted against a budget per UTC day of th
 (``COST_TRACKER_CE_MAX_REQUESTS_PER_DAY``, default 4), kept in the same cache item
 (``requests_day``, ``requests_used``) and taken with a conditional write before the request is
 sent, so overlapping runs never overspend it; the client sends each request once (botocore's
-retries are off, :func:`ce_client`), so every request sent was counted. A refresh that would exceed it stops before that
-request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
+retries are off, :func:`ce_client`), so every request sent was counted. A refresh that would
+exceed it stops before that request (:data:`BUDGET_EXHAUSTED`) and the previous figures are
+kept.
 
 A partial answer buys nothing, so the item also remembers how many pages the answer needs
 (``refresh_pages``: exact after a complete refresh, a lower bound after one cut short) for
@@ -38,11 +40,12 @@ new month, the earliest job settled) forgets what was learned, and the next refr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -142,6 +145,20 @@ class CostSnapshot:
             error_message=str(data.get("error_message", "")),
             pages=int(data.get("pages", 0)),
         )
+
+    def for_jobs(self, job_ids: Collection[str]) -> CostSnapshot:
+        """This snapshot with the actual costs of ``job_ids`` only (MonthlyCost unchanged).
+
+        Cost Explorer answers for every JobId tag in the period, other teams' and long-gone
+        jobs' included (thousands in a large account); the cache item keeps only the jobs in
+        the table, so it stays far below DynamoDB's 400 KB item limit.
+
+        >>> snap = CostSnapshot(STATUS_OK, 0.0, job_costs={"a": 1.0, "other": 2.0})
+        >>> dict(snap.for_jobs({"a", "b"}).job_costs)
+        {'a': 1.0}
+        """
+        kept = {job_id: cost for job_id, cost in self.job_costs.items() if job_id in job_ids}
+        return dataclasses.replace(self, job_costs=kept)
 
     def job_status(self, job_id: str) -> str:
         """How the actual cost of ``job_id`` stands in this snapshot."""

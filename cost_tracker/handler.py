@@ -314,27 +314,37 @@ def _snapshot(
             dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
         )
         return snapshot
-    _store(cache, fetched, jobs)
     if fetched.ok:
         _explain_missing(fetched, jobs)
-    return fetched
+    kept = fetched.for_jobs({job.job_id for job in jobs})
+    _store(cache, kept, jobs)
+    return kept
 
 
 def _store(cache: cex.CostCache, snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
-    """Keep a refresh's result in the cache item and on every job's item."""
+    """Keep a refresh's result in the cache item and on every job's item.
+
+    Each write stands alone: a cache item that cannot be written still leaves the fresh
+    figures on the job items, and one job item that cannot be written the others.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         cache.store(snapshot)
-        for job in jobs:
-            try:
-                cache.record_job(job.job_id, snapshot)
-            except (BotoCoreError, ClientError) as error:
-                logger.warning(
-                    "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
-                )
     except (BotoCoreError, ClientError) as error:
-        logger.warning("cost_tracker: could not store the cost cache: %s", error)
+        logger.error(
+            "cost_tracker: could not store the cost cache (%s); this run publishes the fresh "
+            "figures and writes them on the job items, but the runs until the next refresh "
+            "read the previous ones",
+            error,
+        )
+    for job in jobs:
+        try:
+            cache.record_job(job.job_id, snapshot)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
+            )
 
 
 def _fetched_when(snapshot: cex.CostSnapshot | None) -> str:

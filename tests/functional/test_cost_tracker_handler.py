@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from cost_tracker import cost_explorer as cex
 from cost_tracker import handler as tracker
@@ -378,7 +378,54 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert job_item(table, "infer-2")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
     cache = job_item(table, jt.cost_cache_key(CACHE_NAME))
     assert cache[jt.ITEM_TYPE]["S"] == jt.TYPE_COST_CACHE
-    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5, "other": 3.0}
+    # "other" (not in the table) counts towards MonthlyCost, but the cache keeps no cost for it.
+    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5}
+
+
+def test_an_answer_with_thousands_of_other_jobs_is_cached_for_the_tables_jobs(
+    aws: str, table: str, namespace: str
+) -> None:
+    """Other teams' (or long-gone) jobs tagged JobId in the period: 12,000 of them would put
+    the cache item past DynamoDB's 400 KB limit, the store would fail, and the runs until the
+    next refresh would have no actual cost at all."""
+    now = unique_noon()
+    put_job(table, "mine", status=jt.STATUS_RUNNING, namespace=namespace,
+            started_at=now - HOUR, heartbeat_at=now - 30, worker_seconds=HOUR,
+            hourly_rate=1.0, done=100)  # fmt: skip
+    others = [(f"batch-array-job-{i:06d}-attempt-1", "Training", 0.25) for i in range(12_000)]
+    queue_ce(aws, ce_page(*month_bounds(now), [("mine", "Training", 2.0), *others]))
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    first, first_sink = run(now)
+    later, later_sink = run(now + 300)
+    assert (first["ce_refreshed"], later["ce_refreshed"], len(ce.requests)) == (True, False, 1)
+    for sink in (first_sink, later_sink):
+        assert sink.last(catalog.ACTUAL_COST, JobId="mine") == pytest.approx(2.0)
+        assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="mine") == 1.0
+        # Every job's cost still counts towards its category.
+        assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(3002.0)
+    cache = job_item(table, jt.cost_cache_key(CACHE_NAME))
+    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"mine": 2.0}
+
+
+def test_a_cache_item_that_cannot_be_written_leaves_the_fresh_costs_on_the_job_items(
+    aws: str, table: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now, _, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 0.75)])
+
+    def refuse(self: CostCache, snapshot: cex.CostSnapshot) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded"}},
+            "UpdateItem",
+        )
+
+    monkeypatch.setattr(CostCache, "store", refuse)
+    report, sink = run(now)
+    assert report["ce_status"] == "ok"
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(0.75)
+    stored = job_item(table, "train-1")
+    assert float(stored[jt.ACTUAL_COST]["N"]) == pytest.approx(0.75)
+    assert stored[jt.ACTUAL_COST_STATUS]["S"] == "ok"
 
 
 def test_a_later_run_uses_the_cache_without_asking_cost_explorer(
