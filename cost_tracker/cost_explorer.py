@@ -32,8 +32,10 @@ A partial answer buys nothing, so the item also remembers how many pages the ans
 (``refresh_pages``: exact after a complete refresh, a lower bound after one cut short) for
 the query period it was learned on (``refresh_pages_since``, the period's start). A refresh
 that cannot finish within what is left of the day's budget is not started
-(:data:`BUDGET_EXHAUSTED`, nothing sent), and one that cannot finish within a whole day's
-budget is not started while the period starts on the same day (:data:`BUDGET_TOO_SMALL`).
+(:data:`BUDGET_EXHAUSTED`, nothing sent), one that cannot finish within a whole day's
+budget is not started while the period starts on the same day (:data:`BUDGET_TOO_SMALL`), nor
+one whose answer needs more than :data:`MAX_PAGES` pages, the most a refresh reads
+(:data:`TRUNCATED`): such an answer is asked for once, not 20 paid pages at every refresh.
 The answer only grows while the start stays (the end moves on each day); a later start (a
 new month, the earliest job settled) forgets what was learned, and the next refresh tries.
 """
@@ -81,7 +83,8 @@ STATUS_PENDING: Final = "pending"
 STATUS_ERROR: Final = "error"
 
 TRUNCATED: Final = "TooManyPages"
-"""The error code of an answer cut short at MAX_PAGES."""
+"""The error code of an answer cut short at MAX_PAGES, and of a refresh not started because
+the answer is known to need more pages than that: no refresh could ever finish it."""
 BUDGET_EXHAUSTED: Final = "RequestBudgetExhausted"
 """The error code of a refresh stopped because the day's request budget is spent."""
 BUDGET_TOO_SMALL: Final = "RequestBudgetTooSmall"
@@ -278,13 +281,7 @@ def fetch_costs(
             if pages >= MAX_PAGES:
                 # A job's groups may lie on the pages not read: partial sums would look
                 # like real costs, so the whole answer counts as failed.
-                return _failed(
-                    now,
-                    TRUNCATED,
-                    f"still paginating after {pages} pages (each costs $0.01); raise "
-                    "MAX_PAGES or narrow the query",
-                    pages,
-                )
+                return _failed(now, TRUNCATED, too_many_pages_advice(request), pages)
     except ClientError as error:
         info = error.response.get("Error", {})
         code = str(info.get("Code", "Unknown"))
@@ -298,6 +295,23 @@ def fetch_costs(
         job_costs=job_costs,
         monthly=monthly,
         pages=pages,
+    )
+
+
+def too_many_pages_advice(request: Mapping[str, Any]) -> str:
+    """What to do about an answer longer than :data:`MAX_PAGES` for ``request``'s period.
+
+    >>> too_many_pages_advice({"TimePeriod": {"Start": "2026-11-01"}})[:60]
+    "Cost Explorer's answer for the period since 2026-11-01 needs"
+    """
+    since = request.get("TimePeriod", {}).get("Start", "?")
+    return (
+        f"Cost Explorer's answer for the period since {since} needs more than MAX_PAGES "
+        f"({MAX_PAGES}) requests (pages), the most one refresh reads, so no refresh can finish "
+        "and none is started again while the period starts on that day (each page costs "
+        "$0.01). Make the answer smaller: fewer distinct JobId tag values in the period (one "
+        "per job, not one per task or attempt), or a shorter period (it reaches back to the "
+        "earliest start of a job in the table active in the last three days)"
     )
 
 
@@ -325,7 +339,7 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
         "LimitExceededException": "Cost Explorer throttled the request",
         "AccessDeniedException": "the Lambda role lacks ce:GetCostAndUsage",
         "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
-        TRUNCATED: "Cost Explorer's answer had more pages than the tracker reads",
+        TRUNCATED: f"Cost Explorer's answer has more than MAX_PAGES ({MAX_PAGES}) pages",
         BUDGET_EXHAUSTED: "the day's Cost Explorer request budget is spent",
         BUDGET_TOO_SMALL: "the answer needs more pages than a day's Cost Explorer budget",
     }.get(code, "Cost Explorer request failed")

@@ -78,8 +78,9 @@ class RunReport:
     """The daily request budget (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY)."""
     ce_status: str = "none"
     ce_error: str = ""
-    """The error code of a failed refresh whose previous figures were kept
-    (``RequestBudgetExhausted`` when the day's request budget stopped it)."""
+    """The error code of this run's refresh when it failed or was not started: a Cost
+    Explorer error, ``RequestBudgetExhausted`` (the day's budget stopped it),
+    ``RequestBudgetTooSmall`` or ``TooManyPages`` (no refresh can finish the answer)."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -267,6 +268,11 @@ def _snapshot(
         if not cache.due(claimed_at, now):
             return snapshot
         budget = cache.budget(clock(), since)
+        if budget.pages_needed > cex.MAX_PAGES:
+            _report_too_many_pages(budget, since, snapshot, report)
+            return snapshot
+        # From here pages_needed <= MAX_PAGES: any budget advice stays within what one
+        # refresh can read.
         if budget.pages_needed > max_requests - budget.used_today:
             _report_unaffordable(budget, max_requests, since, snapshot, report)
             return snapshot
@@ -305,10 +311,11 @@ def _snapshot(
             _fetched_when(snapshot),
         )
         return snapshot
+    if not fetched.ok:
+        report.ce_error = fetched.error_code
     if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
         # One failed refresh (throttled, say) keeps the last figures rather than blanking
         # them for a whole interval; a second failure in a row reports them unavailable.
-        report.ce_error = fetched.error_code
         logger.warning(
             "cost_tracker: keeping the actual costs fetched at %s until the next refresh",
             dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
@@ -351,6 +358,23 @@ def _fetched_when(snapshot: cex.CostSnapshot | None) -> str:
     if snapshot is None:
         return "none"
     return "fetched at " + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat()
+
+
+def _report_too_many_pages(
+    budget: cex.RequestBudget,
+    since: str,
+    snapshot: cex.CostSnapshot | None,
+    report: RunReport,
+) -> None:
+    """A refresh not started because the answer needs more pages than one refresh reads."""
+    report.ce_requests_today = budget.used_today
+    report.ce_error = cex.TRUNCATED
+    logger.error(
+        "cost_tracker: %s; at least %d pages were announced",
+        cex.too_many_pages_advice({"TimePeriod": {"Start": since}}),
+        budget.pages_needed,
+    )
+    logger.warning("cost_tracker: keeping the previous actual costs (%s)", _fetched_when(snapshot))
 
 
 def _report_unaffordable(

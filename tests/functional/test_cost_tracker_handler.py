@@ -631,6 +631,41 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
     assert sink.names().isdisjoint({catalog.MONTHLY_COST})
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:TooManyPages"
+    assert report["ce_error"] == "TooManyPages"
+
+
+def test_an_answer_longer_than_the_page_limit_is_not_asked_for_again_for_that_period(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """25 pages never fit in the 20 a refresh reads, whatever the budget: the first refresh
+    learns it (20 requests), and the later ones send nothing, rather than 20 paid pages at
+    every refresh (80 a day) for an answer that can never be complete."""
+    midnight = unique_noon() - 12 * HOUR
+    seed_jobs(table, midnight, namespace)
+    start, end = month_bounds(midnight)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "100"}
+    with ce.scripted():
+        for page in range(25):
+            token = f"p{page + 2}" if page < 24 else None
+            ce.answer(ce_page(start, end, [(f"j{page}", "Training", 1.0)], token))
+        with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+            reports = [
+                run(midnight + hour * HOUR + 300, environ=budget)[0] for hour in (0, 6, 12, 18)
+            ]
+    assert len(ce.requests) == cex.MAX_PAGES
+    assert [(r["ce_requests"], r["ce_error"], r["ce_status"]) for r in reports] == [
+        (cex.MAX_PAGES, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+    ]
+    assert all(r["ce_requests_today"] == cex.MAX_PAGES for r in reports)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors, "no ERROR says why no refresh is started"
+    assert all("MAX_PAGES (20)" in e and "fewer distinct JobId" in e for e in errors)
+    assert "to at least 21" not in caplog.text  # never advice no budget can follow
 
 
 def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures(
