@@ -74,6 +74,11 @@ UNTAGGED: Final = "Untagged"
 """The MonthlyCost category of costs that carry no CostCategory tag."""
 MAX_PAGES: Final = 20
 """Pages followed per refresh; each costs $0.01, so a runaway loop is cut short."""
+CLOCK_SLACK_SECONDS: Final = 300.0
+"""How far ahead of the real clock an event's time, or a stored refresh claim, may lie and
+still be believed (clock skew, a schedule firing early). Beyond it the event's time is
+replaced by the clock, and a claim is treated as due: one event from the future (a console
+test event with a typo, a hand-made replay) would otherwise block every refresh until then."""
 MAX_LOOKBACK_MONTHS: Final = 12
 """Cost Explorer keeps 13 months of data by default; older job starts are clamped."""
 
@@ -411,26 +416,52 @@ class CostCache:
         the previous refresh (less than two intervals old), not an older one."""
         return snapshot.ok and now - snapshot.fetched_at < 2 * self.refresh_seconds
 
-    def due(self, fetched_at: float | None, now: float) -> bool:
-        """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim)."""
-        return fetched_at is None or now - fetched_at >= self.refresh_seconds
+    def due(self, fetched_at: float | None, now: float, real_now: float | None = None) -> bool:
+        """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim),
+        or because the last claim lies ahead of the real clock ``real_now`` by more than
+        :data:`CLOCK_SLACK_SECONDS` (it was taken for an event time from the future).
 
-    def claim(self, now: float) -> bool:
-        """Atomically take the refresh at ``now``; False when another run already has it."""
+        >>> cache = CostCache(client=None, table="jobs", refresh_hours=6)
+        >>> cache.due(2_000_000_000.0, now=1_800_000_000.0, real_now=1_800_000_000.0)
+        True
+        """
+        if fetched_at is None or now - fetched_at >= self.refresh_seconds:
+            return True
+        if real_now is not None and fetched_at > real_now + CLOCK_SLACK_SECONDS:
+            logger.warning(
+                "cost_tracker: the last refresh was claimed for %s, ahead of the clock (%s): "
+                "an event time from the future; refreshing now",
+                _utc(fetched_at).isoformat(),
+                _utc(real_now).isoformat(),
+            )
+            return True
+        return False
+
+    def claim(self, now: float, real_now: float | None = None) -> bool:
+        """Atomically take the refresh at ``now``; False when another run already has it.
+
+        With ``real_now``, a claim stored ahead of that clock (see :meth:`due`) may be taken
+        over too, by one run only: the winner's claim is no longer ahead of it.
+        """
         from botocore.exceptions import ClientError
 
+        condition = "attribute_not_exists(#f) OR #f <= :due"
+        values: dict[str, Any] = {
+            ":now": {"N": _num(now)},
+            ":due": {"N": _num(now - self.refresh_seconds)},
+            ":type": {"S": jt.TYPE_COST_CACHE},
+        }
+        if real_now is not None:
+            condition += " OR #f > :future"
+            values[":future"] = {"N": _num(real_now + CLOCK_SLACK_SECONDS)}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self.key,
                 UpdateExpression="SET #f = :now, #t = :type",
-                ConditionExpression="attribute_not_exists(#f) OR #f <= :due",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#f": jt.FETCHED_AT, "#t": jt.ITEM_TYPE},
-                ExpressionAttributeValues={
-                    ":now": {"N": _num(now)},
-                    ":due": {"N": _num(now - self.refresh_seconds)},
-                    ":type": {"S": jt.TYPE_COST_CACHE},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

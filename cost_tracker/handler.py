@@ -3,7 +3,7 @@
 Entry point ``cost_tracker.handler.handler``. Each run:
 
 1. takes "now" from the scheduled event's ``time`` (ISO 8601), else the clock, so a day of
-   runs can be replayed;
+   runs can be replayed (an event time ahead of the clock is not believed: the clock is used);
 2. reads the job table: *current* jobs (active in the last day, see
    :mod:`cost_tracker.job_source`) and *settling* jobs (ended one to three days ago, while
    Cost Explorer's figures for their run keep arriving); bad items are skipped and reported;
@@ -121,6 +121,24 @@ def event_time(event: Mapping[str, Any] | None, clock: Callable[[], float] = tim
                 parsed = parsed.replace(tzinfo=dt.UTC)
             return parsed.timestamp()
     return clock()
+
+
+def _believable(at: float, real_now: float) -> float:
+    """The event's time ``at``, or the clock when ``at`` lies ahead of it by more than
+    :data:`~cost_tracker.cost_explorer.CLOCK_SLACK_SECONDS` (a typo in a console test event,
+    a hand-made replay): runs report on the past or the present, never on the future.
+
+    >>> _believable(2_000_000_000.0, real_now=1_800_000_000.0)
+    1800000000.0
+    """
+    if at > real_now + cex.CLOCK_SLACK_SECONDS:
+        logger.warning(
+            "cost_tracker: the event's time %s is ahead of the clock (%s); using the clock",
+            dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat(),
+            dt.datetime.fromtimestamp(real_now, tz=dt.UTC).isoformat(),
+        )
+        return real_now
+    return at
 
 
 def estimated_cost(
@@ -265,7 +283,7 @@ def _snapshot(
     since = cex.query_period(now, starts)[0]
     try:
         snapshot, claimed_at = cache.load()
-        if not cache.due(claimed_at, now):
+        if not cache.due(claimed_at, now, clock()):
             return snapshot
         budget = cache.budget(clock(), since)
         if budget.pages_needed > cex.MAX_PAGES:
@@ -276,7 +294,7 @@ def _snapshot(
         if budget.pages_needed > max_requests - budget.used_today:
             _report_unaffordable(budget, max_requests, since, snapshot, report)
             return snapshot
-        if not cache.claim(now):
+        if not cache.claim(now, clock()):
             return snapshot
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: cost cache unreadable (%s); estimates only", error)
@@ -463,14 +481,15 @@ def run(
 ) -> dict[str, Any]:
     """One tracker run; every dependency can be injected (tests, replays).
 
-    ``now`` (default: the event's ``time``) is the moment the run reports on; ``clock`` is
-    the real time, against whose UTC day Cost Explorer requests are counted.
+    ``now`` (default: the event's ``time``, or ``clock()`` when that lies in the future) is
+    the moment the run reports on; ``clock`` is the real time, against whose UTC day Cost
+    Explorer requests are counted.
 
     >>> run({"time": "2026-11-23T12:00:00Z"}, table="jobs", sink=MemorySink())  # doctest: +SKIP
     {'now': '2026-11-23T12:00:00+00:00', 'jobs': 3, ...}
     """
     env = os.environ if environ is None else environ
-    at = event_time(event, clock) if now is None else now
+    at = now if now is not None else _believable(event_time(event, clock), clock())
     report = RunReport(now=dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat())
     table_name = table or mk_config.env_job_table(env)
     if not table_name:

@@ -1095,6 +1095,63 @@ def test_the_default_sink_writes_emf_documents_to_stdout(
     assert {d["Namespace"] for d in directives} == {namespace}
 
 
+def test_an_event_time_from_the_future_does_not_block_later_refreshes(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A console test event dated 2027-01-01 (a typo) used to claim the refresh for 2027:
+    no refresh was due before then. Its time is not believed: the run reports on the clock."""
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    with ce.scripted():
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 1.0)]))
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 2.0)]))
+        with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+            typo = tracker.run(
+                {"time": "2027-01-01T00:00:00Z"},
+                table=table,
+                ce_client=ce.client,
+                sink=MemorySink(),
+                environ={"METRICSKIT_NAMESPACE": namespace},
+                clock=lambda: now,
+            )
+        later, sink = run(now + 6 * HOUR)
+    ce.assert_answered()
+    assert typo["now"] == dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()
+    assert "ahead of the clock" in caplog.text
+    assert (typo["ce_refreshed"], later["ce_refreshed"]) == (True, True)
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(2.0)
+
+
+def test_a_refresh_claimed_in_the_future_is_due_and_taken_over_once(
+    aws: str, table: str, namespace: str
+) -> None:
+    """A claim stored ahead of the clock (by an older tracker, or a run given such a ``now``)
+    is due at once, and only one of two overlapping runs takes it over."""
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert first.claim(now + 40 * 24 * HOUR)
+    _, claimed_at = first.load()
+    assert first.due(claimed_at, now, now) is True
+    assert first.due(claimed_at, now, None) is False  # without the clock: not due
+    assert [first.claim(now, now), second.claim(now, now)] == [True, False]
+    assert first.load()[1] == pytest.approx(now)
+    # Within the slack a claim ahead of the clock is believed (clock skew).
+    assert first.claim(now + 6 * HOUR + 60)
+    assert second.claim(now + 6 * HOUR, now + 6 * HOUR) is False
+
+    seed_jobs(table, now + 2 * 24 * HOUR, namespace)
+    first.claim(now + 80 * 24 * HOUR, now + 80 * 24 * HOUR)
+    ce = CountingCE()
+    with ce.scripted():
+        ce.answer(ce_page(*month_bounds(now + 2 * 24 * HOUR), [("train-1", "Training", 3.0)]))
+        report, sink = make_runner(table, ce, namespace)(now + 2 * 24 * HOUR)
+    assert report["ce_refreshed"] is True
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(3.0)
+
+
 def test_only_one_of_two_overlapping_runs_claims_a_refresh(aws: str, table: str) -> None:
     """The claim is a conditional write, so concurrent invocations never both pay."""
     now = unique_noon()
