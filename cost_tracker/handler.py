@@ -388,7 +388,7 @@ def _report_too_many_pages(
     report.ce_requests_today = budget.used_today
     report.ce_error = cex.TRUNCATED
     logger.error(
-        "cost_tracker: %s; at least %d pages were announced",
+        "cost_tracker: %s (the answer needs at least %d pages)",
         cex.too_many_pages_advice({"TimePeriod": {"Start": since}}),
         budget.pages_needed,
     )
@@ -483,7 +483,9 @@ def run(
 
     ``now`` (default: the event's ``time``, or ``clock()`` when that lies in the future) is
     the moment the run reports on; ``clock`` is the real time, against whose UTC day Cost
-    Explorer requests are counted.
+    Explorer requests are counted. A ``ce_client`` passed in is used as given: build it with
+    :func:`cost_tracker.cost_explorer.ce_client`, so that botocore sends each counted request
+    once.
 
     >>> run({"time": "2026-11-23T12:00:00Z"}, table="jobs", sink=MemorySink())  # doctest: +SKIP
     {'now': '2026-11-23T12:00:00+00:00', 'jobs': 3, ...}
