@@ -137,9 +137,9 @@ variable "stage_names" {
 }
 
 variable "cost_categories" {
-  description = "CostCategory tag values shown in the month-to-date cost widget (the cost tracker publishes MonthlyCost per value)."
+  description = "CostCategory tag values shown in the month-to-date cost widget (the cost tracker publishes MonthlyCost per value, and as Untagged the spend without a CostCategory tag)."
   type        = list(string)
-  default     = ["Training", "Inference", "Storage", "Orchestrator"]
+  default     = ["Training", "Inference", "Storage", "Orchestrator", "Untagged"]
 
   validation {
     condition     = length(var.cost_categories) >= 1

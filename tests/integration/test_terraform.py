@@ -26,6 +26,8 @@ from typing import Any
 import boto3
 import pytest
 
+from cost_tracker.cost_explorer import UNTAGGED
+
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
 EXAMPLE = "examples/complete"
@@ -504,6 +506,18 @@ def test_dashboard_job_id_variable_switches_every_job_widget(deployed: Deploymen
                 assert strings[0] == namespace
             if JOB_DIM in strings:
                 assert strings[strings.index(JOB_DIM) + 1] == job_id
+
+
+@pytest.mark.terraform
+def test_the_default_cost_widget_shows_every_category_the_tracker_publishes(
+    deployed: Deployment,
+) -> None:
+    """Spend without a CostCategory tag is published as Untagged: left out of the default
+    list, it never showed on the dashboard."""
+    body = _dashboard_body(deployed)
+    (widget,) = [w for w in body["widgets"] if w["properties"].get("title", "").startswith("Month")]
+    categories = [_entry_parts(entry)[0][3] for entry in widget["properties"]["metrics"]]
+    assert categories == ["Training", "Inference", "Storage", "Orchestrator", UNTAGGED]
 
 
 @pytest.mark.terraform
