@@ -277,7 +277,12 @@ class JobRegistry:
         """Set the job's final status; with ``only_if``, only while the status is that one;
         with ``last_out_of`` (the job's ``workers`` as the caller saw it leave, the last one
         active), only while no worker is active and none has registered since. False when
-        refused."""
+        refused. A ``status`` not in JOB_STATUSES raises ConfigurationError: written, it would
+        leave an item that ``get`` refuses and ``jobs`` skips."""
+        if status not in job_table.JOB_STATUSES:
+            raise ConfigurationError(
+                f"status must be one of {', '.join(sorted(job_table.JOB_STATUSES))}, got {status!r}"
+            )
         kwargs: dict[str, Any] = {}
         names = {"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT}
         values: dict[str, AttributeValueTypeDef] = {

@@ -19,7 +19,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 import metricskit
-from metricskit import catalog
+from metricskit import catalog, config
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import FakeClock, use_fake_aws
@@ -53,6 +53,7 @@ def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
     # A read timeout long enough that a slow answer on a loaded machine is not taken for a
     # failure (and re-sent, counting twice); the outage itself refuses connections at once.
     sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=10)
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.1)  # the testing path below 1 s
     job = metricskit.Job("outage", namespace=namespace, sink=sink, flush_interval=0.1)
     try:
         job.processed(100)

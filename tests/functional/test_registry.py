@@ -1056,14 +1056,16 @@ def test_a_total_not_yet_sent_is_not_undone_by_an_older_reply(table: str, clock:
     client = boto3.client("dynamodb")
     client.meta.events.register("before-send.dynamodb", outage)
     seen: list[float | None] = []
-    client.meta.events.register(
-        "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
-    )
     jid = job_id()
     job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
               clock=clock, flush_interval=60)  # fmt: skip
     try:
         wait_registered(job)
+        # Only now: registered from __init__, the first answer could come before `job` is
+        # bound, and the hook's NameError failed the registration until the next flush.
+        client.meta.events.register(
+            "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
+        )
         outage.down = True
         job.processed(10)
         clock.advance(60)
