@@ -14,6 +14,7 @@ from metricskit.errors import (
     InvalidMetricError,
     JobClosedError,
     MetricsKitError,
+    UnreadableInputError,
 )
 from metricskit.job import Job, Stage
 from metricskit.lines import count_csv_records, count_lines
@@ -33,6 +34,7 @@ __all__ = [
     "SeriesKey",
     "Stage",
     "Timer",
+    "UnreadableInputError",
     "__version__",
     "count_csv_records",
     "count_lines",

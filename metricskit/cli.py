@@ -186,10 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: tuple[type[Exception], ...] = (OSError, *_aws_errors())
     try:
         code: int = args.func(args)
+    except failures as exc:  # first: an UnreadableInputError is a MetricsKitError too
+        return _fail(exc, EXIT_FAILED)
     except MetricsKitError as exc:
         return _fail(exc, EXIT_USAGE)
-    except failures as exc:
-        return _fail(exc, EXIT_FAILED)
     return code
 
 

@@ -28,6 +28,12 @@ class ConfigurationError(MetricsKitError, ValueError):
     """A constructor argument is outside what metricskit accepts."""
 
 
+class UnreadableInputError(MetricsKitError, OSError):
+    """A file or object to count cannot be read to its end: a compressed stream that is
+    truncated or holds invalid data. An ``OSError`` too, like the read failures it stands for
+    (the CLI answers it with exit status 1)."""
+
+
 class JobClosedError(MetricsKitError, RuntimeError):
     """Kept so existing ``except JobClosedError`` clauses still import; no longer raised.
 

@@ -24,7 +24,9 @@ import logging
 import lzma
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
@@ -33,7 +35,7 @@ from urllib.request import url2pathname
 
 from metricskit import config, job_table
 from metricskit.aws_clients import dynamodb_client, s3_client
-from metricskit.errors import ConfigurationError
+from metricskit.errors import ConfigurationError, UnreadableInputError
 from metricskit.validation import check_table_name
 
 if TYPE_CHECKING:
@@ -199,6 +201,29 @@ def _source(
     )
 
 
+# What gzip, bz2 and lzma raise for a truncated or corrupt stream: a truncated gzip or xz
+# EOFError, gzip's BadGzipFile, zlib and lzma their own errors, bz2 a plain OSError (so only
+# a local file, whose reads are all the decompressor's, counts any OSError as one).
+_DECOMPRESSION_ERRORS: Final = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+_LOCAL_DECOMPRESSION_ERRORS: Final = (*_DECOMPRESSION_ERRORS, OSError)
+
+
+@contextmanager
+def _decompressing(
+    name: str, errors: tuple[type[BaseException], ...] = _DECOMPRESSION_ERRORS
+) -> Iterator[None]:
+    """Turn a decompressor's failure into :class:`UnreadableInputError` naming the input."""
+    try:
+        yield
+    except UnreadableInputError:
+        raise
+    except errors as exc:
+        raise UnreadableInputError(
+            f"{name}: cannot decompress it to its end ({type(exc).__name__}: {exc}); "
+            "is it truncated or corrupt?"
+        ) from exc
+
+
 def _read_chunks(stream: Readable, chunk_size: int) -> Iterator[bytes]:
     while chunk := stream.read(chunk_size):
         yield chunk
@@ -207,7 +232,10 @@ def _read_chunks(stream: Readable, chunk_size: int) -> Iterator[bytes]:
 def _file_chunks(path: str, chunk_size: int) -> Iterator[Chunk]:
     decompressor = _DECOMPRESSORS.get(os.path.splitext(path)[1].lower())
     if decompressor is not None:
-        with decompressor.open(path, "rb") as stream:
+        with (
+            _decompressing(path, _LOCAL_DECOMPRESSION_ERRORS),
+            decompressor.open(path, "rb") as stream,
+        ):
             yield from _read_chunks(stream, chunk_size)
         return
     buffer = bytearray(chunk_size)
@@ -241,7 +269,7 @@ def _s3_chunks(uri: str, s3: S3Client, chunk_size: int, etag: str) -> Iterator[b
     # mid-read fails the count (412) instead of caching the new object's count under the old
     # ETag.
     transport = {"client": s3, "client_kwargs": {"S3.Client.get_object": {"IfMatch": f'"{etag}"'}}}
-    with smart_open(uri, "rb", transport_params=transport) as stream:
+    with _decompressing(uri), smart_open(uri, "rb", transport_params=transport) as stream:
         yield from _read_chunks(stream, chunk_size)
 
 

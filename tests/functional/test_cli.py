@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import uuid
@@ -77,6 +78,27 @@ def test_an_unreadable_file_is_one_line_on_stderr_and_exit_status_1(tmp_path: Pa
     assert done.stderr.splitlines() == [
         f"metricskit: error: [Errno 2] No such file or directory: '{missing}'"
     ]
+
+
+def test_a_truncated_compressed_file_is_one_line_on_stderr_and_exit_status_1(
+    tmp_path: Path,
+) -> None:
+    truncated = tmp_path / "rows.csv.gz"
+    whole = gzip.compress(b"".join(b"%d,row-%d\n" % (i, i * 7) for i in range(50_000)))
+    truncated.write_bytes(whole[: len(whole) // 2])
+    for command in ("count-lines", "count-csv-records"):
+        done = subprocess.run(
+            [sys.executable, "-m", "metricskit.cli", command, str(truncated), "--no-cache"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(f"metricskit: error: {truncated}: cannot decompress it")
 
 
 def test_no_aws_region_is_a_configuration_error_with_exit_status_2(

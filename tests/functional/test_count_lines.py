@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import lzma
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
 
-from metricskit import count_lines, job_table
-from metricskit.errors import ConfigurationError
+from metricskit import count_csv_records, count_lines, job_table
+from metricskit.errors import ConfigurationError, UnreadableInputError
 from metricskit.lines import count_newlines_in
 from tests.conftest import UNREACHABLE_ENDPOINT, use_fake_aws
 
@@ -75,6 +77,42 @@ def test_bad_uris_and_chunks_are_refused(tmp_path: Path) -> None:
         count_lines(tmp_path, chunk_size=0)
     with pytest.raises(FileNotFoundError):
         count_lines(tmp_path / "missing.csv")
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        (".gz", _truncated(gzip.compress(rows(50_000)))),  # EOFError from gzip
+        (".gz", b"not gzip at all, but named .gz\n"),  # gzip.BadGzipFile
+        (".bz2", _truncated(bz2.compress(rows(50_000)))),  # EOFError from bz2
+        (".bz2", b"BZh9" + b"\x00" * 64),  # OSError: invalid data stream
+        (".xz", _truncated(lzma.compress(rows(50_000)))),  # EOFError from lzma
+        (".xz", b"\xfd7zXZ\x00" + b"\x01" * 64),  # lzma.LZMAError
+    ],
+)
+@pytest.mark.parametrize("count", [count_lines, count_csv_records])
+def test_a_truncated_or_corrupt_compressed_file_is_a_typed_error_naming_it(
+    tmp_path: Path, suffix: str, body: bytes, count: Callable[..., int]
+) -> None:
+    path = tmp_path / f"rows.csv{suffix}"
+    path.write_bytes(body)
+    with pytest.raises(UnreadableInputError, match="cannot decompress it to its end") as raised:
+        count(path, use_cache=False)
+    assert str(path) in str(raised.value)
+    assert isinstance(raised.value, OSError)  # callers catching read failures still do
+
+
+def test_a_truncated_compressed_s3_object_is_a_typed_error(aws: str) -> None:
+    s3 = boto3.client("s3")
+    bucket = f"lines-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/rows.csv.gz", Body=_truncated(gzip.compress(rows(9000))))
+    with pytest.raises(UnreadableInputError, match="s3://"):
+        count_lines(f"s3://{bucket}/in/rows.csv.gz", s3=s3, use_cache=False)
 
 
 def test_s3_plain_and_gzip_objects(aws: str) -> None:

@@ -20,6 +20,7 @@ def test_top_level_names_are_pinned() -> None:
         "SeriesKey",
         "Stage",
         "Timer",
+        "UnreadableInputError",
         "__version__",
         "count_csv_records",
         "count_lines",
