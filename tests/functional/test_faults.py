@@ -625,6 +625,7 @@ def _record_in_child(task: tuple[str, int]) -> int:
     for _ in range(n):
         with _INHERITED.timer("ForkedBlock"):  # a timer type the parent defined
             _INHERITED.processed()  # a job created before the fork
+    _INHERITED.failed()
     with metricskit.Job(
         f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch", shutdown_timeout=60
     ) as own:
@@ -641,7 +642,13 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
         "forked", namespace=namespace, sink="cloudwatch", flush_interval=3600, shutdown_timeout=60
     )
     _INHERITED = parent
-    parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent
+    # Unflushed at fork time: each must be counted once, by the parent, not again by every
+    # pool worker that inherited it.
+    parent.processed(1000)
+    parent.failed(7)
+    parent.retried(3)
+    parent.checkpointed(2)
+    parent.gauge("ForkedLoss", 0.5)
     with parent.timer("ForkedBlock"):  # buffered at fork time: observed once, by the parent
         pass
     try:
@@ -658,6 +665,10 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "forked") == 1000 + 40_000 + 1
     timed = read_statistic(client, namespace, "ForkedBlock", "forked", "SampleCount")
     assert timed == 1 + 40_000
+    assert read_sum(client, namespace, catalog.ERROR_COUNT, "forked") == 7 + 8  # 1 per task
+    assert read_sum(client, namespace, catalog.RETRY_COUNT, "forked") == 3
+    assert read_sum(client, namespace, catalog.CHECKPOINT_COUNT, "forked") == 2
+    assert read_statistic(client, namespace, "ForkedLoss", "forked", "SampleCount") == 1
     children = {f"child-{pid}" for pid in pids}
     total_own = sum(
         read_sum(client, namespace, catalog.RECORDS_PROCESSED, name) for name in children
