@@ -217,7 +217,8 @@ class ExplodingSink(BaseSink):
 
 def test_flusher_survives_a_sink_that_raises_and_keeps_the_data() -> None:
     sink = ExplodingSink()
-    job = metricskit.Job("boom", sink=sink, flush_interval=0.02)
+    # close() retries the raising sink until its shutdown timeout: 1 s, not the default 10.
+    job = metricskit.Job("boom", sink=sink, flush_interval=0.02, shutdown_timeout=1)
     job.processed(5)
     assert wait_until(lambda: sink.calls >= 3)
     assert any(t.name == "metricskit-flusher-boom" for t in threading.enumerate())
