@@ -3,10 +3,11 @@
     python bench/cost_explorer_requests.py [--jobs 3] [--days 1]
 
 Both are counted against a local moto server (requests really sent, counted by a botocore
-event hook). The tracker runs on 288 scheduled events a day (every 5 minutes) with its
-default 6-hour cache; the original plan's Lambda, also every 5 minutes, asks Cost Explorer
-once per job per run (``GetCostAndUsage`` filtered by that job's JobId tag), uncached.
-Cost Explorer bills $0.01 per request (each page counts).
+``before-send`` hook: once per HTTP send, retries included). The tracker runs on 288
+scheduled events a day (every 5 minutes) with its default 6-hour cache; the original plan's
+Lambda, also every 5 minutes, asks Cost Explorer once per job per run (``GetCostAndUsage``
+filtered by that job's JobId tag), uncached. Cost Explorer bills $0.01 per request (each
+page counts).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ DAYS_PER_MONTH = 30
 class CallCounter:
     def __init__(self, client: Any) -> None:
         self.calls = 0
-        client.meta.events.register("before-call.ce.GetCostAndUsage", self._count)
+        # Once per HTTP send: a request botocore sends again is billed again.
+        client.meta.events.register("before-send.ce.GetCostAndUsage", self._count)
 
     def _count(self, **_: object) -> None:
         self.calls += 1
@@ -80,14 +82,13 @@ def make_table(job_ids: list[str], start: float) -> str:
 
 
 def run_metricskit(endpoint: str, job_ids: list[str], start: float, days: int) -> int:
-    import boto3
-
+    from cost_tracker.cost_explorer import ce_client
     from cost_tracker.handler import run
     from metricskit.sinks.memory import MemorySink
 
     table = make_table(job_ids, start)
     queue_result(endpoint, job_ids)
-    ce = boto3.client("ce")
+    ce = ce_client()  # the client the tracker builds for itself
     counter = CallCounter(ce)
     for index in range(RUNS_PER_DAY * days):
         at = dt.datetime.fromtimestamp(start + index * 300, tz=dt.UTC)

@@ -12,7 +12,8 @@ answers everything the tracker needs:
   current month, whatever the JobId (``JobId$`` groups are costs without that tag).
 
 The result is stored in the job table as one cost-cache item (``costcache#cost-explorer``,
-``payload`` JSON, ``fetched_at`` = when the refresh was claimed). A refresh is claimed with a
+``payload`` JSON with the costs of the jobs in the table only, ``fetched_at`` = when the
+refresh was claimed). A refresh is claimed with a
 conditional write on ``fetched_at``, so two overlapping invocations never both pay for one,
 and a failed request is not retried before the next interval: at most
 ``ceil(24 / refresh_hours)`` refreshes a day (4 with the default 6 hours) whatever the
@@ -22,26 +23,31 @@ A refresh may take several requests (one per page of the answer), so refreshes a
 bound the bill. Every request is also counted against a budget per UTC day of the real clock
 (``COST_TRACKER_CE_MAX_REQUESTS_PER_DAY``, default 4), kept in the same cache item
 (``requests_day``, ``requests_used``) and taken with a conditional write before the request is
-sent, so overlapping runs never overspend it. A refresh that would exceed it stops before that
-request (:data:`BUDGET_EXHAUSTED`) and the previous figures are kept.
+sent, so overlapping runs never overspend it; the client sends each request once (botocore's
+retries are off, :func:`ce_client`), so every request sent was counted. A refresh that would
+exceed it stops before that request (:data:`BUDGET_EXHAUSTED`) and the previous figures are
+kept.
 
 A partial answer buys nothing, so the item also remembers how many pages the answer needs
 (``refresh_pages``: exact after a complete refresh, a lower bound after one cut short) for
 the query period it was learned on (``refresh_pages_since``, the period's start). A refresh
 that cannot finish within what is left of the day's budget is not started
-(:data:`BUDGET_EXHAUSTED`, nothing sent), and one that cannot finish within a whole day's
-budget is not started while the period starts on the same day (:data:`BUDGET_TOO_SMALL`).
+(:data:`BUDGET_EXHAUSTED`, nothing sent), one that cannot finish within a whole day's
+budget is not started while the period starts on the same day (:data:`BUDGET_TOO_SMALL`), nor
+one whose answer needs more than :data:`MAX_PAGES` pages, the most a refresh reads
+(:data:`TRUNCATED`): such an answer is asked for once, not 20 paid pages at every refresh.
 The answer only grows while the start stays (the end moves on each day); a later start (a
 new month, the earliest job settled) forgets what was learned, and the next refresh tries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -68,6 +74,11 @@ UNTAGGED: Final = "Untagged"
 """The MonthlyCost category of costs that carry no CostCategory tag."""
 MAX_PAGES: Final = 20
 """Pages followed per refresh; each costs $0.01, so a runaway loop is cut short."""
+CLOCK_SLACK_SECONDS: Final = 300.0
+"""How far ahead of the real clock an event's time, or a stored refresh claim, may lie and
+still be believed (clock skew, a schedule firing early). Beyond it the event's time is
+replaced by the clock, and a claim is treated as due: one event from the future (a console
+test event with a typo, a hand-made replay) would otherwise block every refresh until then."""
 MAX_LOOKBACK_MONTHS: Final = 12
 """Cost Explorer keeps 13 months of data by default; older job starts are clamped."""
 
@@ -77,12 +88,19 @@ STATUS_PENDING: Final = "pending"
 STATUS_ERROR: Final = "error"
 
 TRUNCATED: Final = "TooManyPages"
-"""The error code of an answer cut short at MAX_PAGES."""
+"""The error code of an answer cut short at MAX_PAGES, and of a refresh not started because
+the answer is known to need more pages than that: no refresh could ever finish it."""
 BUDGET_EXHAUSTED: Final = "RequestBudgetExhausted"
 """The error code of a refresh stopped because the day's request budget is spent."""
 BUDGET_TOO_SMALL: Final = "RequestBudgetTooSmall"
 """The error code of a refresh not started because the answer needs more pages than a whole
 day's request budget: no refresh could ever finish until the budget is raised."""
+
+CE_MAX_ATTEMPTS: Final = 1
+"""botocore's attempts per Cost Explorer request: every request is sent once. botocore would
+otherwise send a request again (up to 3 attempts) after a read timeout, a 5xx or
+LimitExceededException, each a paid request the budget never counted (a read timeout means
+Cost Explorer may already have billed it); a failed refresh waits for the next one instead."""
 
 UNAVAILABLE_CODES: Final = frozenset(
     {"LimitExceededException", "AccessDeniedException", "DataUnavailableException"}
@@ -136,11 +154,40 @@ class CostSnapshot:
             pages=int(data.get("pages", 0)),
         )
 
+    def for_jobs(self, job_ids: Collection[str]) -> CostSnapshot:
+        """This snapshot with the actual costs of ``job_ids`` only (MonthlyCost unchanged).
+
+        Cost Explorer answers for every JobId tag in the period, other teams' and long-gone
+        jobs' included (thousands in a large account); the cache item keeps only the jobs in
+        the table, so it stays far below DynamoDB's 400 KB item limit.
+
+        >>> snap = CostSnapshot(STATUS_OK, 0.0, job_costs={"a": 1.0, "other": 2.0})
+        >>> dict(snap.for_jobs({"a", "b"}).job_costs)
+        {'a': 1.0}
+        """
+        kept = {job_id: cost for job_id, cost in self.job_costs.items() if job_id in job_ids}
+        return dataclasses.replace(self, job_costs=kept)
+
     def job_status(self, job_id: str) -> str:
         """How the actual cost of ``job_id`` stands in this snapshot."""
         if not self.ok:
             return f"{STATUS_ERROR}:{self.error_code}"
         return STATUS_OK if job_id in self.job_costs else STATUS_NO_DATA
+
+
+def ce_client() -> CostExplorerClient:
+    """The tracker's Cost Explorer client: boto3's region and endpoint (``AWS_ENDPOINT_URL*``
+    included), and no retries inside botocore (:data:`CE_MAX_ATTEMPTS`), so each request
+    counted against the day's budget is sent exactly once.
+
+    >>> ce_client().meta.config.retries["total_max_attempts"]   # doctest: +SKIP
+    1
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": CE_MAX_ATTEMPTS})
+    return boto3.client("ce", config=config)
 
 
 def _utc(now: float) -> dt.datetime:
@@ -239,13 +286,7 @@ def fetch_costs(
             if pages >= MAX_PAGES:
                 # A job's groups may lie on the pages not read: partial sums would look
                 # like real costs, so the whole answer counts as failed.
-                return _failed(
-                    now,
-                    TRUNCATED,
-                    f"still paginating after {pages} pages (each costs $0.01); raise "
-                    "MAX_PAGES or narrow the query",
-                    pages,
-                )
+                return _failed(now, TRUNCATED, too_many_pages_advice(request), pages)
     except ClientError as error:
         info = error.response.get("Error", {})
         code = str(info.get("Code", "Unknown"))
@@ -259,6 +300,23 @@ def fetch_costs(
         job_costs=job_costs,
         monthly=monthly,
         pages=pages,
+    )
+
+
+def too_many_pages_advice(request: Mapping[str, Any]) -> str:
+    """What to do about an answer longer than :data:`MAX_PAGES` for ``request``'s period.
+
+    >>> too_many_pages_advice({"TimePeriod": {"Start": "2026-11-01"}})[:60]
+    "Cost Explorer's answer for the period since 2026-11-01 needs"
+    """
+    since = request.get("TimePeriod", {}).get("Start", "?")
+    return (
+        f"Cost Explorer's answer for the period since {since} needs more than MAX_PAGES "
+        f"({MAX_PAGES}) requests (pages), the most one refresh reads, so no refresh can finish "
+        "and none is started again while the period starts on that day (each page costs "
+        "$0.01). Make the answer smaller: fewer distinct JobId tag values in the period (one "
+        "per job, not one per task or attempt), or a shorter period (it reaches back to the "
+        "earliest start of a job in the table active in the last three days)"
     )
 
 
@@ -286,7 +344,7 @@ def _failed(now: float, code: str, message: str, pages: int) -> CostSnapshot:
         "LimitExceededException": "Cost Explorer throttled the request",
         "AccessDeniedException": "the Lambda role lacks ce:GetCostAndUsage",
         "DataUnavailableException": "Cost Explorer has no data yet for this account/period",
-        TRUNCATED: "Cost Explorer's answer had more pages than the tracker reads",
+        TRUNCATED: f"Cost Explorer's answer has more than MAX_PAGES ({MAX_PAGES}) pages",
         BUDGET_EXHAUSTED: "the day's Cost Explorer request budget is spent",
         BUDGET_TOO_SMALL: "the answer needs more pages than a day's Cost Explorer budget",
     }.get(code, "Cost Explorer request failed")
@@ -358,26 +416,52 @@ class CostCache:
         the previous refresh (less than two intervals old), not an older one."""
         return snapshot.ok and now - snapshot.fetched_at < 2 * self.refresh_seconds
 
-    def due(self, fetched_at: float | None, now: float) -> bool:
-        """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim)."""
-        return fetched_at is None or now - fetched_at >= self.refresh_seconds
+    def due(self, fetched_at: float | None, now: float, real_now: float | None = None) -> bool:
+        """Whether a refresh is due at ``now`` (never for a ``now`` before the last claim),
+        or because the last claim lies ahead of the real clock ``real_now`` by more than
+        :data:`CLOCK_SLACK_SECONDS` (it was taken for an event time from the future).
 
-    def claim(self, now: float) -> bool:
-        """Atomically take the refresh at ``now``; False when another run already has it."""
+        >>> cache = CostCache(client=None, table="jobs", refresh_hours=6)
+        >>> cache.due(2_000_000_000.0, now=1_800_000_000.0, real_now=1_800_000_000.0)
+        True
+        """
+        if fetched_at is None or now - fetched_at >= self.refresh_seconds:
+            return True
+        if real_now is not None and fetched_at > real_now + CLOCK_SLACK_SECONDS:
+            logger.warning(
+                "cost_tracker: the last refresh was claimed for %s, ahead of the clock (%s): "
+                "an event time from the future; refreshing now",
+                _utc(fetched_at).isoformat(),
+                _utc(real_now).isoformat(),
+            )
+            return True
+        return False
+
+    def claim(self, now: float, real_now: float | None = None) -> bool:
+        """Atomically take the refresh at ``now``; False when another run already has it.
+
+        With ``real_now``, a claim stored ahead of that clock (see :meth:`due`) may be taken
+        over too, by one run only: the winner's claim is no longer ahead of it.
+        """
         from botocore.exceptions import ClientError
 
+        condition = "attribute_not_exists(#f) OR #f <= :due"
+        values: dict[str, Any] = {
+            ":now": {"N": _num(now)},
+            ":due": {"N": _num(now - self.refresh_seconds)},
+            ":type": {"S": jt.TYPE_COST_CACHE},
+        }
+        if real_now is not None:
+            condition += " OR #f > :future"
+            values[":future"] = {"N": _num(real_now + CLOCK_SLACK_SECONDS)}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self.key,
                 UpdateExpression="SET #f = :now, #t = :type",
-                ConditionExpression="attribute_not_exists(#f) OR #f <= :due",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#f": jt.FETCHED_AT, "#t": jt.ITEM_TYPE},
-                ExpressionAttributeValues={
-                    ":now": {"N": _num(now)},
-                    ":due": {"N": _num(now - self.refresh_seconds)},
-                    ":type": {"S": jt.TYPE_COST_CACHE},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -3,7 +3,7 @@
 Entry point ``cost_tracker.handler.handler``. Each run:
 
 1. takes "now" from the scheduled event's ``time`` (ISO 8601), else the clock, so a day of
-   runs can be replayed;
+   runs can be replayed (an event time ahead of the clock is not believed: the clock is used);
 2. reads the job table: *current* jobs (active in the last day, see
    :mod:`cost_tracker.job_source`) and *settling* jobs (ended one to three days ago, while
    Cost Explorer's figures for their run keep arriving); bad items are skipped and reported;
@@ -78,8 +78,9 @@ class RunReport:
     """The daily request budget (COST_TRACKER_CE_MAX_REQUESTS_PER_DAY)."""
     ce_status: str = "none"
     ce_error: str = ""
-    """The error code of a failed refresh whose previous figures were kept
-    (``RequestBudgetExhausted`` when the day's request budget stopped it)."""
+    """The error code of this run's refresh when it failed or was not started: a Cost
+    Explorer error, ``RequestBudgetExhausted`` (the day's budget stopped it),
+    ``RequestBudgetTooSmall`` or ``TooManyPages`` (no refresh can finish the answer)."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -120,6 +121,24 @@ def event_time(event: Mapping[str, Any] | None, clock: Callable[[], float] = tim
                 parsed = parsed.replace(tzinfo=dt.UTC)
             return parsed.timestamp()
     return clock()
+
+
+def _believable(at: float, real_now: float) -> float:
+    """The event's time ``at``, or the clock when ``at`` lies ahead of it by more than
+    :data:`~cost_tracker.cost_explorer.CLOCK_SLACK_SECONDS` (a typo in a console test event,
+    a hand-made replay): runs report on the past or the present, never on the future.
+
+    >>> _believable(2_000_000_000.0, real_now=1_800_000_000.0)
+    1800000000.0
+    """
+    if at > real_now + cex.CLOCK_SLACK_SECONDS:
+        logger.warning(
+            "cost_tracker: the event's time %s is ahead of the clock (%s); using the clock",
+            dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat(),
+            dt.datetime.fromtimestamp(real_now, tz=dt.UTC).isoformat(),
+        )
+        return real_now
+    return at
 
 
 def estimated_cost(
@@ -264,21 +283,24 @@ def _snapshot(
     since = cex.query_period(now, starts)[0]
     try:
         snapshot, claimed_at = cache.load()
-        if not cache.due(claimed_at, now):
+        if not cache.due(claimed_at, now, clock()):
             return snapshot
         budget = cache.budget(clock(), since)
+        if budget.pages_needed > cex.MAX_PAGES:
+            _report_too_many_pages(budget, since, snapshot, report)
+            return snapshot
+        # From here pages_needed <= MAX_PAGES: any budget advice stays within what one
+        # refresh can read.
         if budget.pages_needed > max_requests - budget.used_today:
             _report_unaffordable(budget, max_requests, since, snapshot, report)
             return snapshot
-        if not cache.claim(now):
+        if not cache.claim(now, clock()):
             return snapshot
     except (BotoCoreError, ClientError) as error:
         logger.warning("cost_tracker: cost cache unreadable (%s); estimates only", error)
         return None
     if ce is None:
-        import boto3
-
-        ce = boto3.client("ce")
+        ce = cex.ce_client()
 
     def take_request() -> bool:
         try:
@@ -307,42 +329,70 @@ def _snapshot(
             _fetched_when(snapshot),
         )
         return snapshot
+    if not fetched.ok:
+        report.ce_error = fetched.error_code
     if not fetched.ok and snapshot is not None and cache.worth_keeping(snapshot, now):
         # One failed refresh (throttled, say) keeps the last figures rather than blanking
         # them for a whole interval; a second failure in a row reports them unavailable.
-        report.ce_error = fetched.error_code
         logger.warning(
             "cost_tracker: keeping the actual costs fetched at %s until the next refresh",
             dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat(),
         )
         return snapshot
-    _store(cache, fetched, jobs)
     if fetched.ok:
         _explain_missing(fetched, jobs)
-    return fetched
+    kept = fetched.for_jobs({job.job_id for job in jobs})
+    _store(cache, kept, jobs)
+    return kept
 
 
 def _store(cache: cex.CostCache, snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
-    """Keep a refresh's result in the cache item and on every job's item."""
+    """Keep a refresh's result in the cache item and on every job's item.
+
+    Each write stands alone: a cache item that cannot be written still leaves the fresh
+    figures on the job items, and one job item that cannot be written the others.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         cache.store(snapshot)
-        for job in jobs:
-            try:
-                cache.record_job(job.job_id, snapshot)
-            except (BotoCoreError, ClientError) as error:
-                logger.warning(
-                    "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
-                )
     except (BotoCoreError, ClientError) as error:
-        logger.warning("cost_tracker: could not store the cost cache: %s", error)
+        logger.error(
+            "cost_tracker: could not store the cost cache (%s); this run publishes the fresh "
+            "figures and writes them on the job items, but the runs until the next refresh "
+            "read the previous ones",
+            error,
+        )
+    for job in jobs:
+        try:
+            cache.record_job(job.job_id, snapshot)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "cost_tracker: could not record the actual cost of %s: %s", job.job_id, error
+            )
 
 
 def _fetched_when(snapshot: cex.CostSnapshot | None) -> str:
     if snapshot is None:
         return "none"
     return "fetched at " + dt.datetime.fromtimestamp(snapshot.fetched_at, tz=dt.UTC).isoformat()
+
+
+def _report_too_many_pages(
+    budget: cex.RequestBudget,
+    since: str,
+    snapshot: cex.CostSnapshot | None,
+    report: RunReport,
+) -> None:
+    """A refresh not started because the answer needs more pages than one refresh reads."""
+    report.ce_requests_today = budget.used_today
+    report.ce_error = cex.TRUNCATED
+    logger.error(
+        "cost_tracker: %s (the answer needs at least %d pages)",
+        cex.too_many_pages_advice({"TimePeriod": {"Start": since}}),
+        budget.pages_needed,
+    )
+    logger.warning("cost_tracker: keeping the previous actual costs (%s)", _fetched_when(snapshot))
 
 
 def _report_unaffordable(
@@ -431,14 +481,17 @@ def run(
 ) -> dict[str, Any]:
     """One tracker run; every dependency can be injected (tests, replays).
 
-    ``now`` (default: the event's ``time``) is the moment the run reports on; ``clock`` is
-    the real time, against whose UTC day Cost Explorer requests are counted.
+    ``now`` (default: the event's ``time``, or ``clock()`` when that lies in the future) is
+    the moment the run reports on; ``clock`` is the real time, against whose UTC day Cost
+    Explorer requests are counted. A ``ce_client`` passed in is used as given: build it with
+    :func:`cost_tracker.cost_explorer.ce_client`, so that botocore sends each counted request
+    once.
 
     >>> run({"time": "2026-11-23T12:00:00Z"}, table="jobs", sink=MemorySink())  # doctest: +SKIP
     {'now': '2026-11-23T12:00:00+00:00', 'jobs': 3, ...}
     """
     env = os.environ if environ is None else environ
-    at = event_time(event, clock) if now is None else now
+    at = now if now is not None else _believable(event_time(event, clock), clock())
     report = RunReport(now=dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat())
     table_name = table or mk_config.env_job_table(env)
     if not table_name:

@@ -4,7 +4,12 @@ The same sources give the same bytes, so the same base64 SHA-256 (what Lambda re
 ``CodeSha256``); a changed source gives a new hash, so Terraform's ``source_code_hash``
 changes and the function is redeployed. Determinism comes from: files in sorted order,
 a fixed timestamp (1980-01-01, the earliest a zip can hold), fixed permissions (0644),
-a fixed creator system, fixed compression, and no ``__pycache__``/``*.pyc``.
+a fixed creator system, no ``__pycache__``/``*.pyc``, and no compression: entries are
+*stored*, so the bytes depend on the sources alone. DEFLATE output depends on the zlib build
+(zlib-ng, or a distribution's patched zlib, gives other bytes for the same input), so a
+compressed zip built elsewhere would get another hash, and ``cost_tracker.verify`` would call
+the deployed code STALE. The sources are a few hundred KB, far below Lambda's limits
+(:data:`LAMBDA_ZIPPED_LIMIT_BYTES`).
 
 Usage::
 
@@ -33,6 +38,9 @@ ZIP_NAME: Final = "cost_tracker.zip"
 FIXED_TIME: Final = (1980, 1, 1, 0, 0, 0)
 FILE_MODE: Final = 0o100644  # regular file, rw-r--r--
 UNIX_SYSTEM: Final = 3
+LAMBDA_ZIPPED_LIMIT_BYTES: Final = 50 * 1024 * 1024
+"""The largest .zip Lambda accepts uploaded directly (its contents may reach 250 MB):
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"""
 
 
 def default_source_root() -> Path:
@@ -70,13 +78,13 @@ def build_zip(out_dir: Path, source_root: Path | None = None) -> tuple[Path, str
     root = source_root or default_source_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ZIP_NAME
-    with zipfile.ZipFile(target, "w") as archive:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, path in source_files(root):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED  # see the module docstring: no zlib
             info.create_system = UNIX_SYSTEM
             info.external_attr = FILE_MODE << 16
-            archive.writestr(info, path.read_bytes(), compresslevel=9)
+            archive.writestr(info, path.read_bytes())
     return target, code_sha256(target)
 
 

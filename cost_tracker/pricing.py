@@ -63,7 +63,8 @@ PROFILE_FORMS: Final = (
 )
 
 _FARGATE_SIZE = re.compile(r"^(?P<vcpu>\d+(?:\.\d+)?)vcpu:(?P<gb>\d+(?:\.\d+)?)gb$")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9\-]*\.[a-z0-9]+$")
+# family.size, where both may hold hyphens: "g5.xlarge", "u-6tb1.metal", "c7i.metal-24xl".
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9\-]*\.[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 class UnknownProfileError(MetricsKitError, ValueError):

@@ -91,6 +91,13 @@ def self_metrics() -> tuple[CatalogEntry, ...]:
 
 
 @cache
+def reserved_dimension_names() -> tuple[str, ...]:
+    """Names a user's dimension may not have: metricskit's own dimensions, and every metric it
+    publishes (EMF writes dimensions and metrics side by side, so the metric could not be)."""
+    return (*METRICSKIT_DIMENSIONS, *(e.name for e in (*standard_metrics(), *self_metrics())))
+
+
+@cache
 def entry(name: str) -> CatalogEntry:
     """Look up one catalog entry by metric name (standard or self-metric)."""
     for item in (*standard_metrics(), *self_metrics()):

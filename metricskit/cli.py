@@ -111,6 +111,7 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     description, _, epilog = __doc__.partition("\n\n")
+    description = description.replace("``", "")  # reST literals, for the terminal
     parser = argparse.ArgumentParser(
         prog="metricskit",
         description=description,

@@ -10,10 +10,12 @@ where boto3 finds no region, metricskit uses ``AWS_REGION`` (see :mod:`metricski
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from metricskit import catalog, validation
@@ -45,6 +47,9 @@ ENV_EMF_SERVICE_NAME: Final = "METRICSKIT_EMF_SERVICE_NAME"
 """A ``ServiceName`` property on every EMF document (a log field, not a dimension)."""
 ENV_PROGRESS_BAR: Final = "METRICSKIT_PROGRESS_BAR"
 """``true``/``false``: show a terminal progress bar (default: only on a terminal)."""
+ENV_DIMENSIONS: Final = "METRICSKIT_DIMENSIONS"
+"""A JSON object of your own dimensions (``{"Env": "prod"}``) for jobs created without
+``dimensions=``; the Terraform module's ``worker_environment`` output sets it."""
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
 """Periods kept for delivery during an outage before older ones merge (default 60)."""
 
@@ -69,6 +74,51 @@ DEFAULT_SINK: Final = "cloudwatch"
 DEFAULT_FLUSH_INTERVAL: Final = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
 """Well under ECS's default 30 s between SIGTERM and SIGKILL."""
+
+MIN_FLUSH_INTERVAL: float = 1.0
+"""The shortest flush interval: CloudWatch's finest resolution (high-resolution metrics) is
+1 s, and every flush of a job with a job table costs one DynamoDB UpdateItem. Read when a
+Job is built, not at import, so a test that needs faster flushing lowers it with
+``monkeypatch.setattr(metricskit.config, "MIN_FLUSH_INTERVAL", 0.01)``; the argument and the
+variable never go below it."""
+MAX_FLUSH_INTERVAL: Final = 86_400.0
+"""The longest flush interval, one day (the dashboard's longest period). A job flushing less
+often shows nothing for that long, and its job item looks stale long before."""
+MAX_SHUTDOWN_TIMEOUT: Final = 3_600.0
+"""The longest shutdown timeout, and ``flush(timeout=)``: one hour, far above any stop
+timeout (ECS allows at most 120 s, a Spot notice gives 2 minutes) and well inside what a
+thread wait accepts (``threading.TIMEOUT_MAX``); a longer one would only hide a hung exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecondsRange:
+    """The numbers of seconds a setting accepts: ``low`` (or just above it) to ``high``.
+
+    >>> str(SecondsRange(0.0, 3600.0, low_excluded=True))
+    'a number of seconds above 0 and at most 3600'
+    """
+
+    low: float
+    high: float
+    low_excluded: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above_low = self.low < value if self.low_excluded else self.low <= value
+        return above_low and value <= self.high  # NaN fails both
+
+    def __str__(self) -> str:
+        if self.low_excluded:
+            return f"a number of seconds above {self.low:g} and at most {self.high:g}"
+        return f"a number of seconds from {self.low:g} to {self.high:g}"
+
+
+def flush_interval_range() -> SecondsRange:
+    """What ``flush_interval`` and ``METRICSKIT_FLUSH_INTERVAL`` accept (read at each call)."""
+    return SecondsRange(MIN_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL)
+
+
+SHUTDOWN_TIMEOUT_RANGE: Final = SecondsRange(0.0, MAX_SHUTDOWN_TIMEOUT, low_excluded=True)
+"""What ``shutdown_timeout``, ``METRICSKIT_SHUTDOWN_TIMEOUT`` and ``flush(timeout=)`` accept."""
 DEFAULT_MAX_QUEUED_PERIODS: Final = 60
 
 T = TypeVar("T")
@@ -213,6 +263,40 @@ def env_log_stream(environ: Mapping[str, str] | None = None) -> str | None:
     )
 
 
+def env_dimensions(
+    *, extra_count: int = 0, environ: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
+    """``METRICSKIT_DIMENSIONS`` (a JSON object of dimension names to values) when every
+    dimension is one ``Job(dimensions=...)`` accepts beside ``extra_count`` of metricskit's
+    own, else None (warning): a job then has no dimensions of its own.
+
+    >>> env_dimensions(environ={"METRICSKIT_DIMENSIONS": '{"Env": "prod"}'})
+    {'Env': 'prod'}
+    """
+
+    def parse(raw: str) -> dict[str, str]:
+        decoded = json.loads(raw)  # a JSONDecodeError is a ValueError
+        if not isinstance(decoded, dict):
+            raise ValueError(raw)
+        try:
+            validation.check_dimensions(
+                decoded, reserved=catalog.reserved_dimension_names(), extra_count=extra_count
+            )
+        except MetricsKitError as exc:
+            raise ValueError(raw) from exc
+        return decoded
+
+    return _from_env(
+        ENV_DIMENSIONS,
+        parse,
+        None,
+        'a JSON object of dimension names to values, such as {"Env": "prod"}, that '
+        "Job(dimensions=...) accepts",
+        environ,
+        instead="no dimensions of your own",
+    )
+
+
 def env_optional_str(variable: str, environ: Mapping[str, str] | None = None) -> str | None:
     """A string variable, or None when unset or blank."""
     raw = (os.environ if environ is None else environ).get(variable, "").strip()
@@ -224,6 +308,27 @@ def env_positive_float(
 ) -> float:
     """A positive finite number of seconds, or ``default`` (warning when unparsable)."""
     return _from_env(variable, _positive_float, default, "a positive number", environ)
+
+
+def env_seconds(
+    variable: str,
+    default: float,
+    allowed: SecondsRange,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """A number of seconds in ``allowed``, or ``default`` (warning when unparsable or outside).
+
+    >>> env_seconds("METRICSKIT_FLUSH_INTERVAL", 60.0, flush_interval_range(), {})
+    60.0
+    """
+
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if value not in allowed:
+            raise ValueError(raw)
+        return value
+
+    return _from_env(variable, parse, default, str(allowed), environ)
 
 
 def env_positive_int(variable: str, default: int, environ: Mapping[str, str] | None = None) -> int:

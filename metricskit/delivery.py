@@ -15,9 +15,12 @@ from collections.abc import Callable
 
 from metricskit.backoff import Backoff
 from metricskit.batch import MetricBatch
-from metricskit.sinks.base import ExportResult, Sink
+from metricskit.sinks.base import Exporter, ExportResult
 
 logger = logging.getLogger("metricskit")
+
+_BROKEN_CONTRACT: ExportResult = ExportResult(False, None, retryable=False)
+"""Stands for an export whose sink returned something other than an ExportResult."""
 
 
 class Delivery:
@@ -28,7 +31,7 @@ class Delivery:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Exporter,
         *,
         max_queued: int,
         base_backoff: float,
@@ -50,6 +53,7 @@ class Delivery:
         """Exports of a batch kept after a failed one, plus the requests the sink itself sent
         again (``ExportResult.retries``)."""
         self._head_failed = False
+        self._warned_contract = False
 
     @property
     def queued(self) -> int:
@@ -90,6 +94,8 @@ class Delivery:
                     self._head_failed = False
                     if not result.success:
                         self.dropped_batches += 1
+                        if result is _BROKEN_CONTRACT:
+                            self.failed_exports += 1
                     else:
                         self._backoff.succeeded()
                     continue
@@ -102,10 +108,25 @@ class Delivery:
 
     def _export(self, batch: MetricBatch) -> ExportResult:
         try:
-            return self._sink.export(batch)
+            result: object = self._sink.export(batch)
         except Exception:  # a sink that breaks its contract must not kill the flusher
             logger.exception("metricskit: sink %r raised; the batch is kept", self._sink)
             return ExportResult.failed(batch)
+        if isinstance(result, ExportResult):
+            return result
+        # Nothing says what arrived: retrying could send it all twice, at every flush. Drop
+        # it, counted as a failed export, and say once what the sink must return.
+        if not self._warned_contract:
+            self._warned_contract = True
+            logger.error(
+                "metricskit: sink %r returned %r from export(); export() must return an "
+                "ExportResult (ExportResult.ok(), or ExportResult.failed(remainder) for what "
+                "is still owed). Such batches are dropped, not retried, and counted in "
+                "MetricskitFailedExports",
+                self._sink,
+                result,
+            )
+        return _BROKEN_CONTRACT
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent delivers what it had queued, and reports its own

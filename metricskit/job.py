@@ -27,21 +27,53 @@ from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
 from metricskit.recorder import DropCounter, JobStatus, Recorder
 from metricskit.registry import JobRegistry, WorkerRegistration
-from metricskit.sinks.base import NullSink, Sink
-from metricskit.validation import check_dimension_value, check_dimensions, check_namespace
+from metricskit.sinks.base import Exporter, NullSink, Sink
+from metricskit.validation import (
+    check_compute_profile,
+    check_dimension_value,
+    check_dimensions,
+    check_namespace,
+)
 
 logger = logging.getLogger("metricskit")
 
-_capture_sink: ContextVar[Sink | None] = ContextVar("metricskit_capture_sink", default=None)
+_capture_sink: ContextVar[Exporter | None] = ContextVar("metricskit_capture_sink", default=None)
 """Set by :func:`metricskit.testing.capture` so jobs built without a sink record in memory."""
+_active_captures: list[Exporter] = []
+"""Every capture() block open in the process, innermost last: a job built on a thread that
+did not inherit the capture's context (``threading.Thread``, a ThreadPoolExecutor worker)
+records into the innermost one."""
+_captures_lock = threading.Lock()
+
+
+def push_capture(sink: Exporter) -> None:
+    """Make ``sink`` the innermost open capture of the process (see metricskit.testing)."""
+    with _captures_lock:
+        _active_captures.append(sink)
+
+
+def pop_capture(sink: Exporter) -> None:
+    """Close the capture of ``sink``, wherever it is in the stack (blocks on several threads
+    need not end in the order they began)."""
+    with _captures_lock:
+        for index in range(len(_active_captures) - 1, -1, -1):
+            if _active_captures[index] is sink:
+                del _active_captures[index]
+                return
+
+
+def _captured_sink() -> Exporter | None:
+    """The capture's sink for a job built here: this context's, else the innermost open."""
+    captured = _capture_sink.get()
+    if captured is not None:
+        return captured
+    with _captures_lock:
+        return _active_captures[-1] if _active_captures else None
+
 
 SINK_NAMES: Final = frozenset({"cloudwatch", "emf", "memory", "off"})
 FinalStatus = Literal["completed", "failed", "interrupted"]
-_RESERVED_DIMENSIONS: Final = (
-    *catalog.METRICSKIT_DIMENSIONS,
-    # A dimension named like a metric every job publishes: EMF cannot write that metric.
-    *(e.name for e in (*catalog.standard_metrics(), *catalog.self_metrics())),
-)
+FINAL_STATUSES: Final[tuple[FinalStatus, ...]] = ("completed", "failed", "interrupted")
 
 
 def make_sink(name: str) -> Sink:
@@ -119,7 +151,7 @@ class Job(Recorder):
         *,
         namespace: str | None = None,
         total: float | None = None,
-        sink: str | Sink | None = None,
+        sink: str | Exporter | None = None,
         flush_interval: float | None = None,
         dimensions: Mapping[str, str] | None = None,
         clock: Callable[[], float] | None = None,
@@ -141,27 +173,28 @@ class Job(Recorder):
         self.namespace = (
             check_namespace(namespace) if namespace is not None else config.env_namespace()
         )
-        self.flush_interval = _positive(
+        self.flush_interval = _setting_seconds(
             "flush_interval",
             flush_interval,
-            config.env_positive_float(config.ENV_FLUSH_INTERVAL, config.DEFAULT_FLUSH_INTERVAL),
+            config.ENV_FLUSH_INTERVAL,
+            config.DEFAULT_FLUSH_INTERVAL,
+            config.flush_interval_range(),
         )
-        self.shutdown_timeout = _positive(
+        self.shutdown_timeout = _setting_seconds(
             "shutdown_timeout",
             shutdown_timeout,
-            config.env_positive_float(config.ENV_SHUTDOWN_TIMEOUT, config.DEFAULT_SHUTDOWN_TIMEOUT),
+            config.ENV_SHUTDOWN_TIMEOUT,
+            config.DEFAULT_SHUTDOWN_TIMEOUT,
+            config.SHUTDOWN_TIMEOUT_RANGE,
         )
-        resolution = high_resolution
-        if resolution is None:
-            resolution = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
-        self.storage_resolution = 1 if resolution else 60
+        self.storage_resolution = _storage_resolution(high_resolution)
         dims = self._series_dimensions(
             job_id, dimensions, worker_id if worker_id is not None else config.env_worker_id()
         )
         self.dimensions = dims
         self._per_worker = dims[-1][0] == catalog.WORKER_ID
         self._job_wide_keys: dict[SeriesKey, SeriesKey] = {}
-        self.clock: Callable[[], float] = clock or time.monotonic
+        self.clock: Callable[[], float] = _check_clock(clock)
         queued = _positive_int(
             "max_queued_periods",
             max_queued_periods,
@@ -169,9 +202,11 @@ class Job(Recorder):
                 config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
             ),
         )
-        self.sink: Sink = self._resolve_sink(sink)
+        _check_registry_arguments(registry, compute_profile, hourly_rate)
+        _optional_bool("progress_bar", progress_bar)
+        self.sink: Exporter = self._resolve_sink(sink)
         super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
-        self._mono_start = self.clock()
+        self._mono_start = _check_reading(self.clock, self.clock())
         self._wall_start = time.time()
         self._last_collect = self._mono_start
         self._stages: dict[str, Stage] = {}
@@ -215,9 +250,13 @@ class Job(Recorder):
     def _series_dimensions(
         job_id: str, dimensions: Mapping[str, str] | None, worker: str | None
     ) -> tuple[tuple[str, str], ...]:
-        """``JobId``, the user's dimensions, then ``WorkerId`` when there is a worker id."""
+        """``JobId``, the user's dimensions (``METRICSKIT_DIMENSIONS`` when none are given),
+        then ``WorkerId`` when there is a worker id."""
+        added = 2 + (worker is not None)  # JobId, a stage's Stage, WorkerId
+        if dimensions is None:
+            dimensions = config.env_dimensions(extra_count=added)
         user_dims = check_dimensions(
-            dimensions, reserved=_RESERVED_DIMENSIONS, extra_count=2 + (worker is not None)
+            dimensions, reserved=catalog.reserved_dimension_names(), extra_count=added
         )
         dims = ((catalog.JOB_ID, job_id), *user_dims)
         if worker is not None:
@@ -225,9 +264,9 @@ class Job(Recorder):
         return dims
 
     @staticmethod
-    def _resolve_sink(sink: str | Sink | None) -> Sink:
+    def _resolve_sink(sink: str | Exporter | None) -> Exporter:
         if sink is None:
-            captured = _capture_sink.get()
+            captured = _captured_sink()
             if captured is not None:
                 return captured
             name = config.env_choice(config.ENV_SINK, SINK_NAMES, config.DEFAULT_SINK)
@@ -492,7 +531,9 @@ class Job(Recorder):
                 return False
 
     def _drain(self, deadline: float) -> bool:
-        """Collect the last period, then retry delivery until it succeeds or time is up."""
+        """Collect the last period, then retry delivery until it succeeds or time is up.
+
+        Never raises."""
         if self._flush_once(force=True):
             return True
         pause = 0.1
@@ -500,8 +541,14 @@ class Job(Recorder):
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
             with self._delivery.export_lock:
-                if self._delivery.deliver(force=True):
-                    return True
+                try:
+                    if self._delivery.deliver(force=True):
+                        return True
+                except Exception:  # a sink's fault must not end the close early
+                    logger.exception(
+                        "metricskit: delivery of job %s failed at close; will try again",
+                        self.job_id,
+                    )
         return False
 
     def _periodic_flush(self) -> None:
@@ -510,12 +557,20 @@ class Job(Recorder):
     def flush(self, timeout: float | None = None) -> bool:
         """Send what was recorded now; True when everything queued was delivered.
 
-        Waits at most ``timeout`` seconds (default: the shutdown timeout) and never raises.
+        >>> job.flush(timeout=5.0)          # doctest: +SKIP
+        True
+
+        Waits at most ``timeout`` seconds (default: the shutdown timeout). A failed or slow
+        delivery never raises (it returns False and what is pending stays queued); a
+        ``timeout`` that is not a number of seconds above 0 and at most 3600 is a programming
+        error and raises ConfigurationError.
         """
-        return self._run_bounded(
-            lambda: self._flush_once(force=True),
-            self.shutdown_timeout if timeout is None else timeout,
+        wait = (
+            self.shutdown_timeout
+            if timeout is None
+            else _seconds("timeout", timeout, config.SHUTDOWN_TIMEOUT_RANGE)
         )
+        return self._run_bounded(lambda: self._flush_once(force=True), wait)
 
     def _run_bounded(self, work: Callable[[], bool], timeout: float) -> bool:
         """Run ``work`` on a helper thread and give up waiting after ``timeout`` seconds.
@@ -524,17 +579,21 @@ class Job(Recorder):
         bound that holds when AWS hangs (ECS sends SIGKILL 30 s after SIGTERM).
         """
         outcome: list[bool] = []
-        helper = threading.Thread(
-            target=lambda: outcome.append(work()),
-            name=f"metricskit-flush-{self.job_id}",
-            daemon=True,
-        )
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except Exception:  # e.g. a sink's fault: logged, never a dead thread's traceback
+                logger.exception("metricskit: delivery of job %s failed", self.job_id)
+
+        helper = threading.Thread(target=run, name=f"metricskit-flush-{self.job_id}", daemon=True)
         try:
             helper.start()
         except RuntimeError:
             # Python 3.12.0/3.12.1 refuse new threads in atexit hooks ("can't create new
             # thread at interpreter shutdown"): deliver unbounded rather than not at all.
-            return work()
+            run()
+            return bool(outcome and outcome[0])
         helper.join(timeout)
         if helper.is_alive():
             logger.warning(
@@ -553,14 +612,29 @@ class Job(Recorder):
         return self._closed
 
     @holds_lock
-    def close(self, status: FinalStatus = "completed") -> bool:
+    def close(self, status: FinalStatus | None = None) -> bool:
         """Flush once more, mark the job finished and stop the flusher. Safe to call twice.
 
+        >>> job.close("failed")             # doctest: +SKIP
+        True
+
+        ``status`` is ``"completed"`` (the default, also for None), ``"failed"`` or
+        ``"interrupted"``; any other value raises ConfigurationError at once and leaves the
+        job open (flusher running), so a corrected ``close()`` still closes it.
         Returns True when everything recorded was delivered within the shutdown timeout.
         A call while another thread is closing the job waits for that close (at most the
         shutdown timeout) and returns its result, so a SIGTERM handler never lets the
         process exit under a close still delivering.
         """
+        if status is None:
+            status = "completed"
+        elif status not in FINAL_STATUSES:
+            # Before anything changes: written to the job table it would make the job item
+            # unreadable (JobRegistry.get raises, `metricskit jobs` skips it).
+            raise ConfigurationError(
+                f"status must be one of {', '.join(FINAL_STATUSES)} (or None for completed), "
+                f"got {status!r}"
+            )
         if status == "completed" and self._stop_requested:
             status = "interrupted"  # asked to stop (SIGTERM) before it could finish
         with self._close_lock:
@@ -681,12 +755,78 @@ class Job(Recorder):
         )
 
 
-def _positive(name: str, given: float | None, fallback: float) -> float:
+def _setting_seconds(
+    name: str, given: float | None, variable: str, default: float, allowed: config.SecondsRange
+) -> float:
+    """The argument when given (raising when outside ``allowed``), else the variable's value
+    (a warning and ``default`` when outside)."""
     if given is None:
-        return fallback
-    if not isinstance(given, int | float) or not 0 < given < math.inf:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {given!r}")
+        return config.env_seconds(variable, default, allowed)
+    return _seconds(name, given, allowed)
+
+
+def _check_registry_arguments(
+    registry: object, compute_profile: object, hourly_rate: object
+) -> None:
+    """Checked whether or not there is a job table, so a mistake shows before deployment."""
+    if registry is not None and not isinstance(registry, JobRegistry):
+        raise ConfigurationError(
+            "registry must be a metricskit.registry.JobRegistry (or give the table's name as "
+            f"job_table=), got {registry!r}"
+        )
+    if compute_profile is not None:
+        check_compute_profile(compute_profile)
+    if hourly_rate is not None and (
+        isinstance(hourly_rate, bool)
+        or not isinstance(hourly_rate, int | float)
+        or not 0 <= hourly_rate < math.inf
+    ):
+        raise ConfigurationError(
+            f"hourly_rate must be a finite number of USD per hour >= 0, got {hourly_rate!r}"
+        )
+
+
+def _seconds(name: str, given: float, allowed: config.SecondsRange) -> float:
+    """``given`` as float seconds when it is a number in ``allowed``; else raise."""
+    if isinstance(given, bool) or not isinstance(given, int | float) or given not in allowed:
+        raise ConfigurationError(f"{name} must be {allowed}, got {given!r}")
     return float(given)
+
+
+def _storage_resolution(high_resolution: bool | None) -> int:
+    """1 (high resolution) or 60 seconds: the argument, else METRICSKIT_HIGH_RESOLUTION."""
+    wanted = _optional_bool("high_resolution", high_resolution)
+    if wanted is None:
+        wanted = bool(config.env_bool(config.ENV_HIGH_RESOLUTION, False))
+    return 1 if wanted else 60
+
+
+def _optional_bool(name: str, given: bool | None) -> bool | None:
+    if given is not None and not isinstance(given, bool):
+        raise ConfigurationError(f"{name} must be True, False or None, got {given!r}")
+    return given
+
+
+_CLOCK_ALLOWED: Final = "a callable returning monotonic seconds as a float, like time.monotonic"
+
+
+def _check_clock(clock: Callable[[], float] | None) -> Callable[[], float]:
+    if clock is None:
+        return time.monotonic
+    if not callable(clock):
+        raise ConfigurationError(f"clock must be {_CLOCK_ALLOWED}, got {clock!r}")
+    return clock
+
+
+def _check_reading(clock: Callable[[], float], reading: object) -> float:
+    """The clock's first reading when it is a finite number; else the clock is refused."""
+    if (
+        isinstance(reading, bool)
+        or not isinstance(reading, int | float)
+        or not math.isfinite(reading)
+    ):
+        raise ConfigurationError(f"clock must be {_CLOCK_ALLOWED}; {clock!r} returned {reading!r}")
+    return reading
 
 
 def _positive_int(name: str, given: int | None, fallback: int) -> int:

@@ -9,7 +9,8 @@ item share it; ``item_type`` tells them apart so a Scan can filter:
   (job-wide records done: every worker ADDs its delta once per flush), ``errors`` N,
   ``started_at`` / ``finished_at`` / ``heartbeat_at`` N (epoch seconds), ``workers`` N
   (ADD 1 per worker that registered), ``worker_seconds`` N (every worker ADDs the seconds it
-  ran since its previous flush: estimated cost = worker_seconds / 3600 x hourly rate),
+  ran since its previous flush: estimated cost = worker_seconds / 3600 x hourly rate; a
+  forked child of a worker adds none, it runs on its parent's machine),
   ``compute_profile`` S (optional, e.g. ``fargate:4vcpu:8gb``, ``ec2-spot:g5.xlarge``),
   ``hourly_rate`` N (optional USD per worker-hour, overrides the profile's price),
   ``active_workers`` N (ADD 1 on register, ADD -1 on close: the last worker out sets the

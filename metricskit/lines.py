@@ -12,8 +12,8 @@ smart-open infers from the extension) are counted after decompression.
 Each result is cached in the job table (see :mod:`metricskit.job_table`), under
 ``linecount#<uri>`` or ``csvrecords#<uri>``, with the object's version: its ETag on S3,
 ``size:mtime_ns`` locally. A replaced object has another version, so it is counted again. The
-cache is best effort: when the table cannot be read or written, the count is still returned
-(and a warning logged).
+cache is best effort: when the table cannot be read or written, or no DynamoDB client can be
+built (no AWS region), the count is still returned (and a warning logged).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from urllib.request import url2pathname
 from metricskit import config, job_table
 from metricskit.aws_clients import dynamodb_client, s3_client
 from metricskit.errors import ConfigurationError
+from metricskit.validation import check_table_name
 
 if TYPE_CHECKING:
     import boto3
@@ -90,8 +91,12 @@ def count_lines(
     >>> total = metricskit.count_lines("s3://my-bucket/input/rows.csv.gz")   # doctest: +SKIP
     >>> metricskit.Job("load-1", total=total)                                 # doctest: +SKIP
 
-    ``table`` (default: ``METRICSKIT_JOB_TABLE``; unset means no cache) is the job table;
-    ``dynamodb``/``s3`` clients (or a boto3 ``session``) are built when not given.
+    ``table`` (default: ``METRICSKIT_JOB_TABLE``; unset means no cache) is the job table; a
+    ``table`` that is not a DynamoDB table name raises ConfigurationError (the variable only
+    warns and is not used). ``dynamodb``/``s3`` clients (or a boto3 ``session``) are built
+    when not given; when no DynamoDB client can be built (no AWS region) the count goes
+    without the cache, with a warning. An ``s3://`` URI needs an S3 client, so there it
+    raises ConfigurationError instead.
     """
     source = _source(uri, "count_lines", s3=s3, session=session, chunk_size=chunk_size)
     return _count_cached(
@@ -168,11 +173,16 @@ def _source(
     session: boto3.session.Session | None,
     chunk_size: int,
 ) -> _Source:
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigurationError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
-    text = os.fspath(uri)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigurationError(
+            f"chunk_size must be a positive int number of bytes, got {chunk_size!r}"
+        )
+    text = os.fspath(uri) if isinstance(uri, str | os.PathLike) else None
     if not isinstance(text, str):
-        raise ConfigurationError(f"uri must be a path or an s3:// URI string, got {uri!r}")
+        raise ConfigurationError(
+            f"uri must be a local path (str or os.PathLike), a file:// or an s3:// URI string, "
+            f"got {uri!r}"
+        )
     if text.startswith("s3://"):
         bucket, key = _split_s3(text)
         client = s3 or s3_client(session)
@@ -380,10 +390,16 @@ def _count_cached(
     session: boto3.session.Session | None,
     use_cache: bool,
 ) -> int:
-    table_name = table or config.env_job_table()
+    # The argument is the programmer's: a bad name raises (as Job(job_table=) does). The
+    # variable is the deployment's: a bad one warns and means no cache (config.env_job_table).
+    table_name = check_table_name(table) if table is not None else config.env_job_table()
     if not use_cache or table_name is None:
         return count(source.chunks())
-    client = dynamodb or dynamodb_client(session)
+    try:
+        client = dynamodb or dynamodb_client(session)
+    except ConfigurationError as exc:  # no AWS region, no boto3: the cache is best effort
+        logger.warning("metricskit: no %s cache in %s (%s); counting", kind.what, table_name, exc)
+        return count(source.chunks())
     cached = _cached_count(client, table_name, kind, source)
     if cached is not None:
         return cached

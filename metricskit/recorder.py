@@ -33,7 +33,15 @@ _STANDARD_NAMES: Final = frozenset(
 class JobStatus:
     """A snapshot of progress: records done, total, percent, rate (records/s) and ETA (s).
 
-    ``percent`` and ``eta_seconds`` are None when the total is unknown or the job is stalled.
+    >>> job.status().percent            # doctest: +SKIP
+    42.0
+
+    ``percent`` is ``100 * done / total`` (at most 100); None when the total is unknown or 0.
+    It stays as it is while the job is stalled. ``rate`` is None until the estimator has
+    two samples, and 0 when no record was done lately (stalled). ``eta_seconds`` is None
+    when the total is unknown, before the first rate, and while the job is stalled
+    (nothing says when it will resume); 0 once the job closed as completed (with a job
+    table: once the job item says completed).
     """
 
     done: float

@@ -12,7 +12,10 @@ Layout: :mod:`metricskit.job_table`. Each worker
   not UPDATED_NEW: whether an ``ADD 0`` counts as updated is left to the implementation, and
   moto leaves it out, which would leave an idle worker with a stale job-wide count; replies
   cost no read capacity either way); a total set after the start (``job.set_total``) goes
-  with the next one as a plain ``SET total``;
+  with the next one as a plain ``SET total``; ``worker_seconds`` are the seconds it ran since
+  its previous flush, which the cost tracker prices as one machine's time, so a forked child
+  of a registered worker (a worker for progress) adds none: it runs on its parent's machine,
+  whose time the parent's own seconds already count;
 * on close adds its last deltas, ``ADD active_workers -1`` and sets the job's status:
   ``failed`` at once when a worker fails (and ``ADD failed_workers 1``, so the job stays
   failed: a worker registering later does not set ``running`` over it, and the last one out
@@ -274,7 +277,12 @@ class JobRegistry:
         """Set the job's final status; with ``only_if``, only while the status is that one;
         with ``last_out_of`` (the job's ``workers`` as the caller saw it leave, the last one
         active), only while no worker is active and none has registered since. False when
-        refused."""
+        refused. A ``status`` not in JOB_STATUSES raises ConfigurationError: written, it would
+        leave an item that ``get`` refuses and ``jobs`` skips."""
+        if status not in job_table.JOB_STATUSES:
+            raise ConfigurationError(
+                f"status must be one of {', '.join(sorted(job_table.JOB_STATUSES))}, got {status!r}"
+            )
         kwargs: dict[str, Any] = {}
         names = {"#st": job_table.STATUS, "#fin": job_table.FINISHED_AT}
         values: dict[str, AttributeValueTypeDef] = {
@@ -384,6 +392,7 @@ class WorkerRegistration:
         self._acked_done = 0.0
         self._acked_errors = 0.0
         self._acked_seconds_at = monotonic_now
+        self._adds_seconds = True  # False in a forked child: see reset_after_fork
         self._job_done: float | None = None
         self._sequence_attribute = ""
         self._sequence = 0
@@ -600,7 +609,9 @@ class WorkerRegistration:
                 done_delta = max(0.0, local[0] - self._acked_done)
                 errors_delta = max(0.0, local[1] - self._acked_errors)
             seconds = (
-                0.0 if monotonic_now is None else max(0.0, monotonic_now - self._acked_seconds_at)
+                max(0.0, monotonic_now - self._acked_seconds_at)
+                if monotonic_now is not None and self._adds_seconds
+                else 0.0
             )
             stage_deltas = self._stage_deltas(stages or {})
             registering = not self._registered
@@ -848,7 +859,12 @@ class WorkerRegistration:
         *,
         stages: Mapping[str, float] | None = None,
     ) -> None:
-        """In a forked child: a new worker that starts from the counts it inherited."""
+        """In a forked child: a new worker that starts from the counts it inherited.
+
+        It adds no ``worker_seconds``: ``compute_profile`` prices what one worker runs on,
+        and a forked child shares its parent's machine, whose time the parent's own seconds
+        already count (a pool of 4 on one instance would otherwise price it 5 times).
+        """
         self._io_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._registered = False
@@ -860,6 +876,7 @@ class WorkerRegistration:
             if self._share(stage, acked=inherited):
                 self._stage_acked[stage] = inherited
         self._acked_seconds_at = monotonic_now
+        self._adds_seconds = False
         self._backoff.succeeded()
         self.registry.after_fork()
 

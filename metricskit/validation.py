@@ -23,6 +23,14 @@ _TABLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 # and API_CreateLogStream.html: where the CloudWatch agent is told to write EMF documents.
 _LOG_GROUP_PATTERN = re.compile(r"^[A-Za-z0-9.\-_/#]{1,512}$")
 _LOG_STREAM_PATTERN = re.compile(r"^[^:*]{1,512}$")
+# The profiles the cost tracker prices (cost_tracker/pricing.py, parse_profile): the same
+# rule, kept here so the library need not import the tracker; a test holds the two together.
+COMPUTE_PROFILE_PATTERN = re.compile(
+    r"^(?:batch-)?(?:"
+    r"fargate(?:-spot)?:(?=[\d.]*[1-9])\d+(?:\.\d+)?vcpu:(?=[\d.]*[1-9])\d+(?:\.\d+)?gb"
+    r"|ec2(?:-spot)?:[a-z][a-z0-9\-]*\.[a-z0-9]+(?:-[a-z0-9]+)*"
+    r")$"
+)
 
 NAMESPACE_ALLOWED = (
     f"1 to {limits.MAX_NAMESPACE_LENGTH} letters, digits and . - _ / # :, "
@@ -44,6 +52,12 @@ Refused whatever the sink, so a job does not break when ``METRICSKIT_SINK`` chan
 TABLE_NAME_ALLOWED = "3 to 255 letters, digits and _ - ."
 LOG_GROUP_ALLOWED = "1 to 512 letters, digits and . - _ / #"
 LOG_STREAM_ALLOWED = "1 to 512 characters other than : and *"
+COMPUTE_PROFILE_FORMS = (
+    "fargate[-spot]:<N>vcpu:<M>gb",
+    "ec2[-spot]:<instance-type>",
+    "batch-fargate[-spot]:<N>vcpu:<M>gb",
+    "batch-ec2[-spot]:<instance-type>",
+)
 
 
 def check_namespace(namespace: object) -> str:
@@ -100,6 +114,22 @@ def _check_log_name(name: object, pattern: re.Pattern[str], what: str, allowed: 
     return name
 
 
+def check_compute_profile(profile: object) -> str:
+    """Return ``profile`` when the cost tracker can price its form, else raise
+    ConfigurationError listing the forms (case and surrounding spaces do not matter).
+
+    >>> check_compute_profile("fargate-spot:2vcpu:4gb")
+    'fargate-spot:2vcpu:4gb'
+    """
+    if not isinstance(profile, str) or not COMPUTE_PROFILE_PATTERN.match(profile.strip().lower()):
+        raise ConfigurationError(
+            f"compute_profile must be one of {', '.join(COMPUTE_PROFILE_FORMS)} (e.g. "
+            f"fargate:4vcpu:8gb or ec2-spot:g5.xlarge), got {profile!r}; for other capacity "
+            "give hourly_rate="
+        )
+    return profile
+
+
 def check_metric_name(name: object) -> str:
     """Return ``name`` when it is a valid metric name, else raise InvalidMetricError."""
     if not isinstance(name, str) or not name:
@@ -146,12 +176,17 @@ def check_dimensions(
     """
     if dimensions is None:
         return ()
+    allowed = "a mapping of names to values ({'Env': 'prod'}) or (name, value) pairs"
+    if isinstance(dimensions, str | bytes) or not isinstance(dimensions, Mapping | Iterable):
+        raise InvalidDimensionError(f"dimensions must be {allowed}, got {dimensions!r}")
     pairs = list(dimensions.items()) if isinstance(dimensions, Mapping) else list(dimensions)
     reserved_names = set(reserved) | EMF_RESERVED_NAMES
     seen: set[str] = set()
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise InvalidDimensionError(f"dimensions must be name/value pairs, got {pair!r}")
+            raise InvalidDimensionError(
+                f"dimensions must be {allowed}; {pair!r} in {dimensions!r} is not a pair"
+            )
         name, value = pair
         if not isinstance(name, str) or not name or len(name) > limits.MAX_DIMENSION_NAME_LENGTH:
             raise InvalidDimensionError(

@@ -130,7 +130,7 @@ resource "aws_cloudwatch_metric_alarm" "job_stalled" {
   metric_name         = local.metric["RecordsProcessed"].name
   unit                = local.metric["RecordsProcessed"].unit
   statistic           = local.metric["RecordsProcessed"].statistic
-  dimensions          = { (local.dim.job) = each.key }
+  dimensions          = merge(var.dimensions, { (local.dim.job) = each.key })
   period              = 60
   evaluation_periods  = var.stalled_minutes
   datapoints_to_alarm = var.stalled_minutes
@@ -177,7 +177,7 @@ resource "aws_cloudwatch_metric_alarm" "error_rate" {
         unit        = metric_query.value.unit
         stat        = metric_query.value.statistic
         period      = var.error_rate_evaluation_minutes * 60
-        dimensions  = { (local.dim.job) = each.key }
+        dimensions  = merge(var.dimensions, { (local.dim.job) = each.key })
       }
     }
   }
@@ -194,7 +194,7 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   metric_name         = each.value.metric_name
   unit                = local.distribution.unit
   extended_statistic  = local.latency_percentile
-  dimensions          = { (local.dim.job) = each.value.job_id }
+  dimensions          = merge(var.dimensions, { (local.dim.job) = each.value.job_id })
   period              = 60
   evaluation_periods  = 3
   comparison_operator = "GreaterThanThreshold"

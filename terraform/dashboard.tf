@@ -23,10 +23,14 @@ locals {
 
   period = var.dashboard_period_seconds
 
-  # [namespace, metric name, JobId, <default job>] for every catalog metric keyed by JobId.
+  # [namespace, metric name, JobId, <default job>, <own dimensions>...] for every catalog
+  # metric keyed by JobId (own dimensions only on the library's series, see main.tf).
   # Indexing local.metric fails the plan for a name the catalog does not define.
   job_metric = {
-    for name, m in local.metric : name => [var.namespace, m.name, local.dim.job, var.default_job_id]
+    for name, m in local.metric : name => concat(
+      [var.namespace, m.name, local.dim.job, var.default_job_id],
+      contains(local.own_dimension_metrics, name) ? local.own_dimension_pairs : [],
+    )
     if contains(m.dimensions, local.dim.job)
   }
 
@@ -43,7 +47,7 @@ locals {
     # A drop-down lists the JobIds that published records in the namespace.
     {
       for key, value in {
-        search       = "{\"${var.namespace}\",${local.dim.job}} MetricName=\"${local.metric["RecordsProcessed"].name}\""
+        search       = "{\"${var.namespace}\",${local.dim.job}${local.own_dimension_schema}} MetricName=\"${local.metric["RecordsProcessed"].name}\"${local.own_dimension_terms}"
         populateFrom = local.dim.job
       } : key => value if var.job_id_input_type == "select"
     },
@@ -61,14 +65,18 @@ locals {
     ],
     [[{
       id         = "stages"
-      expression = "SEARCH('{\"${var.namespace}\",${local.dim.job},${local.dim.stage}} MetricName=\"${local.metric["ProgressPercentage"].name}\"', '${local.metric["ProgressPercentage"].statistic}', ${local.period})"
+      expression = "SEARCH('{\"${var.namespace}\",${local.dim.job},${local.dim.stage}${local.own_dimension_schema}} MetricName=\"${local.metric["ProgressPercentage"].name}\"${local.own_dimension_terms}', '${local.metric["ProgressPercentage"].statistic}', ${local.period})"
     }]],
   ][length(var.stage_names) > 0 ? 0 : 1]
 
   # Average and p99 of every latency distribution, statistics from the catalog.
   latency_metrics = [
     for pair in setproduct(var.latency_metric_names, local.distribution.statistics) :
-    [var.namespace, pair[0], local.dim.job, var.default_job_id, { stat = pair[1], label = "${pair[0]} ${pair[1]}" }]
+    concat(
+      [var.namespace, pair[0], local.dim.job, var.default_job_id],
+      local.own_dimension_pairs,
+      [{ stat = pair[1], label = "${pair[0]} ${pair[1]}" }],
+    )
   ]
 
   header_markdown = join("\n", [
@@ -329,6 +337,11 @@ resource "aws_cloudwatch_dashboard" "this" {
 
   lifecycle {
     # The default name joins name_prefix and namespace, each valid alone, up to 288 characters.
+    precondition {
+      condition     = length(local.own_dimension_clashes) == 0
+      error_message = "dimensions may not be named like a metric metricskit publishes (EMF writes dimensions and metrics side by side, and the library refuses them): ${join(", ", local.own_dimension_clashes)}."
+    }
+
     precondition {
       condition     = length(local.dashboard_name) <= local.dashboard_name_max_length
       error_message = "The dashboard name \"${local.dashboard_name}\" is ${length(local.dashboard_name)} characters; CloudWatch allows ${local.dashboard_name_max_length}. Set dashboard_name, or shorten name_prefix or namespace."

@@ -12,6 +12,19 @@ locals {
   # catalog's distribution unit and statistics.
   distribution = local.catalog.distribution_example
 
+  # The workers' own dimensions are part of the identity of every job and stage series the
+  # library publishes: its catalog metrics and the user's distributions, not its self-metrics
+  # (JobId only) nor the cost tracker's. Sorted by name, so the dashboard body is stable.
+  own_dimension_names   = sort(keys(var.dimensions))
+  own_dimension_pairs   = flatten([for name in local.own_dimension_names : [name, var.dimensions[name]]])
+  own_dimension_metrics = [for m in local.catalog.metrics : m.name if m.emitter == "library"]
+  # For SEARCH: the schema's extra dimension names and an exact-match term per dimension.
+  own_dimension_schema = join("", [for name in local.own_dimension_names : ",${name}"])
+  own_dimension_terms  = join("", [for name in local.own_dimension_names : " ${name}=\"${var.dimensions[name]}\""])
+  # Names the library refuses as dimensions because it publishes metrics so named (EMF writes
+  # dimensions and metrics side by side); checked by a precondition on the dashboard.
+  own_dimension_clashes = setintersection(local.own_dimension_names, keys(local.metric))
+
   dashboard_name = coalesce(var.dashboard_name, "${var.name_prefix}-${replace(var.namespace, "/[^A-Za-z0-9_-]/", "-")}")
 
   # AWS name limits the module's names are checked against. With name_prefix at most 32

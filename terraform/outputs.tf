@@ -71,9 +71,12 @@ output "cost_tracker_rule_arn" {
 }
 
 output "worker_environment" {
-  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE)."
-  value = {
-    METRICSKIT_NAMESPACE = var.namespace
-    METRICSKIT_JOB_TABLE = aws_dynamodb_table.jobs.name
-  }
+  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE, and METRICSKIT_DIMENSIONS when dimensions is set)."
+  value = merge(
+    {
+      METRICSKIT_NAMESPACE = var.namespace
+      METRICSKIT_JOB_TABLE = aws_dynamodb_table.jobs.name
+    },
+    length(var.dimensions) == 0 ? {} : { METRICSKIT_DIMENSIONS = jsonencode(var.dimensions) },
+  )
 }

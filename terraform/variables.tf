@@ -79,6 +79,34 @@ variable "dashboard_period_seconds" {
   }
 }
 
+variable "dimensions" {
+  description = "The workers' own dimensions (name = value), as they pass them to Job(dimensions=...) or METRICSKIT_DIMENSIONS (the worker_environment output sets it): every job widget and alarm reads the library's series with them. Empty for jobs without dimensions of their own."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    # 30 dimensions per series, less JobId, Stage and WorkerId, which metricskit adds.
+    condition     = length(var.dimensions) <= 27
+    error_message = "dimensions may hold at most 27 entries (CloudWatch allows 30 per series; metricskit adds JobId, Stage and WorkerId)."
+  }
+
+  validation {
+    # Names go unquoted into SEARCH expressions, values inside double quotes within the single
+    # quotes of SEARCH('...'), so neither may hold a quote or a backslash. (RE2 refuses
+    # repetition counts above 1000, hence length() for the 1024.)
+    condition = alltrue([
+      for name, value in var.dimensions :
+      can(regex("^[A-Za-z0-9_.-]{1,255}$", name)) && length(value) <= 1024 && can(regex("^[ -~]+$", value)) && !can(regex("[\"'\\\\]", value)) && trimspace(value) != ""
+    ])
+    error_message = "Each dimension name must be 1-255 letters, digits and _ . - ; each value 1-1024 printable ASCII characters other than quotes and backslashes, not only spaces."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.dimensions), ["JobId", "Stage", "WorkerId", "_aws", "MetricskitDistributions"])) == 0
+    error_message = "dimensions may not name JobId, Stage or WorkerId (metricskit sets them), _aws or MetricskitDistributions (members of every EMF document)."
+  }
+}
+
 variable "latency_metric_names" {
   description = "Distribution metrics (job.observe()/job.timer(), unit Milliseconds) shown as average and p99 latency and watched by the p99 alarm."
   type        = list(string)
@@ -109,9 +137,9 @@ variable "stage_names" {
 }
 
 variable "cost_categories" {
-  description = "CostCategory tag values shown in the month-to-date cost widget (the cost tracker publishes MonthlyCost per value)."
+  description = "CostCategory tag values shown in the month-to-date cost widget (the cost tracker publishes MonthlyCost per value, and as Untagged the spend without a CostCategory tag)."
   type        = list(string)
-  default     = ["Training", "Inference", "Storage", "Orchestrator"]
+  default     = ["Training", "Inference", "Storage", "Orchestrator", "Untagged"]
 
   validation {
     condition     = length(var.cost_categories) >= 1

@@ -1,6 +1,6 @@
 """Where metrics go: CloudWatch PutMetricData, Embedded Metric Format, memory, or nowhere."""
 
-from metricskit.sinks.base import BaseSink, ExportResult, NullSink, Sink
+from metricskit.sinks.base import BaseSink, Exporter, ExportResult, NullSink, Sink
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.emf import EMFSink
 from metricskit.sinks.memory import MemorySink
@@ -10,6 +10,7 @@ __all__ = [
     "CloudWatchSink",
     "EMFSink",
     "ExportResult",
+    "Exporter",
     "MemorySink",
     "NullSink",
     "Sink",

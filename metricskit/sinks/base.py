@@ -49,18 +49,37 @@ class ExportResult:
 
 
 @runtime_checkable
-class Sink(Protocol):
-    """Where batches go. ``export`` must not raise; it may be slow (the flusher calls it)."""
+class Exporter(Protocol):
+    """What ``Job(sink=...)`` needs of a sink object: ``export`` alone.
+
+    >>> class Printer:                                     # doctest: +SKIP
+    ...     def export(self, batch: MetricBatch) -> ExportResult:
+    ...         print(len(batch))
+    ...         return ExportResult.ok()
+    >>> metricskit.Job("j", sink=Printer())               # doctest: +SKIP
+
+    ``export`` must return an :class:`ExportResult` and should not raise; it may be slow (the
+    flusher calls it, never two at once for one job). The other hooks are optional and found
+    at run time: ``shutdown()`` (see :class:`Sink`) and ``after_fork()`` (see
+    :class:`BaseSink`).
+    """
 
     def export(self, batch: MetricBatch) -> ExportResult:
         """Deliver ``batch``; return what is still owed on failure."""
         ...
 
-    def shutdown(self) -> None:
-        """Release resources; called once, when the last open job using this object closes.
 
-        Optional for an object passed as ``Job(sink=...)``: one without ``shutdown`` is
-        used as is, and nothing is called at close.
+@runtime_checkable
+class Sink(Exporter, Protocol):
+    """A sink with ``shutdown()``: the built-in sinks, and what metricskit itself builds."""
+
+    def shutdown(self) -> None:
+        """Release resources. A job calls it when it closes as the last open job using this
+        object; a job created later with the same object exports to it again and calls it
+        again at its own close. So ``export()`` after ``shutdown()`` must work (reopen what
+        ``shutdown()`` closed), and ``shutdown()`` may run more than once.
+
+        Optional for an object passed as ``Job(sink=...)`` (see :class:`Exporter`).
         """
         ...
 

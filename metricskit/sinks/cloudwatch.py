@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,8 +73,26 @@ class CloudWatchSink(BaseSink):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        if max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigurationError(
+                f"max_attempts must be an int >= 1 (attempts per request), got {max_attempts!r}"
+            )
+        for name, seconds in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 < seconds < math.inf
+            ):
+                raise ConfigurationError(
+                    f"{name} must be a finite number of seconds > 0, got {seconds!r}"
+                )
+        if client is not None and not callable(getattr(client, "put_metric_data", None)):
+            raise ConfigurationError(
+                f"client must be a boto3 CloudWatch client (boto3.client('cloudwatch')), "
+                f"got {client!r}"
+            )
+        if session is not None and not callable(getattr(session, "client", None)):
+            raise ConfigurationError(f"session must be a boto3.session.Session, got {session!r}")
         self._session = session
         self._owns_client = client is None
         self._client_settings = (max_attempts, connect_timeout, read_timeout)

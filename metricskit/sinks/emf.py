@@ -215,18 +215,34 @@ class EMFSink(BaseSink):
     ) -> None:
         if stream is not None and agent_endpoint is not None:
             raise ConfigurationError("give the EMF sink stream= or agent_endpoint=, not both")
-        if not isinstance(max_distribution_samples, int) or max_distribution_samples < 1:
+        if stream is not None and (isinstance(stream, str | bytes) or not _writable(stream)):
+            raise ConfigurationError(
+                "stream must be an open text stream with write() (sys.stdout, io.StringIO(), "
+                f"open(path, 'a')), not a path; got {stream!r}"
+            )
+        if not _is_int(max_distribution_samples) or max_distribution_samples < 1:
             raise ConfigurationError(
                 f"max_distribution_samples must be an int >= 1, got {max_distribution_samples!r}"
             )
-        if not MIN_DOCUMENT_BYTES <= max_document_bytes <= limits.EMF_MAX_EVENT_BYTES:
+        if (
+            not _is_int(max_document_bytes)
+            or not MIN_DOCUMENT_BYTES <= max_document_bytes <= limits.EMF_MAX_EVENT_BYTES
+        ):
             raise ConfigurationError(
-                f"max_document_bytes must be between {MIN_DOCUMENT_BYTES} and "
+                f"max_document_bytes must be an int from {MIN_DOCUMENT_BYTES} to "
                 f"{limits.EMF_MAX_EVENT_BYTES} (the CloudWatch Logs event limit), "
                 f"got {max_document_bytes!r}"
             )
-        if not (isinstance(socket_timeout, int | float) and 0 < socket_timeout < math.inf):
+        if (
+            isinstance(socket_timeout, bool)
+            or not isinstance(socket_timeout, int | float)
+            or not 0 < socket_timeout < math.inf
+        ):
             raise ConfigurationError(f"socket_timeout must be > 0 seconds, got {socket_timeout!r}")
+        if service_name is not None and (not isinstance(service_name, str) or not service_name):
+            raise ConfigurationError(
+                f"service_name must be a non-empty string or None, got {service_name!r}"
+            )
         self._stream = stream
         self.endpoint: tuple[str, str, int] | None = None
         if agent_endpoint is not None:
@@ -340,6 +356,14 @@ class EMFSink(BaseSink):
             self._transport = None
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _writable(stream: object) -> bool:
+    return callable(getattr(stream, "write", None))
+
+
 def parse_agent_endpoint(endpoint: str) -> tuple[str, str, int]:
     """``("tcp"|"udp", host, port)`` from ``tcp://host:port``; ConfigurationError otherwise.
 
@@ -364,7 +388,12 @@ def _endpoint_from_env() -> tuple[str, str, int] | None:
     try:
         return parse_agent_endpoint(raw)
     except ConfigurationError as exc:
-        logger.warning("metricskit: ignoring %s (%s); writing EMF to stdout", raw, exc)
+        logger.warning(
+            "metricskit: ignoring %s=%r (%s); writing EMF to stdout",
+            config.ENV_EMF_AGENT_ENDPOINT,
+            raw,
+            exc,
+        )
         return None
 
 

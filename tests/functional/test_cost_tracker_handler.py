@@ -8,19 +8,21 @@ byte-identical request with its earlier answer, so every test uses its own day.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import datetime as dt
 import itertools
 import json
 import logging
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from cost_tracker import cost_explorer as cex
 from cost_tracker import handler as tracker
@@ -89,17 +91,69 @@ def ce_page(
     return page
 
 
+class _Body:
+    """The raw body of a scripted HTTP answer, as botocore reads it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
 class CountingCE:
-    """A Cost Explorer client whose GetCostAndUsage requests are captured."""
+    """A Cost Explorer client built as the tracker builds its own (:func:`cex.ce_client`),
+    whose GetCostAndUsage requests are captured as they are sent over HTTP.
+
+    The hook is botocore's ``before-send``: it fires once per attempt, so a request botocore
+    sends again (after a read timeout, a 5xx, throttling) is counted as the paid request it
+    is. Inside :meth:`scripted` the answers come from the script (:meth:`answer`,
+    :meth:`fail`, :meth:`break_send`) in place of moto's, and a request with nothing
+    scripted fails the test; outside it, requests go to moto.
+    """
 
     def __init__(self) -> None:
-        self.client = boto3.client("ce")
+        self.client = cex.ce_client()
         self.requests: list[dict[str, Any]] = []
-        # Fires once per API call (every page), with the call's own arguments.
-        self.client.meta.events.register("before-parameter-build.ce.GetCostAndUsage", self._capture)
+        self._script: deque[tuple[int, dict[str, Any]] | Exception] = deque()
+        self._strict = False
+        self.client.meta.events.register("before-send.ce.GetCostAndUsage", self._send)
 
-    def _capture(self, params: dict[str, Any], **_: Any) -> None:
-        self.requests.append(copy.deepcopy(params))
+    @contextlib.contextmanager
+    def scripted(self) -> Iterator[CountingCE]:
+        self._strict = True
+        try:
+            yield self
+        finally:
+            self._strict = False
+
+    def answer(self, page: dict[str, Any]) -> None:
+        """The next request is answered with ``page`` (a GetCostAndUsage response)."""
+        self._script.append((200, page))
+
+    def fail(self, code: str, status: int = 400) -> None:
+        """The next request is answered with the error ``code`` (HTTP ``status``)."""
+        self._script.append((status, {"__type": code, "message": f"scripted {code}"}))
+
+    def break_send(self, error: Exception) -> None:
+        """The next send raises ``error`` (a read timeout, say) instead of being answered."""
+        self._script.append(error)
+
+    def assert_answered(self) -> None:
+        assert not self._script, f"{len(self._script)} scripted answers were never asked for"
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+        self.requests.append(json.loads(request.body))
+        if not self._script:
+            if self._strict:
+                raise AssertionError("a GetCostAndUsage request that nothing was scripted for")
+            return None  # on to moto
+        scripted = self._script.popleft()
+        if isinstance(scripted, Exception):
+            raise scripted
+        status, body = scripted
+        headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "scripted"}
+        return AWSResponse(request.url, status, headers, _Body(json.dumps(body).encode()))
 
 
 @pytest.fixture
@@ -324,7 +378,54 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert job_item(table, "infer-2")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
     cache = job_item(table, jt.cost_cache_key(CACHE_NAME))
     assert cache[jt.ITEM_TYPE]["S"] == jt.TYPE_COST_CACHE
-    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5, "other": 3.0}
+    # "other" (not in the table) counts towards MonthlyCost, but the cache keeps no cost for it.
+    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5}
+
+
+def test_an_answer_with_thousands_of_other_jobs_is_cached_for_the_tables_jobs(
+    aws: str, table: str, namespace: str
+) -> None:
+    """Other teams' (or long-gone) jobs tagged JobId in the period: 12,000 of them would put
+    the cache item past DynamoDB's 400 KB limit, the store would fail, and the runs until the
+    next refresh would have no actual cost at all."""
+    now = unique_noon()
+    put_job(table, "mine", status=jt.STATUS_RUNNING, namespace=namespace,
+            started_at=now - HOUR, heartbeat_at=now - 30, worker_seconds=HOUR,
+            hourly_rate=1.0, done=100)  # fmt: skip
+    others = [(f"batch-array-job-{i:06d}-attempt-1", "Training", 0.25) for i in range(12_000)]
+    queue_ce(aws, ce_page(*month_bounds(now), [("mine", "Training", 2.0), *others]))
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    first, first_sink = run(now)
+    later, later_sink = run(now + 300)
+    assert (first["ce_refreshed"], later["ce_refreshed"], len(ce.requests)) == (True, False, 1)
+    for sink in (first_sink, later_sink):
+        assert sink.last(catalog.ACTUAL_COST, JobId="mine") == pytest.approx(2.0)
+        assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="mine") == 1.0
+        # Every job's cost still counts towards its category.
+        assert sink.last(catalog.MONTHLY_COST, CostCategory="Training") == pytest.approx(3002.0)
+    cache = job_item(table, jt.cost_cache_key(CACHE_NAME))
+    assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"mine": 2.0}
+
+
+def test_a_cache_item_that_cannot_be_written_leaves_the_fresh_costs_on_the_job_items(
+    aws: str, table: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now, _, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 0.75)])
+
+    def refuse(self: CostCache, snapshot: cex.CostSnapshot) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded"}},
+            "UpdateItem",
+        )
+
+    monkeypatch.setattr(CostCache, "store", refuse)
+    report, sink = run(now)
+    assert report["ce_status"] == "ok"
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(0.75)
+    stored = job_item(table, "train-1")
+    assert float(stored[jt.ACTUAL_COST]["N"]) == pytest.approx(0.75)
+    assert stored[jt.ACTUAL_COST_STATUS]["S"] == "ok"
 
 
 def test_a_later_run_uses_the_cache_without_asking_cost_explorer(
@@ -364,6 +465,71 @@ def test_a_day_of_five_minute_runs_makes_at_most_four_cost_explorer_requests(
 
 
 @pytest.mark.parametrize(
+    ("first_send", "code"),
+    [
+        ("read timeout", "ReadTimeoutError"),
+        ("500", "InternalServerError"),
+        ("503", "ServiceUnavailable"),
+        ("400", "LimitExceededException"),
+    ],
+)
+def test_a_request_that_fails_in_flight_is_sent_once_and_counted_once(
+    aws: str, table: str, namespace: str, first_send: str, code: str
+) -> None:
+    """botocore would send it again (up to 3 attempts), each a paid request the daily budget
+    never counted (after a read timeout Cost Explorer may well have billed the first one):
+    the budget's hard cap would not hold. The refresh fails and waits for the next one."""
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    with ce.scripted():
+        if first_send == "read timeout":
+            ce.break_send(ReadTimeoutError(endpoint_url="https://ce.us-east-1.amazonaws.com/"))
+        else:
+            ce.fail(code, status=int(first_send))
+        # What a retry would be answered with.
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 1.0)]))
+        report, sink = run(now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"})
+        later, _ = run(now + 300, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"})
+    assert len(ce.requests) == 1
+    assert (report["ce_requests"], report["ce_requests_today"]) == (1, 1)
+    assert report["ce_status"] == "error"
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == f"error:{code}"
+    assert later["ce_refreshed"] is False
+
+
+def test_the_client_the_tracker_builds_sends_each_request_once(
+    aws: str, table: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an injected client (as in Lambda) the tracker builds its own: a request that
+    times out is not sent again by botocore."""
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    sends: list[str] = []
+
+    def time_out(request: Any, **_: Any) -> None:
+        sends.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    # Registered on the session, so it reaches the client the tracker builds from it.
+    session.events.register("before-send.ce.GetCostAndUsage", time_out)
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    report = tracker.run(
+        {"time": dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()},
+        table=table,
+        sink=MemorySink(),
+        environ={"METRICSKIT_NAMESPACE": namespace},
+        clock=lambda: now,
+    )
+    assert len(sends) == 1
+    assert (report["ce_requests"], report["ce_requests_today"]) == (1, 1)
+    assert report["ce_status"] == "error"
+
+
+@pytest.mark.parametrize(
     "code", ["LimitExceededException", "AccessDeniedException", "DataUnavailableException"]
 )
 def test_cost_explorer_errors_keep_the_estimate_and_publish_unavailable(
@@ -376,14 +542,13 @@ def test_cost_explorer_errors_keep_the_estimate_and_publish_unavailable(
     now = unique_noon()
     seed_jobs(table, now, namespace)
     ce = CountingCE()
-    stubber = Stubber(ce.client)
-    stubber.add_client_error("get_cost_and_usage", service_error_code=code, http_status_code=400)
+    ce.fail(code)
     run = make_runner(table, ce, namespace)
-    with stubber, caplog.at_level(logging.WARNING, logger="cost_tracker"):
+    with ce.scripted(), caplog.at_level(logging.WARNING, logger="cost_tracker"):
         report, sink = run(now)
         # Not retried on the next run: a failing Cost Explorer still costs at most 4 a day.
         later, later_sink = run(now + 300)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
     assert len(ce.requests) == 1
     assert report["ce_status"] == "error"
     assert later["ce_refreshed"] is False
@@ -406,8 +571,8 @@ def test_after_an_error_the_next_interval_refreshes_again(
     start, end = month_bounds(now)
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         run(now)
     queue_ce(aws, ce_page(start, end, [("train-1", "Training", 2.0)]))
     report, sink = run(now + 6 * HOUR)
@@ -422,8 +587,8 @@ def test_one_failed_refresh_keeps_the_last_actual_costs(
 ) -> None:
     now, ce, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 7.0)])
     run(now)
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         report, sink = run(now + 6 * HOUR)
     assert (report["ce_status"], report["ce_error"]) == ("ok", "LimitExceededException")
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
@@ -434,8 +599,8 @@ def test_one_failed_refresh_keeps_the_last_actual_costs(
     assert between.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(7.0)
 
     # A second failure in a row: the figures are too old to stand in any more.
-    with Stubber(ce.client) as stubber:
-        stubber.add_client_error("get_cost_and_usage", service_error_code="LimitExceededException")
+    with ce.scripted():
+        ce.fail("LimitExceededException")
         report, sink = run(now + 12 * HOUR)
     assert report["ce_status"] == "error"
     assert sink.last(catalog.ACTUAL_COST, JobId="train-1") is None
@@ -451,10 +616,10 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     seed_jobs(table, now, namespace)
     start, end = month_bounds(now)
     ce = CountingCE()
-    with Stubber(ce.client) as stubber:
+    with ce.scripted():
         for page in range(cex.MAX_PAGES):
             groups = [("train-1", "Training", 1.0)]
-            stubber.add_response("get_cost_and_usage", ce_page(start, end, groups, f"p{page}"))
+            ce.answer(ce_page(start, end, groups, f"p{page}"))
         # A budget that allows every page, so the page limit is what stops the refresh.
         report, sink = make_runner(table, ce, namespace)(
             now, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": str(cex.MAX_PAGES + 5)}
@@ -466,6 +631,41 @@ def test_an_answer_cut_short_at_the_page_limit_counts_as_failed(
     assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
     assert sink.names().isdisjoint({catalog.MONTHLY_COST})
     assert job_item(table, "train-1")[jt.ACTUAL_COST_STATUS]["S"] == "error:TooManyPages"
+    assert report["ce_error"] == "TooManyPages"
+
+
+def test_an_answer_longer_than_the_page_limit_is_not_asked_for_again_for_that_period(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """25 pages never fit in the 20 a refresh reads, whatever the budget: the first refresh
+    learns it (20 requests), and the later ones send nothing, rather than 20 paid pages at
+    every refresh (80 a day) for an answer that can never be complete."""
+    midnight = unique_noon() - 12 * HOUR
+    seed_jobs(table, midnight, namespace)
+    start, end = month_bounds(midnight)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "100"}
+    with ce.scripted():
+        for page in range(25):
+            token = f"p{page + 2}" if page < 24 else None
+            ce.answer(ce_page(start, end, [(f"j{page}", "Training", 1.0)], token))
+        with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+            reports = [
+                run(midnight + hour * HOUR + 300, environ=budget)[0] for hour in (0, 6, 12, 18)
+            ]
+    assert len(ce.requests) == cex.MAX_PAGES
+    assert [(r["ce_requests"], r["ce_error"], r["ce_status"]) for r in reports] == [
+        (cex.MAX_PAGES, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+        (0, "TooManyPages", "error"),
+    ]
+    assert all(r["ce_requests_today"] == cex.MAX_PAGES for r in reports)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors, "no ERROR says why no refresh is started"
+    assert all("MAX_PAGES (20)" in e and "fewer distinct JobId" in e for e in errors)
+    assert "to at least 21" not in caplog.text  # never advice no budget can follow
 
 
 def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures(
@@ -481,24 +681,22 @@ def test_the_daily_request_budget_caps_every_page_and_keeps_the_previous_figures
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
 
-    def three_pages(stubber: Stubber, first: str, last: str, amount: float) -> None:
-        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p2"))
-        stubber.add_response("get_cost_and_usage", ce_page(first, last, [], "p3"))
-        stubber.add_response(
-            "get_cost_and_usage", ce_page(first, last, [("train-1", "Training", amount)])
-        )
+    def three_pages(first: str, last: str, amount: float) -> None:
+        ce.answer(ce_page(first, last, [], "p2"))
+        ce.answer(ce_page(first, last, [], "p3"))
+        ce.answer(ce_page(first, last, [("train-1", "Training", amount)]))
 
-    with Stubber(ce.client) as stubber:
-        three_pages(stubber, start, end, 5.0)
+    with ce.scripted():
+        three_pages(start, end, 5.0)
         reports = {}
         for hour in (0, 6, 12, 18):
             reports[hour], sink = run(midnight + hour * HOUR)
             # The figures of the midnight refresh stand all day.
             assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(5.0)
             assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
-        three_pages(stubber, next_start, next_end, 6.0)
+        three_pages(next_start, next_end, 6.0)
         next_day, next_sink = run(midnight + 24 * HOUR)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert len(ce.requests) == 3 + 3
     assert [
@@ -541,26 +739,23 @@ def test_an_answer_larger_than_the_daily_budget_is_not_asked_for_again_for_that_
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
     budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "2"}
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p2"))
-        stubber.add_response("get_cost_and_usage", ce_page("2031-02-20", "2031-03-11", [], "p3"))
+    with ce.scripted():
+        ce.answer(ce_page("2031-02-20", "2031-03-11", [], "p2"))
+        ce.answer(ce_page("2031-02-20", "2031-03-11", [], "p3"))
         later = []
         for day in (0, 1, 2):
             at = noon + day * 24 * HOUR
             running("train-1", noon - 24 * HOUR, at)
             running("early", early_start, at)
             later.append(run(at, environ=budget)[0])
-        stubber.assert_no_pending_responses()
+        ce.assert_answered()
 
         at = noon + 3 * 24 * HOUR
         boto3.client("dynamodb").delete_item(TableName=table, Key={jt.HASH_KEY: {"S": "early"}})
         running("train-1", noon - 24 * HOUR, at)
-        stubber.add_response(
-            "get_cost_and_usage",
-            ce_page("2031-03-01", "2031-03-14", [("train-1", "Training", 4.0)]),
-        )
+        ce.answer(ce_page("2031-03-01", "2031-03-14", [("train-1", "Training", 4.0)]))
         smaller, sink = run(at, environ=budget)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert [(r["ce_requests"], r["ce_error"]) for r in later] == [
         (2, "RequestBudgetExhausted"),
@@ -583,16 +778,16 @@ def test_the_budget_day_is_the_real_day_not_the_events(
     ce = CountingCE()
     run = make_runner(table, ce, namespace)
     budget = {"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+    with ce.scripted():
+        ce.answer(ce_page(start, end, []))
         on_time, _ = run(noon, environ=budget)
         # The event of 18:00 arrives late, the next day at 00:30: it may refresh (a new day's
         # budget) ...
-        stubber.add_response("get_cost_and_usage", ce_page(start, end, []))
+        ce.answer(ce_page(start, end, []))
         late, _ = run(noon + 6 * HOUR, environ=budget, clock=lambda: noon + 12.5 * HOUR)
         # ... and takes that day's only request from the event of 06:00 that day.
         next_morning, _ = run(noon + 18 * HOUR, environ=budget)
-    stubber.assert_no_pending_responses()
+    ce.assert_answered()
 
     assert (on_time["ce_requests"], on_time["ce_requests_today"]) == (1, 1)
     assert (late["ce_requests"], late["ce_requests_today"]) == (1, 1)
@@ -620,8 +815,8 @@ def test_the_request_budget_is_shared_by_overlapping_runs_and_configurable(
     # Through the environment (the Terraform variable sets it): 1 request a day.
     seed_jobs(table, now + 48 * HOUR, namespace)
     ce = CountingCE()
-    with Stubber(ce.client) as stubber:
-        stubber.add_response("get_cost_and_usage", ce_page("2025-01-01", "2025-01-02", [], "p2"))
+    with ce.scripted():
+        ce.answer(ce_page("2025-01-01", "2025-01-02", [], "p2"))
         report, _ = make_runner(table, ce, namespace)(
             now + 48 * HOUR, environ={"COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "1"}
         )
@@ -898,6 +1093,63 @@ def test_the_default_sink_writes_emf_documents_to_stdout(
     assert train[0]["EstimatedCost"] == pytest.approx(2 * (4 * 0.04048 + 8 * 0.004445))
     directives = train[0]["_aws"]["CloudWatchMetrics"]
     assert {d["Namespace"] for d in directives} == {namespace}
+
+
+def test_an_event_time_from_the_future_does_not_block_later_refreshes(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A console test event dated 2027-01-01 (a typo) used to claim the refresh for 2027:
+    no refresh was due before then. Its time is not believed: the run reports on the clock."""
+    now = unique_noon()
+    seed_jobs(table, now, namespace)
+    ce = CountingCE()
+    run = make_runner(table, ce, namespace)
+    with ce.scripted():
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 1.0)]))
+        ce.answer(ce_page(*month_bounds(now), [("train-1", "Training", 2.0)]))
+        with caplog.at_level(logging.WARNING, logger="cost_tracker"):
+            typo = tracker.run(
+                {"time": "2027-01-01T00:00:00Z"},
+                table=table,
+                ce_client=ce.client,
+                sink=MemorySink(),
+                environ={"METRICSKIT_NAMESPACE": namespace},
+                clock=lambda: now,
+            )
+        later, sink = run(now + 6 * HOUR)
+    ce.assert_answered()
+    assert typo["now"] == dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat()
+    assert "ahead of the clock" in caplog.text
+    assert (typo["ce_refreshed"], later["ce_refreshed"]) == (True, True)
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(2.0)
+
+
+def test_a_refresh_claimed_in_the_future_is_due_and_taken_over_once(
+    aws: str, table: str, namespace: str
+) -> None:
+    """A claim stored ahead of the clock (by an older tracker, or a run given such a ``now``)
+    is due at once, and only one of two overlapping runs takes it over."""
+    now = unique_noon()
+    first = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    second = CostCache(boto3.client("dynamodb"), table, refresh_hours=6)
+    assert first.claim(now + 40 * 24 * HOUR)
+    _, claimed_at = first.load()
+    assert first.due(claimed_at, now, now) is True
+    assert first.due(claimed_at, now, None) is False  # without the clock: not due
+    assert [first.claim(now, now), second.claim(now, now)] == [True, False]
+    assert first.load()[1] == pytest.approx(now)
+    # Within the slack a claim ahead of the clock is believed (clock skew).
+    assert first.claim(now + 6 * HOUR + 60)
+    assert second.claim(now + 6 * HOUR, now + 6 * HOUR) is False
+
+    seed_jobs(table, now + 2 * 24 * HOUR, namespace)
+    first.claim(now + 80 * 24 * HOUR, now + 80 * 24 * HOUR)
+    ce = CountingCE()
+    with ce.scripted():
+        ce.answer(ce_page(*month_bounds(now + 2 * 24 * HOUR), [("train-1", "Training", 3.0)]))
+        report, sink = make_runner(table, ce, namespace)(now + 2 * 24 * HOUR)
+    assert report["ce_refreshed"] is True
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") == pytest.approx(3.0)
 
 
 def test_only_one_of_two_overlapping_runs_claims_a_refresh(aws: str, table: str) -> None:

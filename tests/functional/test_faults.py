@@ -21,7 +21,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 import metricskit
-from metricskit import catalog
+from metricskit import catalog, config
 from metricskit.batch import MetricBatch
 from metricskit.sinks.base import ExportResult
 from metricskit.sinks.cloudwatch import CloudWatchSink
@@ -57,6 +57,7 @@ def test_outage_counts_are_delivered_exactly_after_cloudwatch_comes_back(
     # A read timeout long enough that a slow answer on a loaded machine is not taken for a
     # failure (and re-sent, counting twice); the outage itself refuses connections at once.
     sink = CloudWatchSink(max_attempts=1, connect_timeout=0.5, read_timeout=10)
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.1)  # the testing path below 1 s
     job = metricskit.Job("outage", namespace=namespace, sink=sink, flush_interval=0.1)
     try:
         job.processed(100)
@@ -476,9 +477,12 @@ class HungSink(MemorySink):
 
 
 @pytest.mark.parametrize("flusher_busy", [False, True], ids=["close-exports", "flusher-exports"])
-def test_close_gives_up_on_a_hung_sink_within_the_shutdown_timeout(flusher_busy: bool) -> None:
+def test_close_gives_up_on_a_hung_sink_within_the_shutdown_timeout(
+    monkeypatch: pytest.MonkeyPatch, flusher_busy: bool
+) -> None:
     """close() returns False instead of waiting on an export that never answers, whether its
     own final flush hangs or the periodic flusher's did first (ECS kills 30 s after SIGTERM)."""
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.05)  # the testing path below 1 s
     sink = HungSink()
     job = metricskit.Job(
         "hung",
@@ -559,10 +563,11 @@ def test_exit_and_sigterm_give_up_on_a_hung_sink_within_the_shutdown_timeout(
     assert "did not finish within" in stderr  # it gave up, and said so
 
 
-def test_recording_never_waits_for_a_hung_export() -> None:
+def test_recording_never_waits_for_a_hung_export(monkeypatch: pytest.MonkeyPatch) -> None:
     """While the flusher is stuck in an export, every recording call and status() returns
     (instrumentation never blocks the worker on the network); once the export answers,
     the totals are exact."""
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.05)  # the testing path below 1 s
     sink = HungSink()
     job = metricskit.Job(
         "unblocked", sink=sink, flush_interval=0.05, shutdown_timeout=30, handle_sigterm=False

@@ -331,6 +331,42 @@ def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
     assert rec.status == job_table.STATUS_COMPLETED
 
 
+def _child_on_the_parents_machine(job: Job, clock: Any) -> None:
+    job.processed(10)
+    clock.advance(100)  # this process's copy of the clock: it runs 200 s in all
+    job.flush()
+    clock.advance(100)
+    job.close("completed")
+
+
+def test_forked_children_count_as_workers_but_add_no_worker_seconds(table: str, clock: Any) -> None:
+    """compute_profile prices what one worker runs on: a worker with 4 forked processes on one
+    g5.xlarge is one machine, which the parent's own seconds price (the children's would
+    price it 5 times over)."""
+    jid = job_id()
+    parent = Job(jid, total=100, sink=MemorySink(), job_table=table, clock=clock,
+                 compute_profile="ec2:g5.xlarge", shutdown_timeout=30)  # fmt: skip
+    wait_registered(parent)  # fork with no registry call in flight on a helper thread
+    ctx = multiprocessing.get_context("fork")
+    children = [
+        ctx.Process(target=_child_on_the_parents_machine, args=(parent, clock)) for _ in range(4)
+    ]
+    for proc in children:
+        proc.start()
+    for proc in children:
+        proc.join(120)
+        assert proc.exitcode == 0
+    clock.advance(250)
+    parent.close()
+    rec = record(table, jid)
+    assert rec.done == 40
+    # Still workers for progress and for who leaves last ...
+    assert (rec.workers, rec.active_workers) == (5, 0)
+    assert rec.status == job_table.STATUS_COMPLETED
+    # ... but the machine's time is the parent's: 250 s, not 250 + 4 x 200.
+    assert rec.worker_seconds == pytest.approx(250.0)
+
+
 def test_failed_worker_fails_the_job_and_interrupted_one_is_remembered(table: str) -> None:
     failed = job_id()
     with pytest.raises(RuntimeError), Job(failed, sink=MemorySink(), job_table=table):
@@ -1020,14 +1056,16 @@ def test_a_total_not_yet_sent_is_not_undone_by_an_older_reply(table: str, clock:
     client = boto3.client("dynamodb")
     client.meta.events.register("before-send.dynamodb", outage)
     seen: list[float | None] = []
-    client.meta.events.register(
-        "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
-    )
     jid = job_id()
     job = Job(jid, total=1000, sink=MemorySink(), registry=JobRegistry(table, client=client),
               clock=clock, flush_interval=60)  # fmt: skip
     try:
         wait_registered(job)
+        # Only now: registered from __init__, the first answer could come before `job` is
+        # bound, and the hook's NameError failed the registration until the next flush.
+        client.meta.events.register(
+            "after-call.dynamodb.UpdateItem", lambda **_: seen.append(job.total)
+        )
         outage.down = True
         job.processed(10)
         clock.advance(60)

@@ -9,11 +9,18 @@ import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cost_tracker.package import PACKAGES, build_zip, default_source_root
+from cost_tracker.package import (
+    LAMBDA_ZIPPED_LIMIT_BYTES,
+    PACKAGES,
+    build_zip,
+    default_source_root,
+)
 
 
 @pytest.fixture
@@ -44,6 +51,26 @@ def test_two_builds_of_the_same_sources_are_byte_identical(
     assert first_sha == second_sha
     digest = hashlib.sha256(first.read_bytes()).digest()
     assert base64.b64decode(first_sha) == digest
+
+
+def test_the_zip_bytes_do_not_depend_on_the_zlib_build(
+    source_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another zlib (zlib-ng, a patched one) compresses the same input to other bytes: a zip
+    built with it would get another CodeSha256. Here the "other zlib" compresses at level 1."""
+    first, first_sha = build_zip(tmp_path / "a", source_copy)
+    real = zlib.compressobj
+
+    def other_zlib(level: int = -1, *args: Any, **kwargs: Any) -> Any:
+        return real(1, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.zlib, "compressobj", other_zlib)
+    second, second_sha = build_zip(tmp_path / "b", source_copy)
+    assert first.read_bytes() == second.read_bytes()
+    assert first_sha == second_sha
+    with zipfile.ZipFile(first) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+    assert first.stat().st_size < LAMBDA_ZIPPED_LIMIT_BYTES / 10  # far below the limit
 
 
 def test_a_changed_source_gives_a_new_hash(source_copy: Path, tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 import boto3
 import pytest
 
+from cost_tracker.cost_explorer import UNTAGGED
+
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
 EXAMPLE = "examples/complete"
@@ -507,6 +509,18 @@ def test_dashboard_job_id_variable_switches_every_job_widget(deployed: Deploymen
 
 
 @pytest.mark.terraform
+def test_the_default_cost_widget_shows_every_category_the_tracker_publishes(
+    deployed: Deployment,
+) -> None:
+    """Spend without a CostCategory tag is published as Untagged: left out of the default
+    list, it never showed on the dashboard."""
+    body = _dashboard_body(deployed)
+    (widget,) = [w for w in body["widgets"] if w["properties"].get("title", "").startswith("Month")]
+    categories = [_entry_parts(entry)[0][3] for entry in widget["properties"]["metrics"]]
+    assert categories == ["Training", "Inference", "Storage", "Orchestrator", UNTAGGED]
+
+
+@pytest.mark.terraform
 def test_throughput_is_job_wide_records_per_second_by_metric_math(deployed: Deployment) -> None:
     body = _dashboard_body(deployed)
     widget = next(w for w in body["widgets"] if w["properties"].get("title", "").startswith("Thr"))
@@ -822,6 +836,8 @@ def plan_module(
                 }
             },
             "module": {"metricskit": {"source": "../module", **defaults, **inputs}},
+            # A root output, so the plan shows what the module tells the workers.
+            "output": {"worker_environment": {"value": "${module.metricskit.worker_environment}"}},
         }
         (root / "main.tf.json").write_text(json.dumps(config, indent=2), "utf-8")
 
@@ -964,6 +980,106 @@ def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
         assert not without_key.change(address)["after"]["source_policy_documents"]
 
 
+def _series_of_rows(body: dict[str, Any]) -> tuple[list[tuple[str, Dims]], list[str]]:
+    """The (metric name, dimensions) of every metric row in the dashboard, and its SEARCH
+    expressions and variable searches."""
+    rows: list[tuple[str, Dims]] = []
+    searches = [v["search"] for v in body["variables"] if "search" in v]
+    for widget in body["widgets"]:
+        for entry in widget["properties"].get("metrics", []):
+            strings, options = _entry_parts(entry)
+            if strings:
+                pairs = strings[2:]
+                rows.append((strings[1], frozenset(zip(pairs[::2], pairs[1::2], strict=True))))
+            elif "SEARCH(" in options.get("expression", ""):
+                searches.append(options["expression"].split("'")[1])
+    return rows, searches
+
+
+Dims = frozenset[tuple[str, str]]
+
+
+def search_matches(query: str, namespace: str, name: str, dims: Dims) -> bool:
+    """Whether a series matches the subset of CloudWatch's search syntax the module writes:
+    ``{"<namespace>",Dim,...} MetricName="<name>" Dim="<value>" ...`` (the schema's dimension
+    names are exactly the series'; each term an exact match)."""
+    schema = re.fullmatch(r'\{"([^"]+)",([^}]*)\}(.*)', query.strip())
+    assert schema, f"unexpected search {query!r}"
+    names = set(schema.group(2).split(","))
+    terms = dict(re.findall(r'(\S+)="([^"]*)"', schema.group(3)))
+    wanted = {**dict(dims), "MetricName": name}
+    return (
+        schema.group(1) == namespace
+        and names == {d for d, _ in dims}
+        and all(wanted.get(key) == value for key, value in terms.items())
+    )
+
+
+@pytest.mark.terraform
+def test_own_dimensions_reach_every_library_series_the_dashboard_and_alarms_read(
+    plan_module: Callable[..., Planned], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker configured from the worker_environment output publishes exactly the series the
+    dashboard's rows, searches and alarms name; the cost tracker's (JobId only) and the
+    self-metrics (JobId only) stay without the workers' own dimensions."""
+    import metricskit
+    from metricskit.testing import MemorySink
+
+    own = {"Env": "prod", "Team": "data-eng"}
+    planned = plan_module(
+        dimensions=own, alarm_job_ids=["job-1"], job_id_input_type="select", stage_names=[]
+    )
+    assert planned.error == ""
+    environment = planned.plan["planned_values"]["outputs"]["worker_environment"]["value"]
+    monkeypatch.setenv("METRICSKIT_DIMENSIONS", environment["METRICSKIT_DIMENSIONS"])
+    sink = MemorySink()
+    namespace = environment["METRICSKIT_NAMESPACE"]
+    with metricskit.Job("example-job", namespace=namespace, sink=sink, total=10) as job:
+        job.processed()
+        job.failed()
+        job.retried()
+        job.checkpointed()
+        job.observe(DISTRIBUTION["name"], 5.0)
+        job.stage("read", total=10).processed()
+    published = {(m.key.name, frozenset(m.key.dimensions)) for m in sink.metrics()}
+    jobs_own = frozenset({(JOB_DIM, "example-job"), *own.items()})
+
+    rows, searches = _series_of_rows(planned.dashboard_body())
+    library = {m["name"] for m in CATALOG["metrics"] if m["emitter"] == "library"}
+    for name, dims in rows:
+        if name in library or name == DISTRIBUTION["name"]:
+            assert dims == jobs_own, name
+            assert (name, dims) in published or name in {"ETASeconds", "RecordsPerSecond"}, name
+        elif name in SELF or STANDARD.get(name, {}).get("emitter") == "cost_tracker":
+            assert not set(own) & {d for d, _ in dims}, name
+    checked = {name for name, dims in rows if (name, dims) in published}
+    assert {"RecordsProcessed", "ErrorCount", "ProgressPercentage", DISTRIBUTION["name"]} <= checked
+    # The JobId drop-down lists the job; the stage SEARCH finds its stage.
+    assert len(searches) == 2
+    for query in searches:
+        found = [p for p in published if search_matches(query, namespace, *p)]
+        assert found, f"{query!r} matches nothing the worker published"
+        assert all(name in ("RecordsProcessed", "ProgressPercentage") for name, _ in found)
+
+    def alarm_dims(address: str) -> dict[str, str]:
+        """The alarm's dimensions, or those every input of its metric math shares."""
+        after = planned.change(address)["after"]
+        if after["dimensions"]:
+            return dict(after["dimensions"])
+        inputs = [q["metric"][0]["dimensions"] for q in after["metric_query"] if q["metric"]]
+        assert inputs
+        assert all(dims == inputs[0] for dims in inputs), inputs
+        return dict(inputs[0])
+
+    job_1 = {JOB_DIM: "job-1", **own}
+    assert alarm_dims('aws_cloudwatch_metric_alarm.job_stalled["job-1"]') == job_1
+    assert alarm_dims('aws_cloudwatch_metric_alarm.error_rate["job-1"]') == job_1
+    latency = f'aws_cloudwatch_metric_alarm.latency_p99["job-1/{DISTRIBUTION["name"]}"]'
+    assert alarm_dims(latency) == job_1
+    cost = 'aws_cloudwatch_metric_alarm.cost_over_budget["job-1"]'
+    assert alarm_dims(cost) == {JOB_DIM: "job-1"}
+
+
 def _library_accepts(check: Callable[[Any], Any], value: Any) -> bool:
     from metricskit.errors import MetricsKitError
 
@@ -1038,6 +1154,12 @@ def test_the_module_and_the_cost_tracker_accept_the_same_pricing_overrides(
         ({"cost_tracker_schedule": "cron(0 12 * * MON *)"}, False),  # no "?" in a day field
         ({"cost_tracker_schedule": "cron(0 12 ? * ? *)"}, False),  # "?" in both
         ({"job_table_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/jobs"}, False),
+        ({"dimensions": {"JobId": "x"}}, False),  # metricskit sets it
+        ({"dimensions": {"RecordsProcessed": "x"}}, False),  # EMF could not write the metric
+        ({"dimensions": {"Env": 'say "hi"'}}, False),  # would break the SEARCH quoting
+        ({"dimensions": {"Team Name": "x"}}, False),  # unquoted in SEARCH schemas
+        ({"dimensions": {f"D{n}": "v" for n in range(28)}}, False),  # 28 + JobId, Stage, ...
+        ({"dimensions": {"Env": "prod-1 (eu)"}}, True),
         ({"sns_kms_key_arn": "not-an-arn"}, False),
         (
             {"sns_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd"},
@@ -1045,7 +1167,7 @@ def test_the_module_and_the_cost_tracker_accept_the_same_pricing_overrides(
         ),
     ],
 )
-def test_schedules_and_key_arns_aws_would_refuse_or_ignore_fail_the_plan(
+def test_schedules_key_arns_and_dimensions_aws_would_refuse_or_ignore_fail_the_plan(
     plan_module: Callable[..., Planned], inputs: dict[str, Any], accepted: bool
 ) -> None:
     """EventBridge wants six cron fields with "?" in exactly one day field; IAM policies match

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -127,7 +128,7 @@ def test_high_resolution_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.mark.parametrize("kwargs", [{"flush_interval": 0}, {"shutdown_timeout": -1}])
 def test_bad_arguments_raise_configuration_error(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ConfigurationError, match="positive number"):
+    with pytest.raises(ConfigurationError, match="a number of seconds"):
         metricskit.Job("j", sink="off", **kwargs)  # type: ignore[arg-type]
 
 
@@ -153,6 +154,12 @@ def test_configuration_is_not_read_at_import() -> None:
         (config.ENV_WORKER_ID, "wörker-1", "printable ASCII"),
         (config.ENV_JOB_TABLE, "ab", "3 to 255 letters, digits and _ - ."),
         (config.ENV_JOB_TABLE, "my jobs", "3 to 255 letters, digits and _ - ."),
+        (config.ENV_DIMENSIONS, "Env=prod", "a JSON object of dimension names"),
+        (config.ENV_DIMENSIONS, '["Env", "prod"]', "a JSON object of dimension names"),
+        (config.ENV_DIMENSIONS, '{"Env": 5}', "that Job(dimensions=...) accepts"),
+        (config.ENV_DIMENSIONS, '{"JobId": "x"}', "that Job(dimensions=...) accepts"),
+        (config.ENV_DIMENSIONS, '{"RecordsProcessed": "x"}', "that Job(dimensions=...) accepts"),
+        (config.ENV_DIMENSIONS, json.dumps({f"D{n}": "v" for n in range(29)}), "accepts"),
     ],
 )
 def test_invalid_names_from_the_environment_warn_once_and_fall_back(
@@ -203,6 +210,46 @@ def test_valid_names_from_the_environment_are_used(monkeypatch: pytest.MonkeyPat
     job.close()
     assert job.namespace == "CSVToKafka"
     assert ("WorkerId", "worker-1") in job.dimensions
+
+
+def test_dimensions_from_the_environment_apply_when_none_are_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Terraform module's worker_environment sets METRICSKIT_DIMENSIONS to what its
+    dashboard reads; an argument (even an empty one) wins."""
+    monkeypatch.setenv(config.ENV_DIMENSIONS, '{"Env": "prod", "Team": "data"}')
+    monkeypatch.setenv(config.ENV_WORKER_ID, "w-1")
+    sink = MemorySink()
+    with metricskit.Job("j", sink=sink) as job:
+        job.processed()
+    assert job.dimensions == (
+        ("JobId", "j"),
+        ("Env", "prod"),
+        ("Team", "data"),
+        ("WorkerId", "w-1"),
+    )
+    assert sink.sum("RecordsProcessed", Env="prod", Team="data", WorkerId="w-1") == 1
+    for given, expected in (({}, ()), ({"Env": "dev"}, (("Env", "dev"),))):
+        explicit = metricskit.Job("j", sink="off", dimensions=given)
+        explicit.close()
+        assert explicit.dimensions[1:-1] == expected
+
+
+def test_environment_dimensions_leave_room_for_the_worker_id(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """27 own dimensions fit beside JobId, Stage and WorkerId; 28 fit only without a worker
+    id, so with one the variable is refused (warned), never raised at Job()."""
+    monkeypatch.setenv(config.ENV_DIMENSIONS, json.dumps({f"D{n}": "v" for n in range(28)}))
+    job = metricskit.Job("j", sink="off")
+    job.close()
+    assert len(job.dimensions) == 29
+    monkeypatch.setenv(config.ENV_WORKER_ID, "w-1")
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        job = metricskit.Job("j", sink="off")
+    job.close()
+    assert [name for name, _ in job.dimensions] == ["JobId", "WorkerId"]
+    assert any(config.ENV_DIMENSIONS in r.getMessage() for r in caplog.records)
 
 
 def test_the_helpers_read_an_explicit_environment_with_the_same_fallbacks(

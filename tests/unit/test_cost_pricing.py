@@ -68,6 +68,33 @@ def test_malformed_profiles_raise_and_list_the_allowed_forms(profile: str) -> No
         parse_profile(profile)
 
 
+@pytest.mark.parametrize(
+    "profile",
+    [
+        "ec2:c7i.metal-24xl",
+        "ec2-spot:m7i.metal-48xl",
+        "batch-ec2:r7i.metal-48xl",
+        "ec2:u-6tb1.metal",
+    ],
+)
+def test_instance_types_with_a_hyphen_in_the_size_are_priced_from_an_override(
+    profile: str,
+) -> None:
+    """Real EC2 types such as c7i.metal-24xl have a hyphen in the size part."""
+    instance = profile.split(":", 1)[1]
+    assert parse_profile(profile).instance_type == instance
+    market = "spot" if "-spot:" in profile else "on_demand"
+    overrides = json.dumps({"ec2": {market: {instance: 4.5}}})
+    table = PriceTable.load(environ={"COST_TRACKER_PRICING_OVERRIDES": overrides})
+    assert table.hourly_rate(profile) == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("profile", ["ec2:c7i.metal-", "ec2:c7i.-24xl", "ec2:c7i.metal--24xl"])
+def test_a_size_with_a_stray_hyphen_is_still_malformed(profile: str) -> None:
+    with pytest.raises(UnknownProfileError, match=r"ec2:<instance-type>"):
+        parse_profile(profile)
+
+
 def test_an_instance_type_without_a_price_is_reported_not_guessed(prices: PriceTable) -> None:
     with pytest.raises(UnknownProfileError, match=r"no EC2 spot price for 'p5.48xlarge'") as info:
         prices.hourly_rate("ec2-spot:p5.48xlarge")

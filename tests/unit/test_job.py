@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 import metricskit
-from metricskit import catalog
+from metricskit import catalog, config
 from metricskit.batch import MetricBatch
 from metricskit.sinks.base import BaseSink, ExportResult
 from metricskit.sinks.memory import MemorySink
@@ -194,7 +194,10 @@ def test_context_manager_marks_failed_on_exception(clock: FakeClock) -> None:
     assert sink.sum(catalog.RECORDS_PROCESSED) == 3
 
 
-def test_background_flusher_is_a_named_daemon_thread_and_flushes() -> None:
+def test_background_flusher_is_a_named_daemon_thread_and_flushes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.01)  # the testing path below 1 s
     sink = MemorySink()
     job = metricskit.Job("bg", sink=sink, flush_interval=0.05)
     job.processed(3)
@@ -215,7 +218,10 @@ class ExplodingSink(BaseSink):
         raise RuntimeError("sink bug")
 
 
-def test_flusher_survives_a_sink_that_raises_and_keeps_the_data() -> None:
+def test_flusher_survives_a_sink_that_raises_and_keeps_the_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.01)
     sink = ExplodingSink()
     # close() retries the raising sink until its shutdown timeout: 1 s, not the default 10.
     job = metricskit.Job("boom", sink=sink, flush_interval=0.02, shutdown_timeout=1)
@@ -226,7 +232,8 @@ def test_flusher_survives_a_sink_that_raises_and_keeps_the_data() -> None:
     job.close()
 
 
-def test_sink_is_never_entered_twice_at_once() -> None:
+def test_sink_is_never_entered_twice_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.001)
     sink = MemorySink()
     sink.export_delay = 0.005
     job = metricskit.Job("conc", sink=sink, flush_interval=0.001)

@@ -32,3 +32,19 @@ def test_every_catalog_metric_is_documented_with_its_unit_and_statistic() -> Non
 def test_no_documented_metric_is_missing_from_the_catalog() -> None:
     known = {e.name for e in (*catalog.standard_metrics(), *catalog.self_metrics())}
     assert set(documented_rows()) - known == set()
+
+
+def test_cost_per_million_is_described_with_the_cost_the_tracker_divides() -> None:
+    """The catalog once said "actual cost when known, else estimated"; the tracker (see
+    cost_tracker.handler.cost_basis) divides the estimate while the job is current, even when
+    Cost Explorer has a (lagging) actual cost, and the actual once the job is settling."""
+    from cost_tracker.handler import cost_basis
+
+    assert cost_basis(estimate=2.0, actual=0.5, settling=False) == 2.0
+    assert cost_basis(estimate=2.0, actual=2.4, settling=True) == 2.4
+    description = catalog.entry(catalog.COST_PER_MILLION_RECORDS).description
+    assert "estimated cost while the job is current" in description
+    assert "actual cost from Cost Explorer once it is settling" in description
+    assert "when known" not in description
+    row = documented_rows()[catalog.COST_PER_MILLION_RECORDS]
+    assert "the estimate while the job runs or ended less than a day ago" in row[-1]
