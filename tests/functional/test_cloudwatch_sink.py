@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -98,25 +99,50 @@ def test_one_request_per_flush_for_a_job_with_few_series(aws: str, namespace: st
     assert sink.requests_sent == 2
 
 
-def test_throttling_is_retried_by_botocore_and_totals_stay_exact(aws: str, namespace: str) -> None:
-    client = boto3.client("cloudwatch")
-    failures = {"left": 2}
+class _Body:
+    """The raw body of a synthetic HTTP answer (botocore reads it through ``stream``)."""
 
-    def throttle(**_: object) -> None:
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            from botocore.exceptions import ClientError
+    def __init__(self, content: bytes = b"") -> None:
+        self._content = content
 
-            raise ClientError(
-                {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "PutMetricData"
-            )
+    def stream(self, **_: object) -> Any:
+        yield self._content
 
-    client.meta.events.register("before-call.cloudwatch.PutMetricData", throttle)
-    sink = CloudWatchSink(client=client)
-    with metricskit.Job("throttled", namespace=namespace, sink=sink) as job:
+
+def test_throttling_is_retried_by_the_sinks_own_client_and_totals_stay_exact(
+    aws: str, namespace: str
+) -> None:
+    """The client the sink builds retries a throttled PutMetricData inside botocore (its
+    standard mode, with backoff), so the job sees no failed export. The answers come from a
+    before-send hook: what CloudWatch would send, parsed and retried by botocore itself."""
+    sink = CloudWatchSink()  # its own client, with its own retry settings
+    # CloudWatch answers throttling in the wire protocol the client speaks: JSON here, with
+    # the query-compatible error code in a header (botocore >= 1.40 sends JSON).
+    assert wire_protocol(sink.client) == "json"
+    throttled = {"left": 2}
+
+    def throttle(request: Any, **_: object) -> AWSResponse | None:
+        if throttled["left"] <= 0:
+            return None  # sent to moto
+        throttled["left"] -= 1
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["x-amzn-query-error"] = "Throttling;Sender"
+        body = json.dumps({"__type": "Throttling", "message": "Rate exceeded"}).encode()
+        return AWSResponse(request.url, 400, headers, _Body(body))
+
+    sink.client.meta.events.register("before-send.cloudwatch.PutMetricData", throttle)
+    job = metricskit.Job("throttled", namespace=namespace, sink=sink, shutdown_timeout=60)
+    with job:
         job.processed(42)
+        job.failed(3)
+    assert throttled["left"] == 0
+    assert sink.retries == 2  # both throttled answers retried inside one call
+    assert sink.failed_requests == 0
+    assert job._delivery.failed_exports == 0
+    client = boto3.client("cloudwatch")
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "throttled") == 42
-    assert sink.failed_requests == 2
+    assert read_sum(client, namespace, catalog.ERROR_COUNT, "throttled") == 3
 
 
 def test_no_region_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,13 +151,6 @@ def test_no_region_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(metricskit.ConfigurationError, match="AWS_REGION"):
         CloudWatchSink()
-
-
-class _EmptyBody:
-    """The raw body of a synthetic HTTP answer (botocore reads it through ``stream``)."""
-
-    def stream(self, **_: object) -> Any:
-        yield b""
 
 
 def answer_413_when(client: Any, too_large: Callable[[bytes], bool]) -> list[int]:
@@ -144,7 +163,7 @@ def answer_413_when(client: Any, too_large: Callable[[bytes], bool]) -> list[int
         if not too_large(body):
             return None
         refused.append(len(body))
-        return AWSResponse(request.url, 413, HTTPHeaders(), _EmptyBody())
+        return AWSResponse(request.url, 413, HTTPHeaders(), _Body())
 
     client.meta.events.register("before-send.cloudwatch.PutMetricData", entity_too_large)
     return refused
@@ -209,7 +228,7 @@ def test_botocore_retries_are_published_as_a_self_metric(
         if unavailable["left"] <= 0:
             return None
         unavailable["left"] -= 1
-        return AWSResponse(request.url, 503, HTTPHeaders(), _EmptyBody())
+        return AWSResponse(request.url, 503, HTTPHeaders(), _Body())
 
     client.meta.events.register("before-send.cloudwatch.PutMetricData", answer_503)
     sink = CloudWatchSink(client=client)

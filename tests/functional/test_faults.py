@@ -10,9 +10,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -20,6 +22,8 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 import metricskit
 from metricskit import catalog, config
+from metricskit.batch import MetricBatch
+from metricskit.sinks.base import ExportResult
 from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import FakeClock, use_fake_aws
@@ -130,10 +134,14 @@ SIGTERM_WORKER = textwrap.dedent(
     atexit.register(report_status)
     signal.signal(signal.SIGTERM, app_handler)
     job = metricskit.Job("sigterm-job", namespace=sys.argv[1], flush_interval=3600)
+    # A bounded distribution: moto stores one object per observation, so millions of them
+    # make its PutMetricData outlast the sink's read timeout, and botocore's resend doubles
+    # the counts. The test is about SIGTERM, not moto's speed.
+    for _ in range(1000):
+        job.observe("Latency", 2.0)
     print("ready", flush=True)
     while True:
         job.processed()
-        job.observe("Latency", 2.0)
     """
 )
 
@@ -162,6 +170,7 @@ def test_sigterm_flushes_pending_counts_and_chains_the_application_handler(
     assert status == "interrupted"
     client = boto3.client("cloudwatch")
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "sigterm-job") == done
+    assert read_statistic(client, namespace, "Latency", "sigterm-job", "SampleCount") == 1000
 
 
 SIGTERM_IN_FOLD_WORKER = textwrap.dedent(
@@ -431,6 +440,185 @@ def test_a_job_never_closed_is_flushed_at_exit(aws: str, namespace: str, tmp_pat
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "unclosed") == 9
 
 
+# -- a hung endpoint -------------------------------------------------------------------
+
+LIVENESS_BOUND = 30.0
+"""Seconds after which a call that has not returned counts as blocked: a liveness bound far
+above every shutdown timeout below, never a timing assertion."""
+
+T = TypeVar("T")
+
+
+def returns(what: str, call: Callable[[], T]) -> T:
+    """``call()``'s result, run on a daemon thread; the test fails if it has not returned
+    within the liveness bound (a call stuck for good must not hang the test run too)."""
+    result: list[T] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(LIVENESS_BOUND)
+    assert not thread.is_alive(), f"{what} was still blocked after {LIVENESS_BOUND:.0f} s"
+    assert result, f"{what} raised (see the thread's traceback above)"
+    return result[0]
+
+
+class HungSink(MemorySink):
+    """An endpoint that never answers: ``export`` hangs until the test sets ``release``, and
+    then keeps the batch like a MemorySink."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, batch: MetricBatch) -> ExportResult:
+        self.entered.set()
+        self.release.wait()
+        return super().export(batch)
+
+
+@pytest.mark.parametrize("flusher_busy", [False, True], ids=["close-exports", "flusher-exports"])
+def test_close_gives_up_on_a_hung_sink_within_the_shutdown_timeout(
+    monkeypatch: pytest.MonkeyPatch, flusher_busy: bool
+) -> None:
+    """close() returns False instead of waiting on an export that never answers, whether its
+    own final flush hangs or the periodic flusher's did first (ECS kills 30 s after SIGTERM)."""
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.05)  # the testing path below 1 s
+    sink = HungSink()
+    job = metricskit.Job(
+        "hung",
+        sink=sink,
+        flush_interval=0.05 if flusher_busy else 3600,
+        shutdown_timeout=1,
+        handle_sigterm=False,
+    )
+    try:
+        job.processed(3)
+        if flusher_busy:
+            assert sink.entered.wait(LIVENESS_BOUND)
+        assert returns("close()", job.close) is False
+        assert sink.entered.is_set()
+        assert job.closed
+        assert job.final_status == "completed"
+        assert returns("a second close()", job.close) is False
+    finally:
+        sink.release.set()
+
+
+HUNG_SINK_WORKER = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    import metricskit
+    from metricskit.sinks.base import BaseSink, ExportResult
+
+    class HungSink(BaseSink):  # an endpoint that never answers
+        def export(self, batch):
+            threading.Event().wait()
+            return ExportResult.ok()
+
+    how = sys.argv[1]
+    if how == "sigterm-handler":  # the application's own handler leaves at once
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    job = metricskit.Job("hung", sink=HungSink(), flush_interval=3600, shutdown_timeout=1)
+    job.processed(3)
+    if how == "exit":
+        sys.exit(0)  # never closed: the exit hook closes it
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("how", "returncode"),
+    [("exit", 0), ("sigterm-default", -signal.SIGTERM), ("sigterm-handler", 0)],
+)
+def test_exit_and_sigterm_give_up_on_a_hung_sink_within_the_shutdown_timeout(
+    tmp_path: Path, how: str, returncode: int
+) -> None:
+    """The process still ends (as it would have without metricskit) when the endpoint never
+    answers: the exit hook and the SIGTERM handler wait at most the shutdown timeout."""
+    script = tmp_path / "worker.py"
+    script.write_text(HUNG_SINK_WORKER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), how],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    try:
+        if how != "exit":
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=LIVENESS_BOUND)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker was still running {LIVENESS_BOUND:.0f} s after {how}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == returncode, stderr
+    assert "did not finish within" in stderr  # it gave up, and said so
+
+
+def test_recording_never_waits_for_a_hung_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the flusher is stuck in an export, every recording call and status() returns
+    (instrumentation never blocks the worker on the network); once the export answers,
+    the totals are exact."""
+    monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.05)  # the testing path below 1 s
+    sink = HungSink()
+    job = metricskit.Job(
+        "unblocked", sink=sink, flush_interval=0.05, shutdown_timeout=30, handle_sigterm=False
+    )
+    stage = job.stage("load")
+    try:
+        job.processed(10)
+        job.failed(2)
+        assert sink.entered.wait(LIVENESS_BOUND)  # the flusher is inside export from now on
+
+        def record() -> metricskit.JobStatus:
+            job.processed(5)  # the locked add path
+            job.processed()  # the lock-free tick path
+            job.failed(3)
+            job.failed()
+            job.retried(2)
+            job.retried()
+            job.checkpointed(4)
+            job.checkpointed()
+            for i in range(5000):  # more than one buffer: a fold runs meanwhile
+                job.observe("Latency", 1.0 + i % 7)
+            with job.timer("Block"):
+                pass
+            job.gauge("Loss", 0.25)
+            stage.processed(4)
+            stage.failed()
+            job.stage("later").processed(2)
+            return job.status()
+
+        status = returns("recording while an export hangs", record)
+        assert status.done == 16
+        assert status.errors == 6
+    finally:
+        sink.release.set()
+    assert job.close()
+
+    def own(name: str) -> float:  # the job's own series, without its stages'
+        return sum(m.total for m in sink.metrics(name) if m.key.dimension(catalog.STAGE) is None)
+
+    assert own(catalog.RECORDS_PROCESSED) == 16
+    assert own(catalog.ERROR_COUNT) == 6
+    assert own(catalog.RETRY_COUNT) == 3
+    assert own(catalog.CHECKPOINT_COUNT) == 5
+    assert sink.count("Latency") == 5000
+    assert sink.count("Block") == 1
+    assert sink.last("Loss") == 0.25
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="load") == 4
+    assert sink.sum(catalog.ERROR_COUNT, Stage="load") == 1
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="later") == 2
+
+
 # -- fork ------------------------------------------------------------------------------
 
 _INHERITED: metricskit.Job | None = None
@@ -442,6 +630,7 @@ def _record_in_child(task: tuple[str, int]) -> int:
     for _ in range(n):
         with _INHERITED.timer("ForkedBlock"):  # a timer type the parent defined
             _INHERITED.processed()  # a job created before the fork
+    _INHERITED.failed()
     with metricskit.Job(
         f"child-{os.getpid()}", namespace=namespace, sink="cloudwatch", shutdown_timeout=60
     ) as own:
@@ -458,7 +647,13 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
         "forked", namespace=namespace, sink="cloudwatch", flush_interval=3600, shutdown_timeout=60
     )
     _INHERITED = parent
-    parent.processed(1000)  # unflushed at fork time: must be counted once, by the parent
+    # Unflushed at fork time: each must be counted once, by the parent, not again by every
+    # pool worker that inherited it.
+    parent.processed(1000)
+    parent.failed(7)
+    parent.retried(3)
+    parent.checkpointed(2)
+    parent.gauge("ForkedLoss", 0.5)
     with parent.timer("ForkedBlock"):  # buffered at fork time: observed once, by the parent
         pass
     try:
@@ -475,6 +670,10 @@ def test_forked_pool_workers_give_exact_totals(aws: str, namespace: str) -> None
     assert read_sum(client, namespace, catalog.RECORDS_PROCESSED, "forked") == 1000 + 40_000 + 1
     timed = read_statistic(client, namespace, "ForkedBlock", "forked", "SampleCount")
     assert timed == 1 + 40_000
+    assert read_sum(client, namespace, catalog.ERROR_COUNT, "forked") == 7 + 8  # 1 per task
+    assert read_sum(client, namespace, catalog.RETRY_COUNT, "forked") == 3
+    assert read_sum(client, namespace, catalog.CHECKPOINT_COUNT, "forked") == 2
+    assert read_statistic(client, namespace, "ForkedLoss", "forked", "SampleCount") == 1
     children = {f"child-{pid}" for pid in pids}
     total_own = sum(
         read_sum(client, namespace, catalog.RECORDS_PROCESSED, name) for name in children

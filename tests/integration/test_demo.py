@@ -63,14 +63,41 @@ def worker_pids(stdout: str) -> list[int]:
 
 
 def terraform_or_skip() -> None:
-    from examples.local_terraform import cli_config
+    """Skip (fail under CI=true) unless terraform and the provider mirror are both there.
 
-    config_file, why_not = cli_config()
+    The mirror is required whatever ``cli_config()`` says: it takes any existing
+    ``TF_CLI_CONFIG_FILE``, and the Makefile always exports terraform/tests/terraformrc, which
+    reads the mirror (as tests/integration/test_terraform.py's check does)."""
+    from examples import local_terraform
+
+    config_file, why_not = local_terraform.cli_config()
+    if config_file is not None and not local_terraform.MIRROR.is_dir():
+        config_file, why_not = None, f"the provider mirror {local_terraform.MIRROR} is missing"
     if config_file is not None:
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"{why_not}; CI=true, so the demo's Terraform path must run")
     pytest.skip(str(why_not))
+
+
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_terraform_or_skip_requires_the_provider_mirror(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str | None
+) -> None:
+    """With the Makefile's TF_CLI_CONFIG_FILE but no mirror, the demo's Terraform path is
+    skipped (failed under CI=true) rather than run into a provider it cannot install."""
+    from examples import local_terraform
+
+    monkeypatch.setattr(local_terraform, "MIRROR", tmp_path / "no-tf-plugins")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(local_terraform.TERRAFORMRC))
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+        with pytest.raises(pytest.skip.Exception):
+            terraform_or_skip()
+    else:
+        monkeypatch.setenv("CI", ci)
+        with pytest.raises(pytest.fail.Exception, match="CI=true"):
+            terraform_or_skip()
 
 
 @pytest.fixture(scope="module", params=["terraform", "no-terraform"])
@@ -86,7 +113,8 @@ def demo(
     process = start_demo(out, *extra)
     try:
         # Above the demo's own bounds (terraform init 120 s + apply 240 s, then the run).
-        stdout, stderr = process.communicate(timeout=600)
+        # Below pytest-timeout's 600 s (pyproject.toml), so this cleanup runs before it fires.
+        stdout, stderr = process.communicate(timeout=540)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # the demo, terraform and workers alike
         process.communicate()

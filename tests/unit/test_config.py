@@ -9,11 +9,13 @@ import sys
 import pytest
 
 import metricskit
-from metricskit import config
+from metricskit import catalog, config
 from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
 from metricskit.job import SINK_NAMES
 from metricskit.sinks.base import NullSink
+from metricskit.sinks.cloudwatch import CloudWatchSink
 from metricskit.sinks.memory import MemorySink
+from tests.conftest import FakeClock
 
 
 def test_environment_fills_unset_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,6 +52,36 @@ def test_defaults_apply_without_environment() -> None:
         assert job.storage_resolution == 60
     finally:
         job.close()
+
+
+def test_defaults_are_the_documented_values(aws: str, clock: FakeClock) -> None:
+    """README's configuration table, as literals: a default that moves is a changed contract
+    (comparing with config.DEFAULT_* would follow the constant wherever it went)."""
+    job = metricskit.Job("j")  # no argument, no METRICSKIT_* variable: every default
+    try:
+        assert job.namespace == "metricskit"
+        assert isinstance(job.sink, CloudWatchSink)
+        assert job.flush_interval == 60.0
+        assert job.shutdown_timeout == 10.0
+        assert job.storage_resolution == 60  # high resolution off
+        assert job.dimensions == (("JobId", "j"),)  # no WorkerId
+        assert job.registration is None  # no job registry
+    finally:
+        job.close()
+    # max_queued_periods: an outage keeps 60 periods queued, merging the oldest beyond that.
+    sink = MemorySink()
+    sink.fail_exports = True
+    job = metricskit.Job("j", sink=sink, clock=clock, flush_interval=3600)
+    try:
+        for _ in range(65):
+            job.processed()
+            clock.advance(60)
+            job.flush()
+        assert job._delivery.queued == 60
+    finally:
+        sink.fail_exports = False
+        job.close()
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 65
 
 
 @pytest.mark.parametrize(

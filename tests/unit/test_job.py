@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -222,7 +223,8 @@ def test_flusher_survives_a_sink_that_raises_and_keeps_the_data(
 ) -> None:
     monkeypatch.setattr(config, "MIN_FLUSH_INTERVAL", 0.01)
     sink = ExplodingSink()
-    job = metricskit.Job("boom", sink=sink, flush_interval=0.02)
+    # close() retries the raising sink until its shutdown timeout: 1 s, not the default 10.
+    job = metricskit.Job("boom", sink=sink, flush_interval=0.02, shutdown_timeout=1)
     job.processed(5)
     assert wait_until(lambda: sink.calls >= 3)
     assert any(t.name == "metricskit-flusher-boom" for t in threading.enumerate())
@@ -304,6 +306,79 @@ def test_a_forked_child_does_not_report_the_parents_failed_exports_again(
     # reports so far is what it reported itself.
     assert child_reported - parent_before == 0
     assert sink.sum(catalog.FAILED_EXPORTS) == 3
+
+
+def _own_sum(sink: MemorySink, name: str) -> float:
+    """A counter's sum over the job's own series (its stages' left out)."""
+    return sum(m.total for m in sink.metrics(name) if m.key.dimension(catalog.STAGE) is None)
+
+
+def _published(sink: MemorySink) -> dict[str, float | None]:
+    return {
+        "processed": _own_sum(sink, catalog.RECORDS_PROCESSED),
+        "failed": _own_sum(sink, catalog.ERROR_COUNT),
+        "retried": _own_sum(sink, catalog.RETRY_COUNT),
+        "checkpointed": _own_sum(sink, catalog.CHECKPOINT_COUNT),
+        "latency": sink.count("Latency"),
+        "loss": sink.last("Loss"),
+        "stage_processed": sink.sum(catalog.RECORDS_PROCESSED, Stage="load"),
+        "stage_failed": sink.sum(catalog.ERROR_COUNT, Stage="load"),
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_publishes_none_of_the_parents_unflushed_records(
+    clock: FakeClock,
+) -> None:
+    """Everything recorded before the fork is the parent's to publish: a child that
+    published its inherited copy too would multiply it by the number of forked workers."""
+    sink = MemorySink()
+    job = make_job(clock, sink)
+    stage = job.stage("load")
+    job.processed(100)
+    job.failed(7)
+    job.retried(3)
+    job.checkpointed(2)
+    job.observe("Latency", 5.0)
+    job.gauge("Loss", 0.5)
+    stage.processed(4)
+    stage.failed(1)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it publishes of its own (its sink is an empty copy)
+        try:
+            job.processed(1)
+            job.failed(1)
+            job.flush()
+            os.write(write_end, json.dumps(_published(sink)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        child = json.loads(report.read())
+    os.waitpid(pid, 0)
+    assert job.flush()
+    job.close()
+    assert child == {
+        "processed": 1,
+        "failed": 1,
+        "retried": 0,
+        "checkpointed": 0,
+        "latency": 0,
+        "loss": None,
+        "stage_processed": 0,
+        "stage_failed": 0,
+    }
+    assert _published(sink) == {
+        "processed": 100,
+        "failed": 7,
+        "retried": 3,
+        "checkpointed": 2,
+        "latency": 1,
+        "loss": 0.5,
+        "stage_processed": 4,
+        "stage_failed": 1,
+    }
 
 
 def test_capture_routes_jobs_without_a_sink_to_memory() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -11,8 +11,10 @@ from metricskit.errors import ConfigurationError, InvalidDimensionError, Invalid
 
 
 @pytest.fixture
-def job() -> metricskit.Job:
-    return metricskit.Job("job-1", sink="memory")
+def job() -> Iterator[metricskit.Job]:
+    job = metricskit.Job("job-1", sink="memory")
+    yield job
+    job.close()  # its flusher thread must not outlive the test (later tests fork)
 
 
 @pytest.mark.parametrize(
