@@ -32,6 +32,7 @@ from metricskit.validation import (
     check_compute_profile,
     check_dimension_value,
     check_dimensions,
+    check_hourly_rate,
     check_namespace,
 )
 
@@ -776,14 +777,8 @@ def _check_registry_arguments(
         )
     if compute_profile is not None:
         check_compute_profile(compute_profile)
-    if hourly_rate is not None and (
-        isinstance(hourly_rate, bool)
-        or not isinstance(hourly_rate, int | float)
-        or not 0 <= hourly_rate < math.inf
-    ):
-        raise ConfigurationError(
-            f"hourly_rate must be a finite number of USD per hour >= 0, got {hourly_rate!r}"
-        )
+    if hourly_rate is not None:
+        check_hourly_rate(hourly_rate)
 
 
 def _seconds(name: str, given: float, allowed: config.SecondsRange) -> float:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 import uuid
@@ -61,7 +60,7 @@ from metricskit.job_record import (
     warm_deserializer,
 )
 from metricskit.lock_holders import holds_lock
-from metricskit.validation import check_table_name
+from metricskit.validation import check_hourly_rate, check_table_name
 
 if TYPE_CHECKING:
     import boto3
@@ -369,10 +368,8 @@ class WorkerRegistration:
         monotonic_now: float,
         retry_base_seconds: float = 60.0,
     ) -> None:
-        if hourly_rate is not None and not (
-            isinstance(hourly_rate, int | float) and 0 <= hourly_rate < math.inf
-        ):
-            raise ConfigurationError(f"hourly_rate must be USD per hour >= 0, got {hourly_rate!r}")
+        if hourly_rate is not None:
+            check_hourly_rate(hourly_rate)
         if compute_profile is not None and (
             not isinstance(compute_profile, str) or not compute_profile
         ):

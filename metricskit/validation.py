@@ -5,6 +5,7 @@ These run once, when a metric or a job is defined, never on the record path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 
@@ -112,6 +113,20 @@ def _check_log_name(name: object, pattern: re.Pattern[str], what: str, allowed: 
             f"EMF log {what} must be a CloudWatch Logs log {what} name ({allowed}), got {name!r}"
         )
     return name
+
+
+def check_hourly_rate(rate: object) -> float:
+    """Return ``rate`` when it is a finite number of USD per hour >= 0, else raise
+    ConfigurationError.
+
+    >>> check_hourly_rate(0.5)
+    0.5
+    """
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
+        raise ConfigurationError(
+            f"hourly_rate must be a finite number of USD per hour >= 0, got {rate!r}"
+        )
+    return rate
 
 
 def check_compute_profile(profile: object) -> str:
