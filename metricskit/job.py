@@ -450,6 +450,7 @@ class Job(Recorder):
         period = max(0.0, now - self._last_collect)
         self._last_collect = now
         metrics: list[Metric] = self.collect(now, period)
+        metrics.append(self._gauge_metric(catalog.JOB_COMPLETED, self._completed_flag()))
         with self._stages_lock:
             stages = list(self._stages.values())
         for stage in stages:
@@ -467,6 +468,16 @@ class Job(Recorder):
             period_seconds=period,
             storage_resolution=self.storage_resolution,
         )
+
+    def _completed_flag(self) -> float:
+        """1.0 once this job is closed as completed by the process that created it, else 0.0.
+
+        The stalled alarm repeats the last value it saw: a job that stops publishing after a
+        1 finished, one that stops after a 0 died, failed or was interrupted (and should page).
+        A forked copy leaves the job's outcome to its parent, so it always says 0.
+        """
+        completed = self.final_status == "completed" and not self.inherited
+        return 1.0 if completed else 0.0
 
     def _job_wide_copies(self, metrics: list[Metric]) -> list[Metric]:
         """Each per-worker metric again without ``WorkerId``: the series every worker adds to.
