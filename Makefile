@@ -1,5 +1,7 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both create and use .venv.
-PYTHON ?= python3.11
+# `:=`, not `?=`: a PYTHON variable in the environment (node-gyp sets one) is not ours; another
+# interpreter is chosen on the command line, e.g. `make test PYTHON=python3.12`.
+PYTHON := python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -12,8 +14,16 @@ export AWS_DISABLE_REQUEST_COMPRESSION := true
 DEV_CONSTRAINTS := constraints/dev.txt
 CHECKOV_CONSTRAINTS := constraints/checkov.txt
 
+# Make a venv at $(1) unless one is there that has pip and Python 3.11+: a venv left half-made by
+# an interrupted install, or made by another interpreter, is made again rather than reused.
+define fresh_venv
+	@$(1)/bin/python -c 'import pip, sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or name another 3.11+ interpreter, e.g. make test PYTHON=python3.12" >&2; exit 1; }; \
+	  rm -rf $(1) && $(PYTHON) -m venv $(1); }
+endef
+
 $(STAMP): pyproject.toml $(DEV_CONSTRAINTS)
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(call fresh_venv,$(VENV))
 	$(BIN)/python -m pip install --quiet --upgrade pip -c $(DEV_CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(DEV_CONSTRAINTS)
 	@touch $(STAMP)
@@ -48,7 +58,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 $(CHECKOV_STAMP): $(CHECKOV_CONSTRAINTS)
-	@test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(call fresh_venv,$(CHECKOV_VENV))
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov -c $(CHECKOV_CONSTRAINTS)
 	@touch $(CHECKOV_STAMP)
 

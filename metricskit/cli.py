@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=epilog.strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("catalog", help="print the metric catalog")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")

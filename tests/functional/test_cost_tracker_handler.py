@@ -1076,7 +1076,6 @@ def test_the_default_sink_writes_emf_documents_to_stdout(
     aws: str, table: str, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Inside Lambda the tracker publishes EMF on stdout (no PutMetricData fees)."""
-    pytest.importorskip("metricskit.sinks.emf", reason="the EMF sink is merged separately")
     now = unique_noon()
     seed_jobs(table, now, namespace)
     queue_ce(aws, ce_page(*month_bounds(now), [("train-1", "Training", 0.5)]))
