@@ -47,13 +47,15 @@ def cli_config() -> tuple[str | None, str | None]:
     if shutil.which("terraform") is None:
         return None, "terraform is not on PATH"
     configured = os.environ.get("TF_CLI_CONFIG_FILE", "")
-    if configured and Path(configured).is_file():
+    # The Makefile always names the repo's file, which is only usable with its mirror.
+    names_ours = bool(configured) and Path(configured).resolve() == TERRAFORMRC.resolve()
+    if configured and Path(configured).is_file() and not names_ours:
         return configured, None
     if MIRROR.is_dir():
         return str(TERRAFORMRC), None
     return None, (
-        f"no provider mirror at {MIRROR} and TF_CLI_CONFIG_FILE names no file "
-        "(Terraform would need the network to fetch the AWS provider)"
+        f"no provider mirror at {MIRROR}, which {TERRAFORMRC.name} names, and TF_CLI_CONFIG_FILE "
+        "names no other file (Terraform would need the network to fetch the AWS provider)"
     )
 
 
