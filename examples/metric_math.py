@@ -5,6 +5,9 @@ expressions here. Supported (what the metricskit dashboard needs, and a bit more
 
 * numbers, metric ids (``m1``, ``e1``, any ``[a-z][A-Za-z0-9_]*``), ``+ - * /``, unary minus,
   parentheses, arrays ``[m1, m2]``;
+* comparisons ``< <= > >= == !=`` (1 or 0 per point, missing where an operand is) and
+  ``IF(condition, a, b)`` (``a`` where the condition is non-zero, ``b`` where it is zero,
+  missing where it is missing), as the alarms need;
 * ``METRICS()`` / ``METRICS('filter')``, ``SUM``, ``AVG``, ``MIN``, ``MAX`` (across the series
   of an array, point by point), ``PERIOD(x)``, ``FILL(x, value|REPEAT)``, ``ABS``, ``DIFF``,
   ``RATE``, ``RUNNING_SUM``, ``SEARCH('{Namespace,Dim} MetricName="X" words', 'Stat', period)``
@@ -37,7 +40,7 @@ SearchResolver = Callable[[str, str, int], list[tuple[str, FloatArray]]]
 
 _TOKEN: Final = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<str>'[^']*'|\"[^\"]*\")"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/(),\[\]]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><=|>=|==|!=|[<>]|[-+*/(),\[\]]))"
 )
 
 
@@ -100,7 +103,8 @@ def _tokens(expression: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    """Recursive descent: expression := term (+|- term)*; term := unary (*|/ unary)*."""
+    """Recursive descent: expression := sum (comparison sum)?; sum := term (+|- term)*;
+    term := unary (*|/ unary)*."""
 
     def __init__(self, tokens: list[tuple[str, str]], context: MathContext, text: str) -> None:
         self._tokens = tokens
@@ -121,6 +125,13 @@ class _Parser:
         return token
 
     def expression(self) -> Value:
+        value = self._sum()
+        if self.peek() in _COMPARISONS:
+            op = self._take()[1]
+            value = _binary(op, value, self._sum())
+        return value
+
+    def _sum(self) -> Value:
         value = self._term()
         while self.peek() in {"+", "-"}:
             op = self._take()[1]
@@ -211,6 +222,8 @@ class _Parser:
             return _map(first, lambda v: _ELEMENTWISE[name](v, context.period))
         if name == "FILL":
             return _fill(first, args[1] if len(args) > 1 else None)
+        if name == "IF":
+            return _if(first, _value_arg(name, args, 1), _value_arg(name, args, 2))
         raise UnsupportedExpressionError(f"{name}() is not evaluated locally (in {self._text!r})")
 
     def _search(self, args: list[Value | str]) -> Value:
@@ -249,6 +262,10 @@ def _binary(op: str, left: Value, right: Value) -> Value:
                 return np.subtract(a, b)
             if op == "*":
                 return np.multiply(a, b)
+            if op in _COMPARISONS:
+                # 1 or 0, and missing (NaN) where either side is: NaN compares false.
+                missing = np.isnan(a) | np.isnan(b)
+                return np.where(missing, np.nan, _COMPARISONS[op](a, b).astype(float))
             result = np.divide(a, b)
             # CloudWatch drops points where a division has no finite answer.
             return (
@@ -274,6 +291,36 @@ def _binary(op: str, left: Value, right: Value) -> Value:
         other = left.series[0].values
         return _map(right, lambda v: np.asarray(apply(other, v), dtype=float))
     raise UnsupportedExpressionError("arithmetic between two arrays of series is not defined")
+
+
+_COMPARISONS: Final[dict[str, Callable[[FloatArray | float, FloatArray | float], FloatArray]]] = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
+
+def _if(condition: Value, if_true: Value, if_false: Value) -> Value:
+    """``IF(condition, a, b)`` point by point over a single condition series."""
+    if condition.scalar is not None:
+        return if_true if condition.scalar != 0 else if_false
+    if len(condition.series) != 1:
+        raise UnsupportedExpressionError("IF() takes one condition series, not an array")
+    cond = condition.series[0].values
+
+    def pick(branch: Value) -> FloatArray:
+        if branch.scalar is not None:
+            return np.full_like(cond, branch.scalar)
+        if len(branch.series) != 1:
+            raise UnsupportedExpressionError("IF() branches must be one series or a number")
+        return branch.series[0].values
+
+    chosen = np.where(cond != 0, pick(if_true), pick(if_false))
+    values = np.where(np.isnan(cond), np.nan, chosen)
+    return Value(series=(Labeled(condition.series[0].label, values),))
 
 
 def _map(value: Value, fn: Callable[[FloatArray], FloatArray]) -> Value:

@@ -119,27 +119,55 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# Stalled: no RecordsProcessed for stalled_minutes consecutive minutes. Missing data is
-# "breaching": a worker that died publishes nothing at all, and that is exactly a stall.
+# Stalled: no RecordsProcessed for stalled_minutes consecutive minutes while the job has not
+# completed. A worker that died, failed or was interrupted publishes nothing at all, and that is
+# exactly a stall; a job that completed publishes nothing either, and must not page. Workers
+# publish JobCompleted every flush (0, and 1 in the last flush of a job closed as completed), so
+# FILL(completed, REPEAT) carries the last word of the job over the minutes it has been silent:
+# a 1 clears the minute, a 0 (or a live worker's 0) leaves the minute to RecordsProcessed.
+# REPEAT fills only after a real value inside the evaluated range, so the range is one minute
+# longer than the stall it looks for: the minute of the last flush, then stalled_minutes of
+# silence. Before a job's first flush, and once that last flush has left the range, the
+# expression has no data, which "ignore" turns into "keep the state": no page for a job listed
+# before it starts, and a stalled job stays in ALARM until it processes records again.
 resource "aws_cloudwatch_metric_alarm" "job_stalled" {
   for_each = local.alarm_jobs
 
   alarm_name          = local.job_alarm_names["stalled"][each.key]
-  alarm_description   = "metricskit: job ${each.key} processed no records for ${var.stalled_minutes} minutes."
-  namespace           = var.namespace
-  metric_name         = local.metric["RecordsProcessed"].name
-  unit                = local.metric["RecordsProcessed"].unit
-  statistic           = local.metric["RecordsProcessed"].statistic
-  dimensions          = merge(var.dimensions, { (local.dim.job) = each.key })
-  period              = 60
-  evaluation_periods  = var.stalled_minutes
+  alarm_description   = "metricskit: job ${each.key} processed no records for ${var.stalled_minutes} minutes and did not complete (stuck, or its workers died, failed or were stopped)."
+  evaluation_periods  = var.stalled_minutes + 1
   datapoints_to_alarm = var.stalled_minutes
-  comparison_operator = "LessThanThreshold"
+  comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
-  treat_missing_data  = "breaching"
+  treat_missing_data  = "ignore"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = var.tags
+
+  metric_query {
+    id          = "stalled"
+    label       = "stalled (1) or not (0)"
+    expression  = "IF(FILL(completed, REPEAT) > 0, 0, IF(FILL(processed, 0) < 1, 1, 0))"
+    return_data = true
+  }
+
+  # The expression's inputs, by the ids it names: the job's series of two catalog metrics.
+  dynamic "metric_query" {
+    for_each = { processed = local.metric["RecordsProcessed"], completed = local.metric["JobCompleted"] }
+
+    content {
+      id = metric_query.key
+
+      metric {
+        namespace   = var.namespace
+        metric_name = metric_query.value.name
+        unit        = metric_query.value.unit
+        stat        = metric_query.value.statistic
+        period      = 60
+        dimensions  = merge(var.dimensions, { (local.dim.job) = each.key })
+      }
+    }
+  }
 }
 
 # Error rate in percent: errors / (processed + errors), with metric math. FILL makes a period

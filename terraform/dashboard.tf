@@ -149,10 +149,13 @@ locals {
       width  = local.summary_width
       height = local.summary_height
       properties = {
-        title   = "ETA"
-        view    = "singleValue"
-        stat    = local.metric["ETASeconds"].statistic
-        metrics = [concat(local.job_metric["ETASeconds"], [{ label = "seconds to completion" }])]
+        title = "ETA"
+        view  = "singleValue"
+        metrics = [
+          concat(local.job_metric["ETASeconds"], [{ stat = local.metric["ETASeconds"].statistic, label = "seconds to completion" }]),
+          # What the stalled alarm reads: 1 once the job closed as completed.
+          concat(local.job_metric["JobCompleted"], [{ stat = local.metric["JobCompleted"].statistic, label = "completed (1 = yes)" }]),
+        ]
       }
     },
   ]

@@ -189,13 +189,17 @@ variable "sns_kms_key_arn" {
 }
 
 variable "stalled_minutes" {
-  description = "The job-stalled alarm fires when no RecordsProcessed arrive for this many consecutive minutes (missing data counts as stalled)."
+  description = "The job-stalled alarm fires when no RecordsProcessed arrive for this many consecutive minutes and the job has not completed (a worker that stopped publishing without completing counts as stalled). Keep it above the workers' flush interval in minutes."
   type        = number
   default     = 15
 
   validation {
-    condition     = var.stalled_minutes >= 1 && var.stalled_minutes <= 1440 && floor(var.stalled_minutes) == var.stalled_minutes
-    error_message = "stalled_minutes must be a whole number from 1 to 1440."
+    # At least 2: a worker flushing every 60 s waits for each flush to end before the next
+    # minute starts, so now and then a clock minute holds no flush at all; one such minute must
+    # not page. At most 1439: the alarm evaluates stalled_minutes + 1 one-minute periods, and
+    # CloudWatch allows at most a day of them.
+    condition     = var.stalled_minutes >= 2 && var.stalled_minutes <= 1439 && floor(var.stalled_minutes) == var.stalled_minutes
+    error_message = "stalled_minutes must be a whole number from 2 to 1439 (one-minute periods; the alarm evaluates one more than this, at most a day)."
   }
 }
 

@@ -595,11 +595,18 @@ def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deploym
     assert _as_list(grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
     stalled = by_suffix["stalled"]
-    assert (stalled["MetricName"], stalled["Statistic"]) == ("RecordsProcessed", "Sum")
-    assert stalled["Dimensions"] == [{"Name": JOB_DIM, "Value": job}]
-    assert stalled["TreatMissingData"] == "breaching"
-    assert stalled["ComparisonOperator"] == "LessThanThreshold"
+    inputs = {q["Id"]: q["MetricStat"] for q in stalled["Metrics"] if "MetricStat" in q}
+    assert {k: (v["Metric"]["MetricName"], v["Stat"]) for k, v in inputs.items()} == {
+        "processed": ("RecordsProcessed", "Sum"),
+        "completed": ("JobCompleted", "Maximum"),
+    }
+    assert all(
+        v["Metric"]["Dimensions"] == [{"Name": JOB_DIM, "Value": job}] for v in inputs.values()
+    )
+    assert stalled["TreatMissingData"] == "ignore"
+    assert stalled["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert stalled["Threshold"] == 1
+    assert stalled["EvaluationPeriods"] == stalled["DatapointsToAlarm"] + 1
 
     rate = by_suffix["rate"]
     stats = {q["Id"]: q for q in rate["Metrics"]}
@@ -868,6 +875,8 @@ def plan_module(
     [
         # 100 % can never be *above* the threshold: an alarm that cannot fire.
         ({"error_rate_threshold_percent": 100}, "error_rate_threshold_percent must be"),
+        ({"stalled_minutes": 1}, "stalled_minutes must be a whole number from 2 to 1439"),
+        ({"stalled_minutes": 1440}, "stalled_minutes must be a whole number from 2 to 1439"),
         ({"cost_tracker_pricing_overrides_json": "[]"}, "must be null or a JSON object"),
         ({"cost_tracker_pricing_overrides_json": "5"}, "must be null or a JSON object"),
         ({"cost_tracker_pricing_overrides_json": '{"ec2": 5}'}, "must be null or a JSON object"),
@@ -945,6 +954,123 @@ def test_the_cost_alarm_keeps_its_state_between_tracker_runs(
     alarm = planned.change('aws_cloudwatch_metric_alarm.cost_over_budget["job-1"]')["after"]
     assert alarm["treat_missing_data"] == "ignore"
     assert alarm["ok_actions"] in (None, [])
+
+
+STALL_MINUTES = 5
+"""The stalled alarm's window in the scenarios below (short, so each scenario is short)."""
+
+
+def _run_workers(
+    script: list[tuple[int, str, str]], *, workers: tuple[str, ...] = ("w1",), minutes: int = 40
+) -> tuple[list[Any], float]:
+    """Real Jobs of one JobId on a fake clock, flushing once a minute at :30.
+
+    ``script`` lists ``(minute, worker, action)``: ``work`` (process records, then flush),
+    ``idle`` (flush with nothing processed), ``completed``/``failed``/``interrupted``
+    (close so). A worker with no entry for a minute publishes nothing that minute (dead, or
+    not started). Returns every batch published and the wall time of minute 0.
+    """
+    import metricskit
+    from metricskit.testing import MemorySink
+    from tests.conftest import FakeClock
+
+    clock = FakeClock(start=0.0)
+    sink = MemorySink()
+    jobs: dict[str, Any] = {}
+    base = 0.0
+    try:
+        for minute in range(minutes):
+            clock.now = minute * 60 + 30
+            for when, worker, action in script:
+                if when != minute:
+                    continue
+                job = jobs.get(worker)
+                if job is None:
+                    job = jobs[worker] = metricskit.Job(
+                        "job-1",
+                        sink=sink,
+                        clock=clock,
+                        worker_id=worker if len(workers) > 1 else None,
+                        flush_interval=86_400,
+                        handle_sigterm=False,
+                    )
+                    base = base or job.wall_time(0.0)
+                if action == "work":
+                    job.processed(100)
+                if action in ("work", "idle"):
+                    job.flush()
+                else:
+                    job.close(action)
+        return list(sink.batches), base
+    finally:
+        for job in jobs.values():
+            job.close()  # a "dead" worker's job, after the batches were taken
+
+
+def _stalled_states(planned: Planned, script: list[tuple[int, str, str]], **kw: Any) -> list[str]:
+    from tests.alarm_model import MathAlarm, alarm_states
+
+    alarm = MathAlarm.from_plan(
+        planned.change('aws_cloudwatch_metric_alarm.job_stalled["job-1"]')["after"]
+    )
+    batches, base = _run_workers(script, **kw)
+    return alarm_states(alarm, batches, base=base, minutes=kw.get("minutes", 40))
+
+
+def _working(first: int, last: int, worker: str = "w1") -> list[tuple[int, str, str]]:
+    return [(m, worker, "work") for m in range(first, last + 1)]
+
+
+@pytest.mark.terraform
+def test_the_stalled_alarm_pages_for_stuck_dead_and_failed_jobs_not_finished_ones(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """What the stalled alarm does with what real workers publish, minute by minute, through a
+    model of CloudWatch's alarm evaluation (tests/alarm_model.py): moto never evaluates."""
+    planned = plan_module(alarm_job_ids=["job-1"], stalled_minutes=STALL_MINUTES)
+    assert planned.error == ""
+    page_by = 9 + STALL_MINUTES + 1  # last flush at minute 9, then STALL_MINUTES of silence
+
+    completed = _stalled_states(planned, [*_working(0, 9), (10, "w1", "completed")])
+    assert "ALARM" not in completed
+    assert completed[-1] == "OK"
+
+    died = _stalled_states(planned, _working(0, 9))
+    assert "ALARM" not in died[: page_by - 1]
+    assert died[page_by - 1 :] == ["ALARM"] * (40 - page_by + 1), died
+
+    failed = _stalled_states(planned, [*_working(0, 9), (10, "w1", "failed")])
+    assert failed[-1] == "ALARM"
+
+    stuck = _stalled_states(
+        planned,
+        [*_working(0, 2), *[(m, "w1", "idle") for m in range(3, 20)], *_working(20, 25),
+         (26, "w1", "completed")],
+    )  # fmt: skip
+    assert stuck[3 + STALL_MINUTES - 1] == "ALARM"
+    assert "ALARM" not in stuck[: 3 + STALL_MINUTES - 1]
+    # Records flow again from minute 20: OK once that minute leaves the stalled majority, and
+    # still OK long after the job completed.
+    assert stuck[21:] == ["OK"] * 19
+
+    listed_before_it_starts = _stalled_states(planned, [*_working(20, 29), (30, "w1", "completed")])
+    assert "ALARM" not in listed_before_it_starts
+    assert listed_before_it_starts[:20] == ["INSUFFICIENT_DATA"] * 20
+
+
+@pytest.mark.terraform
+def test_the_stalled_alarm_waits_for_the_last_of_several_workers(
+    plan_module: Callable[..., Planned],
+) -> None:
+    planned = plan_module(alarm_job_ids=["job-1"], stalled_minutes=STALL_MINUTES)
+    two = ("w1", "w2")
+    first_done = [*_working(0, 4, "w1"), (5, "w1", "completed"), *_working(0, 14, "w2")]
+
+    both_complete = _stalled_states(planned, [*first_done, (15, "w2", "completed")], workers=two)
+    assert "ALARM" not in both_complete
+
+    second_dies = _stalled_states(planned, first_done, workers=two)
+    assert second_dies[-1] == "ALARM"
 
 
 @pytest.mark.terraform

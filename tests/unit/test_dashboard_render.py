@@ -96,6 +96,29 @@ def test_fill_running_sum_rate_and_diff() -> None:
     assert values("RATE(m2)", ctx(m2=[0, 60, 180]))[0][1:] == [1.0, 2.0]
 
 
+def test_comparisons_and_if_leave_missing_points_missing() -> None:
+    """What the alarms need: 1/0 per point, a gap where an operand has one, and IF picking a
+    branch per point (the error-rate and stalled alarms)."""
+    nan = math.nan
+    context = ctx(m1=[0, 5, nan, 2], m2=[1, 1, 1, nan])
+    assert values("m1 < 1", context)[0][:2] == [1.0, 0.0]
+    assert all(math.isnan(v) for v in values("m1 >= m2", context)[0][2:])
+    assert values("2 == 2", context) == [[1.0]]
+    assert values("m1 != 5", context)[0][:2] == [1.0, 0.0]
+    picked = values("IF(m1 > 1, m2 * 10, 7)", context)[0]
+    assert picked[:2] == [7.0, 10.0]
+    assert math.isnan(picked[2])
+    assert math.isnan(picked[3])  # the chosen branch, m2 * 10, has a gap there
+    # The stalled alarm's shape: a 1 repeated over silence clears it, a 0 does not.
+    done = ctx(p=[5, nan, nan], c=[1, nan, nan])
+    stalled = "IF(FILL(c, REPEAT) > 0, 0, IF(FILL(p, 0) < 1, 1, 0))"
+    assert values(stalled, done) == [[0.0, 0.0, 0.0]]
+    died = ctx(p=[5, nan, nan], c=[0, nan, nan])
+    assert values(stalled, died) == [[0.0, 1.0, 1.0]]
+    before_start = values(stalled, ctx(p=[nan, nan], c=[nan, nan]))[0]
+    assert all(math.isnan(v) for v in before_start)
+
+
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
