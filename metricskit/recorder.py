@@ -85,8 +85,8 @@ class DropCounter:
             self._warned.add(name)
         logger.warning(
             "metricskit: dropped value %r for %s (NaN, inf, negative counts, non-numbers and "
-            "values beyond +/-2^360 are not published); further drops for it are counted in "
-            "%s without a warning",
+            "values beyond +/-1.174271e108 are not published); further drops for it are "
+            "counted in %s without a warning",
             value,
             name,
             catalog.DROPPED_VALUES,
