@@ -91,15 +91,18 @@ def bucket_index(value: float) -> int:
 def bucket_representative(index: int) -> float:
     """The value published for bucket ``index``: within RELATIVE_ACCURACY of its members.
 
-    Kept within CloudWatch's [2^-360, 2^360]: the buckets at either end reach past it, and
-    one value outside would make CloudWatch refuse a whole request.
+    Kept within CloudWatch's range (limits.MIN_ABS_VALUE .. MAX_ABS_VALUE): the buckets at
+    either end reach past it, and one value outside would make CloudWatch refuse a whole
+    request. Clamped, a representative stays within RELATIVE_ACCURACY of its members, all of
+    which are in the range.
     """
     representative = _REPRESENTATIVE_FACTOR * _GAMMA**index
     return min(limits.MAX_ABS_VALUE, max(limits.MIN_ABS_VALUE, representative))
 
 
 def is_publishable(value: float) -> bool:
-    """True when CloudWatch accepts ``value`` (finite and within +/- 2^360)."""
+    """True when CloudWatch accepts ``value``'s magnitude: finite and at most
+    limits.MAX_ABS_VALUE (one closer to zero than MIN_ABS_VALUE goes out as 0)."""
     return -limits.MAX_ABS_VALUE <= value <= limits.MAX_ABS_VALUE
 
 
@@ -338,10 +341,13 @@ class DistributionCell:
             negative, self._negative = self._negative, {}
             zero, self._zero = self._zero, 0
         counts: dict[float, float] = {}
+        # Added, not set: clamped to the range's edge, two buckets could share a value.
         for index, count in positive.items():
-            counts[bucket_representative(index)] = float(count)
+            value = bucket_representative(index)
+            counts[value] = counts.get(value, 0.0) + count
         for index, count in negative.items():
-            counts[-bucket_representative(index)] = float(count)
+            value = -bucket_representative(index)
+            counts[value] = counts.get(value, 0.0) + count
         if zero:
             counts[0.0] = float(zero)
         return counts

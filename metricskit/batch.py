@@ -143,8 +143,9 @@ class MetricBatch:
 
 
 def publishable_value(value: float) -> float | None:
-    """``value`` as CloudWatch accepts it: None for NaN, +/-inf or beyond +/-2^360, and 0 for
-    a value closer to zero than 2^-360 (limits.MIN_ABS_VALUE)."""
+    """``value`` as CloudWatch accepts it: None for NaN, +/-inf or a magnitude beyond
+    limits.MAX_ABS_VALUE (1.174271e108), and 0 for one closer to zero than
+    limits.MIN_ABS_VALUE (8.515920e-109)."""
     if not math.isfinite(value) or abs(value) > limits.MAX_ABS_VALUE:
         return None
     return 0.0 if abs(value) < limits.MIN_ABS_VALUE else value
@@ -154,7 +155,8 @@ def publishable(metric: Metric) -> tuple[Metric | None, int]:
     """``metric`` holding only what CloudWatch accepts, and how many values were left out.
 
     One unacceptable value makes CloudWatch refuse a whole PutMetricData request (up to 1000
-    datums), so every sink passes its metrics through here. None when nothing is left.
+    datums), so every sink passes its metrics through here. None when nothing is left. A
+    distribution's count must be a number CloudWatch accepts too (> 0, in the same range).
     """
     if metric.kind is not MetricKind.DISTRIBUTION:
         value = publishable_value(metric.value)
@@ -165,7 +167,7 @@ def publishable(metric: Metric) -> tuple[Metric | None, int]:
     dropped = 0
     for raw, count in zip(metric.values, metric.counts, strict=True):
         value = publishable_value(raw)
-        if value is None or not (math.isfinite(count) and count > 0):
+        if value is None or not limits.MIN_ABS_VALUE <= count <= limits.MAX_ABS_VALUE:
             dropped += 1
             continue
         kept[value] = kept.get(value, 0.0) + count

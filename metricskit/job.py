@@ -137,7 +137,9 @@ class Job(Recorder):
     Unset arguments come from ``METRICSKIT_*`` variables (see :mod:`metricskit.config`),
     then defaults: namespace ``metricskit``, sink ``cloudwatch``, a 60 s flush interval.
     ``sink`` is a name (``"cloudwatch"``, ``"emf"``, ``"memory"``, ``"off"``) or a sink
-    object. ``clock`` is a monotonic ``() -> float`` in seconds, injectable for tests.
+    object. ``clock`` is a monotonic ``() -> float`` in seconds, injectable for tests; it
+    times periods, rates and the ETA. Batches are dated by the wall clock, except with an
+    injected clock, which dates them too (see :meth:`wall_time`).
 
     With a job table (``registry``, ``job_table`` or ``METRICSKIT_JOB_TABLE``) the workers of
     one job share its progress through DynamoDB (see :mod:`metricskit.registry`);
@@ -209,6 +211,9 @@ class Job(Recorder):
         super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
         self._mono_start = _check_reading(self.clock, self.clock())
         self._wall_start = time.time()
+        # The default clock cannot date a batch (see wall_time); an injected one (a test's)
+        # dates it from its own readings, so what a test publishes does not depend on when.
+        self._dates_from_wall_clock = self.clock is time.monotonic
         self._last_collect = self._mono_start
         self._stages: dict[str, Stage] = {}
         self._stages_lock = threading.Lock()
@@ -442,7 +447,24 @@ class Job(Recorder):
     # -- flushing --------------------------------------------------------------------------
 
     def wall_time(self, monotonic: float) -> float:
-        """Epoch seconds for a reading of this job's clock."""
+        """Epoch seconds for a reading of this job's clock taken just now: what dates a
+        batch, the job item's ``heartbeat_at`` and its ``finished_at``.
+
+        >>> job.wall_time(job.clock())      # doctest: +SKIP
+        1767225600.25
+
+        With the default clock that is the wall clock at the call (``time.time()``), not the
+        start plus the monotonic time since: Linux's CLOCK_MONOTONIC stands still while the
+        machine is suspended (EC2 hibernation, Spot hibernate, a paused VM) and never follows
+        a step of the wall clock (NTP correcting a wrong start clock), so a derived time
+        would stay behind by the suspension (or the step) for the rest of the job: data in
+        the past, a stalled alarm, and past CloudWatch's two weeks every request refused.
+        Periods, rates and the ETA keep the monotonic clock, which no step disturbs. With an
+        injected clock (a test's ``FakeClock``) the time is derived from its readings, so a
+        test's timestamps follow the clock it moves.
+        """
+        if self._dates_from_wall_clock:
+            return time.time()
         return self._wall_start + (monotonic - self._mono_start)
 
     def _collect(self) -> MetricBatch:

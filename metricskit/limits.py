@@ -24,10 +24,16 @@ MAX_METRIC_NAME_LENGTH: Final = 255
 MAX_NAMESPACE_LENGTH: Final = 255
 MAX_DIMENSION_NAME_LENGTH: Final = 255
 MAX_DIMENSION_VALUE_LENGTH: Final = 1024
-MAX_ABS_VALUE: Final = 2.0**360
-"""CloudWatch rejects values outside [-2^360, 2^360] (and NaN/inf)."""
-MIN_ABS_VALUE: Final = 2.0**-360
-"""CloudWatch rejects non-zero values closer to zero than 2^-360; metricskit rounds them to 0."""
+# API_PutMetricData.html: "Values must be in the range of 8.515920e-109 to 1.174271e+108
+# (Base 10) or 2e-360 to 2e360 (Base 2)"; later revisions say only "-2^360 to 2^360". The two
+# disagree by a factor of 2 at each end: the decimal bounds are 2^-359 and 2^359 (to 7
+# digits). One value outside what CloudWatch takes fails a whole request (up to 1000 datums),
+# so metricskit keeps to the narrower, decimal range as written (just inside 2^+/-359).
+MAX_ABS_VALUE: Final = 1.174271e108
+"""The largest magnitude CloudWatch accepts (just below 2^359); beyond it a value is dropped."""
+MIN_ABS_VALUE: Final = 8.515920e-109
+"""The smallest non-zero magnitude CloudWatch accepts (just above 2^-359); metricskit sends a
+value closer to zero as 0."""
 
 # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 EMF_MAX_METRICS_PER_DIRECTIVE: Final = 100

@@ -85,8 +85,8 @@ class DropCounter:
             self._warned.add(name)
         logger.warning(
             "metricskit: dropped value %r for %s (NaN, inf, negative counts, non-numbers and "
-            "values beyond +/-2^360 are not published); further drops for it are counted in "
-            "%s without a warning",
+            "values beyond +/-1.174271e108 are not published); further drops for it are "
+            "counted in %s without a warning",
             value,
             name,
             catalog.DROPPED_VALUES,
@@ -407,9 +407,14 @@ class Recorder:
         return metrics
 
     def reset_after_fork(self) -> None:
-        """In a forked child: start from zero; the parent reports what it recorded."""
+        """In a forked child: the parent reports what it recorded, so the child's deltas start
+        from zero. Its records done go on from the parent's count at the fork, flushed or not,
+        as its ``status().done`` does (the total the counter keeps): published from the
+        parent's last flush instead, RecordsDone would disagree with ``status()`` by what the
+        parent had not flushed yet, and the ETA estimator would be fed both in turn."""
         for cell in (self._processed, self._failed, self._retried, self._checkpointed):
             cell.reset_after_fork()
+        self._done_at_last_collect = self._processed.total()
         for gauge in self._gauges.values():
             gauge.reset_after_fork()
         for dist in self._distributions.values():

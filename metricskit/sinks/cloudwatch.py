@@ -104,7 +104,8 @@ class CloudWatchSink(BaseSink):
         self.failed_requests = 0
         self.rejected_datums = 0
         self.dropped_values = 0
-        """Values CloudWatch would refuse (NaN, inf, beyond +/-2^360), left out of requests."""
+        """Values CloudWatch would refuse (NaN, inf, beyond +/-1.174271e108), left out of
+        requests."""
 
     def _build_client(self) -> CloudWatchClient:
         try:
@@ -204,7 +205,8 @@ class CloudWatchSink(BaseSink):
             with self._lock:
                 self.dropped_values += dropped
             logger.warning(
-                "metricskit: %d value(s) of %s are NaN, infinite or beyond +/-2^360; left out",
+                "metricskit: %d value(s) of %s are NaN, infinite or beyond +/-1.174271e108 "
+                "(or a count outside that range); left out",
                 dropped,
                 batch.namespace,
             )

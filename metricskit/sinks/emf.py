@@ -415,7 +415,7 @@ def serialize(
 ) -> tuple[list[EMFDocument], int, int]:
     """Documents for ``batch``, plus the counts of values dropped and series rejected.
 
-    Values CloudWatch would refuse (NaN, inf, beyond +/-2^360) are dropped. A series is
+    Values CloudWatch would refuse (NaN, inf, beyond +/-1.174271e108) are dropped. A series is
     rejected (not written) when its metric name is also one of its dimension names or an EMF
     member, when it has more than 30 dimensions, or when its dimensions and one metric do
     not fit ``max_document_bytes`` (see ``MIN_DOCUMENT_BYTES``). Both are counted per series,
