@@ -14,8 +14,12 @@ Entry point ``cost_tracker.handler.handler``. Each run:
    refresh, or one stopped by the budget, keeps the previous figures;
 5. publishes, per JobId, EstimatedCost (current jobs), ActualCost, ActualCostAvailable and
    CostPerMillionRecords (current and settling jobs, so the last figure is the settled one),
-   MonthlyCost per CostCategory, and job-wide progress and ETA for running jobs whose workers
-   stopped sending heartbeats, through a metricskit sink (EMF by default).
+   MonthlyCost per CostCategory, and job-wide progress (no ETA: see :func:`progress_metrics`)
+   for running jobs whose workers stopped sending heartbeats, through a metricskit sink (EMF
+   by default). That progress carries the workers' own dimensions (``METRICSKIT_DIMENSIONS``,
+   which the Terraform module sets from its ``dimensions`` input) beside JobId, so it lands
+   in the series the workers published and the dashboard reads; the cost metrics carry JobId
+   only.
 
 CostPerMillionRecords divides by the job's records done; see :func:`cost_basis` for which cost.
 """
@@ -191,18 +195,20 @@ def cost_basis(*, estimate: float | None, actual: float | None, settling: bool) 
 
 
 def progress_metrics(job: JobRecord) -> dict[str, float]:
-    """Job-wide RecordsDone, RecordsTotal, ProgressPercentage and ETASeconds from the item."""
+    """Job-wide RecordsDone, and RecordsTotal and ProgressPercentage when the total is known,
+    from the item of a job whose workers are gone.
+
+    No ETASeconds: nothing is running, so the job will not finish at any pace. A time "if it
+    were resumed" would land in the series the workers publish their live ETA to, and show a
+    near finish for a job that is dead (the library, too, publishes no ETA for a stalled job).
+
+    >>> progress_metrics(JobRecord("j", "running", started_at=0.0, done=25.0, total=100.0))
+    {'RecordsDone': 25.0, 'RecordsTotal': 100.0, 'ProgressPercentage': 25.0}
+    """
     values = {catalog.RECORDS_DONE: job.done}
     if job.total is not None and job.total > 0:
         values[catalog.RECORDS_TOTAL] = job.total
         values[catalog.PROGRESS_PERCENTAGE] = min(100.0, job.done / job.total * 100.0)
-        last = job.heartbeat_at if job.heartbeat_at is not None else job.started_at
-        elapsed = last - job.started_at
-        remaining = max(0.0, job.total - job.done)
-        if job.done > 0 and elapsed > 0:
-            # The average job-wide rate while workers ran: the time the rest would take
-            # if the job were resumed at that pace.
-            values[catalog.ETA_SECONDS] = remaining / (job.done / elapsed)
     return values
 
 
@@ -227,12 +233,12 @@ class _Publisher:
                 )
         return self.default_namespace
 
-    def gauge(self, namespace: str, name: str, value: float, dimension: tuple[str, str]) -> None:
+    def gauge(self, namespace: str, name: str, value: float, *dimensions: tuple[str, str]) -> None:
         if not math.isfinite(value):
-            logger.warning("cost_tracker: dropping %s=%r (%s)", name, value, dimension)
+            logger.warning("cost_tracker: dropping %s=%r (%s)", name, value, dimensions)
             return
         entry = catalog.entry(name)
-        key = SeriesKey(name, entry.unit, (dimension,))
+        key = SeriesKey(name, entry.unit, dimensions)
         self.by_namespace.setdefault(namespace, []).append(Metric(key, entry.kind, value=value))
 
     def export(self, sink: Sink) -> tuple[int, bool]:
@@ -497,6 +503,9 @@ def run(
     if not table_name:
         raise ConfigurationError(f"set {mk_config.ENV_JOB_TABLE} to the job table's name")
     namespace = mk_config.env_namespace(env)
+    # The workers' own dimensions: the progress published for a job whose workers are gone
+    # must land in their series (JobId, then these), or the dashboard never shows it.
+    own_dimensions = tuple((mk_config.env_dimensions(extra_count=1, environ=env) or {}).items())
     stale_after = mk_config.env_positive_float(ENV_STALE_SECONDS, DEFAULT_STALE_SECONDS, env)
     refresh_hours = mk_config.env_positive_float(
         cex.ENV_REFRESH_HOURS, cex.DEFAULT_REFRESH_HOURS, env
@@ -545,6 +554,7 @@ def run(
         prices=price_table,
         publisher=publisher,
         report=report,
+        own_dimensions=own_dimensions,
     )
     current_month = dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m")
     if snapshot is not None and snapshot.ok and snapshot.month == current_month:
@@ -581,6 +591,7 @@ def _publish_jobs(
     prices: PriceTable,
     publisher: _Publisher,
     report: RunReport,
+    own_dimensions: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """Every job's metrics: all of them for current jobs, the actual cost for settling ones."""
     for job, is_settling in [(job, False) for job in current] + [(job, True) for job in settling]:
@@ -596,6 +607,7 @@ def _publish_jobs(
                     prices=prices,
                     publisher=publisher,
                     report=report,
+                    own_dimensions=own_dimensions,
                 )
         except Exception as error:  # one bad job never stops the run
             logger.exception("cost_tracker: job %s failed", job.job_id)
@@ -611,6 +623,7 @@ def _publish_job(
     prices: PriceTable,
     publisher: _Publisher,
     report: RunReport,
+    own_dimensions: tuple[tuple[str, str], ...] = (),
 ) -> None:
     namespace = publisher.namespace_for(job)
     dim = (catalog.JOB_ID, job.job_id)
@@ -637,8 +650,10 @@ def _publish_job(
 
     if job.is_stale(now, stale_after):
         report.stale_jobs.append(job.job_id)
+        # The library's series, so with the workers' own dimensions (the cost metrics above
+        # are the tracker's own: JobId only).
         for name, value in progress_metrics(job).items():
-            publisher.gauge(namespace, name, value, dim)
+            publisher.gauge(namespace, name, value, dim, *own_dimensions)
     report.published_jobs += 1
 
 
@@ -662,13 +677,22 @@ def _publish_settling_job(
 def _publish_actual(
     job: JobRecord, namespace: str, snapshot: cex.CostSnapshot | None, publisher: _Publisher
 ) -> float | None:
-    """ActualCost (when Cost Explorer has the job) and ActualCostAvailable; the actual cost."""
+    """ActualCost (when Cost Explorer has the job) and ActualCostAvailable; the actual cost.
+
+    ActualCostAvailable says whether this run holds a good Cost Explorer answer (fresh or
+    cached), not whether the job is in it: Cost Explorer lags by up to a day, so a healthy
+    job has no figure for about its first day, and a 0 then would send operators after a
+    fault that is not there. 1 with no ActualCost: Cost Explorer answered and has no figure
+    for the job yet (or its JobId tag is not active); 0: no answer to use (throttled,
+    denied, the request budget spent, a refresh failed with no earlier figures to keep).
+    """
     dim = (catalog.JOB_ID, job.job_id)
+    answered = snapshot is not None and snapshot.ok
     actual: float | None = None
-    if snapshot is not None and snapshot.ok and job.job_id in snapshot.job_costs:
+    if snapshot is not None and answered and job.job_id in snapshot.job_costs:
         actual = snapshot.job_costs[job.job_id]
         publisher.gauge(namespace, catalog.ACTUAL_COST, actual, dim)
-    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 0.0 if actual is None else 1.0, dim)
+    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 1.0 if answered else 0.0, dim)
     return actual
 
 

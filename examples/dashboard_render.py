@@ -234,8 +234,90 @@ def _on_grid(points: Datapoints, grid: FloatArray, period: int) -> FloatArray:
     return values
 
 
-_SEARCH_SCHEMA: Final = re.compile(r"\{([^}]*)\}")
-_SEARCH_NAME: Final = re.compile(r"MetricName\s*=\s*\"([^\"]*)\"")
+_QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
+"""A double-quoted string in which a backslash escapes the next character."""
+_SEARCH_SCHEMA: Final = re.compile(r"\{((?:" + _QUOTED + r'|[^}"])*)\}')
+_SCHEMA_ITEM: Final = re.compile(r"\s*(" + _QUOTED + r"|[^,]*?)\s*(?:,|$)")
+_SEARCH_TERM: Final = re.compile(
+    r"\s*(?:(?P<name>[A-Za-z0-9_.:-]+)\s*=\s*)?(?:(?P<exact>" + _QUOTED + r")|(?P<word>[^\s\"]+))"
+)
+
+
+def _unquote(text: str) -> str:
+    r"""``"a\(b\)"`` -> ``a(b)``: the quotes off, each escaped character kept as itself."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return text
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    r"""The parts of a CloudWatch search query this renderer resolves: a schema
+    ``{Namespace,Dim,...}`` (names may be double-quoted), then terms, each an exact match
+    (``"text"``, ``Name="value"``: double quotes, ``\ " ( )`` escaped with a backslash) or a
+    partial one (a bare word, ``Name=word``). Boolean operators are not supported.
+
+    >>> SearchQuery.parse('{"NS",JobId,"team_name"} MetricName="X" team_name="a\\(b\\)"').exact
+    (('MetricName', 'X'), ('team_name', 'a(b)'))
+    """
+
+    namespace: str
+    dimension_names: tuple[str, ...]
+    exact: tuple[tuple[str, str], ...] = ()
+    """(designator, value) pairs; the designator "" matches any name or value exactly."""
+    partial: tuple[tuple[str, str], ...] = ()
+    """(designator, word) pairs; the designator "" matches a word anywhere."""
+
+    @classmethod
+    def parse(cls, text: str) -> SearchQuery:
+        schema = _SEARCH_SCHEMA.search(text)
+        if schema is None:
+            raise UnsupportedExpressionError(
+                f"SEARCH {text!r}: expected a {{Namespace,...}} schema"
+            )
+        items = [_unquote(m.group(1)) for m in _SCHEMA_ITEM.finditer(schema.group(1))]
+        namespace, *names = [item for item in items if item]
+        exact: list[tuple[str, str]] = []
+        partial: list[tuple[str, str]] = []
+        rest = text[: schema.start()] + " " + text[schema.end() :]
+        position = 0
+        while rest[position:].strip():
+            term = _SEARCH_TERM.match(rest, position)
+            if term is None or term.end() == position:
+                raise UnsupportedExpressionError(
+                    f"SEARCH {text!r}: cannot read {rest[position:]!r}"
+                )
+            name = term.group("name") or ""
+            if term.group("exact") is not None:
+                exact.append((name, _unquote(term.group("exact"))))
+            elif term.group("word") in {"AND", "OR", "NOT"} or "(" in term.group("word"):
+                raise UnsupportedExpressionError(f"SEARCH {text!r}: Boolean operators")
+            else:
+                partial.append((name, term.group("word")))
+            position = term.end()
+        return cls(namespace, tuple(names), tuple(exact), tuple(partial))
+
+    @property
+    def metric_name(self) -> str | None:
+        """The exact ``MetricName`` asked for, if any (lets the lister narrow its answer)."""
+        return next((value for name, value in self.exact if name == "MetricName"), None)
+
+    def matches(self, metric_name: str, dimensions: Sequence[tuple[str, str]]) -> bool:
+        """Whether a metric of the schema's namespace matches: exactly the schema's dimension
+        names, every exact term and every partial one (a substring, case-sensitive: a rough
+        stand-in for CloudWatch's token matching)."""
+        if sorted(n for n, _ in dimensions) != sorted(self.dimension_names):
+            return False
+        fields = {"MetricName": metric_name, "Namespace": self.namespace, **dict(dimensions)}
+        anything = [metric_name, self.namespace, *(x for pair in dimensions for x in pair)]
+        for name, value in self.exact:
+            if (fields.get(name) != value) if name else (value not in anything):
+                return False
+        for name, word in self.partial:
+            haystack = [fields.get(name, "")] if name else anything
+            if not any(word in text for text in haystack):
+                return False
+        return True
 
 
 class _WidgetData:
@@ -254,23 +336,14 @@ class _WidgetData:
         return _on_grid(self.source.fetch(query, self.start, self.end), self.grid, self.period)
 
     def search(self, text: str, stat: str, period: int) -> list[tuple[str, FloatArray]]:
-        """SEARCH approximated by ListMetrics: same namespace, name and dimension names."""
-        schema = _SEARCH_SCHEMA.search(text)
-        if schema is None:
-            raise UnsupportedExpressionError(
-                f"SEARCH {text!r}: expected a {{Namespace,...}} schema"
-            )
-        namespace, *dim_names = [p.strip().strip('"') for p in schema.group(1).split(",")]
-        name_match = _SEARCH_NAME.search(text)
-        name = name_match.group(1) if name_match else None
-        rest = _SEARCH_NAME.sub("", _SEARCH_SCHEMA.sub("", text))
-        words = [w.strip('"') for w in rest.split() if w.strip('"')]
+        """SEARCH approximated by ListMetrics and :class:`SearchQuery`'s matching."""
+        search = SearchQuery.parse(text)
+        namespace = search.namespace
         found: list[tuple[str, FloatArray]] = []
-        for metric_name, dims in sorted(set(self.source.list_metrics(namespace, name))):
-            if sorted(n for n, _ in dims) != sorted(dim_names):
-                continue
-            haystack = " ".join([metric_name, *(v for _, v in dims)])
-            if not all(w in haystack for w in words):
+        for metric_name, dims in sorted(
+            set(self.source.list_metrics(namespace, search.metric_name))
+        ):
+            if not search.matches(metric_name, dims):
                 continue
             query = MetricQuery(namespace, metric_name, dims, stat, period)
             label = " ".join([metric_name, *(v for _, v in dims)])

@@ -129,6 +129,8 @@ def _provision_with_terraform(endpoint: str, job_id: str) -> tuple[Provisioned |
             "alarm_job_ids": [job_id],
             "stage_names": [STAGE_READ, STAGE_PRODUCE],
             "dashboard_period_seconds": DASHBOARD_PERIOD,
+            # The workers run with --high-resolution; a sub-minute period needs it said here.
+            "high_resolution": True,
         }
         try:
             outputs = local_terraform.apply_complete_example(

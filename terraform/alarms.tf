@@ -242,29 +242,61 @@ resource "aws_cloudwatch_metric_alarm" "latency_p99" {
   }
 }
 
-# Budget: the cost tracker's EstimatedCost above the budget. The tracker publishes once per
-# run of var.cost_tracker_schedule, which may be rate(1 hour), rate(1 day) or any cron, so most
-# 5-minute periods hold no data point. With notBreaching those empty periods turned the alarm
-# back to OK and the next run paged again, once per run. "ignore" keeps the alarm's state
-# through empty periods instead: a job's estimate only grows (worker-seconds are only ever
-# added), so once above the budget it stays above, and the alarm notifies once per breach
-# whatever the schedule, with no window to derive from a cron expression. It still starts in
-# INSUFFICIENT_DATA and goes OK at the first run below the budget.
+# Budget: the job's cost above the budget, the higher of the cost tracker's EstimatedCost and
+# ActualCost (metric math MAX over the two). EstimatedCost alone left an unpriced job (no
+# compute_profile or hourly_rate: no estimate at all) in INSUFFICIENT_DATA for good, even once
+# Cost Explorer had its real cost; and an estimate below the real cost (Spot prices, storage,
+# data transfer) never fired. MAX of an array of time series is one time series, point by
+# point; a missing value counts as 0 (as in metric math's arithmetic), harmless for costs,
+# which are never negative, and a period where neither has a point has none. (Metric math
+# advises against MAX in alarms for its other form, MAX of one series, a scalar over the whole
+# range fetched; the array form depends on nothing but the period's own points.)
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html
+#
+# The tracker publishes once per run of var.cost_tracker_schedule, which may be rate(1 hour),
+# rate(1 day) or any cron, so most 5-minute periods hold no data point. With notBreaching
+# those empty periods turned the alarm back to OK and the next run paged again, once per run.
+# "ignore" keeps the alarm's state through empty periods instead: a job's estimate only grows
+# (worker-seconds are only ever added) and so does its actual cost, so once above the budget
+# it stays above, and the alarm notifies once per breach whatever the schedule, with no window
+# to derive from a cron expression. It still starts in INSUFFICIENT_DATA and goes OK at the
+# first run below the budget. That is also why neither input is FILLed: a filled value would
+# put a point in every empty period and bring back the OK-then-page-again cycle.
 resource "aws_cloudwatch_metric_alarm" "cost_over_budget" {
   for_each = local.alarm_jobs
 
   alarm_name          = local.job_alarm_names["cost-over-budget"][each.key]
-  alarm_description   = "metricskit: job ${each.key} estimated cost above ${var.job_cost_budget_usd} USD."
-  namespace           = var.namespace
-  metric_name         = local.metric["EstimatedCost"].name
-  unit                = local.metric["EstimatedCost"].unit
-  statistic           = local.metric["EstimatedCost"].statistic
-  dimensions          = { (local.dim.job) = each.key }
-  period              = 300
-  evaluation_periods  = 1
+  alarm_description   = "metricskit: job ${each.key} cost (the higher of the estimated and the actual cost) above ${var.job_cost_budget_usd} USD."
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.job_cost_budget_usd
+  evaluation_periods  = 1
   treat_missing_data  = "ignore"
   alarm_actions       = local.alarm_actions
   tags                = var.tags
+
+  metric_query {
+    id          = "cost"
+    label       = "job cost (USD): the higher of estimated and actual"
+    expression  = "MAX([estimated, actual])"
+    return_data = true
+  }
+
+  # The expression's inputs, by the ids it names: the job's two cost series (JobId only: the
+  # cost tracker's metrics carry no other dimension).
+  dynamic "metric_query" {
+    for_each = { estimated = local.metric["EstimatedCost"], actual = local.metric["ActualCost"] }
+
+    content {
+      id = metric_query.key
+
+      metric {
+        namespace   = var.namespace
+        metric_name = metric_query.value.name
+        unit        = metric_query.value.unit
+        stat        = metric_query.value.statistic
+        period      = 300
+        dimensions  = { (local.dim.job) = each.key }
+      }
+    }
+  }
 }

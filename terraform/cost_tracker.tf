@@ -18,6 +18,9 @@ locals {
     var.cost_tracker_pricing_overrides_json == null ? {} : {
       COST_TRACKER_PRICING_OVERRIDES = var.cost_tracker_pricing_overrides_json
     },
+    # The workers' own dimensions: the progress the tracker publishes for a job whose workers
+    # are gone goes into their series (the dashboard rows), not a JobId-only one nobody reads.
+    length(var.dimensions) == 0 ? {} : { METRICSKIT_DIMENSIONS = jsonencode(var.dimensions) },
   )
 }
 

@@ -23,6 +23,15 @@ locals {
 
   period = var.dashboard_period_seconds
 
+  # Periods under a minute exist only for high-resolution data (StorageResolution 1, which
+  # high_resolution makes the workers publish), and CloudWatch returns it at such periods only
+  # for its last 3 hours; older data comes at multiples of 60 s or not at all. So a sub-minute
+  # dashboard opens on the last 3 hours, where every point it asks for exists.
+  # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricStat.html
+  sub_minute_period = local.period < 60
+  high_res_window   = "-PT3H"
+  dashboard_start   = local.sub_minute_period ? local.high_res_window : "-PT6H"
+
   # [namespace, metric name, JobId, <default job>, <own dimensions>...] for every catalog
   # metric keyed by JobId (own dimensions only on the library's series, see main.tf).
   # Indexing local.metric fails the plan for a name the catalog does not define.
@@ -33,6 +42,17 @@ locals {
     )
     if contains(m.dimensions, local.dim.job)
   }
+
+  # CloudWatch's limit on a search query (the text between the quotes of SEARCH('...'), and a
+  # variable's search): 1024 characters, checked by a precondition below.
+  search_query_max_length = 1024
+  job_id_search           = "{\"${var.namespace}\",${local.dim.job}${local.own_dimension_schema}} MetricName=\"${local.metric["RecordsProcessed"].name}\"${local.own_dimension_terms}"
+  stage_search            = "{\"${var.namespace}\",${local.dim.job},${local.dim.stage}${local.own_dimension_schema}} MetricName=\"${local.metric["ProgressPercentage"].name}\"${local.own_dimension_terms}"
+  search_queries = merge(
+    var.job_id_input_type == "select" ? { "the JobId drop-down's search" = local.job_id_search } : {},
+    length(var.stage_names) == 0 ? { "the per-stage progress SEARCH" = local.stage_search } : {},
+  )
+  search_queries_too_long = { for what, query in local.search_queries : what => length(query) if length(query) > local.search_query_max_length }
 
   job_id_variable = merge(
     {
@@ -47,7 +67,7 @@ locals {
     # A drop-down lists the JobIds that published records in the namespace.
     {
       for key, value in {
-        search       = "{\"${var.namespace}\",${local.dim.job}${local.own_dimension_schema}} MetricName=\"${local.metric["RecordsProcessed"].name}\"${local.own_dimension_terms}"
+        search       = local.job_id_search
         populateFrom = local.dim.job
       } : key => value if var.job_id_input_type == "select"
     },
@@ -65,7 +85,7 @@ locals {
     ],
     [[{
       id         = "stages"
-      expression = "SEARCH('{\"${var.namespace}\",${local.dim.job},${local.dim.stage}${local.own_dimension_schema}} MetricName=\"${local.metric["ProgressPercentage"].name}\"${local.own_dimension_terms}', '${local.metric["ProgressPercentage"].statistic}', ${local.period})"
+      expression = "SEARCH('${local.stage_search}', '${local.metric["ProgressPercentage"].statistic}', ${local.period})"
     }]],
   ][length(var.stage_names) > 0 ? 0 : 1]
 
@@ -79,9 +99,15 @@ locals {
     )
   ]
 
+  # How the JobId variable is set, in the header's words: it must match job_id_input_type.
+  job_id_how = {
+    input  = "Type a **JobId** in the box at the top of the dashboard"
+    select = "Pick a **JobId** from the drop-down at the top of the dashboard (it lists the JobIds that published records in the last two weeks)"
+  }
+
   header_markdown = join("\n", [
     "# metricskit: ${var.namespace}",
-    "Type a **JobId** in the box at the top of the dashboard to switch every job widget to that job. Throughput is summed over all workers; progress, records done and ETA are job-wide when the job table `${local.job_table_name}` is on (METRICSKIT_JOB_TABLE). Costs come from the cost tracker (`${local.function_name}`); see docs/DASHBOARD_GUIDE.md.",
+    "${local.job_id_how[var.job_id_input_type]} to switch every job widget to that job. Throughput is summed over all workers; progress, records done and ETA are job-wide when the job table `${local.job_table_name}` is on (METRICSKIT_JOB_TABLE). Costs come from the cost tracker (`${local.function_name}`); see docs/DASHBOARD_GUIDE.md.",
   ])
 
   widget_header = {
@@ -221,7 +247,7 @@ locals {
         width  = local.half_width
         height = local.detail_height
         properties = {
-          title = "metricskit health (dropped values, failed exports, retries, queued periods)"
+          title = "metricskit health (published only when non-zero: no data is good)"
           view  = "timeSeries"
           metrics = [
             for entry in local.catalog.self_metrics :
@@ -246,8 +272,10 @@ locals {
         metrics = [
           concat(local.job_metric["EstimatedCost"], [{ stat = local.metric["EstimatedCost"].statistic, label = "estimated" }]),
           concat(local.job_metric["ActualCost"], [{ stat = local.metric["ActualCost"].statistic, label = "actual (Cost Explorer)" }]),
-          # 0 means Cost Explorer did not answer (throttled, denied, tag not yet active).
-          concat(local.job_metric["ActualCostAvailable"], [{ stat = local.metric["ActualCostAvailable"].statistic, label = "actual cost available", yAxis = "right" }]),
+          # 1: the tracker holds a Cost Explorer answer, with or without a figure for this job
+          # (none for about its first day: Cost Explorer lags); 0: no answer (throttled,
+          # denied, request budget spent).
+          concat(local.job_metric["ActualCostAvailable"], [{ stat = local.metric["ActualCostAvailable"].statistic, label = "Cost Explorer answered (1 = yes)", yAxis = "right" }]),
         ]
         yAxis = { left = { min = 0, label = "USD", showUnits = false }, right = { min = 0, max = 1 } }
       }
@@ -319,7 +347,7 @@ locals {
   ]
 
   dashboard_body = {
-    start          = "-PT6H"
+    start          = local.dashboard_start
     periodOverride = "inherit"
     variables      = [local.job_id_variable]
     widgets        = concat([local.widget_header], local.widgets_metric, local.widgets_alarms)
@@ -343,6 +371,17 @@ resource "aws_cloudwatch_dashboard" "this" {
     precondition {
       condition     = length(local.own_dimension_clashes) == 0
       error_message = "dimensions may not be named like a metric metricskit publishes (EMF writes dimensions and metrics side by side, and the library refuses them): ${join(", ", local.own_dimension_clashes)}."
+    }
+
+    precondition {
+      # Sub-minute data exists only when the workers publish high-resolution metrics.
+      condition     = !local.sub_minute_period || var.high_resolution
+      error_message = "dashboard_period_seconds = ${local.period} needs high_resolution = true: CloudWatch keeps standard-resolution data at 60-second granularity, so a shorter period shows nothing. Set high_resolution = true (the worker_environment output then makes the workers publish high-resolution metrics, billed as such) or use a multiple of 60."
+    }
+
+    precondition {
+      condition     = length(local.search_queries_too_long) == 0
+      error_message = "CloudWatch allows a search query of at most ${local.search_query_max_length} characters; with this namespace and these dimensions ${join(" and ", [for what, size in local.search_queries_too_long : "${what} has ${size}"])}. Shorten the namespace or the dimension names and values, or name the stages (stage_names) and use job_id_input_type = \"input\", which need no search."
     }
 
     precondition {

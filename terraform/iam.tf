@@ -26,8 +26,31 @@ data "aws_iam_policy_document" "job_table_key" {
 
 # --- Workers ----------------------------------------------------------------------------------
 
+# Reading the input objects workers count (metricskit.count_lines / count_csv_records on
+# s3:// URIs: HeadObject for the ETag the cache is keyed by, then GetObject; both are
+# authorized by s3:GetObject). Only for the buckets the caller names: the module cannot know
+# them. Read at plan time (it names no resource of the module), merged into the worker policy.
+data "aws_iam_policy_document" "worker_s3_read" {
+  count = length(var.worker_s3_read_arns) > 0 ? 1 : 0
+
+  statement {
+    sid       = "ReadInputObjects"
+    actions   = ["s3:GetObject"]
+    resources = var.worker_s3_read_arns
+  }
+}
+
+locals {
+  # The cost tracker's own items in the job table (its Cost Explorer cache and the daily
+  # request budget): metricskit/job_table.py COST_CACHE_PREFIX, a test keeps the two equal.
+  cost_cache_key_prefix = "costcache#"
+}
+
 data "aws_iam_policy_document" "worker" {
-  source_policy_documents = data.aws_iam_policy_document.job_table_key[*].json
+  source_policy_documents = concat(
+    data.aws_iam_policy_document.job_table_key[*].json,
+    data.aws_iam_policy_document.worker_s3_read[*].json,
+  )
 
   statement {
     sid     = "PutMetricsInOwnNamespace"
@@ -45,11 +68,30 @@ data "aws_iam_policy_document" "worker" {
 
   statement {
     sid = "JobTableItems"
-    # Exactly what metricskit's job registry does: register a job (PutItem), ADD to done and
-    # set the status (UpdateItem), read line-count caches and checkpoints (GetItem). Workers
-    # never list jobs, so neither Query nor Scan.
+    # Exactly what workers do to the table's items: the job registry registers a job, ADDs to
+    # done and sets the status with UpdateItem (never PutItem) and reads its job back with
+    # GetItem; the line- and CSV-record-count caches (metricskit/lines.py) and the examples'
+    # checkpoints write their items with PutItem and read them with GetItem. Workers never
+    # list jobs, so neither Query nor Scan.
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.jobs.arn]
+  }
+
+  statement {
+    sid = "NoCostCacheWrites"
+    # The cost tracker's cache items hold its Cost Explorer figures and the daily request
+    # budget that caps its paid requests: a worker must not overwrite them (whatever other
+    # policy its role has). Every item write names its key, so dynamodb:LeadingKeys is always
+    # present for these actions; ForAnyValue covers BatchWriteItem's many keys.
+    effect    = "Deny"
+    actions   = ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+
+    condition {
+      test     = "ForAnyValue:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["${local.cost_cache_key_prefix}*"]
+    }
   }
 }
 

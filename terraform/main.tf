@@ -18,9 +18,17 @@ locals {
   own_dimension_names   = sort(keys(var.dimensions))
   own_dimension_pairs   = flatten([for name in local.own_dimension_names : [name, var.dimensions[name]]])
   own_dimension_metrics = [for m in local.catalog.metrics : m.name if m.emitter == "library"]
-  # For SEARCH: the schema's extra dimension names and an exact-match term per dimension.
-  own_dimension_schema = join("", [for name in local.own_dimension_names : ",${name}"])
-  own_dimension_terms  = join("", [for name in local.own_dimension_names : " ${name}=\"${var.dimensions[name]}\""])
+  # For SEARCH (CloudWatch's search expression syntax): the schema's extra dimension names,
+  # each in double quotes (a name with any character other than a letter or digit, such as
+  # "_", "." or "-", must be quoted there; the namespace is quoted the same way), and an exact-match
+  # term per dimension, whose value escapes \ " ( and ) with a backslash as exact matches
+  # require (the backslash first, so the escapes themselves are not escaped again).
+  # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/search-expression-syntax.html
+  own_dimension_schema = join("", [for name in local.own_dimension_names : ",\"${name}\""])
+  own_dimension_terms = join("", [
+    for name in local.own_dimension_names :
+    " ${name}=\"${replace(replace(replace(replace(var.dimensions[name], "\\", "\\\\"), "\"", "\\\""), "(", "\\("), ")", "\\)")}\""
+  ])
   # Names the library refuses as dimensions because it publishes metrics so named (EMF writes
   # dimensions and metrics side by side); checked by a precondition on the dashboard.
   own_dimension_clashes = setintersection(local.own_dimension_names, keys(local.metric))

@@ -11,7 +11,7 @@ output "dashboard_arn" {
 }
 
 output "dashboard_url" {
-  description = "Console URL of the dashboard; type a JobId in its JobId box to switch jobs."
+  description = "Console URL of the dashboard; type (or, with job_id_input_type = \"select\", pick) a JobId in its JobId box to switch jobs."
   value       = "https://${local.region}.${local.console_domain}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
 }
 
@@ -71,12 +71,17 @@ output "cost_tracker_rule_arn" {
 }
 
 output "worker_environment" {
-  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE, and METRICSKIT_DIMENSIONS when dimensions is set)."
+  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE; METRICSKIT_DIMENSIONS when dimensions is set; METRICSKIT_HIGH_RESOLUTION when high_resolution is on, with METRICSKIT_FLUSH_INTERVAL when dashboard_period_seconds is under 60)."
   value = merge(
     {
       METRICSKIT_NAMESPACE = var.namespace
       METRICSKIT_JOB_TABLE = aws_dynamodb_table.jobs.name
     },
     length(var.dimensions) == 0 ? {} : { METRICSKIT_DIMENSIONS = jsonencode(var.dimensions) },
+    # A sub-minute dashboard needs a data point per period: high-resolution storage, and a
+    # flush at least that often (a 60 s flush would put a minute's records in one 10 s period
+    # and leave the five others empty).
+    var.high_resolution ? { METRICSKIT_HIGH_RESOLUTION = "true" } : {},
+    var.high_resolution && var.dashboard_period_seconds < 60 ? { METRICSKIT_FLUSH_INTERVAL = tostring(var.dashboard_period_seconds) } : {},
   )
 }

@@ -69,14 +69,22 @@ variable "job_id_input_type" {
 }
 
 variable "dashboard_period_seconds" {
-  description = "Period of the dashboard's time-series widgets in seconds (the workers' flush interval or a multiple of it)."
+  description = "Period of the dashboard's time-series widgets in seconds (the workers' flush interval or a multiple of it). 1, 5, 10, 20 or 30 need high_resolution = true, and the dashboard then opens on the last 3 hours."
   type        = number
   default     = 60
 
   validation {
-    condition     = contains([1, 5, 10, 30], var.dashboard_period_seconds) || (var.dashboard_period_seconds >= 60 && var.dashboard_period_seconds % 60 == 0)
-    error_message = "dashboard_period_seconds must be 1, 5, 10, 30 or a multiple of 60."
+    # CloudWatch's periods (MetricStat Period): 1, 5, 10, 20 or 30 for high-resolution data,
+    # else a multiple of 60. The link to high_resolution is a precondition (dashboard.tf).
+    condition     = contains([1, 5, 10, 20, 30], var.dashboard_period_seconds) || (var.dashboard_period_seconds >= 60 && var.dashboard_period_seconds % 60 == 0)
+    error_message = "dashboard_period_seconds must be 1, 5, 10, 20, 30 (with high_resolution = true) or a multiple of 60."
   }
+}
+
+variable "high_resolution" {
+  description = "Have the workers publish high-resolution metrics (the worker_environment output sets METRICSKIT_HIGH_RESOLUTION=true, and METRICSKIT_FLUSH_INTERVAL to dashboard_period_seconds when that is under 60). Required for a dashboard period under 60 seconds; high-resolution custom metrics and their extra PutMetricData requests cost more."
+  type        = bool
+  default     = false
 }
 
 variable "dimensions" {
@@ -91,14 +99,15 @@ variable "dimensions" {
   }
 
   validation {
-    # Names go unquoted into SEARCH expressions, values inside double quotes within the single
-    # quotes of SEARCH('...'), so neither may hold a quote or a backslash. (RE2 refuses
-    # repetition counts above 1000, hence length() for the 1024.)
+    # Names go into SEARCH schemas (double-quoted) and, bare, into its Name="value" terms;
+    # values go into those terms with \ " ( ) escaped (main.tf), all within the single quotes
+    # of SEARCH('...'), which nothing can escape: so no single quote. (RE2 refuses repetition
+    # counts above 1000, hence length() for the 1024.)
     condition = alltrue([
       for name, value in var.dimensions :
-      can(regex("^[A-Za-z0-9_.-]{1,255}$", name)) && length(value) <= 1024 && can(regex("^[ -~]+$", value)) && !can(regex("[\"'\\\\]", value)) && trimspace(value) != ""
+      can(regex("^[A-Za-z0-9_.-]{1,255}$", name)) && length(value) <= 1024 && can(regex("^[ -~]+$", value)) && !strcontains(value, "'") && trimspace(value) != ""
     ])
-    error_message = "Each dimension name must be 1-255 letters, digits and _ . - ; each value 1-1024 printable ASCII characters other than quotes and backslashes, not only spaces."
+    error_message = "Each dimension name must be 1-255 letters, digits and _ . - ; each value 1-1024 printable ASCII characters other than the single quote ('), not only spaces."
   }
 
   validation {
@@ -239,7 +248,7 @@ variable "latency_p99_threshold_ms" {
 }
 
 variable "job_cost_budget_usd" {
-  description = "The cost alarm fires when a job's EstimatedCost (USD, from the cost tracker) is above this budget."
+  description = "The cost alarm fires when a job's cost (USD, from the cost tracker: the higher of its EstimatedCost and its ActualCost) is above this budget."
   type        = number
   default     = 100
 
@@ -279,6 +288,20 @@ variable "job_table_deletion_protection" {
   description = "Turn on DynamoDB deletion protection for the job table (recommended in production; off so examples destroy cleanly)."
   type        = bool
   default     = false
+}
+
+# --- Workers ----------------------------------------------------------------------------------
+
+variable "worker_s3_read_arns" {
+  description = "S3 object ARNs (arn:aws:s3:::bucket/prefix/*) the workers read input from; the worker policy then allows s3:GetObject on them, which metricskit.count_lines and count_csv_records on s3:// URIs need (HeadObject for the ETag, then the read). Empty: the module cannot know the buckets, so grant that read elsewhere."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # Object ARNs only: s3:GetObject has no effect on a bucket ARN (arn:aws:s3:::bucket).
+    condition     = alltrue([for arn in var.worker_s3_read_arns : can(regex("^arn:[a-z-]+:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$", arn))])
+    error_message = "Each worker_s3_read_arns entry must be an S3 object ARN, arn:<partition>:s3:::<bucket>/<key or pattern> (for a whole bucket: arn:aws:s3:::<bucket>/*)."
+  }
 }
 
 # --- Cost tracker -----------------------------------------------------------------------------

@@ -338,28 +338,31 @@ def test_publishes_every_cost_metric_with_the_expected_values(
 
     # hourly_rate on the item wins over the profile's Spot price.
     assert sink.last(catalog.ESTIMATED_COST, JobId="infer-2") == pytest.approx(0.3)
+    # Cost Explorer answered but has no figure for it yet (it lags a day): no ActualCost, and
+    # ActualCostAvailable says the answer is there, so nobody chases a Cost Explorer fault.
     assert sink.last(catalog.ACTUAL_COST, JobId="infer-2") is None
-    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="infer-2") == 0.0
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="infer-2") == 1.0
     assert sink.last(catalog.COST_PER_MILLION_RECORDS, JobId="infer-2") == pytest.approx(0.5)
 
     # No worker_seconds: wall time (until the last heartbeat, 3 h after the start: its workers
-    # are gone) x workers x rate; and the tracker publishes job-wide progress and ETA.
+    # are gone) x workers x rate; and the tracker publishes job-wide progress, but no ETA:
+    # dead workers finish nothing (an ETA "if resumed" would read 3 h every run for a day).
     assert sink.last(catalog.ESTIMATED_COST, JobId="stale-3") == pytest.approx(3 * 2 * 1.006)
     assert sink.last(catalog.RECORDS_DONE, JobId="stale-3") == 500
     assert sink.last(catalog.PROGRESS_PERCENTAGE, JobId="stale-3") == pytest.approx(50.0)
-    assert sink.last(catalog.ETA_SECONDS, JobId="stale-3") == pytest.approx(3 * HOUR)
+    assert sink.last(catalog.ETA_SECONDS, JobId="stale-3") is None
     assert report["stale_jobs"] == ["stale-3"]
     assert sink.last(catalog.RECORDS_DONE, JobId="train-1") is None  # its workers publish it
 
     # Unknown profile: reported, never guessed.
     assert sink.last(catalog.ESTIMATED_COST, JobId="tpu-5") is None
-    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="tpu-5") == 0.0
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="tpu-5") == 1.0
     assert [u["job_id"] for u in report["unpriced"]] == ["tpu-5"]
     assert "fargate:<N>vcpu:<M>gb" in report["unpriced"][0]["reason"]
 
     # Finished more than a day ago: only its (still settling) actual cost is reported.
     assert [(m.name, m.value) for m in sink.metrics(JobId="old-4")] == [
-        (catalog.ACTUAL_COST_AVAILABLE, 0.0)
+        (catalog.ACTUAL_COST_AVAILABLE, 1.0)
     ]
     assert report["settling_jobs"] == ["old-4"]
     assert job_item(table, "old-4")[jt.ACTUAL_COST_STATUS]["S"] == "no_data"
@@ -380,6 +383,37 @@ def test_publishes_every_cost_metric_with_the_expected_values(
     assert cache[jt.ITEM_TYPE]["S"] == jt.TYPE_COST_CACHE
     # "other" (not in the table) counts towards MonthlyCost, but the cache keeps no cost for it.
     assert json.loads(cache[jt.PAYLOAD]["S"])["job_costs"] == {"train-1": 0.5}
+
+
+def test_progress_of_a_job_whose_workers_are_gone_lands_in_the_workers_own_series(
+    aws: str, table: str, namespace: str
+) -> None:
+    """With the module's dimensions input, workers publish JobId plus those dimensions and the
+    dashboard reads exactly that series: progress published with JobId alone never showed.
+    The cost metrics are the tracker's own and keep JobId only (the dashboard reads them so)."""
+    now, _, run = seeded_tracker(aws, table, namespace, [("train-1", "Training", 0.5)])
+    _, sink = run(now, environ={"METRICSKIT_DIMENSIONS": '{"Env": "prod", "Team": "data"}'})
+    job_and_own = (("JobId", "stale-3"), ("Env", "prod"), ("Team", "data"))
+    for name in (catalog.RECORDS_DONE, catalog.RECORDS_TOTAL, catalog.PROGRESS_PERCENTAGE):
+        assert [m.key.dimensions for m in sink.metrics(name, JobId="stale-3")] == [job_and_own]
+    for name in (catalog.ESTIMATED_COST, catalog.ACTUAL_COST_AVAILABLE):
+        assert [m.key.dimensions for m in sink.metrics(name, JobId="stale-3")] == [
+            (("JobId", "stale-3"),)
+        ]
+    assert [m.key.dimensions for m in sink.metrics(catalog.ACTUAL_COST)] == [
+        (("JobId", "train-1"),)
+    ]
+
+
+def test_dimensions_the_library_would_refuse_are_ignored_with_a_warning(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    now, _, run = seeded_tracker(aws, table, namespace, [])
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        _, sink = run(now, environ={"METRICSKIT_DIMENSIONS": '{"JobId": "x"}'})
+    assert "METRICSKIT_DIMENSIONS" in caplog.text
+    (progress,) = sink.metrics(catalog.PROGRESS_PERCENTAGE, JobId="stale-3")
+    assert progress.key.dimensions == (("JobId", "stale-3"),)
 
 
 def test_an_answer_with_thousands_of_other_jobs_is_cached_for_the_tables_jobs(
@@ -959,7 +993,10 @@ def test_a_tag_not_yet_activated_is_explained_in_the_log(
     assert report["ce_status"] == "ok"
     assert "Activate 'JobId'" in caplog.text
     assert "24 hours" in caplog.text
-    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 0.0
+    # Cost Explorer answered: the missing tag shows as no ActualCost (and the log above), not
+    # as an unavailable answer.
+    assert sink.last(catalog.ACTUAL_COST, JobId="train-1") is None
+    assert sink.last(catalog.ACTUAL_COST_AVAILABLE, JobId="train-1") == 1.0
     assert sink.last(catalog.MONTHLY_COST, CostCategory="Untagged") == pytest.approx(40.0)
 
 

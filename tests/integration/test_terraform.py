@@ -26,7 +26,8 @@ from typing import Any
 import boto3
 import pytest
 
-from cost_tracker.cost_explorer import UNTAGGED
+from cost_tracker.cost_explorer import CACHE_NAME, UNTAGGED
+from metricskit import job_table as jt
 
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
@@ -550,6 +551,10 @@ def test_select_input_and_stage_search_variant_plans_a_valid_dashboard(
     stages = next(w for w in body["widgets"] if "stage" in w["properties"].get("title", ""))
     ((options,),) = stages["properties"]["metrics"]
     assert options["expression"].startswith(f'SEARCH(\'{{"{namespace}",{JOB_DIM},Stage}}')
+    # The header tells how to switch jobs the way this dashboard does it: no box to type in.
+    header = body["widgets"][0]["properties"]["markdown"]
+    assert "drop-down" in header
+    assert "Type a" not in header
 
 
 @pytest.mark.terraform
@@ -619,8 +624,16 @@ def test_alarms_watch_the_catalog_metrics_and_notify_the_topic(deployed: Deploym
     p99 = by_suffix["p99"]
     assert (p99["MetricName"], p99["ExtendedStatistic"]) == (DISTRIBUTION["name"], "p99")
 
-    budget = by_suffix["budget"]
-    assert (budget["MetricName"], budget["Statistic"]) == ("EstimatedCost", "Maximum")
+    # The higher of the estimated and the actual cost: an unpriced job (no estimate) is
+    # still watched once Cost Explorer has its cost.
+    budget = {q["Id"]: q for q in by_suffix["budget"]["Metrics"]}
+    assert budget["cost"]["Expression"] == "MAX([estimated, actual])"
+    assert budget["cost"]["ReturnData"] is True
+    for query_id, name in (("estimated", "EstimatedCost"), ("actual", "ActualCost")):
+        stat = budget[query_id]["MetricStat"]
+        assert (stat["Metric"]["MetricName"], stat["Stat"]) == (name, "Maximum")
+        assert stat["Metric"]["Dimensions"] == [{"Name": JOB_DIM, "Value": job}]
+        assert budget[query_id]["ReturnData"] is False
 
 
 def _deployed_snapshot(deployed: Deployment) -> dict[str, Any]:
@@ -711,6 +724,31 @@ def test_cost_tracker_runs_the_zip_on_a_schedule(deployed: Deployment) -> None:
     assert [g["retentionInDays"] for g in groups["logGroups"]] == [30]
 
 
+def worker_key_denied(pattern: str, key: str) -> bool:
+    """IAM's StringLike: ``*`` any run of characters, ``?`` one character."""
+    return (
+        re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), key) is not None
+    )
+
+
+def test_the_cost_cache_deny_leaves_every_key_workers_write_alone() -> None:
+    """The worker policy denies writes to keys starting with job_table.COST_CACHE_PREFIX (the
+    cost tracker's cache and daily request budget); every key the library and the examples
+    write (job items, line- and CSV-record-count caches, checkpoints) must stay writable."""
+    iam_tf = (TF_DIR / "iam.tf").read_text("utf-8")
+    (prefix,) = re.findall(r'cost_cache_key_prefix = "([^"]+)"', iam_tf)
+    assert prefix == jt.COST_CACHE_PREFIX
+    pattern = f"{prefix}*"
+    written = [
+        "csv-2026-11-23",
+        jt.linecount_key("s3://bucket/input/rows.csv.gz"),
+        jt.csvrecords_key("/data/rows.csv"),
+        jt.checkpoint_key("csv-2026-11-23", "0/4"),
+    ]
+    assert [key for key in written if worker_key_denied(pattern, key)] == []
+    assert worker_key_denied(pattern, jt.cost_cache_key(CACHE_NAME))
+
+
 def _statements(document: Any) -> dict[str, dict[str, Any]]:
     if isinstance(document, str):
         document = json.loads(document)
@@ -745,6 +783,17 @@ def test_iam_grants_only_what_workers_and_the_tracker_need(deployed: Deployment)
         "dynamodb:UpdateItem",
     ]
     assert table["Resource"] == table_arn
+    # Workers may write every item they use, but never the cost tracker's cache items.
+    deny = worker["NoCostCacheWrites"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Resource"] == table_arn
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem"} <= set(_as_list(deny["Action"]))
+    ((test, keys),) = deny["Condition"].items()
+    assert test == "ForAnyValue:StringLike"
+    assert keys == {"dynamodb:LeadingKeys": f"{jt.COST_CACHE_PREFIX}*"}
+    assert not worker_key_denied(keys["dynamodb:LeadingKeys"], "csv-job-1")
+    assert worker_key_denied(keys["dynamodb:LeadingKeys"], jt.cost_cache_key(CACHE_NAME))
+    assert "ReadInputObjects" not in worker  # no S3 grant unless buckets are named
 
     role = f"{deployed.tf_vars['name_prefix']}-cost-tracker"
     tracker = _statements(iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"])
@@ -1106,6 +1155,64 @@ def test_a_customer_managed_table_key_may_be_used_through_dynamodb_only(
         assert not without_key.change(address)["after"]["source_policy_documents"]
 
 
+@pytest.mark.terraform
+def test_workers_may_read_the_s3_objects_they_count_when_the_buckets_are_named(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """count_lines on an s3:// URI calls HeadObject and GetObject (both s3:GetObject)."""
+    arns = ["arn:aws:s3:::input-bucket/rows/*", "arn:aws:s3:::other-bucket/*"]
+    planned = plan_module(worker_s3_read_arns=arns)
+    assert planned.error == ""
+    document = planned.read_at_plan("data.aws_iam_policy_document.worker_s3_read[0]")
+    (statement,) = document["statement"]
+    assert (statement["sid"], statement["actions"]) == ("ReadInputObjects", ["s3:GetObject"])
+    assert sorted(statement["resources"]) == sorted(arns)
+    worker = planned.change("data.aws_iam_policy_document.worker")["after"]
+    assert document["json"] in worker["source_policy_documents"]
+    refused = plan_module(worker_s3_read_arns=["arn:aws:s3:::input-bucket"])
+    assert "must be an S3 object ARN" in refused.error
+
+
+@pytest.mark.terraform
+def test_a_sub_minute_dashboard_needs_high_resolution_and_opens_on_three_hours(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """Standard-resolution data has no sub-minute periods, and high-resolution data is only
+    served at them for 3 hours: a 10 s dashboard over the default 6 hours showed nothing."""
+    refused = plan_module(dashboard_period_seconds=10)
+    assert "needs high_resolution = true" in refused.error
+
+    fast = plan_module(dashboard_period_seconds=10, high_resolution=True)
+    assert fast.error == ""
+    body = fast.dashboard_body()
+    assert body["start"] == "-PT3H"
+    throughput = next(w for w in body["widgets"] if w["properties"].get("title", "")[:3] == "Thr")
+    assert throughput["properties"]["period"] == 10
+    environment = fast.plan["planned_values"]["outputs"]["worker_environment"]["value"]
+    assert environment["METRICSKIT_HIGH_RESOLUTION"] == "true"
+    assert environment["METRICSKIT_FLUSH_INTERVAL"] == "10"
+
+    default = plan_module()
+    assert default.dashboard_body()["start"] == "-PT6H"
+    environment = default.plan["planned_values"]["outputs"]["worker_environment"]["value"]
+    assert "METRICSKIT_HIGH_RESOLUTION" not in environment
+    assert "METRICSKIT_FLUSH_INTERVAL" not in environment
+    assert "must be 1, 5, 10, 20, 30" in plan_module(dashboard_period_seconds=15).error
+
+
+@pytest.mark.terraform
+def test_search_queries_longer_than_cloudwatch_allows_fail_the_plan(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """A search query holds at most 1024 characters; long dimension values overflow it."""
+    own = {"Env": "e" * 600, "Team": "t" * 500}
+    too_long = plan_module(dimensions=own)
+    assert "search query of at most 1024 characters" in too_long.error
+    assert "the per-stage progress SEARCH has" in too_long.error
+    # Named stages and a typed JobId need no search at all.
+    assert plan_module(dimensions=own, stage_names=["read"]).error == ""
+
+
 def _series_of_rows(body: dict[str, Any]) -> tuple[list[tuple[str, Dims]], list[str]]:
     """The (metric name, dimensions) of every metric row in the dashboard, and its SEARCH
     expressions and variable searches."""
@@ -1126,19 +1233,14 @@ Dims = frozenset[tuple[str, str]]
 
 
 def search_matches(query: str, namespace: str, name: str, dims: Dims) -> bool:
-    """Whether a series matches the subset of CloudWatch's search syntax the module writes:
-    ``{"<namespace>",Dim,...} MetricName="<name>" Dim="<value>" ...`` (the schema's dimension
-    names are exactly the series'; each term an exact match)."""
-    schema = re.fullmatch(r'\{"([^"]+)",([^}]*)\}(.*)', query.strip())
-    assert schema, f"unexpected search {query!r}"
-    names = set(schema.group(2).split(","))
-    terms = dict(re.findall(r'(\S+)="([^"]*)"', schema.group(3)))
-    wanted = {**dict(dims), "MetricName": name}
-    return (
-        schema.group(1) == namespace
-        and names == {d for d, _ in dims}
-        and all(wanted.get(key) == value for key, value in terms.items())
-    )
+    """Whether a series matches a search query the module writes, read as CloudWatch's search
+    syntax says (``{"<namespace>",Dim,"Dim_2"} MetricName="<name>" Dim="<value>" ...``: names
+    quoted in the schema, exact-match values with \\ " ( ) escaped), by the local renderer's
+    parser (examples/dashboard_render.py), so the two cannot disagree."""
+    from examples.dashboard_render import SearchQuery
+
+    search = SearchQuery.parse(query)
+    return search.namespace == namespace and search.matches(name, sorted(dims))
 
 
 @pytest.mark.terraform
@@ -1151,7 +1253,9 @@ def test_own_dimensions_reach_every_library_series_the_dashboard_and_alarms_read
     import metricskit
     from metricskit.testing import MemorySink
 
-    own = {"Env": "prod", "Team": "data-eng"}
+    # Names SEARCH schemas must quote (non-alphanumeric), values whose exact-match terms must
+    # escape \ " ( and ).
+    own = {"Env": "prod (eu)", "team_name": 'data "eng" \\ ops', "Team.Lead": "a)b("}
     planned = plan_module(
         dimensions=own, alarm_job_ids=["job-1"], job_id_input_type="select", stage_names=[]
     )
@@ -1204,6 +1308,11 @@ def test_own_dimensions_reach_every_library_series_the_dashboard_and_alarms_read
     assert alarm_dims(latency) == job_1
     cost = 'aws_cloudwatch_metric_alarm.cost_over_budget["job-1"]'
     assert alarm_dims(cost) == {JOB_DIM: "job-1"}
+    # The cost tracker publishes the progress of jobs whose workers are gone into the same
+    # series (cost_tracker.handler reads METRICSKIT_DIMENSIONS).
+    tracker = planned.change("aws_lambda_function.cost_tracker")["after"]
+    tracker_env = tracker["environment"][0]["variables"]
+    assert json.loads(tracker_env["METRICSKIT_DIMENSIONS"]) == own
 
 
 def _library_accepts(check: Callable[[Any], Any], value: Any) -> bool:
@@ -1282,7 +1391,8 @@ def test_the_module_and_the_cost_tracker_accept_the_same_pricing_overrides(
         ({"job_table_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/jobs"}, False),
         ({"dimensions": {"JobId": "x"}}, False),  # metricskit sets it
         ({"dimensions": {"RecordsProcessed": "x"}}, False),  # EMF could not write the metric
-        ({"dimensions": {"Env": 'say "hi"'}}, False),  # would break the SEARCH quoting
+        ({"dimensions": {"Env": 'say "hi" \\ (now)'}}, True),  # escaped in SEARCH terms
+        ({"dimensions": {"Env": "it's"}}, False),  # would end SEARCH('...'): no escape for it
         ({"dimensions": {"Team Name": "x"}}, False),  # unquoted in SEARCH schemas
         ({"dimensions": {f"D{n}": "v" for n in range(28)}}, False),  # 28 + JobId, Stage, ...
         ({"dimensions": {"Env": "prod-1 (eu)"}}, True),

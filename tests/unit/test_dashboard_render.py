@@ -312,3 +312,65 @@ def test_a_bare_fetch_function_is_enough(tmp_path: Path) -> None:
     )
     assert asked == [MetricQuery(NS, "RecordsDone", JOB, "Maximum", 60)]
     assert report.widgets[0].points_drawn == 2
+
+
+def _search_widget(expression: str) -> dict[str, object]:
+    return {
+        "type": "metric",
+        "x": 0,
+        "y": 0,
+        "width": 12,
+        "height": 6,
+        "properties": {"title": "s", "period": 60, "metrics": [[{"expression": expression}]]},
+    }
+
+
+def test_search_with_own_dimensions_matches_them_exactly_by_name(tmp_path: Path) -> None:
+    """What the Terraform module writes when its dimensions input is set: quoted schema names
+    and Name="value" exact terms with \\ " ( ) escaped. The resolver once took Env="prod" for
+    a word to find and matched nothing at all."""
+    own = (("Env", "prod"), ("team_name", 'a(b) "x" \\y'))
+    other = (("Env", "dev"), ("team_name", 'a(b) "x" \\y'))
+    source = DictSource(
+        {
+            ("ProgressPercentage", (("JobId", "j1"), ("Stage", "read"), *own), "Maximum"): [50.0],
+            ("ProgressPercentage", (("JobId", "j2"), ("Stage", "load"), *own), "Maximum"): [9.0],
+            ("ProgressPercentage", (("JobId", "j1"), ("Stage", "read"), *other), "Maximum"): [1.0],
+            ("ProgressPercentage", (("JobId", "j1"), ("Stage", "read")), "Maximum"): [2.0],
+        }
+    )
+    query = (
+        f'{{"{NS}",JobId,Stage,"Env","team_name"}} MetricName="ProgressPercentage" '
+        'Env="prod" team_name="a\\(b\\) \\"x\\" \\\\y"'
+    )
+    report = render_dashboard(
+        {"widgets": [_search_widget(f"SEARCH('{query}', 'Maximum', 60)")]},
+        source,
+        tmp_path / "s.png",
+        start=START,
+        end=END,
+    )
+    (widget,) = report.widgets
+    assert widget.problem is None
+    assert widget.series_drawn == 2  # j1/read and j2/load with Env=prod; not dev, not bare
+    assert sorted(q.dimensions[:2] for q in source.queries) == [
+        (("JobId", "j1"), ("Stage", "read")),
+        (("JobId", "j2"), ("Stage", "load")),
+    ]
+    assert all(dict(q.dimensions)["Env"] == "prod" for q in source.queries)
+
+
+def test_search_terms_exact_and_partial() -> None:
+    from examples.dashboard_render import SearchQuery
+
+    query = SearchQuery.parse('{"Rev/NS",JobId,"team.name"} "RecordsDone" team.name=ops j1')
+    assert query.namespace == "Rev/NS"
+    assert query.dimension_names == ("JobId", "team.name")
+    assert query.exact == (("", "RecordsDone"),)
+    assert query.partial == (("team.name", "ops"), ("", "j1"))
+    dims = (("JobId", "j10"), ("team.name", "devops"))
+    assert query.matches("RecordsDone", dims)
+    assert not query.matches("RecordsDoneTotal", dims)  # "..." is exact
+    assert not query.matches("RecordsDone", (("JobId", "j10"),))  # not the schema's names
+    with pytest.raises(UnsupportedExpressionError, match="Boolean"):
+        SearchQuery.parse("{NS,JobId} a OR b")

@@ -47,6 +47,7 @@ module "metricskit" {
   stage_names              = var.stage_names
   job_id_input_type        = var.job_id_input_type
   dashboard_period_seconds = var.dashboard_period_seconds
+  high_resolution          = var.high_resolution
 
   tags = {
     Project = "metricskit-example"

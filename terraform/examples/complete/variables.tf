@@ -64,7 +64,13 @@ variable "cost_tracker_schedule" {
 }
 
 variable "dashboard_period_seconds" {
-  description = "Period of the dashboard's time-series widgets (1, 5, 10, 30 or a multiple of 60); the local demo uses 5 for its short, high-resolution run."
+  description = "Period of the dashboard's time-series widgets (1, 5, 10, 20, 30 with high_resolution, or a multiple of 60); the local demo uses 5 for its short, high-resolution run."
   type        = number
   default     = 60
+}
+
+variable "high_resolution" {
+  description = "Workers publish high-resolution metrics (required for a dashboard period under 60 s)."
+  type        = bool
+  default     = false
 }
