@@ -379,6 +379,12 @@ class Job(Recorder):
         registration = self._registration
         if registration is None:
             return True
+        if self.inherited:
+            # A forked copy hands over its counts and leaves; the job's outcome is its
+            # parent's to decide, whatever ended the copy: Pool.terminate() (which every
+            # `with Pool()` ends in) SIGTERMs idle workers, and a task's exception through a
+            # `with job:` in a child is that task's, not the job's.
+            status = "completed"
         now = self.clock()
         return self._run_bounded(
             lambda: registration.finish(
@@ -703,7 +709,9 @@ class Job(Recorder):
     def inherited(self) -> bool:
         """True in a forked child that uses a job its parent created.
 
-        Such a copy delivers its own counts but leaves the job's final status to the parent.
+        Such a copy delivers its own counts but leaves the job's final status to the parent:
+        however it is closed (SIGTERM, an exception, ``close("failed")``), it leaves the job
+        table as a worker that finished its share, never as an interrupted or failed one.
         """
         return os.getpid() != self._owner_pid
 
