@@ -47,6 +47,16 @@ records into the innermost one."""
 _captures_lock = threading.Lock()
 
 
+def _reset_captures_lock_in_child() -> None:
+    # A thread of the parent inside push_capture/pop_capture at fork time held the lock; it
+    # does not exist in the child, where Job(sink=None) would wait on the lock for ever.
+    global _captures_lock  # noqa: PLW0603 - the lock itself must be replaced
+    _captures_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_captures_lock_in_child)
+
+
 def push_capture(sink: Exporter) -> None:
     """Make ``sink`` the innermost open capture of the process (see metricskit.testing)."""
     with _captures_lock:
