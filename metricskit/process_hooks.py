@@ -52,7 +52,10 @@ class ManagedJob(Protocol):
 
 
 _live: dict[int, weakref.ref[ManagedJob]] = {}
-"""The jobs to look after, by id, held weakly (a forgotten job is collected as usual).
+"""The jobs to look after, by id, held weakly. These hooks keep no job alive: an open job
+with a flusher is kept by its flusher thread until it closes (so a job the program dropped
+still delivers at exit), and one with nothing to deliver (sink "off", no job table) is
+collected as usual.
 
 Not a WeakSet: its iterator is a Python generator, so a job created or closed on another
 thread meanwhile can raise "Set changed size during iteration", in the SIGTERM handler too.
