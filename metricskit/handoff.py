@@ -68,4 +68,3 @@ class Handoff:
     def wait(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds; True when the work has finished."""
         return self._finished.wait(max(0.0, timeout))
-

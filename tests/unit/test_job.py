@@ -552,7 +552,7 @@ def test_record_calls_never_raise_whatever_number_type_they_get(clock: FakeClock
 def test_close_delivers_even_where_no_new_thread_may_start(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Python 3.12.0/3.12.1 refuse new threads in atexit hooks, where close() may run."""
+    """Python 3.12.0 to 3.12.2 refuse new threads in atexit hooks, where close() may run."""
     sink = MemorySink()
     job = make_job(clock, sink)
     job.processed(3)
