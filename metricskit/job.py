@@ -23,6 +23,7 @@ from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey
 from metricskit.delivery import Delivery
 from metricskit.errors import ConfigurationError, InvalidDimensionError
 from metricskit.flusher import PeriodicFlusher
+from metricskit.handoff import Handoff
 from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
 from metricskit.recorder import DropCounter, JobStatus, Recorder
@@ -45,6 +46,16 @@ _active_captures: list[Exporter] = []
 did not inherit the capture's context (``threading.Thread``, a ThreadPoolExecutor worker)
 records into the innermost one."""
 _captures_lock = threading.Lock()
+
+
+def _reset_captures_lock_in_child() -> None:
+    # A thread of the parent inside push_capture/pop_capture at fork time held the lock; it
+    # does not exist in the child, where Job(sink=None) would wait on the lock for ever.
+    global _captures_lock  # noqa: PLW0603 - the lock itself must be replaced
+    _captures_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_captures_lock_in_child)
 
 
 def push_capture(sink: Exporter) -> None:
@@ -232,6 +243,10 @@ class Job(Recorder):
         self._flusher = PeriodicFlusher(
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
         )
+        # The flush() under way, if any: later calls wait for it rather than start another
+        # helper thread, so flush() in a loop during an outage cannot pile threads up.
+        self._flush_lock = threading.Lock()
+        self._flush_running: Handoff | None = None
         self._owner_pid = os.getpid()
         self._registration: WorkerRegistration | None = None
         # Everything that can refuse an argument comes before anything that starts a thread.
@@ -384,6 +399,12 @@ class Job(Recorder):
         registration = self._registration
         if registration is None:
             return True
+        if self.inherited:
+            # A forked copy hands over its counts and leaves; the job's outcome is its
+            # parent's to decide, whatever ended the copy: Pool.terminate() (which every
+            # `with Pool()` ends in) SIGTERMs idle workers, and a task's exception through a
+            # `with job:` in a child is that task's, not the job's.
+            status = "completed"
         now = self.clock()
         return self._run_bounded(
             lambda: registration.finish(
@@ -395,6 +416,7 @@ class Job(Recorder):
                 stages=self._stages_done(),
             ),
             timeout,
+            name=f"metricskit-close-{self.job_id}",
         )
 
     def _make_progress_bar(self, argument: bool | None) -> TerminalProgress | None:
@@ -586,6 +608,8 @@ class Job(Recorder):
         return False
 
     def _periodic_flush(self) -> None:
+        if self._closed:
+            return  # close() delivers the rest; the flusher thread only stays to help it
         self._flush_once(force=False)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -597,47 +621,54 @@ class Job(Recorder):
         Waits at most ``timeout`` seconds (default: the shutdown timeout). A failed or slow
         delivery never raises (it returns False and what is pending stays queued); a
         ``timeout`` that is not a number of seconds above 0 and at most 3600 is a programming
-        error and raises ConfigurationError.
+        error and raises ConfigurationError. While an earlier flush() is still delivering
+        (a hung endpoint), a call waits for that one and then sends its own, rather than
+        start another delivery beside it.
         """
         wait = (
             self.shutdown_timeout
             if timeout is None
             else _seconds("timeout", timeout, config.SHUTDOWN_TIMEOUT_RANGE)
         )
-        return self._run_bounded(lambda: self._flush_once(force=True), wait)
+        deadline = time.monotonic() + wait
+        while True:
+            with self._flush_lock:
+                running = self._flush_running
+                ours = running is None or running.finished
+                if ours:
+                    running = self._flush_running = Handoff(f"metricskit-flush-{self.job_id}")
+            assert running is not None  # for mypy: set above when there was none
+            if ours:
+                running.launch(lambda: self._flush_once(force=True), self._flusher.run_soon)
+            if not running.wait(deadline - time.monotonic()):
+                self._warn_unfinished(wait)
+                return False
+            if ours:
+                return running.result is True
+            # An earlier call's flush ended; it may have collected before this call began.
+            if time.monotonic() >= deadline:
+                return False
 
-    def _run_bounded(self, work: Callable[[], bool], timeout: float) -> bool:
-        """Run ``work`` on a helper thread and give up waiting after ``timeout`` seconds.
-
-        A network call cannot be interrupted, so a bound on the caller's wait is the only
-        bound that holds when AWS hangs (ECS sends SIGKILL 30 s after SIGTERM).
-        """
-        outcome: list[bool] = []
-
-        def run() -> None:
-            try:
-                outcome.append(work())
-            except Exception:  # e.g. a sink's fault: logged, never a dead thread's traceback
-                logger.exception("metricskit: delivery of job %s failed", self.job_id)
-
-        helper = threading.Thread(target=run, name=f"metricskit-flush-{self.job_id}", daemon=True)
-        try:
-            helper.start()
-        except RuntimeError:
-            # Python 3.12.0/3.12.1 refuse new threads in atexit hooks ("can't create new
-            # thread at interpreter shutdown"): deliver unbounded rather than not at all.
-            run()
-            return bool(outcome and outcome[0])
-        helper.join(timeout)
-        if helper.is_alive():
-            logger.warning(
-                "metricskit: job %s: delivery did not finish within %.1f s; %d period(s) pending",
-                self.job_id,
-                timeout,
-                self._delivery.queued,
-            )
+    def _run_bounded(self, work: Callable[[], bool], timeout: float, *, name: str) -> bool:
+        """Run ``work`` off this thread (see :mod:`metricskit.handoff`) and give up waiting
+        after ``timeout`` seconds."""
+        run = Handoff.start(work, name=name, fallback=self._flusher.run_soon)
+        if not run.wait(timeout):
+            self._warn_unfinished(timeout)
             return False
-        return bool(outcome and outcome[0])
+        return run.result is True
+
+    def _warn_unfinished(self, timeout: float) -> None:
+        logger.warning(
+            "metricskit: job %s: delivery did not finish within %.1f s; %d period(s) pending",
+            self.job_id,
+            timeout,
+            self._delivery.queued,
+        )
+
+    def _run_soon(self, task: Callable[[], None]) -> bool:
+        """Hand ``task`` to this job's flusher thread (for where no thread can start)."""
+        return self._flusher.run_soon(task)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -686,14 +717,18 @@ class Job(Recorder):
     def _close(self, status: FinalStatus) -> bool:
         self.final_status = status
         deadline = time.monotonic() + self.shutdown_timeout
-        self._flusher.stop(timeout=self.shutdown_timeout)
+        # The flusher thread is stopped last: it flushes no more (_periodic_flush sees
+        # _closed), but where no new thread can start (Python 3.12.0 to 3.12.2 in exit
+        # handlers) the bounded work below runs on it. A periodic flush under way finishes
+        # first: the final drain waits for the export lock, within the same bound.
         # The registry first, with at most half the time: its reply carries the job-wide count
         # the last metrics publish, and a hung DynamoDB still leaves time for the metrics.
         registered = self._finish_registry(status, max(0.1, (deadline - time.monotonic()) / 2))
         remaining = max(0.1, deadline - time.monotonic())
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
-            lambda: self._drain(deadline), remaining
+            lambda: self._drain(deadline), remaining, name=f"metricskit-close-{self.job_id}"
         )
+        self._flusher.stop(timeout=max(0.0, deadline - time.monotonic()))
         self._close_progress_bar()
         process_hooks.untrack(self)
         self._shutdown_sink()
@@ -725,7 +760,9 @@ class Job(Recorder):
     def inherited(self) -> bool:
         """True in a forked child that uses a job its parent created.
 
-        Such a copy delivers its own counts but leaves the job's final status to the parent.
+        Such a copy delivers its own counts but leaves the job's final status to the parent:
+        however it is closed (SIGTERM, an exception, ``close("failed")``), it leaves the job
+        table as a worker that finished its share, never as an interrupted or failed one.
         """
         return os.getpid() != self._owner_pid
 
@@ -756,6 +793,8 @@ class Job(Recorder):
             stage.reset_after_fork()
         self._close_lock = threading.Lock()
         self._close_done = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._flush_running = None  # its thread stayed in the parent
         if self._closed:  # a close under way in the parent never finishes here
             self._close_done.set()
         self._drops.reset_after_fork()
@@ -782,6 +821,8 @@ class Job(Recorder):
         publishes = not isinstance(self.sink, NullSink) or self._registration is not None
         if not self._closed and publishes:
             self._flusher.restart_after_fork()
+        else:
+            self._flusher.forget_thread_after_fork()
 
     def __repr__(self) -> str:
         return (

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from metricskit.handoff import Handoff
 from metricskit.lock_holders import outermost_lock_holder
 
 logger = logging.getLogger("metricskit")
@@ -47,9 +48,14 @@ class ManagedJob(Protocol):
 
     def _after_fork_in_child(self) -> None: ...
 
+    def _run_soon(self, task: Callable[[], None]) -> bool: ...
+
 
 _live: dict[int, weakref.ref[ManagedJob]] = {}
-"""The jobs to look after, by id, held weakly (a forgotten job is collected as usual).
+"""The jobs to look after, by id, held weakly. These hooks keep no job alive: an open job
+with a flusher is kept by its flusher thread until it closes (so a job the program dropped
+still delivers at exit), and one with nothing to deliver (sink "off", no job table) is
+collected as usual.
 
 Not a WeakSet: its iterator is a Python generator, so a job created or closed on another
 thread meanwhile can raise "Set changed size during iteration", in the SIGTERM handler too.
@@ -106,26 +112,21 @@ def _in_parallel(
     the longest shutdown timeout (+1 s), so stopping N jobs takes one timeout, not N.
 
     Plain daemon threads rather than an executor: at interpreter exit (atexit) an executor
-    refuses new work, and a thread stuck on a hung endpoint must not hold the exit up.
+    refuses new work, and a thread stuck on a hung endpoint must not hold the exit up. Where
+    Python starts no new thread (3.12.0 to 3.12.2 inside exit handlers), each job's action
+    runs on that job's own flusher thread, which is still running (see
+    :mod:`metricskit.handoff`): the wait stays bounded and the jobs still close in parallel.
     """
     if not jobs:
         return
     deadline = time.monotonic() + max(job.shutdown_timeout for job in jobs) + 1.0
-    runs = [_logged(action, job) for job in jobs]
-    threads = [
-        threading.Thread(target=run, name=f"metricskit-{occasion}", daemon=True) for run in runs
+    runs = [
+        Handoff.start(_logged(action, job), name=f"metricskit-{occasion}", fallback=job._run_soon)
+        for job in jobs
     ]
-    for thread, run in zip(threads, runs, strict=True):
-        try:
-            thread.start()
-        except RuntimeError:
-            # Python 3.12 starts no thread inside exit handlers ("can't create new thread at
-            # interpreter shutdown"; 3.11 and 3.13 do): close here, one after the other.
-            run()
-    for thread in threads:
-        if thread.ident is not None:  # started
-            thread.join(max(0.0, deadline - time.monotonic()))
-    pending = sum(thread.is_alive() for thread in threads)
+    for run in runs:
+        run.wait(deadline - time.monotonic())
+    pending = sum(not run.finished for run in runs)
     if pending:
         logger.warning("metricskit: %d job(s) still flushing at the %s deadline", pending, occasion)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from examples.local_aws import FAKE_CREDENTIALS
+from metricskit import process_hooks
 
 UNREACHABLE_ENDPOINT = "http://127.0.0.1:9"
 """Nothing listens on the discard port: every AWS call fails to connect."""
@@ -36,12 +37,19 @@ def _clean_metricskit_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def _restore_signal_handlers() -> Iterator[None]:
     """The example CLIs' main() installs SIGTERM/SIGINT handlers for its own process; called
     in-process here it must not leave them to later tests, or to children forked later (a
-    child ignoring SIGTERM would hang Pool.terminate())."""
+    child ignoring SIGTERM would hang Pool.terminate()).
+
+    metricskit's own SIGTERM hook is put back with them: its "installed" flag and the handler
+    it chains to go back to what they were, so the next test's first Job installs the hook
+    again rather than finding the flag set and the handler gone (every test after the first
+    would then run without it)."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    hook = (process_hooks._sigterm_installed, process_hooks._previous_sigterm)
     yield
     for sig, handler in saved.items():
         if handler is not None:  # None: installed outside Python, nothing to put back
             signal.signal(sig, handler)
+    process_hooks._sigterm_installed, process_hooks._previous_sigterm = hook
 
 
 @pytest.fixture(scope="session")

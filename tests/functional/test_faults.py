@@ -563,6 +563,102 @@ def test_exit_and_sigterm_give_up_on_a_hung_sink_within_the_shutdown_timeout(
     assert "did not finish within" in stderr  # it gave up, and said so
 
 
+def test_flush_calls_during_a_hung_export_share_one_helper_thread() -> None:
+    """A worker that flushes after every checkpoint during an outage: each flush() used to
+    start a helper thread that queued for the export lock, one more per call, for as long as
+    the endpoint hung. A call now waits for the delivery under way (and returns False at its
+    timeout); once the endpoint answers, nothing recorded meanwhile is lost."""
+    sink = HungSink()
+    job = metricskit.Job(
+        "piling", sink=sink, flush_interval=3600, shutdown_timeout=1, handle_sigterm=False
+    )
+
+    def helpers() -> int:
+        return sum(t.name == "metricskit-flush-piling" for t in threading.enumerate())
+
+    try:
+        for _ in range(20):
+            job.processed(5)
+            job.checkpointed()
+            assert returns("flush()", lambda: job.flush(timeout=0.05)) is False
+        assert sink.entered.is_set()
+        assert helpers() == 1
+    finally:
+        sink.release.set()
+    assert returns("flush() after the endpoint answered", lambda: job.flush(timeout=30))
+    assert job.close()
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 100
+    assert sink.sum(catalog.CHECKPOINT_COUNT) == 20
+    assert wait_until(lambda: helpers() == 0)
+
+
+NO_THREADS_AT_EXIT_WORKER = textwrap.dedent(
+    """
+    import atexit, os, sys, threading
+    import metricskit
+    from metricskit.sinks.base import BaseSink, ExportResult
+
+    class HungSink(BaseSink):  # an endpoint that never answers
+        def export(self, batch):
+            line = f"export on {threading.current_thread().name}\\n"
+            os.write(2, line.encode())  # one write: lines from several threads never mix
+            threading.Event().wait()
+            return ExportResult.ok()
+
+    def refuse(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    how = sys.argv[1]
+    jobs = [
+        # 3 s: time for every flusher to reach its export on a loaded machine
+        metricskit.Job(f"hung{i}", sink=HungSink(), flush_interval=3600, shutdown_timeout=3)
+        for i in range(3)
+    ]
+    for job in jobs:
+        job.processed(3)
+        if how == "closed-by-the-application-at-exit":
+            atexit.register(job.close)
+    # Registered last, so it runs first: what Python 3.12.0 to 3.12.2 do in exit handlers.
+    atexit.register(lambda: setattr(threading.Thread, "start", refuse))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("how", "gave_up"),
+    [
+        ("never-closed", "3 job(s) still flushing at the exit deadline"),
+        ("closed-by-the-application-at-exit", "did not finish within 3.0 s"),
+    ],
+)
+def test_exit_where_no_thread_can_start_still_gives_up_on_a_hung_sink(
+    tmp_path: Path, how: str, gave_up: str
+) -> None:
+    """Python 3.12.0 to 3.12.2 start no thread inside exit handlers, and closing in place
+    waited on the hung export for ever, one job after the other. The jobs' last deliveries
+    run on their own flusher threads instead (all three at once), and the process exits
+    while every export is still hung."""
+    script = tmp_path / "worker.py"
+    script.write_text(NO_THREADS_AT_EXIT_WORKER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), how],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=LIVENESS_BOUND)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        pytest.fail(f"the worker was still running {LIVENESS_BOUND:.0f} s after its end:\n{stderr}")
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert gave_up in stderr
+    exports = sorted(line for line in stderr.splitlines() if line.startswith("export on"))
+    assert exports == [f"export on metricskit-flusher-hung{i}" for i in range(3)]
+
+
 def test_recording_never_waits_for_a_hung_export(monkeypatch: pytest.MonkeyPatch) -> None:
     """While the flusher is stuck in an export, every recording call and status() returns
     (instrumentation never blocks the worker on the network); once the export answers,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 import uuid
@@ -13,7 +15,7 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 
-from metricskit import Job, backoff, catalog, job_table
+from metricskit import Job, backoff, catalog, job_table, process_hooks
 from metricskit import registry as registry_module
 from metricskit.registry import (
     FINISHED_SEQUENCE,
@@ -328,6 +330,74 @@ def test_forked_children_of_a_registered_job_count_exactly(table: str) -> None:
     assert rec.done == TOTAL
     assert rec.stages_done == {"work": TOTAL}
     assert rec.workers == 5
+    assert rec.status == job_table.STATUS_COMPLETED
+
+
+_POOL_JOB: Job | None = None
+
+
+def _record_in_pool_worker(n: int) -> int:
+    assert _POOL_JOB is not None
+    for _ in range(n):
+        _POOL_JOB.processed()
+    return os.getpid()
+
+
+@pytest.mark.parametrize("total", [None, 10_000], ids=["no-total", "total-not-reached"])
+def test_a_pool_left_through_its_with_block_leaves_the_job_completed(
+    table: str, total: int | None
+) -> None:
+    """``with Pool() as pool:`` ends in terminate(), which SIGTERMs the workers: each closes
+    its inherited copy of the job (delivering its counts), but the parent alone decides the
+    job's status, so the workers' SIGTERM must not count as interrupted workers."""
+    global _POOL_JOB  # noqa: PLW0603 - fork children see module globals
+    jid = job_id()
+    _POOL_JOB = Job(jid, total=total, sink="off", job_table=table, flush_interval=3600,
+                    shutdown_timeout=30)  # fmt: skip
+    try:
+        # The pool workers inherit metricskit's SIGTERM hook: that is the path under test.
+        assert signal.getsignal(signal.SIGTERM) is process_hooks._on_sigterm
+        wait_registered(_POOL_JOB)  # fork with no registry call in flight on a helper thread
+        with multiprocessing.get_context("fork").Pool(4) as pool:
+            pool.map(_record_in_pool_worker, [1000] * 8, chunksize=1)
+        assert _POOL_JOB.close() is True
+    finally:
+        _POOL_JOB = None
+    rec = record(table, jid)
+    assert rec.done == 8000  # delivered by the workers' SIGTERM close
+    assert (rec.interrupted_workers, rec.failed_workers, rec.active_workers) == (0, 0, 0)
+    assert rec.status == job_table.STATUS_COMPLETED
+
+
+def _inheriting_worker_that_raises(job: Job) -> None:
+    try:
+        with job:
+            job.processed(25)
+            raise RuntimeError("this task failed")
+    except RuntimeError:
+        pass
+
+
+def test_an_exception_through_a_forked_copys_with_block_does_not_fail_the_job(
+    table: str,
+) -> None:
+    """A forked copy leaves the job's outcome to its parent whatever ends it: its counts go
+    to the job item, its exception does not fail the job for every worker."""
+    jid = job_id()
+    parent = Job(jid, sink=MemorySink(), job_table=table, shutdown_timeout=30)
+    wait_registered(parent)
+    child = multiprocessing.get_context("fork").Process(
+        target=_inheriting_worker_that_raises, args=(parent,)
+    )
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert record(table, jid).status == job_table.STATUS_RUNNING  # the parent still runs
+    parent.processed(5)
+    assert parent.close() is True
+    rec = record(table, jid)
+    assert rec.done == 30
+    assert (rec.interrupted_workers, rec.failed_workers, rec.active_workers) == (0, 0, 0)
     assert rec.status == job_table.STATUS_COMPLETED
 
 

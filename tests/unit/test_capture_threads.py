@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import threading
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import pytest
 
 import metricskit
 from metricskit import catalog, config
+from metricskit import job as job_module
 from metricskit.sinks.base import NullSink
 from metricskit.testing import capture
 
@@ -96,3 +99,36 @@ def test_a_capture_on_another_thread_keeps_its_own_jobs() -> None:
         done.set()
         thread.join()
     assert seen["their job"] is seen["theirs"]
+
+
+def test_a_child_forked_while_another_thread_opens_a_capture_can_build_jobs() -> None:
+    """Another thread inside push_capture/pop_capture at fork time holds the captures lock
+    in the child, where that thread does not exist: the child must get a fresh lock, or
+    ``Job(sink=None)`` (which looks for an open capture) waits on it for ever."""
+    held, release = threading.Event(), threading.Event()
+
+    def inside_capture_bookkeeping() -> None:
+        with job_module._captures_lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=inside_capture_bookkeeping)
+    holder.start()
+    try:
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            status = 1
+            try:
+                signal.alarm(20)  # a deadlocked child ends instead of hanging the test run
+                with capture() as sink:
+                    run_worker("forked-child", records=3)
+                status = 0 if sink.sum(catalog.RECORDS_PROCESSED) == 3 else 2
+            finally:
+                os._exit(status)
+    finally:
+        release.set()
+        holder.join()
+    _, wait_status = os.waitpid(pid, 0)
+    assert not os.WIFSIGNALED(wait_status), "the child hung on the captures lock"
+    assert os.waitstatus_to_exitcode(wait_status) == 0

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 import threading
+import weakref
 from decimal import Decimal
 
 import pytest
 
 import metricskit
-from metricskit import catalog, config
+from metricskit import catalog, config, process_hooks
 from metricskit.batch import MetricBatch
 from metricskit.sinks.base import BaseSink, ExportResult
 from metricskit.sinks.memory import MemorySink
@@ -550,7 +552,7 @@ def test_record_calls_never_raise_whatever_number_type_they_get(clock: FakeClock
 def test_close_delivers_even_where_no_new_thread_may_start(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Python 3.12.0/3.12.1 refuse new threads in atexit hooks, where close() may run."""
+    """Python 3.12.0 to 3.12.2 refuse new threads in atexit hooks, where close() may run."""
     sink = MemorySink()
     job = make_job(clock, sink)
     job.processed(3)
@@ -598,3 +600,40 @@ def test_a_fault_computing_progress_never_costs_the_periods_counts(
     assert sink.sum(catalog.RECORDS_PROCESSED, Stage="parse") == 3
     assert sink.sum(catalog.RECORDS_PROCESSED) == 10  # the job's 7 and the stage's 3
     assert sink.count("KafkaLatency") == 1
+
+
+def test_an_open_job_the_program_drops_is_kept_and_closed_at_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its flusher thread keeps an open job alive, so what it recorded is delivered at exit
+    rather than lost with the object (docs/OPERATIONS.md, "Exit and SIGTERM")."""
+    sink = MemorySink()
+    job = metricskit.Job("dropped", sink=sink, flush_interval=3600, handle_sigterm=False)
+    job.processed(7)
+    ref = weakref.ref(job)
+    del job
+    gc.collect()
+    kept = ref()
+    assert kept is not None
+    assert kept in process_hooks.live_jobs()
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: [kept])  # this test's job only
+    process_hooks._close_all()
+    assert kept.final_status == "interrupted"
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 7
+
+
+@pytest.mark.parametrize("flushed", [False, True], ids=["closed", "flushed-then-closed"])
+def test_a_closed_job_is_collected_once_the_program_drops_it(flushed: bool) -> None:
+    """Nothing metricskit runs (flusher, helper threads, exit and fork hooks) keeps a closed
+    job: a program that closes its jobs does not grow."""
+    sink = MemorySink()
+    job = metricskit.Job("collected", sink=sink, flush_interval=3600, handle_sigterm=False)
+    job.stage("load").processed(3)
+    if flushed:
+        assert job.flush()
+    assert job.close()
+    ref = weakref.ref(job)
+    del job
+    gc.collect()
+    assert ref() is None
+    assert sink.sum(catalog.RECORDS_PROCESSED, Stage="load") == 3

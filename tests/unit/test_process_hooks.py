@@ -6,14 +6,17 @@ tests/functional/test_faults.py; these pin the decision itself.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import pytest
 
 from metricskit import process_hooks
+from metricskit.flusher import PeriodicFlusher
 
 
 class FakeJob:
@@ -33,6 +36,9 @@ class FakeJob:
 
     def _after_fork_in_child(self) -> None:
         self.calls.append("after_fork")
+
+    def _run_soon(self, task: Callable[[], None]) -> bool:
+        return False  # no flusher thread of its own (a job with sink "off")
 
 
 @pytest.fixture
@@ -147,16 +153,79 @@ def test_live_jobs_is_safe_while_other_threads_create_and_close_jobs(
     assert errors == []
 
 
-def test_where_no_thread_can_start_at_exit_the_jobs_close_one_after_another(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Python 3.12 refuses new threads inside exit handlers; the jobs must close anyway."""
-    jobs = [FakeJob() for _ in range(3)]
-    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+def refuse_new_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Python 3.12.0 to 3.12.2 do inside exit handlers."""
 
     def refuse(self: threading.Thread) -> None:
         raise RuntimeError("can't create new thread at interpreter shutdown")
 
     monkeypatch.setattr(threading.Thread, "start", refuse)
+
+
+def test_where_no_thread_can_start_at_exit_jobs_without_a_flusher_close_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job with no flusher thread (nothing to deliver) is closed on the exit hook's own."""
+    jobs = [FakeJob() for _ in range(3)]
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+    refuse_new_threads(monkeypatch)
     process_hooks._close_all()
     assert [job.calls for job in jobs] == [["close_at_exit"]] * 3
+
+
+class FlusherJob(MeetingJob):
+    """A job with a running flusher thread, whose close meets the others' (or hangs)."""
+
+    def __init__(self, meeting: threading.Barrier, hang: threading.Event | None = None) -> None:
+        super().__init__(meeting)
+        self.hang = hang
+        self.closed_on: list[str] = []
+        self.flusher = PeriodicFlusher(lambda: None, 3600.0, f"flusher-{id(self)}")
+        self.flusher.start()
+
+    def _run_soon(self, task: Callable[[], None]) -> bool:
+        return self.flusher.run_soon(task)
+
+    def _close_at_exit(self) -> None:
+        self.closed_on.append(threading.current_thread().name)
+        if self.hang is not None:
+            self.hang.wait()  # an export that never answers
+        super()._close_at_exit()
+
+
+def test_where_no_thread_can_start_at_exit_jobs_close_in_parallel_on_their_flushers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12.0 to 3.12.2 refuse new threads inside exit handlers. Closed in place, one
+    after the other, N jobs with a hung endpoint held the exit for N times the export's own
+    timeout; on their flusher threads (daemons, still running) they close together."""
+    meeting = threading.Barrier(3, timeout=FakeJob.shutdown_timeout / 2)
+    jobs = [FlusherJob(meeting) for _ in range(3)]
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+    refuse_new_threads(monkeypatch)
+    process_hooks._close_all()
+    assert [job.calls for job in jobs] == [["closed together"]] * 3
+    assert [job.closed_on for job in jobs] == [[job.flusher._name] for job in jobs]
+    for job in jobs:
+        job.flusher.stop(timeout=30)
+
+
+def test_where_no_thread_can_start_at_exit_a_hung_close_does_not_hold_the_exit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The exit hook returns (at its deadline) while the close it handed over is still stuck
+    on an endpoint that never answers: it never waited on the hung call itself."""
+    hung = threading.Event()  # set by nobody until the hook has returned
+    jobs = [FlusherJob(threading.Barrier(1), hang=hung) for _ in range(2)]
+    monkeypatch.setattr(process_hooks, "live_jobs", lambda: jobs)
+    refuse_new_threads(monkeypatch)
+    try:
+        with caplog.at_level(logging.WARNING, logger="metricskit"):
+            process_hooks._close_all()
+        assert not hung.is_set()
+        assert [job.closed_on for job in jobs] == [[job.flusher._name] for job in jobs]
+        assert "2 job(s) still flushing at the exit deadline" in caplog.text
+    finally:
+        hung.set()  # let the flusher threads go
+        for job in jobs:
+            job.flusher.stop(timeout=30)
