@@ -234,12 +234,7 @@ class Job(Recorder):
         self._failed_exports_reported = 0
         self._retries_reported = 0
         self._rejected_reported = 0
-        self._closed = False
-        self._stop_requested = False  # SIGTERM arrived and the application handles it
-        self._close_lock = threading.Lock()
-        self._close_done = threading.Event()
-        self._close_result = False
-        self.final_status: FinalStatus | None = None
+        self._init_close_state()
         self._flusher = PeriodicFlusher(
             self._periodic_flush, self.flush_interval, name=f"metricskit-flusher-{job_id}"
         )
@@ -266,6 +261,14 @@ class Job(Recorder):
         process_hooks.track(self)
         if handle_sigterm:
             process_hooks.install_sigterm_handler()
+
+    def _init_close_state(self) -> None:
+        self._closed = False
+        self._stop_requested = False  # SIGTERM arrived and the application handles it
+        self._close_lock = threading.Lock()
+        self._close_done = threading.Event()
+        self._close_result = False
+        self.final_status: FinalStatus | None = None
 
     @staticmethod
     def _series_dimensions(
