@@ -88,10 +88,17 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a flush waits at most once SIGTERM/SIGINT is received (default 15: with "
         "metricskit's 10 s shutdown, a stop during a Kafka outage fits ECS's 30 s stopTimeout)",
     )
-    p.add_argument(
+    kafka = p.add_mutually_exclusive_group()
+    kafka.add_argument(
         "--bootstrap-servers",
         default=None,
         help=f"Kafka brokers (default: ${KAFKA_BOOTSTRAP_ENV}; unset = librdkafka mock cluster)",
+    )
+    kafka.add_argument(
+        "--mock-kafka",
+        action="store_true",
+        help=f"librdkafka's in-process mock cluster, whatever ${KAFKA_BOOTSTRAP_ENV} says "
+        "(demos and tests that must never reach a real broker)",
     )
     p.add_argument(
         "-X",
@@ -258,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             source=args.source,
             topic=args.topic,
             shard=shard,
-            bootstrap_servers=args.bootstrap_servers or os.environ.get(KAFKA_BOOTSTRAP_ENV),
+            bootstrap_servers=None
+            if args.mock_kafka
+            else args.bootstrap_servers or os.environ.get(KAFKA_BOOTSTRAP_ENV),
             producer_config=_producer_settings(args.producer_config),
             checkpoint_every=args.checkpoint_every,
             flush_timeout=args.flush_timeout,

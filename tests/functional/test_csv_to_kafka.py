@@ -875,3 +875,18 @@ def test_cli_refuses_a_negative_hourly_rate(tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     write_csv(source, 3)
     assert main([str(source), "--job-id", "j", "--sink", "off", "--hourly-rate", "-1"]) == 2
+
+
+def test_cli_mock_kafka_ignores_kafka_bootstrap_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--mock-kafka (what the demo passes) selects librdkafka's mock cluster even when the
+    shell exports a real broker (nothing listens on port 9: rows sent there never arrive)."""
+    from examples.csv_to_kafka.cli import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    source = tmp_path / "rows.csv"
+    write_csv(source, 30)
+    argv = [str(source), "--job-id", "mock", "--sink", "off", "--mock-kafka"]
+    assert main([*argv, "--flush-timeout", "5"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["result"]["delivered"] == 30
