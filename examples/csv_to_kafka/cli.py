@@ -80,9 +80,10 @@ def parser() -> argparse.ArgumentParser:
     total.add_argument(
         "--count-rows",
         action="store_true",
-        help="count the file's rows first (metricskit.count_csv_records: CSV records, a quoted "
-        "field may span lines; cached in the job table by the object's ETag, so the other "
-        "shards and a restart do not count again)",
+        help="count the file's rows first (metricskit.count_csv_records: CSV records as "
+        "csv.reader reads them, a quoted field may span lines; cached in the job table by the "
+        "object's ETag, so a shard or restart started after a count was stored reads it; shards "
+        "started together each count)",
     )
     p.add_argument("--checkpoint-every", type=int, default=50_000, help="rows between checkpoints")
     p.add_argument(
