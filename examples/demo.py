@@ -1,12 +1,16 @@
 """``make demo``: the CSV-to-Kafka job on a local AWS endpoint, with no account and no network.
 
-1. starts a moto server on 127.0.0.1 and points this process and its children at it;
+1. starts a moto server on 127.0.0.1 and points this process and its children at it, hiding
+   the caller's AWS_*, KAFKA_*, METRICSKIT_* and proxy variables (``LocalAws``), so nothing
+   exported in the shell sends the demo's rows or metrics to real infrastructure;
 2. applies the Terraform module (``terraform/examples/complete``) against it when terraform and
    its provider mirror are there, else creates the job table with boto3 (:func:`provision`);
 3. generates a CSV (``--rows``, with a few malformed rows), uploads it, counts its rows once
    (``metricskit.count_csv_records``, cached in the job table);
-4. runs two CSV-to-Kafka workers on shards 0/2 and 1/2 of one job, with a progress bar; they
-   join the job registry (METRICSKIT_JOB_TABLE), so progress and the job item are job-wide;
+4. runs two CSV-to-Kafka workers on shards 0/2 and 1/2 of one job, with a progress bar, on
+   librdkafka's mock cluster (``--mock-kafka``) and an environment built from that clean copy;
+   they join the job registry (METRICSKIT_JOB_TABLE), so progress and the job item are
+   job-wide;
 5. queues a local Cost Explorer answer and runs the cost tracker handler once, in-process, as
    its schedule would, publishing to the local CloudWatch;
 6. prints a summary read back from the local CloudWatch and the job table, and draws the
@@ -32,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -211,10 +215,10 @@ class WorkerRun:
 
 @contextlib.contextmanager
 def workers_running(
-    commands: Sequence[tuple[str, list[str]]], log_dir: Path, env: dict[str, str] | None = None
+    commands: Sequence[tuple[str, list[str]]], log_dir: Path, env: Mapping[str, str]
 ) -> Iterator[list[WorkerRun]]:
-    """Start the worker subprocesses (with ``env`` added to this process's environment);
-    stop whatever still runs on the way out."""
+    """Start the worker subprocesses with exactly the environment ``env`` (not this process's:
+    see :meth:`LocalAws.environ`); stop whatever still runs on the way out."""
     runs: list[WorkerRun] = []
     logs: list[IO[str]] = []
     try:
@@ -230,7 +234,7 @@ def workers_running(
                 stderr=log_file,
                 text=True,
                 start_new_session=True,
-                env={**os.environ, **(env or {})},
+                env=dict(env),
             )
             run = WorkerRun(shard, process, log_path)
             run.reader = threading.Thread(target=run.read_stdout, daemon=True)
@@ -504,7 +508,9 @@ def worker_command(
     max_rate: float | None,
 ) -> list[str]:
     """One worker of the job. It joins the job registry through METRICSKIT_JOB_TABLE (see
-    :func:`workers_running`) and takes the file's row count from the job table's cache."""
+    :func:`workers_running`) and takes the file's row count from the job table's cache. Its
+    Kafka is librdkafka's in-process mock cluster (``--mock-kafka``), whatever
+    ``KAFKA_BOOTSTRAP_SERVERS`` says."""
     command = [
         sys.executable,
         "-m",
@@ -523,6 +529,7 @@ def worker_command(
         COMPUTE_PROFILE,
         "--topic",
         "orders",
+        "--mock-kafka",
         "--sink",
         "cloudwatch",
         "--flush-interval",
@@ -621,8 +628,10 @@ def _run(args: argparse.Namespace, out: Path, job_id: str, aws: LocalAws, starte
         for i in range(SHARDS)
     ]
     print(f"job {job_id}: {SHARDS} workers (shards {', '.join(s for s, _ in commands)})")
-    registry_env = {config.ENV_JOB_TABLE: provisioned.table}
-    with workers_running(commands, out, env=registry_env) as runs:
+    # The workers' environment is built, not inherited: the caller's KAFKA_*, METRICSKIT_*,
+    # AWS_* and proxy settings stay out (LocalAws.environ), the job table is the demo's.
+    worker_env = {**aws.environ(), config.ENV_JOB_TABLE: provisioned.table}
+    with workers_running(commands, out, env=worker_env) as runs:
         print("worker pids: " + " ".join(str(r.process.pid) for r in runs), flush=True)
         watch(runs, args.rows, bar=not args.no_bar)
     failed = [r for r in runs if r.process.returncode != 0 or r.result is None]

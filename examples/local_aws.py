@@ -1,6 +1,12 @@
 """A local AWS endpoint for the demo: a moto server on loopback, selected through boto3's own
 ``AWS_ENDPOINT_URL``, and a reader of what it stored.
 
+While it runs, the caller's own AWS, Kafka, metricskit and proxy settings are hidden (see
+:data:`ISOLATED_PREFIXES`): an exported ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_S3``,
+``KAFKA_BOOTSTRAP_SERVERS`` or ``METRICSKIT_DIMENSIONS`` must not send the demo's fake rows to
+real infrastructure, nor make its summary read nothing. :meth:`LocalAws.environ` is the
+environment for the processes it starts.
+
 >>> with LocalAws() as aws:                         # doctest: +SKIP
 ...     boto3.client("s3").create_bucket(Bucket="demo")
 """
@@ -29,6 +35,55 @@ FAKE_CREDENTIALS: Final[Mapping[str, str]] = {
     # moto mishandles gzip-compressed request bodies of 10 KB or more.
     "AWS_DISABLE_REQUEST_COMPRESSION": "true",
 }
+
+ISOLATED_PREFIXES: Final = ("AWS_", "METRICSKIT_", "KAFKA_")
+"""Variables hidden while a :class:`LocalAws` runs, and never given to its children:
+
+* ``AWS_*``: every boto3/Terraform setting, including ``AWS_PROFILE``/``AWS_DEFAULT_PROFILE``
+  (a profile missing here raises ProfileNotFound), ``AWS_ENDPOINT_URL_<SERVICE>`` (wins over
+  ``AWS_ENDPOINT_URL``: the service would go to a real endpoint),
+  ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` (ignores the local endpoint altogether), role and
+  container-credential variables; :data:`FAKE_CREDENTIALS` and the endpoint are set instead;
+* ``KAFKA_*``: ``KAFKA_BOOTSTRAP_SERVERS`` selects a real broker in the CSV-to-Kafka worker;
+* ``METRICSKIT_*``: ``METRICSKIT_DIMENSIONS``/``METRICSKIT_WORKER_ID`` add dimensions the
+  demo's read-back does not ask for, ``METRICSKIT_SINK`` sends metrics elsewhere.
+"""
+PROXY_VARIABLES: Final = frozenset(
+    name for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") for name in (base, base.lower())
+)
+"""Hidden too: botocore would send the loopback endpoint's requests through a proxy (Python
+bypasses proxies for 127.0.0.1 only when ``NO_PROXY`` says so)."""
+SHARED_FILES: Final[Mapping[str, str]] = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+"""No ``~/.aws/config`` or credentials file either: its default profile may name a
+``credential_process``, SSO, another region or endpoint."""
+
+
+def isolated(name: str) -> bool:
+    """Whether the variable ``name`` is hidden from the demo (:data:`ISOLATED_PREFIXES`).
+
+    >>> [isolated(n) for n in ("AWS_PROFILE", "KAFKA_BOOTSTRAP_SERVERS", "https_proxy", "HOME")]
+    [True, True, True, False]
+    """
+    return name.startswith(ISOLATED_PREFIXES) or name in PROXY_VARIABLES
+
+
+def local_environ(base: Mapping[str, str], endpoint: str) -> dict[str, str]:
+    """``base`` without what :func:`isolated` names, plus fake credentials, no shared AWS
+    files and ``endpoint`` for every AWS service.
+
+    >>> env = local_environ({"PATH": "/bin", "AWS_PROFILE": "prod"}, "http://127.0.0.1:5000")
+    >>> "AWS_PROFILE" in env, env["AWS_ENDPOINT_URL"], env["PATH"]
+    (False, 'http://127.0.0.1:5000', '/bin')
+    """
+    env = {name: value for name, value in base.items() if not isolated(name)}
+    env.update(FAKE_CREDENTIALS)
+    env.update(SHARED_FILES)
+    env["AWS_ENDPOINT_URL"] = endpoint
+    return env
+
 
 _item_lock = threading.Lock()
 """Held by every patched moto item request."""
@@ -63,7 +118,8 @@ def make_item_writes_atomic() -> None:
 
 class LocalAws:
     """Start a moto server on 127.0.0.1 (a free port) and point this process and its
-    children at it; ``close()`` stops it and restores the environment."""
+    children at it, hiding the caller's own AWS/Kafka/metricskit/proxy settings
+    (:func:`isolated`); ``close()`` stops it and restores the environment."""
 
     def __init__(self) -> None:
         self.endpoint = ""
@@ -80,10 +136,23 @@ class LocalAws:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}.items():
+        wanted = local_environ(os.environ, self.endpoint)
+        for name in [*os.environ, *wanted]:
+            if name in self._saved or os.environ.get(name) == wanted.get(name):
+                continue
             self._saved[name] = os.environ.get(name)
-            os.environ[name] = value
+            if name in wanted:
+                os.environ[name] = wanted[name]
+            else:
+                del os.environ[name]
         return self
+
+    def environ(self) -> dict[str, str]:
+        """The environment for a process this demo starts: this one's, isolated
+        (:func:`local_environ`), pointed at the local endpoint."""
+        if not self.endpoint:
+            raise RuntimeError("LocalAws is not started")
+        return local_environ(os.environ, self.endpoint)
 
     def close(self) -> None:
         for name, value in self._saved.items():

@@ -59,20 +59,26 @@ def cli_config() -> tuple[str | None, str | None]:
     )
 
 
+TF_ISOLATED_PREFIXES: Final = ("TF_VAR_", "TF_CLI_ARGS", "TF_WORKSPACE", "TF_DATA_DIR")
+"""The caller's Terraform settings that would change what the demo applies (variables,
+extra arguments, another workspace or data folder): not passed on."""
+
+
 def terraform_env(endpoint: str, config_file: str) -> dict[str, str]:
-    """The environment of every terraform command: fake credentials, the local endpoint."""
-    env = dict(os.environ)
+    """The environment of every terraform command: fake credentials, the local endpoint, and
+    none of the caller's AWS/Kafka/metricskit/proxy (:func:`examples.local_aws.isolated`) or
+    Terraform (:data:`TF_ISOLATED_PREFIXES`) settings."""
+    from examples.local_aws import local_environ
+
+    env = local_environ(os.environ, endpoint)
+    for name in [n for n in env if n.startswith(TF_ISOLATED_PREFIXES)]:
+        del env[name]
     env.update(
         {
             "TF_CLI_CONFIG_FILE": config_file,
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",  # no version check over the network
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
         }
     )
     return env

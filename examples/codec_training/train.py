@@ -1,10 +1,14 @@
 """The training loop, instrumented with metricskit.
 
 Per step: ``processed(batch)`` on the job (samples/s, progress and ETA over
-``epochs x steps x batch`` samples) and on the epoch's stage (``job.stage("epoch-k")``), and
-the ``Loss`` gauge. Every ``eval_every`` steps, on held-out later frames: ``PSNR`` (dB),
-``SSIM``, ``BitsPerPixel`` (empirical entropy of the quantised latents) and ``Bitrate``
-(kbit/s at ``fps``), plus GPU utilisation and memory when a GPU monitor is given.
+``epochs x steps x batch`` samples) and on its one stage, ``train`` (:data:`STAGE`), and the
+``Loss`` and ``Epoch`` gauges. Every ``eval_every`` steps, on held-out later frames: ``PSNR``
+(dB), ``SSIM``, ``BitsPerPixel`` (empirical entropy of the quantised latents) and
+``Bitrate`` (kbit/s at ``fps``), plus GPU utilisation and memory when a GPU monitor is given.
+
+One stage for the whole run, not one per epoch: a stage's series are published on every flush
+until the job ends, and each is a billed custom metric, so a stage per epoch made the series
+per flush (and the bill) grow with ``--epochs``. The ``Epoch`` gauge says where the run is.
 
 The training and its evaluation run where ``backend`` says (numpy on the CPU, or CuPy on a
 GPU); the synthetic frames are made on the host and copied over once.
@@ -12,6 +16,7 @@ GPU); the synthetic frames are made on the host and copied over once.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +31,9 @@ from examples.codec_training.model import LinearCodec
 from examples.codec_training.quality import entropy_bits, psnr, ssim
 from examples.errors import ExampleInputError
 from metricskit import Job
+
+STAGE = "train"
+"""The training's one stage (``Stage`` dimension); its total is the job's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +67,18 @@ class TrainConfig:
             raise ExampleInputError(
                 f"latent {self.latent} must be at most patch*patch = {self.patch**2}"
             )
+        # isfinite: nan passes every comparison's negation and inf every lower bound, and
+        # either would train a codec of NaNs without a word.
         for name in ("quant_step", "lr", "fps"):
-            if not getattr(self, name) > 0:
-                raise ExampleInputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.rate_weight < 0:
-            raise ExampleInputError(f"rate_weight must be >= 0, got {self.rate_weight}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ExampleInputError(f"{name} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.rate_weight) and self.rate_weight >= 0):
+            raise ExampleInputError(
+                f"rate_weight must be a finite number >= 0, got {self.rate_weight}"
+            )
+        if not 0 <= self.seed < 2**63:  # numpy's default_rng refuses a negative seed
+            raise ExampleInputError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed}")
         if self.frames < 5:
             raise ExampleInputError(
                 f"frames must be >= 5 (4 train : 1 held out), got {self.frames}"
@@ -146,11 +161,11 @@ def train(
     # A batch cannot be larger than the training set; the job's total follows the real size.
     batch = min(config.batch, len(patches))
     job.set_total(config.epochs * config.steps * batch)
+    stage = job.stage(STAGE, total=config.epochs * config.steps * batch)
     started = time.monotonic()
     first_loss = final_loss = float("nan")
     gpu_samples = 0
     for epoch in range(1, config.epochs + 1):
-        stage = job.stage(f"epoch-{epoch}", total=config.steps * batch)
         order = backend.to_device(rng.permutation(len(patches)))
         for step in range(config.steps):
             start = (step * batch) % max(1, len(patches) - batch + 1)
@@ -163,8 +178,9 @@ def train(
             job.processed(batch)
             stage.processed(batch)
             job.gauge("Loss", result.loss)
+            job.gauge("Epoch", float(epoch))  # every step: each flush period carries it
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-                _report(job, evaluate(codec, eval_frames, config, backend), epoch)
+                _report(job, evaluate(codec, eval_frames, config, backend))
                 gpu_samples += _report_gpu(job, gpu)
     return TrainResult(
         first_loss=first_loss,
@@ -178,12 +194,11 @@ def train(
     )
 
 
-def _report(job: Job, evaluation: Evaluation, epoch: int) -> None:
+def _report(job: Job, evaluation: Evaluation) -> None:
     job.gauge("PSNR", evaluation.psnr_db)
     job.gauge("SSIM", evaluation.ssim)
     job.gauge("BitsPerPixel", evaluation.bits_per_pixel)
     job.gauge("Bitrate", evaluation.bitrate_kbps, unit="Kilobits/Second")
-    job.gauge("Epoch", float(epoch))
 
 
 def _report_gpu(job: Job, gpu: GpuMonitor | None) -> int:

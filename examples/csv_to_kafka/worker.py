@@ -25,9 +25,12 @@ the callback; the poll, progress, stop and checkpoint checks run once per ``poll
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -66,6 +69,20 @@ that arrives during a checkpoint's flush shortens it to ``stop_flush_timeout``."
 SKIP_STOP_CHECK_MASK = (1 << 16) - 1
 """Rows skipped (before the checkpoint, or other shards') between two looks at the stop flag:
 65,536 rows take tens of milliseconds to read, well inside ECS's 30 s stop timeout."""
+SOURCE_BATCH_CHARS = 1 << 18
+"""Characters of whole lines the reader thread hands over at once (a longer line is one batch
+of its own): large enough that the hand-over costs nothing per row."""
+SOURCE_QUEUE_BATCHES = 8
+"""Batches read ahead at most: the memory the read-ahead may hold (about 2 MiB of text)."""
+SOURCE_WAIT_SECONDS = 0.25
+"""The row loop waits for the reader thread in slices this long, looking at the stop flag
+between them: a stalled S3 read (botocore's 60 s read timeout, then smart-open's retries)
+does not hold a SIGTERM back."""
+DEFAULT_ENCODING = "utf-8"
+UNDECODABLE = "surrogateescape"
+"""How bytes that are not valid in the source's encoding are read: as lone surrogates, which
+no Kafka message can carry (UTF-8 refuses them), so the row is counted malformed rather than
+loaded with U+FFFD in place of its text."""
 
 
 ROW_FAULT_ERRORS: frozenset[int] = frozenset(
@@ -157,9 +174,13 @@ class Settings:
     fail_after: int | None = None
     max_rate: float | None = None
     """Rows per second at most (a shared broker's quota, or a demo that should last a while)."""
-    latency_every: int = 1
-    """Observe the latency of every Nth acknowledged row (1 = all). A distribution costs
-    ~0.3 us per value; 1-in-16 of 1M rows still gives 62k samples for the p99."""
+    latency_every: int = 16
+    """Observe the latency of every Nth acknowledged row (1 = all). A distribution value costs
+    ~0.3 us, about 9% of a 4 us row loop (bench/overhead.py); 1-in-16 of 1M rows still gives
+    62k samples for the p99, thousands a minute at any useful rate."""
+    encoding: str = DEFAULT_ENCODING
+    """The source's text encoding (UTF-8: a leading byte order mark is dropped). A row with
+    bytes that are not valid in it is malformed (an error), never loaded altered."""
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "poll_every", "latency_every"):
@@ -174,6 +195,7 @@ class Settings:
             raise ExampleInputError(f"max_rate must be > 0 rows/s, got {self.max_rate}")
         if not self.topic:
             raise ExampleInputError("topic must not be empty")
+        text_codec(self.encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +232,13 @@ class RunResult:
     ``poll_every`` mark after the first one and its checkpoint stays before the lowest such
     row, so a rerun sends them."""
 
+    source_error: str | None = None
+    """Why reading the source failed mid-stream (an S3 read that failed after smart-open's
+    retries...), or None. The worker stopped there and committed what Kafka acknowledged; a
+    rerun resumes from that checkpoint."""
+    undecodable: int = 0
+    """Malformed rows (counted in ``malformed``) whose bytes are not valid in the encoding."""
+
     @property
     def failed(self) -> int:
         return self.malformed + self.rejected + self.delivery_errors
@@ -230,6 +259,8 @@ class RunResult:
             "stopped": self.stopped,
             "unacknowledged": self.unacknowledged,
             "undelivered": self.undelivered,
+            "undecodable": self.undecodable,
+            "source_error": self.source_error,
         }
 
 
@@ -273,13 +304,34 @@ def _field_limit(limit: int) -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def open_source(uri: str) -> IO[str]:
+def text_codec(encoding: str) -> str:
+    """The codec the source is read with: ``encoding``, or ``utf-8-sig`` for UTF-8 (a leading
+    byte order mark, which Excel writes, is dropped rather than made part of the first
+    column's name). Raises :class:`ExampleInputError` for a name Python does not know as a
+    text encoding.
+
+    >>> text_codec("UTF8"), text_codec("cp1252")
+    ('utf-8-sig', 'cp1252')
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise ExampleInputError(
+            f"--encoding {encoding!r} is not a text encoding Python knows "
+            "(e.g. utf-8, cp1252, latin-1, utf-16)"
+        )
+    return "utf-8-sig" if info.name in ("utf-8", "utf-8-sig") else info.name
+
+
+def open_source(uri: str, encoding: str = DEFAULT_ENCODING) -> IO[str]:
     """Open the CSV as a text stream; S3 objects are streamed, never downloaded whole.
 
     S3 is read with metricskit's client (boto3's chain, so ``AWS_ENDPOINT_URL`` selects moto
     or LocalStack, plus ``AWS_REGION`` when no other region is set, and standard retries).
-    UTF-8, with a leading byte order mark (Excel writes one) dropped rather than made part of
-    the first column's name; undecodable bytes become U+FFFD rather than stopping the load.
+    Decoded with :func:`text_codec`; bytes not valid in ``encoding`` become lone surrogates
+    (:data:`UNDECODABLE`), which the loader counts as a malformed row.
     """
     import smart_open
 
@@ -287,23 +339,69 @@ def open_source(uri: str) -> IO[str]:
     stream: IO[str] = smart_open.open(
         uri,
         "r",
-        encoding="utf-8-sig",
-        errors="replace",
+        encoding=text_codec(encoding),
+        errors=UNDECODABLE,
         newline="",
         transport_params=transport_params,
     )
     return stream
 
 
-def count_rows(uri: str, *, field_limit: int = CSV_FIELD_LIMIT) -> int:
+def has_undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes :func:`open_source` could not decode (lone surrogates).
+
+    >>> has_undecodable(b"M\\xfcnchen".decode("utf-8", "surrogateescape"))
+    True
+    >>> has_undecodable("M\u00fcnchen")
+    False
+    """
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def read_header(reader: Iterator[list[str]], source: str, encoding: str) -> list[str]:
+    """The header row, or :class:`ExampleInputError` when it cannot name the columns: an
+    empty file, a header that is not valid CSV (a field over the field limit, a stray
+    quote...) or not valid in ``encoding``, or a column named twice."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ExampleInputError(f"{source}: empty file, expected a header row") from None
+    except csv.Error as exc:
+        raise ExampleInputError(f"{source}: the header row is not valid CSV ({exc})") from None
+    if any(has_undecodable(name) for name in header):
+        raise ExampleInputError(
+            f"{source}: the header row is not valid {encoding} (pass the file's --encoding, "
+            "e.g. --encoding cp1252)"
+        )
+    if not header or len(set(header)) != len(header):
+        raise ExampleInputError(f"{source}: the header {header!r} must name each column once")
+    return header
+
+
+def source_header(
+    uri: str, *, encoding: str = DEFAULT_ENCODING, field_limit: int = CSV_FIELD_LIMIT
+) -> list[str]:
+    """The header row of the source, read as the loader reads it (:func:`read_header`): the
+    CLI checks it before the job starts.
+
+    >>> source_header("rows.csv")   # doctest: +SKIP
+    ['id', 'name', 'amount']
+    """
+    with open_source(uri, encoding) as stream, _field_limit(field_limit):
+        return read_header(csv.reader(stream), uri, encoding)
+
+
+def count_rows(
+    uri: str, *, field_limit: int = CSV_FIELD_LIMIT, encoding: str = DEFAULT_ENCODING
+) -> int:
     """Data rows in the CSV (records after the header), by streaming it once, with the
-    worker's field limit, so it counts the rows the worker reads.
+    worker's field limit and encoding, so it counts the rows the worker reads.
 
     >>> count_rows("rows.csv")   # doctest: +SKIP
     200000
     """
     records = 0
-    with open_source(uri) as stream, _field_limit(field_limit):
+    with open_source(uri, encoding) as stream, _field_limit(field_limit):
         reader = csv.reader(stream)
         while True:
             try:
@@ -313,6 +411,121 @@ def count_rows(uri: str, *, field_limit: int = CSV_FIELD_LIMIT) -> int:
             except csv.Error:
                 records += 1  # the loader counts an invalid record as a (malformed) row too
     return max(0, records - 1)
+
+
+class SourceReadError(Exception):
+    """Reading the source failed after the load started (an S3 read that still failed after
+    botocore's and smart-open's retries, a connection reset...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The reader thread's last item: the end of the source, or why reading it failed."""
+
+    error: BaseException | None = None
+
+
+class _LineFeed:
+    """The source's lines, read on a thread of their own into a bounded queue.
+
+    On the main thread a stalled S3 read holds the row loop for botocore's read timeout
+    (60 s) times smart-open's retries, with a SIGTERM waiting behind it. Here the row loop
+    waits on the queue in :data:`SOURCE_WAIT_SECONDS` slices and sees the stop flag; a reader
+    still stalled when the worker exits is left behind (a daemon thread). Lines come in
+    batches of about :data:`SOURCE_BATCH_CHARS` and are chained in C, so the hand-over costs
+    nothing per row; at most :data:`SOURCE_QUEUE_BATCHES` are read ahead.
+    """
+
+    def __init__(self, open_stream: Callable[[], IO[str]], stop: threading.Event) -> None:
+        self._open = open_stream
+        self._stop = stop
+        self._queue: queue.Queue[list[str] | _End] = queue.Queue(SOURCE_QUEUE_BATCHES)
+        self._closed = threading.Event()
+        self.stopped = False
+        """True when the stop flag was seen while waiting for the source."""
+        self._thread = threading.Thread(target=self._read, name="csv-source", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        end = _End()
+        try:
+            with self._open() as stream:
+                while batch := stream.readlines(SOURCE_BATCH_CHARS):
+                    if not self._put(batch):
+                        return
+        except Exception as exc:  # handed to the row loop, which stops and commits
+            end = _End(exc)
+        self._put(end)
+
+    def _put(self, item: list[str] | _End) -> bool:
+        """Queue ``item``, waiting for room; False once the row loop has gone."""
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=SOURCE_WAIT_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _batches(self) -> Iterator[list[str]]:
+        while True:
+            try:
+                item = self._queue.get(timeout=SOURCE_WAIT_SECONDS)
+            except queue.Empty:
+                if self._stop.is_set():
+                    self.stopped = True
+                    return
+                continue
+            if isinstance(item, _End):
+                if item.error is not None:
+                    error = item.error
+                    raise SourceReadError(f"{type(error).__name__}: {error}") from error
+                return
+            yield item
+
+    def lines(self) -> Iterator[str]:
+        """Every line of the source, in order; raises :class:`SourceReadError` where reading
+        failed, and ends early (``stopped``) when a stop is requested while it waits."""
+        return itertools.chain.from_iterable(self._batches())
+
+    def close(self, wait: float = 1.0) -> None:
+        """Let the reader thread go: it closes the source, unless a read is stalled (then it
+        is left behind, up to ``wait`` seconds later)."""
+        self._closed.set()
+        self._thread.join(timeout=wait)
+
+
+class RateLimit:
+    """A token bucket: ``rate`` rows per second on average, never more than ``burst`` rows
+    ahead of it. The clock starts at the first :meth:`take` (the first rows handled, not the
+    start of the run: a resume that skips millions of rows first does not bank their time),
+    and a pause (a stalled source, a slow broker) banks ``burst`` rows at most.
+
+    >>> clock = iter([0.0, 0.0, 60.0]).__next__
+    >>> limit = RateLimit(100.0, burst=10.0, clock=clock)
+    >>> limit.take(10), limit.take(10), limit.take(30)   # the pause banks 10 rows, not 6,000
+    (0.0, 0.1, 0.2)
+    """
+
+    def __init__(
+        self, rate: float, *, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not rate > 0 or not burst > 0:
+            raise ExampleInputError(f"rate and burst must be > 0, got {rate} and {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at: float | None = None
+
+    def take(self, rows: float) -> float:
+        """Count ``rows`` just handled; the seconds to wait before handling more (0: none)."""
+        now = self._clock()
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= rows
+        return -self._tokens / self.rate if self._tokens < 0 else 0.0
 
 
 class _Deliveries:
@@ -386,6 +599,7 @@ def run(
     producer: Any = None,
     stop: threading.Event | None = None,
     on_progress: ProgressCallback | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> RunResult:
     """Load this shard's rows of ``settings.source`` into Kafka, resuming after a checkpoint.
 
@@ -393,6 +607,9 @@ def run(
     ...     run(Settings("s3://bucket/rows.csv", topic="rows"), job)
 
     Does not close ``job``; the caller decides whether the job completed or was interrupted.
+    A source that fails mid-stream does not raise: the run stops there, commits what Kafka
+    acknowledged and says why in ``RunResult.source_error``. ``clock`` (monotonic seconds,
+    default ``time.monotonic``) paces ``max_rate``; tests inject one.
     """
     loader = _Loader(
         settings,
@@ -401,6 +618,7 @@ def run(
         producer=producer if producer is not None else build_producer(settings),
         stop=stop or threading.Event(),
         on_progress=on_progress,
+        clock=clock or time.monotonic,
     )
     return loader.run()
 
@@ -417,8 +635,10 @@ class _Loader:
         producer: Any,
         stop: threading.Event,
         on_progress: ProgressCallback | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.job = job
         self.checkpoints = checkpoints
         self.producer = producer
@@ -436,21 +656,33 @@ class _Loader:
         """The checkpoint this run started after (-1: none); never stored lower."""
         self.log: IO[bytes] | None = None
         self.deliveries = _Deliveries(job, None)
-        self.started = time.monotonic()
+        self.undecodable = 0
+        self.source_error: str | None = None
+        self.rate_limit = (
+            None
+            if settings.max_rate is None
+            # The loop looks at the rate once per poll_every rows: the bucket holds that many.
+            else RateLimit(settings.max_rate, burst=settings.poll_every, clock=clock)
+        )
+        self.rate_counted = 0
 
     def run(self) -> RunResult:
         settings = self.settings
         resumed_after = self.checkpoints.load()
         self.resumed_after = -1 if resumed_after is None else resumed_after
-        started = self.started = time.monotonic()
+        started = time.monotonic()
         if settings.delivered_log:
             self.log = open(settings.delivered_log, "ab")  # noqa: SIM115 - closed below
         self.deliveries = _Deliveries(self.job, self.log, settings.latency_every)
+        feed = _LineFeed(lambda: open_source(settings.source, settings.encoding), self.stop)
         try:
             skip_to = self.resumed_after
             limit = csv_field_limit(settings.producer_config)
-            with open_source(settings.source) as stream, _field_limit(limit):
-                position, ended_early = self._load(stream, skip_to)
+            try:
+                with _field_limit(limit):
+                    position, ended_early = self._load(feed, skip_to)
+            finally:
+                feed.close()
             # Never move a checkpoint backwards (a shorter file under the same key).
             position = max(position, skip_to)
             unacknowledged, position = self.commit(position)
@@ -471,6 +703,8 @@ class _Loader:
             stopped=ended_early and self.stop.is_set(),
             unacknowledged=unacknowledged,
             undelivered=self.deliveries.undelivered,
+            source_error=self.source_error,
+            undecodable=self.undecodable,
         )
 
     def commit(self, position: int) -> tuple[int, int]:
@@ -512,23 +746,28 @@ class _Loader:
             if not pending or left <= FLUSH_SLICE_SECONDS:
                 return pending
 
-    def _header(self, reader: Iterator[list[str]]) -> list[str]:
+    def _load(self, feed: _LineFeed, skip_to: int) -> tuple[int, bool]:
+        """The row loop. Returns (last row index read, stopped early: by a stop request, an
+        undelivered row or a source that failed, see ``source_error``)."""
+        reader = csv.reader(feed.lines())
         try:
-            header = next(reader)
-        except StopIteration:
-            raise ExampleInputError(
-                f"{self.settings.source}: empty file, expected a header row"
-            ) from None
-        if not header or len(set(header)) != len(header):
-            raise ExampleInputError(
-                f"{self.settings.source}: the header {header!r} must name each column once"
-            )
-        return header
+            header = read_header(reader, self.settings.source, self.settings.encoding)
+        except SourceReadError as exc:
+            self._source_failed(-1, exc)
+            return -1, True
+        if feed.stopped:
+            return -1, True
+        index, ended_early = self._rows(reader, header, skip_to)
+        return index, ended_early or feed.stopped
 
-    def _load(self, stream: IO[str], skip_to: int) -> tuple[int, bool]:
-        """The row loop. Returns (last row index read, stopped early)."""
-        reader = csv.reader(stream)
-        header = self._header(reader)
+    def _source_failed(self, index: int, error: SourceReadError) -> None:
+        self.source_error = f"{self.settings.source}: {error}"
+        logger.warning("reading stopped after row %d: %s", index, self.source_error)
+
+    def _rows(  # noqa: PLR0912 - the per-row loop stays one function: its locals are fast
+        self, reader: Iterator[list[str]], header: list[str], skip_to: int
+    ) -> tuple[int, bool]:
+        """The rows after the header. Returns (last row index read, stopped early)."""
         # Locals: attribute lookups per row add up over 100M rows.
         width = len(header)
         topic = self.settings.topic
@@ -561,8 +800,8 @@ class _Loader:
                         except BufferError:
                             if not self._produce_when_room(topic, value, key):
                                 return index - 1, True  # stopped before this row was sent
-                        except KafkaException as exc:
-                            self._reject(index, exc)
+                        except (KafkaException, UnicodeEncodeError) as exc:
+                            self._refused(index, exc)
                     else:
                         self.malformed += 1
                         failed()
@@ -576,6 +815,27 @@ class _Loader:
                 # The reader consumed the bad record; count it if it is ours and go on.
                 index += 1
                 self._invalid_record(index, skip_to, exc)
+            except SourceReadError as exc:
+                self._source_failed(index, exc)
+                return index, True
+
+    def _refused(self, index: int, exc: KafkaException | UnicodeEncodeError) -> None:
+        """produce() refused row ``index``: for what Kafka said, or because the row holds
+        bytes that are not valid in the encoding (UTF-8 cannot carry the surrogates they were
+        read as): a malformed row, not a row loaded altered."""
+        if isinstance(exc, KafkaException):
+            self._reject(index, exc)
+            return
+        self.malformed += 1
+        self.undecodable += 1
+        self.job.failed()
+        if self.undecodable == 1:
+            logger.warning(
+                "row %d is not valid %s: counted as malformed (further ones only counted; "
+                "pass the file's --encoding if the whole file is another one)",
+                index,
+                self.settings.encoding,
+            )
 
     def _invalid_record(self, index: int, skip_to: int, error: csv.Error) -> None:
         if self.settings.shard.owns(index) and index > skip_to:
@@ -600,11 +860,13 @@ class _Loader:
                     self.handled,
                 )
             )
-        if self.settings.max_rate is not None:
+        if self.rate_limit is not None:
+            wait = self.rate_limit.take(self.handled - self.rate_counted)
+            self.rate_counted = self.handled
             # Wait inside poll(): delivery callbacks keep being served, so the wait does not
             # show up as Kafka latency.
-            deadline = self.started + self.handled / self.settings.max_rate
-            while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+            deadline = self.clock() + wait
+            while (left := deadline - self.clock()) > 0 and not self.stop.is_set():
                 self.producer.poll(min(left, 0.05))
         if self.handled >= self.next_checkpoint:
             self.next_checkpoint = self.handled + self.settings.checkpoint_every

@@ -130,14 +130,106 @@ def test_records_end_at_newlines_outside_quotes(
     assert count_csv_records(path) == max(0, records - 1)
 
 
-def test_known_differences_from_csv_reader_are_pinned(tmp_path: Path) -> None:
-    """Documented limits: a bare \\r line ending is no record end, and a stray quote inside an
-    unquoted field opens a quote (csv.reader reads both as in Excel)."""
+def csv_reader_records_sig(data: bytes) -> int:
+    """The reference as the CSV-to-Kafka worker reads: UTF-8 with a leading byte order mark
+    dropped (``utf-8-sig``)."""
+    return sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+
+
+def inch_rows(rows: int, every: int) -> bytes:
+    """The reviewer's file: every ``every``-th row describes a 12" pipe."""
+    body = b"".join(
+        b'%d,12" pipe,3\n' % i if i % every == every - 1 else b"%d,bolt,3\n" % i
+        for i in range(rows)
+    )
+    return b"sku,desc,qty\n" + body
+
+
+@pytest.mark.parametrize(
+    ("data", "records"),
+    [
+        # A quote that is not at the start of a field is an ordinary character: it used to
+        # open a quote that swallowed every line up to the next quote.
+        (b'sku,desc\n1,12" pipe\n2,bolt\n3,nut\n', 4),
+        (b'a"b\nc\n', 2),
+        (b'1,"closed"then"more\n2\n', 2),  # after a closing quote the field is unquoted
+        (b'1,"a""b"\n2,"x"""\n3\n', 3),  # escaped quotes, one right before the close
+        # A space before a quote: the field is unquoted, so its newline ends the record.
+        (b'id,text\n1, "a\nb"\n', 3),
+        # Bare \r line endings (old Mac files) end records as \n and \r\n do.
+        (b"id,v\r1,a\r2,b\r", 3),
+        (b"id,v\r1,a\r\n2,b\n3,c", 4),
+        (b'id,v\r1,"x\ry"\r2,b', 3),  # inside a quoted field a \r is text
+        (b'\xef\xbb\xbf"id","v"\n1,2\n', 2),  # a quote right after the byte order mark
+        (b'"a\n', 1),  # a quoted field never closed is one record
+        (b'""""\n"\n', 2),  # an escaped quote, then a field left open at the end
+    ],
+)
+def test_records_are_counted_as_csv_reader_reads_them_including_stray_quotes(
+    tmp_path: Path, counters: str, data: bytes, records: int
+) -> None:
     path = tmp_path / "odd.csv"
-    path.write_bytes(b"a\rb\n")
-    assert (count_csv_records(path, header=False), csv_reader_records(b"a\rb\n")) == (1, 2)
-    path.write_bytes(b'a"b\nc\n')
-    assert (count_csv_records(path, header=False), csv_reader_records(b'a"b\nc\n')) == (1, 2)
+    path.write_bytes(data)
+    assert csv_reader_records_sig(data) == records  # the examples agree with the reference
+    for chunk_size in (1, 2, 3, 7, lines.DEFAULT_CHUNK_SIZE):
+        counted = count_csv_records(path, header=False, use_cache=False, chunk_size=chunk_size)
+        assert counted == records, chunk_size
+
+
+def test_a_stray_inch_mark_in_every_thousandth_row(tmp_path: Path, counters: str) -> None:
+    """The reviewer's files: 10,000 rows with one ``12"`` counted 11, and 100,000 rows with
+    one every 1000th row counted 50,000. The count is cached by ETag, so it must be right."""
+    path = tmp_path / "inch.csv"
+    path.write_bytes(inch_rows(10_000, 10_000))
+    assert count_csv_records(path, use_cache=False) == 10_000
+    data = inch_rows(100_000, 1000)
+    path.write_bytes(data)
+    assert csv_reader_records_sig(data) - 1 == 100_000
+    for chunk_size in (4096, 65_536, lines.DEFAULT_CHUNK_SIZE):
+        assert count_csv_records(path, use_cache=False, chunk_size=chunk_size) == 100_000
+
+
+# Pieces of files that are not RFC 4180: stray quotes in unquoted fields, spaces before
+# quotes, bare \r line ends, quotes after a closing quote, a byte order mark.
+STRAY_ATOMS = (b"a", b'"', b'""', b",", b"\n", b"\r", b"\r\n", b" ", b'12"', b'x"y', b"\xc3\xa9")
+
+
+def test_random_files_with_stray_quotes_count_as_csv_reader_reads_them(
+    tmp_path: Path, counters: str
+) -> None:
+    rng = random.Random(20261124)
+    path = tmp_path / "stray.csv"
+    for _ in range(1500):
+        data = b"".join(rng.choice(STRAY_ATOMS) for _ in range(rng.randrange(0, 16)))
+        if rng.random() < 0.2:
+            data = b"\xef\xbb\xbf" + data
+        expected = csv_reader_records_sig(data)
+        path.write_bytes(data)
+        for chunk_size in (1, 2, 5, 1 << 16):
+            counted = count_csv_records(path, header=False, use_cache=False, chunk_size=chunk_size)
+            assert counted == expected, (data, chunk_size)
+        assert count_csv_records_in(io.BytesIO(data), 3) == expected, data
+
+
+def test_a_large_file_mixing_valid_and_stray_quotes(tmp_path: Path, counters: str) -> None:
+    """Large chunks where some need the exact rule and others do not, with quote runs and
+    \r\n pairs cut by chunk boundaries."""
+    rng = random.Random(12)
+    records = []
+    for i in range(20_000):
+        kind = rng.random()
+        if kind < 0.6:
+            records.append(b'%d,"quoted, ""x""\nline two",y\r\n' % i)
+        elif kind < 0.9:
+            records.append(b"%d,plain,z\n" % i)
+        else:
+            records.append(b'%d,12" pipe, "b\r' % i)
+    data = b"".join(records)
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(data)
+    expected = csv_reader_records_sig(data)
+    for chunk_size in (4093, 65_536, lines.DEFAULT_CHUNK_SIZE):
+        assert count_csv_records(path, header=False, chunk_size=chunk_size) == expected
 
 
 def test_without_quotes_it_is_count_lines_minus_the_header(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ delivery callback (``--delivered-log``: one row index per acknowledged message).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -24,11 +25,12 @@ import pytest
 import metricskit
 from examples.csv_to_kafka import DynamoCheckpoints, RunResult, Settings, Shard, count_rows, run
 from examples.csv_to_kafka.checkpoints import Checkpoints
-from examples.csv_to_kafka.worker import InjectedFailureError
+from examples.csv_to_kafka.worker import InjectedFailureError, Progress
 from examples.errors import ExampleInputError
 from metricskit import job_table
 from metricskit.registry import JobRegistry
 from metricskit.sinks.memory import MemorySink
+from tests.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "id,name,amount\n"
@@ -76,7 +78,10 @@ def test_streams_from_s3_and_counts_each_acknowledged_row(aws: str, tmp_path: Pa
     boto3.client("s3").upload_file(str(source), bucket, "rows.csv")
     log = tmp_path / "delivered.log"
 
-    result, sink = load(Settings(f"s3://{bucket}/rows.csv", topic="rows", delivered_log=str(log)))
+    settings = Settings(
+        f"s3://{bucket}/rows.csv", topic="rows", delivered_log=str(log), latency_every=1
+    )
+    result, sink = load(settings)
 
     assert result.delivered == len(good) == 3000
     assert set(delivered(log)) == good
@@ -875,3 +880,459 @@ def test_cli_refuses_a_negative_hourly_rate(tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     write_csv(source, 3)
     assert main([str(source), "--job-id", "j", "--sink", "off", "--hourly-rate", "-1"]) == 2
+
+
+def test_cli_mock_kafka_ignores_kafka_bootstrap_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--mock-kafka (what the demo passes) selects librdkafka's mock cluster even when the
+    shell exports a real broker (nothing listens on port 9: rows sent there never arrive)."""
+    from examples.csv_to_kafka.cli import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    source = tmp_path / "rows.csv"
+    write_csv(source, 30)
+    argv = [str(source), "--job-id", "mock", "--sink", "off", "--mock-kafka"]
+    assert main([*argv, "--flush-timeout", "5"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["result"]["delivered"] == 30
+
+
+# --- Failures the worker knows leave the job resumable, not failed for good ----------------
+
+
+def test_cli_a_producer_setting_librdkafka_refuses_is_exit_2_before_the_job_starts(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in -X used to surface from run() as a KafkaException traceback (exit 1) with the
+    shared job item closed `failed`, which no corrected rerun can undo."""
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    table = make_table()
+    argv = [str(source), "--job-id", "typo", "--table", table, "--sink", "off"]
+    assert main([*argv, "-X", "no.such.prop=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the Kafka producer refused its settings")
+    assert "no.such.prop" in err
+    assert len(err.splitlines()) == 1
+    assert JobRegistry(table).get("typo") is None  # no job item at all, let alone `failed`
+    assert main(argv) == 0
+    record = JobRegistry(table).get("typo")
+    assert record is not None
+    assert record.status == job_table.STATUS_COMPLETED
+
+
+def test_cli_a_header_that_is_not_valid_csv_is_exit_2_before_the_job_starts(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header field over the CSV field limit raised csv.Error out of the loader (exit 1,
+    traceback, job `failed`), where the README promises exit 2 for an unusable header."""
+    from examples.csv_to_kafka import worker
+    from examples.csv_to_kafka.cli import main
+
+    monkeypatch.setattr(worker, "CSV_FIELD_LIMIT", 1000)  # a 16 MiB header is slow to write
+    source = tmp_path / "rows.csv"
+    source.write_text(f"id,{'h' * 1001},amount\n0,a,1\n", encoding="utf-8")
+    table = make_table()
+    assert main([str(source), "--job-id", "hdr", "--table", table, "--sink", "off"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "the header row is not valid CSV" in err
+    assert "Traceback" not in err
+    assert JobRegistry(table).get("hdr") is None
+    # The loader itself (library use) says the same, as an input error.
+    with pytest.raises(ExampleInputError, match="the header row is not valid CSV"):
+        load(Settings(str(source), topic="rows"))
+
+
+class ScriptedSource(io.StringIO):
+    """A source that returns ``text`` and then, instead of its end, fails with ``error`` or
+    blocks until ``release`` is set (an S3 read that stalls)."""
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        error: BaseException | None = None,
+        release: threading.Event | None = None,
+    ) -> None:
+        super().__init__(text)
+        self.error = error
+        self.release = release
+        self.stalled = threading.Event()
+
+    def __next__(self) -> str:
+        line = self.readline()
+        if line:
+            return line
+        if self.error is not None:
+            raise self.error
+        if self.release is not None:
+            self.stalled.set()
+            self.release.wait()
+        raise StopIteration
+
+
+def scripted_open(
+    monkeypatch: pytest.MonkeyPatch, text: str, **script: object
+) -> list[ScriptedSource]:
+    """The worker's open_source returns a ScriptedSource of ``text``, but the real file for
+    the CLI's header check (its first open); returns the scripted sources opened."""
+    from examples.csv_to_kafka import worker
+
+    real_open = worker.open_source
+    opened: list[ScriptedSource] = []
+    calls: list[str] = []
+
+    def fake_open(uri: str, encoding: str = "utf-8") -> object:
+        calls.append(uri)
+        if len(calls) == 1 and script.pop("check_first", False):
+            return real_open(uri, encoding)
+        opened.append(ScriptedSource(text, **script))  # type: ignore[arg-type]
+        return opened[-1]
+
+    script.setdefault("check_first", True)
+    monkeypatch.setattr(worker, "open_source", fake_open)
+    return opened
+
+
+S3_READ_FAILURE = OSError(
+    "smart_open.s3._SeekableReader('bucket', 'rows.csv'): failed to read 8192 bytes after 5 "
+    "attempts"
+)
+
+
+def one_line_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader thread hands over one line at a time: a failure or a stall then comes after
+    every line before it was handed over (with the default batches, up to one batch of lines
+    read before it waits with it, never handled, so never checkpointed)."""
+    from examples.csv_to_kafka import worker
+
+    monkeypatch.setattr(worker, "SOURCE_BATCH_CHARS", 1)
+
+
+def test_a_source_that_fails_mid_stream_commits_what_kafka_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_line_batches(monkeypatch)
+    source = tmp_path / "rows.csv"
+    write_csv(source, 1000)
+    first_700 = "".join(source.read_text().splitlines(keepends=True)[:701])
+    scripted_open(monkeypatch, first_700, error=S3_READ_FAILURE, check_first=False)
+    checkpoints = ResumeAt(-1)
+    checkpoints.position = None  # type: ignore[assignment]  # a first run
+
+    result, sink = load(Settings(str(source), topic="rows"), checkpoints=checkpoints)
+
+    assert result.source_error is not None
+    assert "failed to read 8192 bytes" in result.source_error
+    assert not result.stopped
+    assert result.delivered == 700
+    assert result.position == 699
+    assert checkpoints.saved == [699]  # the rows Kafka acknowledged are not sent again
+    assert sink.sum("RecordsProcessed") == 700
+
+
+def test_cli_a_source_failure_mid_stream_exits_5_interrupted_and_a_rerun_completes(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's reproduction: an S3 read that still fails after smart-open's retries used
+    to raise out of the loop, close the shared job `failed` for good and lose the rows Kafka
+    had acknowledged since the last checkpoint."""
+    from examples.csv_to_kafka import worker
+    from examples.csv_to_kafka.cli import EXIT_SOURCE_FAILED, main
+
+    source = tmp_path / "rows.csv"
+    good = write_csv(source, 60_000)  # several of the reader's batches before the failure
+    table = make_table()
+    log = tmp_path / "delivered.log"
+    argv = [str(source), "--job-id", "s3fail", "--table", table, "--sink", "memory"]
+    argv += ["--checkpoint-every", "5000", "--count-rows", "--delivered-log", str(log)]
+    first_rows = "".join(source.read_text().splitlines(keepends=True)[:40_001])
+    with monkeypatch.context() as failing:
+        real_open = worker.open_source
+        scripted_open(failing, first_rows, error=S3_READ_FAILURE)
+        assert main(argv) == EXIT_SOURCE_FAILED
+        assert worker.open_source is not real_open
+    out, err = capsys.readouterr()
+    assert err.startswith("error: reading the source failed mid-stream")
+    assert "failed to read 8192 bytes" in err
+    assert "Traceback" not in err
+    result = json.loads(out.splitlines()[-1])["result"]
+    # What was handed over before the failing batch was sent, acknowledged and committed.
+    assert 0 < result["delivered"] == result["position"] + 1 <= 40_000
+    assert set(delivered(log)) == set(range(result["delivered"]))
+    assert DynamoCheckpoints(table, "s3fail", "0/1").load() == result["position"]
+    record = JobRegistry(table).get("s3fail")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED  # not failed: a rerun can finish it
+
+    assert main(argv) == 0
+    record = JobRegistry(table).get("s3fail")
+    assert record is not None
+    assert record.status == job_table.STATUS_COMPLETED
+    assert set(delivered(log)) == good
+    assert all(count == 1 for count in delivered(log).values())  # nothing sent twice
+
+
+def test_a_stop_during_a_stalled_source_read_is_heeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled S3 read (botocore's 60 s read timeout, then smart-open's retries) used to hold
+    the row loop, and a SIGTERM with it, for about a minute. The source here never answers."""
+    one_line_batches(monkeypatch)
+    source = tmp_path / "rows.csv"
+    write_csv(source, 500)
+    release = threading.Event()
+    opened = scripted_open(monkeypatch, source.read_text(), release=release, check_first=False)
+    stop = threading.Event()
+    checkpoints = ResumeAt(-1)
+    checkpoints.position = None  # type: ignore[assignment]
+    all_handled = threading.Event()
+
+    def stop_when_all_handled(progress: Progress) -> None:
+        if progress.handled >= 500:
+            all_handled.set()
+
+    def stop_once_stalled() -> None:
+        # SIGTERM arrives while the read is stalled and every row before it is handled.
+        if all_handled.wait(timeout=120) and opened[0].stalled.wait(timeout=120):
+            stop.set()
+
+    threading.Thread(target=stop_once_stalled, daemon=True).start()
+
+    outcome: list[RunResult] = []
+
+    def load_in_thread() -> None:
+        with metricskit.Job("stall", sink=MemorySink()) as job:
+            outcome.append(
+                run(
+                    Settings(str(source), topic="rows"),
+                    job,
+                    checkpoints=checkpoints,
+                    stop=stop,
+                    on_progress=stop_when_all_handled,
+                )
+            )
+
+    loader = threading.Thread(target=load_in_thread, daemon=True)
+    loader.start()
+    try:
+        loader.join(timeout=120)  # a guard against a hang, not a measure of speed
+        assert not loader.is_alive(), "the loader kept waiting for the stalled source"
+    finally:
+        release.set()
+    (result,) = outcome
+    assert result.stopped
+    assert (result.delivered, result.position) == (500, 499)
+    assert checkpoints.saved == [499]
+
+
+def test_cli_sigterm_during_a_stalled_source_read_exits_143_with_its_checkpoint(
+    aws: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.csv_to_kafka.cli import EXIT_STOPPED, main
+
+    one_line_batches(monkeypatch)
+    source = tmp_path / "rows.csv"
+    write_csv(source, 400)
+    table = make_table()
+    release = threading.Event()
+    opened = scripted_open(monkeypatch, source.read_text(), release=release)
+    argv = [str(source), "--job-id", "stalled", "--table", table, "--sink", "memory"]
+    argv += ["--total-rows", "1000", "--progress-lines", "--progress-every", "0"]
+
+    all_handled = threading.Event()
+
+    def sigterm_once_stalled() -> None:
+        # The source stalls after row 399: SIGTERM once every row is handled and it stalls.
+        if all_handled.wait(timeout=120) and opened[0].stalled.wait(timeout=120):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    from examples.csv_to_kafka import cli
+
+    real_printer = cli._ProgressPrinter.__call__
+
+    def watch(self: cli._ProgressPrinter, progress: Progress) -> None:
+        real_printer(self, progress)
+        if progress.handled >= 400:
+            all_handled.set()
+
+    monkeypatch.setattr(cli._ProgressPrinter, "__call__", watch)
+    killer = threading.Thread(target=sigterm_once_stalled, daemon=True)
+    killer.start()
+    try:
+        assert main(argv) == EXIT_STOPPED
+    finally:
+        release.set()
+        killer.join(timeout=10)
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert result["stopped"]
+    assert result["position"] == 399
+    assert DynamoCheckpoints(table, "stalled", "0/1").load() == 399
+    record = JobRegistry(table).get("stalled")
+    assert record is not None
+    assert record.status == job_table.STATUS_INTERRUPTED
+
+
+# --- Encodings: a row the worker cannot read is an error, never loaded altered -------------
+
+CP1252_ROWS = "id,city,amount\n0,Berlin,1\n1,M\u00fcnchen,2\n2,K\u00f6ln,3\n3,Hamburg,4\n"
+
+
+def test_rows_not_valid_in_the_encoding_are_malformed_not_loaded_altered(
+    tmp_path: Path,
+) -> None:
+    """A cp1252 file read as UTF-8 used to load "M\ufffdnchen" with exit 0 and no error."""
+    source = tmp_path / "cities.csv"
+    source.write_bytes(CP1252_ROWS.encode("cp1252"))
+    sink = MemorySink()
+    producer = Captured()
+    with metricskit.Job("encoding", sink=sink) as job:
+        result = run(Settings(str(source), topic="rows"), job, producer=producer)
+
+    assert sorted(producer.rows) == [0, 3]  # ü and ö are not UTF-8 in this file
+    assert not any("\ufffd" in value for row in producer.rows.values() for value in row.values())
+    assert (result.delivered, result.malformed, result.undecodable) == (2, 2, 2)
+    assert sink.sum("ErrorCount") == 2
+
+    with metricskit.Job("encoding", sink=MemorySink()) as job:
+        right = Captured()
+        result = run(Settings(str(source), topic="rows", encoding="cp1252"), job, producer=right)
+    assert result.delivered == 4
+    assert result.malformed == 0
+    assert right.rows[1]["city"] == "M\u00fcnchen"
+
+
+def test_cli_encoding_flag_and_an_undecodable_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "cities.csv"
+    source.write_bytes(CP1252_ROWS.encode("cp1252"))
+    argv = [str(source), "--job-id", "enc", "--sink", "off", "--count-rows"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert (result["delivered"], result["failed"], result["undecodable"]) == (2, 2, 2)
+    assert main([*argv, "--encoding", "cp1252"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])["result"]
+    assert (result["delivered"], result["failed"]) == (4, 0)
+
+    assert main([*argv, "--encoding", "no-such-codec"]) == 2
+    assert "is not a text encoding" in capsys.readouterr().err
+    header = tmp_path / "header.csv"
+    header.write_bytes("id,Stra\u00dfe\n0,a\n".encode("cp1252"))
+    assert main([str(header), "--job-id", "enc", "--sink", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "the header row is not valid utf-8" in err
+    assert "--encoding" in err
+
+
+# --- --max-rate: a token bucket whose clock starts at the first row ------------------------
+
+
+def test_rate_limit_never_runs_more_than_one_burst_ahead(clock: FakeClock) -> None:
+    """After a pause (a long skip to the checkpoint, a stalled source) the bucket holds one
+    burst, not the pause's worth of rows: in every second at most rate + burst rows pass."""
+    from examples.csv_to_kafka.worker import RateLimit
+
+    rate, burst, step = 1000.0, 100.0, 100
+    limit = RateLimit(rate, burst=burst, clock=clock)
+    handled_at: list[float] = []
+    for turn in range(300):
+        if turn in (50, 170):
+            clock.advance(30.0)  # the pause
+        clock.advance(0.001)  # the rows' own work
+        handled_at.append(clock())
+        clock.advance(limit.take(step))
+    for start in handled_at:
+        in_window = sum(step for t in handled_at if start <= t < start + 1.0)
+        assert in_window <= rate + burst + step
+    assert limit.take(0) == 0.0
+
+
+def test_max_rate_after_a_long_pause_before_the_first_row_does_not_burst(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker started its rate clock at the start of the run, before skipping to the
+    checkpoint: 2M rows skipped in 0.84 s let 18,300 rows through in the first second at
+    --max-rate 10000. Here the first row comes 20 s after the start, on the worker's clock
+    (its ``time.monotonic``, replaced by the test's clock)."""
+    from types import SimpleNamespace
+
+    from examples.csv_to_kafka import worker
+    from examples.csv_to_kafka.worker import MOCK_CLUSTER_CONFIG
+
+    monkeypatch.setattr(worker, "time", SimpleNamespace(monotonic=clock))
+
+    class ClockedProducer:
+        """The mock cluster; poll() lets the injected clock run, produce() notes the time."""
+
+        def __init__(self) -> None:
+            from confluent_kafka import Producer
+
+            self._producer = Producer({**MOCK_CLUSTER_CONFIG, "linger.ms": 5})
+            self.produced_at: list[float] = []
+
+        def produce(
+            self, topic: str, value: str, key: str, on_delivery: Callable[..., None]
+        ) -> None:
+            if not self.produced_at:
+                clock.advance(20.0)
+            self.produced_at.append(clock())
+            self._producer.produce(topic, value, key, on_delivery=on_delivery)
+
+        def poll(self, timeout: float) -> int:
+            clock.advance(timeout)
+            return int(self._producer.poll(0))
+
+        def flush(self, timeout: float) -> int:
+            return int(self._producer.flush(timeout))
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3000)
+    producer = ClockedProducer()
+    settings = Settings(str(source), topic="rows", max_rate=1000.0)
+    with metricskit.Job("rate", sink=MemorySink()) as job:
+        result = run(settings, job, producer=producer)
+    assert result.delivered == 3000
+    first = producer.produced_at[0]
+    in_first_second = sum(1 for t in producer.produced_at if t < first + 1.0)
+    assert in_first_second <= 1000 + 2 * settings.poll_every
+    assert producer.produced_at[-1] - first >= 2.5  # and the rate still holds after it
+
+
+# --- Defaults and warnings ---------------------------------------------------------------
+
+
+def test_the_default_observes_one_latency_in_16_and_every_row_is_still_counted(
+    tmp_path: Path,
+) -> None:
+    from examples.csv_to_kafka.cli import parser
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 1000)
+    result, sink = load(Settings(str(source), topic="rows"))
+    assert result.delivered == 1000
+    assert sink.sum("RecordsProcessed") == 1000
+    assert sum(sum(m.counts) for m in sink.metrics("KafkaLatency")) == 63
+    assert parser().parse_args(["rows.csv", "--job-id", "j"]).latency_every == 16
+    assert parser().parse_args(["x", "--job-id", "j", "--latency-every", "1"]).latency_every == 1
+
+
+def test_cli_warns_that_cost_flags_need_a_job_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    argv = [str(source), "--job-id", "j", "--sink", "off"]
+    assert main([*argv, "--hourly-rate", "0.5"]) == 0
+    assert capsys.readouterr().err.startswith("warning: --hourly-rate ignored")
+    assert main([*argv, "--hourly-rate", "0.5", "--compute-profile", "fargate:1vcpu:2gb"]) == 0
+    assert "--compute-profile and --hourly-rate ignored" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err

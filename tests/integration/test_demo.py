@@ -22,8 +22,26 @@ ROWS = 2000
 MALFORMED_EVERY = 250
 
 
+POLLUTED_SHELL = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+    "METRICSKIT_DIMENSIONS": '{"Team": "not-the-demo"}',
+    "METRICSKIT_WORKER_ID": "someone-elses-worker",
+    "METRICSKIT_SINK": "off",
+    "AWS_PROFILE": "no-such-profile",
+    "AWS_DEFAULT_PROFILE": "no-such-profile",
+    "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_CLOUDWATCH": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "TF_VAR_namespace": "NotTheDemo",
+}
+"""A user's shell that exports real infrastructure (nothing listens on port 9: a request that
+goes there fails). The demo must run as if none of it were set."""
+
+
 def start_demo(out: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METRICSKIT_"))}
+    env.update(POLLUTED_SHELL)
     return subprocess.Popen(
         [
             sys.executable,
@@ -267,6 +285,76 @@ def test_an_interrupted_demo_stops_its_workers(tmp_path: Path, stop: signal.Sign
             process.kill()
     assert process.returncode == 130
     assert not [pid for pid in pids if alive(pid)]
+
+
+# --- The demo's environment is its own (no demo run needed) ---------------------------------
+
+
+def test_local_aws_hides_the_callers_aws_kafka_and_metricskit_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An AWS_PROFILE missing here, service-specific endpoints, a proxy, a Kafka broker and
+    metricskit dimensions exported in the shell: boto3 inside LocalAws still reaches the local
+    endpoint (no ProfileNotFound, no request to the real S3), the children's environment has
+    none of them, and the caller's environment is back afterwards."""
+    import uuid
+
+    import boto3
+
+    from examples.local_aws import LocalAws
+
+    for name, value in POLLUTED_SHELL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    before = dict(os.environ)
+    bucket = f"isolated-{uuid.uuid4().hex[:8]}"
+    with LocalAws() as aws:
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        assert bucket in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+        boto3.client("dynamodb").list_tables()
+        children = aws.environ()
+        for environ in (children, dict(os.environ)):
+            leaked = [n for n in POLLUTED_SHELL if n in environ and not n.startswith("TF_")]
+            assert leaked == []
+            assert "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" not in environ
+            assert environ["AWS_ENDPOINT_URL"] == aws.endpoint
+            assert environ["AWS_CONFIG_FILE"] == os.devnull
+    assert dict(os.environ) == before
+
+
+def test_the_workers_environment_is_built_not_inherited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers_running gives its children exactly the environment it is handed: a variable
+    of this process that is not in it does not reach them."""
+    from examples.demo import workers_running
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    show_env = "import json, os; print(json.dumps({'result': dict(os.environ)}))"
+    given = {"PATH": os.environ.get("PATH", ""), "ONLY_THIS": "1"}
+    with workers_running([("0/1", [sys.executable, "-c", show_env])], tmp_path, given) as runs:
+        runs[0].process.wait(timeout=30)
+    assert runs[0].result is not None
+    seen = {k: v for k, v in runs[0].result.items() if k in given or k.startswith("KAFKA_")}
+    assert seen == given
+
+
+def test_the_demos_workers_use_the_mock_kafka_and_terraform_gets_no_tf_vars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from examples.demo import Provisioned, worker_command
+    from examples.local_terraform import terraform_env
+
+    command = worker_command(
+        Provisioned("t", "b"), "k.csv", job_id="j", shard="0/1", rows=10, max_rate=None
+    )
+    assert "--mock-kafka" in command
+    assert "--bootstrap-servers" not in command
+    for name, value in POLLUTED_SHELL.items():
+        monkeypatch.setenv(name, value)
+    env = terraform_env("http://127.0.0.1:5000", "terraformrc")
+    assert [n for n in POLLUTED_SHELL if n in env] == []
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
 
 
 # --- Provisioning fallbacks and the dashboard variable (no demo run needed) ---------------------
