@@ -10,9 +10,10 @@ stays before them, so the same command sends them again), 5 when reading the sou
 mid-stream (the checkpoint covers what Kafka acknowledged; the same command resumes there),
 143 when stopped by SIGTERM/SIGINT (the worker waits up to ``--stop-flush-timeout`` for
 Kafka's answer on the rows it sent; it stores a checkpoint only when every one was answered,
-and never past an undelivered row). Every exit but 0 and an unexpected error (1, with a
-traceback) closes the job ``interrupted``, or leaves it unstarted (1, 2), so a rerun can
-complete it.
+and never past an undelivered row). Exits 3, 4, 5 and 143 close the job ``interrupted``, and
+1 (unreadable checkpoint) and 2 come before it starts, so a rerun can complete it; only an
+unexpected error (1, with a traceback) or a file that changed after its header was checked
+(2) closes it ``failed``.
 """
 
 from __future__ import annotations
