@@ -14,16 +14,31 @@ export AWS_DISABLE_REQUEST_COMPRESSION := true
 DEV_CONSTRAINTS := constraints/dev.txt
 CHECKOV_CONSTRAINTS := constraints/checkov.txt
 
-# Make a venv at $(1) unless one is there that has pip and Python 3.11+: a venv left half-made by
-# an interrupted install, or made by another interpreter, is made again rather than reused.
+# major.minor of the interpreter $(1); empty when there is none.
+python_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+WANTED_VERSION := $(call python_version,$(PYTHON))
+# `make test PYTHON=python3.12` after a 3.11 venv: the venv is made again with the named
+# interpreter (when it exists), so the suite really runs on it.
+ifeq ($(origin PYTHON)$(WANTED_VERSION),command line)
+$(error PYTHON=$(PYTHON): no such Python interpreter; name an installed Python 3.11 or later)
+endif
+ifneq ($(WANTED_VERSION),)
+ifneq ($(call python_version,$(BIN)/python),$(WANTED_VERSION))
+$(shell rm -f $(STAMP))
+endif
+endif
+
+# Make a venv at $(1) unless one is there that has pip and Python 3.11+ (and, when $(2) is given,
+# that major.minor): a venv left half-made by an interrupted install, or made by another
+# interpreter, is made again rather than reused.
 define fresh_venv
-	@$(1)/bin/python -c 'import pip, sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	@$(1)/bin/python -c 'import pip, sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(sys.version_info < (3, 11) or "$(2)" not in ("", v))' 2>/dev/null || { \
 	  command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or name another 3.11+ interpreter, e.g. make test PYTHON=python3.12" >&2; exit 1; }; \
 	  rm -rf $(1) && $(PYTHON) -m venv $(1); }
 endef
 
 $(STAMP): pyproject.toml $(DEV_CONSTRAINTS)
-	$(call fresh_venv,$(VENV))
+	$(call fresh_venv,$(VENV),$(WANTED_VERSION))
 	$(BIN)/python -m pip install --quiet --upgrade pip -c $(DEV_CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(DEV_CONSTRAINTS)
 	@touch $(STAMP)

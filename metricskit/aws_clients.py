@@ -90,7 +90,9 @@ def s3_client(session: boto3.session.Session | None = None) -> S3Client:
     try:
         from botocore.config import Config
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigurationError("s3:// URIs need boto3: pip install 'metricskit[s3]'") from exc
+        raise ConfigurationError(
+            "s3:// URIs need boto3: install the s3 extra (pip install '.[s3]' in a checkout)"
+        ) from exc
     config = Config(retries={"mode": "standard", "max_attempts": 5})
     client: S3Client = build_client("s3", session, config, "S3", "pass s3=client")
     return client

@@ -268,7 +268,8 @@ def _s3_chunks(uri: str, s3: S3Client, chunk_size: int, etag: str) -> Iterator[b
         from smart_open import open as smart_open
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigurationError(
-            "s3:// URIs need smart-open: pip install 'metricskit[s3]'"
+            "s3:// URIs need smart-open: install metricskit's s3 extra "
+            "(pip install '.[s3]' in a checkout)"
         ) from exc
     # Every GET asks for the version whose ETag names the cached count: an object replaced
     # mid-read fails the count (412) instead of caching the new object's count under the old

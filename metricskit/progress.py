@@ -153,7 +153,8 @@ class TerminalProgress:
             from tqdm import tqdm
         except ImportError as exc:
             raise ConfigurationError(
-                "the progress bar needs tqdm: pip install 'metricskit[progress]'"
+                "the progress bar needs tqdm: install metricskit's progress extra "
+                "(pip install '.[progress]' in a checkout)"
             ) from exc
         self._status = status
         self._interval = interval

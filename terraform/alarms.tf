@@ -119,7 +119,7 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# Stalled: no RecordsProcessed for stalled_minutes consecutive minutes while the job has not
+# Stalled: no RecordsProcessed in stalled_minutes of the last stalled_minutes + 1 minutes while the job has not
 # completed. A worker that died, failed or was interrupted publishes nothing at all, and that is
 # exactly a stall; a job that completed publishes nothing either, and must not page. Workers
 # publish JobCompleted every flush (0, and 1 in the last flush of a job closed as completed), so

@@ -198,7 +198,7 @@ variable "sns_kms_key_arn" {
 }
 
 variable "stalled_minutes" {
-  description = "The job-stalled alarm fires when no RecordsProcessed arrive for this many consecutive minutes and the job has not completed (a worker that stopped publishing without completing counts as stalled). Keep it above the workers' flush interval in minutes."
+  description = "The job-stalled alarm fires when no RecordsProcessed arrive in stalled_minutes of the last stalled_minutes + 1 one-minute periods and the job has not completed (a worker that stopped publishing without completing counts as stalled). One minute with records among them does not reset the count. Keep it above the workers' flush interval in minutes."
   type        = number
   default     = 15
 
