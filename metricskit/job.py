@@ -32,9 +32,9 @@ from metricskit.sinks.base import Exporter, NullSink, Sink
 from metricskit.validation import (
     check_compute_profile,
     check_dimension_value,
-    check_job_id,
     check_dimensions,
     check_hourly_rate,
+    check_job_id,
     check_namespace,
 )
 

@@ -668,8 +668,7 @@ def _cached_count(
         # Anyone who can write the table can write this item: a count that cannot be one
         # (1.5, -7, 1e3) is not believed, the source is counted again and the item replaced.
         logger.warning(
-            "metricskit: ignoring the cached %s of %s (%r is not a non-negative integer); "
-            "counting",
+            "metricskit: ignoring the cached %s of %s (%r is not a non-negative integer); counting",
             kind.what,
             source.uri,
             counted,

@@ -50,6 +50,6 @@ def test_ids_that_only_contain_or_resemble_a_prefix_stay_valid() -> None:
 
 def test_a_job_item_on_a_reserved_key_is_rejected_by_the_decoder() -> None:
     item = {"job_id": "checkpoint#victim#0/1", "status": "running", "started_at": Decimal(1)}
-    with pytest.raises(InvalidJobItemError, match="'checkpoint#'.*item_type is 'job'"):
+    with pytest.raises(InvalidJobItemError, match=r"'checkpoint#'.*item_type is 'job'"):
         parse_job_item(item)
     assert parse_job_item({**item, "job_id": "victim"}).job_id == "victim"
