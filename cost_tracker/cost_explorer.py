@@ -6,7 +6,8 @@ answers everything the tracker needs:
 
 * ``GroupBy`` the ``JobId`` tag *and* the ``CostCategory`` tag (two groupings are the
   API's maximum), ``Granularity=MONTHLY``, metric ``UnblendedCost``, from the first day of
-  the month (or the earliest current job's start, if earlier) to tomorrow;
+  the month (or the earliest current job's start, if earlier, but at most
+  :data:`MAX_LOOKBACK_DAYS` back) to tomorrow;
 * a job's actual cost is the sum of its ``JobId$<id>`` groups over every month;
 * ``MonthlyCost`` of a category is the sum of its ``CostCategory$<name>`` groups in the
   current month, whatever the JobId (``JobId$`` groups are costs without that tag).
@@ -47,6 +48,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -79,8 +81,13 @@ CLOCK_SLACK_SECONDS: Final = 300.0
 still be believed (clock skew, a schedule firing early). Beyond it the event's time is
 replaced by the clock, and a claim is treated as due: one event from the future (a console
 test event with a typo, a hand-made replay) would otherwise block every refresh until then."""
-MAX_LOOKBACK_MONTHS: Final = 12
-"""Cost Explorer keeps 13 months of data by default; older job starts are clamped."""
+MAX_LOOKBACK_DAYS: Final = 31
+"""How far before today a job's start may take the query period. Job items are written by the
+workers, so one item's ``started_at`` (0, say) must not stretch every refresh to a year of
+JobId x CostCategory groups, past the page limit and the day's budget, for every job: an older
+start is clamped to this bound (the job's ActualCost then covers its last 31 days), which
+keeps the answer within two monthly periods, the most an honest job started late last month
+gives too."""
 
 STATUS_OK: Final = "ok"
 STATUS_NO_DATA: Final = "no_data"
@@ -92,6 +99,10 @@ TRUNCATED: Final = "TooManyPages"
 the answer is known to need more pages than that: no refresh could ever finish it."""
 BUDGET_EXHAUSTED: Final = "RequestBudgetExhausted"
 """The error code of a refresh stopped because the day's request budget is spent."""
+BUDGET_UNREADABLE: Final = "RequestBudgetUnreadable"
+"""The error code of a refresh not started because today's request count in the cache item
+is not a non-negative integer: an unknown count could be over the cap, so nothing is spent
+until the next UTC day starts a new count."""
 BUDGET_TOO_SMALL: Final = "RequestBudgetTooSmall"
 """The error code of a refresh not started because the answer needs more pages than a whole
 day's request budget: no refresh could ever finish until the budget is raised."""
@@ -142,16 +153,33 @@ class CostSnapshot:
 
     @classmethod
     def from_json(cls, text: str) -> CostSnapshot:
+        """The snapshot :meth:`to_json` wrote; ValueError for anything else.
+
+        The cache item lives in a table others can write, so every member is checked for
+        the shape it must have, rather than trusted to it.
+
+        >>> CostSnapshot.from_json('{"status": "ok", "fetched_at": 1, "job_costs": []}')
+        Traceback (most recent call last):
+        ValueError: job_costs must be an object of finite numbers, got []
+        """
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"the payload must be a JSON object, got {type(data).__name__}")
+        status = data.get("status")
+        if status not in (STATUS_OK, STATUS_ERROR):
+            raise ValueError(f"status must be {STATUS_OK!r} or {STATUS_ERROR!r}, got {status!r}")
+        pages = data.get("pages", 0)
+        if isinstance(pages, bool) or not isinstance(pages, int) or pages < 0:
+            raise ValueError(f"pages must be a non-negative integer, got {pages!r}")
         return cls(
-            status=str(data["status"]),
-            fetched_at=float(data["fetched_at"]),
-            month=str(data.get("month", "")),
-            job_costs={str(k): float(v) for k, v in data.get("job_costs", {}).items()},
-            monthly={str(k): float(v) for k, v in data.get("monthly", {}).items()},
-            error_code=str(data.get("error_code", "")),
-            error_message=str(data.get("error_message", "")),
-            pages=int(data.get("pages", 0)),
+            status=status,
+            fetched_at=_finite(data.get("fetched_at"), "fetched_at"),
+            month=_text(data, "month"),
+            job_costs=_amounts(data.get("job_costs", {}), "job_costs"),
+            monthly=_amounts(data.get("monthly", {}), "monthly"),
+            error_code=_text(data, "error_code"),
+            error_message=_text(data, "error_message"),
+            pages=pages,
         )
 
     def for_jobs(self, job_ids: Collection[str]) -> CostSnapshot:
@@ -173,6 +201,25 @@ class CostSnapshot:
         if not self.ok:
             return f"{STATUS_ERROR}:{self.error_code}"
         return STATUS_OK if job_id in self.job_costs else STATUS_NO_DATA
+
+
+def _finite(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _amounts(value: object, name: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be an object of finite numbers, got {value!r}")
+    return {str(key): _finite(amount, f"{name}[{key!r}]") for key, amount in value.items()}
 
 
 def ce_client() -> CostExplorerClient:
@@ -205,10 +252,27 @@ def query_period(now: float, job_starts: Iterable[float]) -> tuple[str, str]:
     earliest = min(job_starts, default=None)
     if earliest is not None:
         start = min(start, _utc(earliest).date())
-    floor_month = today.month - MAX_LOOKBACK_MONTHS
-    floor = dt.date(today.year + (floor_month - 1) // 12, (floor_month - 1) % 12 + 1, 1)
-    start = max(start, floor)
+    start = max(start, earliest_start(now))
     return start.isoformat(), (today + dt.timedelta(days=1)).isoformat()
+
+
+def earliest_start(now: float) -> dt.date:
+    """The earliest day a job's start may take the query period back to
+    (:data:`MAX_LOOKBACK_DAYS` before ``now``'s day).
+
+    >>> earliest_start(1_700_000_000.0)   # 2023-11-14
+    datetime.date(2023, 10, 14)
+    """
+    return _utc(now).date() - dt.timedelta(days=MAX_LOOKBACK_DAYS)
+
+
+def before_lookback(now: float, started_at: float) -> bool:
+    """Whether a job started before the query period can reach (its ActualCost is partial).
+
+    >>> before_lookback(1_700_000_000.0, 0.0), before_lookback(1_700_000_000.0, 1_699_000_000.0)
+    (True, False)
+    """
+    return _utc(started_at).date() < earliest_start(now)
 
 
 def build_request(now: float, job_starts: Iterable[float]) -> dict[str, Any]:
@@ -368,6 +432,8 @@ class RequestBudget:
     """Requests counted against the day so far."""
     pages_needed: int
     """Pages the answer is known to need (0: not known for this query period)."""
+    unreadable: str = ""
+    """Why today's count cannot be read (empty when it can): then no request is sent today."""
 
 
 def pages_learned(snapshot: CostSnapshot) -> int:
@@ -401,13 +467,15 @@ class CostCache:
         )
         if not item:
             return None, None
-        fetched_at = float(item[jt.FETCHED_AT]["N"]) if jt.FETCHED_AT in item else None
+        fetched_at = _stored_number(item, jt.FETCHED_AT)
         payload = item.get(jt.PAYLOAD, {}).get("S")
         if not payload:
             return None, fetched_at
         try:
             return CostSnapshot.from_json(payload), fetched_at
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, RecursionError) as error:
+            # Anyone who can write the table can write this item: a payload of another shape
+            # is no cache (the next due refresh replaces it), never a failed run.
             logger.warning("cost_tracker: ignoring an unreadable cost cache payload: %s", error)
             return None, fetched_at
 
@@ -445,11 +513,14 @@ class CostCache:
         """
         from botocore.exceptions import ClientError
 
-        condition = "attribute_not_exists(#f) OR #f <= :due"
+        # A claim that is not a number (load read it as none: due) is taken over; the type
+        # test comes first, before a comparison of a string with a number.
+        condition = "attribute_not_exists(#f) OR NOT attribute_type(#f, :n) OR #f <= :due"
         values: dict[str, Any] = {
             ":now": {"N": _num(now)},
             ":due": {"N": _num(now - self.refresh_seconds)},
             ":type": {"S": jt.TYPE_COST_CACHE},
+            ":n": {"S": "N"},
         }
         if real_now is not None:
             condition += " OR #f > :future"
@@ -479,20 +550,35 @@ class CostCache:
         """
         from botocore.exceptions import ClientError
 
-        day = _utc(now).date().isoformat()
+        day = _utc(now).date()
         names = {"#d": jt.REQUESTS_DAY, "#n": jt.REQUESTS_USED, "#t": jt.ITEM_TYPE}
         attempts = (
-            # Same day: one more, while below the limit.
+            # Same day: one more, while below the limit (and not below zero: a count written
+            # negative by hand would otherwise buy requests beyond the cap).
             (
                 "SET #n = #n + :one, #t = :type",
-                "#d = :day AND #n < :limit",
-                {":one": {"N": "1"}, ":day": {"S": day}, ":limit": {"N": str(limit)}},
+                "#d = :day AND attribute_type(#n, :ntype) AND #n >= :zero AND #n < :limit",
+                {
+                    ":one": {"N": "1"},
+                    ":zero": {"N": "0"},
+                    ":ntype": {"S": "N"},
+                    ":day": {"S": day.isoformat()},
+                    ":limit": {"N": str(limit)},
+                },
             ),
-            # First request of a later day: start again at 1.
+            # First request of a later day: start again at 1. A day that is not a string, or
+            # lies more than a day ahead of the clock (no clock skew writes that), is no day
+            # and starts one too, rather than stopping every request for good.
             (
                 "SET #d = :day, #n = :one, #t = :type",
-                "attribute_not_exists(#d) OR #d < :day",
-                {":one": {"N": "1"}, ":day": {"S": day}},
+                "attribute_not_exists(#d) OR NOT attribute_type(#d, :stype) OR #d < :day "
+                "OR #d > :tomorrow",
+                {
+                    ":one": {"N": "1"},
+                    ":stype": {"S": "S"},
+                    ":day": {"S": day.isoformat()},
+                    ":tomorrow": {"S": (day + dt.timedelta(days=1)).isoformat()},
+                },
             ),
         )
         if limit < 1:
@@ -532,13 +618,27 @@ class CostCache:
         item = self.client.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get(
             "Item", {}
         )
-        used = 0
+        used, unreadable = 0, ""
         if item.get(jt.REQUESTS_DAY, {}).get("S") == _utc(now).date().isoformat():
-            used = int(item.get(jt.REQUESTS_USED, {}).get("N", "0"))
+            raw = item.get(jt.REQUESTS_USED, {}).get("N", "0")
+            if _COUNT.fullmatch(raw):
+                used = int(raw)
+            else:
+                unreadable = f"{jt.REQUESTS_USED} {raw!r} is not a non-negative integer"
         pages = 0
         if since and item.get(jt.REFRESH_PAGES_SINCE, {}).get("S") == since:
-            pages = int(item.get(jt.REFRESH_PAGES, {}).get("N", "0"))
-        return RequestBudget(used_today=used, pages_needed=pages)
+            raw = item.get(jt.REFRESH_PAGES, {}).get("N", "0")
+            if _COUNT.fullmatch(raw):
+                pages = int(raw)
+            else:
+                # Only advice: unknown pages start a refresh that the day's count still caps.
+                logger.warning(
+                    "cost_tracker: ignoring %s %r in the cost cache item (not a non-negative "
+                    "integer)",
+                    jt.REFRESH_PAGES,
+                    raw,
+                )
+        return RequestBudget(used_today=used, pages_needed=pages, unreadable=unreadable)
 
     def note_pages(self, since: str, pages: int) -> None:
         """Remember that the answer for a query period starting ``since`` needs ``pages``."""
@@ -579,6 +679,26 @@ class CostCache:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+
+_COUNT: Final = re.compile(r"[0-9]+")
+"""A stored count as it must read (DynamoDB keeps numbers as decimal text)."""
+
+
+def _stored_number(item: Mapping[str, Any], name: str) -> float | None:
+    """The number attribute ``name`` of a low-level item; None (with a warning) when absent
+    or not a finite number."""
+    raw = item.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw["N"])
+    except (KeyError, TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        logger.warning("cost_tracker: ignoring %s %r in the cost cache item", name, raw)
+        return None
+    return value
 
 
 def _num(value: float) -> str:

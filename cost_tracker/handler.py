@@ -6,7 +6,9 @@ Entry point ``cost_tracker.handler.handler``. Each run:
    runs can be replayed (an event time ahead of the clock is not believed: the clock is used);
 2. reads the job table: *current* jobs (active in the last day, see
    :mod:`cost_tracker.job_source`) and *settling* jobs (ended one to three days ago, while
-   Cost Explorer's figures for their run keep arriving); bad items are skipped and reported;
+   Cost Explorer's figures for their run keep arriving); bad items, items naming another
+   namespace than the tracker's, and jobs past :data:`MAX_JOBS_PER_RUN` are skipped and
+   reported;
 3. estimates each current job's cost: ``worker_seconds / 3600 x hourly rate`` (rate from the
    item's ``hourly_rate``, else its ``compute_profile`` priced by :mod:`cost_tracker.pricing`);
 4. takes actual costs from the Cost Explorer cache, refreshing it when due
@@ -16,7 +18,9 @@ Entry point ``cost_tracker.handler.handler``. Each run:
    CostPerMillionRecords (current and settling jobs, so the last figure is the settled one),
    MonthlyCost per CostCategory, and job-wide progress (no ETA: see :func:`progress_metrics`)
    for running jobs whose workers stopped sending heartbeats, through a metricskit sink (EMF
-   by default). That progress carries the workers' own dimensions (``METRICSKIT_DIMENSIONS``,
+   by default), all into the tracker's own namespace (``METRICSKIT_NAMESPACE``): the job
+   items are worker-writable, so the namespace one names is never followed. That progress
+   carries the workers' own dimensions (``METRICSKIT_DIMENSIONS``,
    which the Terraform module sets from its ``dimensions`` input) beside JobId, so it lands
    in the series the workers published and the dashboard reads; the cost metrics carry JobId
    only.
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cost_tracker import cost_explorer as cex
-from cost_tracker.job_source import COST_SETTLE_SECONDS, is_current, load_jobs
+from cost_tracker.job_source import COST_SETTLE_SECONDS, is_current, last_active, load_jobs
 from cost_tracker.pricing import PriceTable, UnknownProfileError
 from metricskit import catalog
 from metricskit import config as mk_config
@@ -44,7 +48,7 @@ from metricskit.batch import Metric, MetricBatch, SeriesKey
 from metricskit.errors import ConfigurationError, MetricsKitError
 from metricskit.job_record import JobRecord, Rejected
 from metricskit.sinks.base import Sink
-from metricskit.validation import check_dimension_value, check_namespace
+from metricskit.validation import check_dimension_value
 
 if TYPE_CHECKING:
     from mypy_boto3_ce.client import CostExplorerClient
@@ -58,6 +62,12 @@ DEFAULT_STALE_SECONDS: Final = 600.0
 DEFAULT_TRACKER_SINK: Final = "emf"
 """Inside Lambda, EMF on stdout is free of PutMetricData fees."""
 PERIOD_SECONDS: Final = 60.0
+MAX_JOBS_PER_RUN: Final = 1000
+"""Jobs one run reports on. The job items are worker-writable, so their number is not the
+tracker's to trust: each job costs a DynamoDB write per refresh, a few series and room in the
+400 KB cost-cache item, and a run has the function's timeout (120 s by default). The most
+recently active are kept (current jobs before settling ones); the rest are skipped and
+reported."""
 
 
 @dataclass
@@ -70,6 +80,9 @@ class RunReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     unpriced: list[dict[str, str]] = field(default_factory=list)
     stale_jobs: list[str] = field(default_factory=list)
+    lookback_clamped_jobs: list[str] = field(default_factory=list)
+    """Started more than MAX_LOOKBACK_DAYS ago: the Cost Explorer query does not reach back to
+    their start, so their ActualCost covers only the last MAX_LOOKBACK_DAYS days."""
     settling_jobs: list[str] = field(default_factory=list)
     """Ended one to three days ago: only their actual cost (ActualCost, ActualCostAvailable,
     CostPerMillionRecords) is refreshed and published."""
@@ -84,7 +97,8 @@ class RunReport:
     ce_error: str = ""
     """The error code of this run's refresh when it failed or was not started: a Cost
     Explorer error, ``RequestBudgetExhausted`` (the day's budget stopped it),
-    ``RequestBudgetTooSmall`` or ``TooManyPages`` (no refresh can finish the answer)."""
+    ``RequestBudgetTooSmall`` or ``TooManyPages`` (no refresh can finish the answer),
+    ``RequestBudgetUnreadable`` (today's count in the cache item is garbage: nothing sent)."""
     metrics: int = 0
     export_ok: bool = True
 
@@ -96,6 +110,7 @@ class RunReport:
             "skipped": self.skipped,
             "unpriced": self.unpriced,
             "stale_jobs": self.stale_jobs,
+            "lookback_clamped_jobs": self.lookback_clamped_jobs,
             "settling_jobs": self.settling_jobs,
             "ce_refreshed": self.ce_refreshed,
             "ce_requests": self.ce_requests,
@@ -213,25 +228,13 @@ def progress_metrics(job: JobRecord) -> dict[str, float]:
 
 
 class _Publisher:
-    """Collects gauges per namespace and exports one batch per namespace."""
+    """Collects gauges and exports one batch per namespace (the tracker publishes into its
+    own namespace only: see :func:`_read_jobs`)."""
 
     def __init__(self, default_namespace: str, now: float) -> None:
         self.default_namespace = default_namespace
         self.now = now
         self.by_namespace: dict[str, list[Metric]] = {}
-
-    def namespace_for(self, job: JobRecord) -> str:
-        if job.namespace:
-            try:
-                return check_namespace(job.namespace)
-            except MetricsKitError:
-                logger.warning(
-                    "cost_tracker: job %s has invalid namespace %r; publishing in %s",
-                    job.job_id,
-                    job.namespace,
-                    self.default_namespace,
-                )
-        return self.default_namespace
 
     def gauge(self, namespace: str, name: str, value: float, *dimensions: tuple[str, str]) -> None:
         if not math.isfinite(value):
@@ -291,14 +294,7 @@ def _snapshot(
         snapshot, claimed_at = cache.load()
         if not cache.due(claimed_at, now, clock()):
             return snapshot
-        budget = cache.budget(clock(), since)
-        if budget.pages_needed > cex.MAX_PAGES:
-            _report_too_many_pages(budget, since, snapshot, report)
-            return snapshot
-        # From here pages_needed <= MAX_PAGES: any budget advice stays within what one
-        # refresh can read.
-        if budget.pages_needed > max_requests - budget.used_today:
-            _report_unaffordable(budget, max_requests, since, snapshot, report)
+        if _refresh_blocked(cache.budget(clock(), since), max_requests, since, snapshot, report):
             return snapshot
         if not cache.claim(now, clock()):
             return snapshot
@@ -350,6 +346,35 @@ def _snapshot(
     kept = fetched.for_jobs({job.job_id for job in jobs})
     _store(cache, kept, jobs)
     return kept
+
+
+def _refresh_blocked(
+    budget: cex.RequestBudget,
+    max_requests: int,
+    since: str,
+    snapshot: cex.CostSnapshot | None,
+    report: RunReport,
+) -> bool:
+    """Whether the request budget stops a due refresh before any request (reported)."""
+    if budget.unreadable:
+        report.ce_error = cex.BUDGET_UNREADABLE
+        logger.error(
+            "cost_tracker: today's Cost Explorer request count cannot be read (%s), so no "
+            "request is sent until 00:00 UTC starts a new count; keeping the previous actual "
+            "costs (%s)",
+            budget.unreadable,
+            _fetched_when(snapshot),
+        )
+        return True
+    if budget.pages_needed > cex.MAX_PAGES:
+        _report_too_many_pages(budget, since, snapshot, report)
+        return True
+    # From here pages_needed <= MAX_PAGES: any budget advice stays within what one refresh
+    # can read.
+    if budget.pages_needed > max_requests - budget.used_today:
+        _report_unaffordable(budget, max_requests, since, snapshot, report)
+        return True
+    return False
 
 
 def _store(cache: cex.CostCache, snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
@@ -455,9 +480,10 @@ def _explain_missing(snapshot: cex.CostSnapshot, jobs: list[JobRecord]) -> None:
 
 
 def _read_jobs(
-    dynamodb: DynamoDBClient, table: str, now: float, report: RunReport
+    dynamodb: DynamoDBClient, table: str, now: float, namespace: str, report: RunReport
 ) -> list[JobRecord]:
-    """Valid jobs active within the cost-settling window; bad items go to the report."""
+    """Valid jobs of ``namespace`` active within the cost-settling window; bad items, and
+    items naming another namespace, go to the report."""
     jobs, rejected = load_jobs(dynamodb, table, now, within=COST_SETTLE_SECONDS)
     valid: list[JobRecord] = []
     for job in jobs:
@@ -466,11 +492,65 @@ def _read_jobs(
         except MetricsKitError as error:
             rejected.append(Rejected(job.job_id, str(error)))
             continue
+        if job.namespace is not None and job.namespace != namespace:
+            # The item is worker-writable; the tracker's role may publish anywhere. Publishing
+            # into the namespace an item names would let a worker held to its own namespace by
+            # IAM write (any) cost figures into another team's.
+            rejected.append(
+                Rejected(
+                    job.job_id,
+                    f"namespace {job.namespace!r} is not the tracker's "
+                    f"({mk_config.ENV_NAMESPACE}={namespace!r}); the tracker publishes into "
+                    "its own namespace only",
+                )
+            )
+            continue
         valid.append(job)
     for item in rejected:
         logger.warning("cost_tracker: skipped job item %r: %s", item.job_id, item.reason)
         report.skipped.append({"job_id": item.job_id, "reason": item.reason})
     return valid
+
+
+def _within_cap(
+    current: list[JobRecord], settling: list[JobRecord], report: RunReport
+) -> tuple[list[JobRecord], list[JobRecord]]:
+    """At most :data:`MAX_JOBS_PER_RUN` jobs, the most recently active first (current jobs
+    before settling ones); the others are skipped and reported (one warning for them all)."""
+
+    def recent_first(jobs: list[JobRecord]) -> list[JobRecord]:
+        return sorted(jobs, key=lambda job: (-(last_active(job) or 0.0), job.job_id))
+
+    ranked = recent_first(current) + recent_first(settling)
+    if len(ranked) <= MAX_JOBS_PER_RUN:
+        return current, settling
+    kept = {job.job_id for job in ranked[:MAX_JOBS_PER_RUN]}
+    reason = (
+        f"more than MAX_JOBS_PER_RUN ({MAX_JOBS_PER_RUN}) jobs in the table are active within "
+        "three days; this run reports on the most recently active ones"
+    )
+    for job in ranked[MAX_JOBS_PER_RUN:]:
+        report.skipped.append({"job_id": job.job_id, "reason": reason})
+    logger.warning("cost_tracker: %d jobs skipped: %s", len(ranked) - MAX_JOBS_PER_RUN, reason)
+    return (
+        [job for job in current if job.job_id in kept],
+        [job for job in settling if job.job_id in kept],
+    )
+
+
+def _note_lookback(jobs: list[JobRecord], now: float, report: RunReport) -> None:
+    """Report the jobs that started before the Cost Explorer query can reach."""
+    clamped = [job.job_id for job in jobs if cex.before_lookback(now, job.started_at)]
+    if clamped:
+        report.lookback_clamped_jobs = clamped
+        logger.warning(
+            "cost_tracker: %s started more than %d days ago (or say so in their started_at); "
+            "the Cost Explorer query reaches back to %s only, so their ActualCost covers the "
+            "days since then",
+            ", ".join(clamped),
+            cex.MAX_LOOKBACK_DAYS,
+            cex.earliest_start(now).isoformat(),
+        )
 
 
 def run(
@@ -526,9 +606,12 @@ def run(
             mk_config.env_choice(mk_config.ENV_SINK, SINK_NAMES, DEFAULT_TRACKER_SINK, env)
         )
 
-    valid = _read_jobs(dynamodb, table_name, at, report)
+    valid = _read_jobs(dynamodb, table_name, at, namespace, report)
     current = [job for job in valid if is_current(job, at)]
     settling = [job for job in valid if not is_current(job, at)]
+    current, settling = _within_cap(current, settling, report)
+    valid = sorted(current + settling, key=lambda job: job.job_id)
+    _note_lookback(valid, at, report)
     report.settling_jobs = [job.job_id for job in settling]
     report.jobs = len(current)
 
@@ -625,7 +708,7 @@ def _publish_job(
     report: RunReport,
     own_dimensions: tuple[tuple[str, str], ...] = (),
 ) -> None:
-    namespace = publisher.namespace_for(job)
+    namespace = publisher.default_namespace
     dim = (catalog.JOB_ID, job.job_id)
     estimate: float | None = None
     rate = job.hourly_rate
@@ -666,7 +749,7 @@ def _publish_settling_job(
 ) -> None:
     """A job that ended one to three days ago: its actual cost only, which is still settling
     (its estimate and progress were final when it ended)."""
-    namespace = publisher.namespace_for(job)
+    namespace = publisher.default_namespace
     actual = _publish_actual(job, namespace, snapshot, publisher)
     _publish_cost_per_million(
         job, namespace, cost_basis(estimate=None, actual=actual, settling=True), publisher

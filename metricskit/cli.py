@@ -78,6 +78,19 @@ def _cmd_count_csv_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def shown(text: str) -> str:
+    r"""``text`` as it may go to a terminal: unchanged when every character is printable,
+    else with backslash escapes (``\x1b``, ``\r``, ``\u202e``, and ``\\`` for a backslash).
+
+    Job ids and stage names come from the job table, which anyone with write access to it
+    can fill: an escape sequence there could clear the screen or forge rows.
+
+    >>> print(shown("train-1"), shown("evil\x1b[2J"))
+    train-1 evil\x1b[2J
+    """
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from metricskit.registry import JobRegistry, is_stale
 
@@ -96,11 +109,11 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         percent = "" if not record.total else f"{min(100.0, 100 * record.done / record.total):.1f}"
         status = record.status + (" (stale)" if is_stale(record, now, args.stale_after) else "")
         print(
-            f"{record.job_id:30} {status:12} {record.done:12,.0f} {total:>12} {percent:>6} "
+            f"{shown(record.job_id):30} {status:12} {record.done:12,.0f} {total:>12} {percent:>6} "
             f"{record.workers:>7} {record.active_workers:>6}"
         )
         for stage, done in sorted(record.stages_done.items()):
-            print(f"  stage {stage:22} {'':12} {done:12,.0f}")
+            print(f"  stage {shown(stage):22} {'':12} {done:12,.0f}")
     return 0
 
 

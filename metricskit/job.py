@@ -34,6 +34,7 @@ from metricskit.validation import (
     check_dimension_value,
     check_dimensions,
     check_hourly_rate,
+    check_job_id,
     check_namespace,
 )
 
@@ -180,7 +181,7 @@ class Job(Recorder):
         progress_bar: bool | None = None,
         handle_sigterm: bool = True,
     ) -> None:
-        check_dimension_value(catalog.JOB_ID, job_id)
+        check_job_id(job_id)
         self.job_id = job_id
         # An argument is the programmer's: a bad one raises. A variable is the deployment's:
         # a bad one warns and falls back (see metricskit.config).

@@ -142,6 +142,13 @@ def parse_job_item(item: Mapping[str, Any]) -> JobRecord:
     job_id = item.get(jt.HASH_KEY)
     if not isinstance(job_id, str) or not job_id:
         raise InvalidJobItemError(f"{jt.HASH_KEY} must be a non-empty string, got {job_id!r}")
+    if (prefix := jt.reserved_prefix(job_id)) is not None:
+        # The key of another item kind: no Job takes such an id, so this item was written by
+        # hand or to pass for a job (its writes would land on a cache or checkpoint item).
+        raise InvalidJobItemError(
+            f"{jt.HASH_KEY} starts with {prefix!r}, the key prefix of another item kind, "
+            f"but {jt.ITEM_TYPE} is {jt.TYPE_JOB!r}"
+        )
     status = item.get(jt.STATUS)
     if status not in jt.JOB_STATUSES:
         allowed = ", ".join(sorted(jt.JOB_STATUSES))

@@ -2,7 +2,9 @@
 the examples and the Terraform module. Change it only together with all of them.
 
 One table, hash key ``job_id`` (string), no sort key, on-demand billing. Several kinds of
-item share it; ``item_type`` tells them apart so a Scan can filter:
+item share it; ``item_type`` tells them apart so a Scan can filter, and the key prefixes of
+the other kinds (RESERVED_KEY_PREFIXES) are never job ids: ``Job`` refuses them and every
+reader skips a job item with such a key:
 
 * job items (``item_type = "job"``), key ``job_id = <the JobId>``:
   ``namespace`` S, ``status`` S (one of JOB_STATUSES), ``total`` N (optional), ``done`` N
@@ -110,6 +112,24 @@ LINECOUNT_PREFIX: Final = "linecount#"
 CSVRECORDS_PREFIX: Final = "csvrecords#"
 CHECKPOINT_PREFIX: Final = "checkpoint#"
 COST_CACHE_PREFIX: Final = "costcache#"
+RESERVED_KEY_PREFIXES: Final = (
+    LINECOUNT_PREFIX,
+    CSVRECORDS_PREFIX,
+    CHECKPOINT_PREFIX,
+    COST_CACHE_PREFIX,
+)
+"""The key prefixes of the item kinds other than jobs: no job id may start with one, or its
+job item would land on (and merge into) a cache or checkpoint item's key. Every new item kind
+adds its prefix here."""
+
+
+def reserved_prefix(key: str) -> str | None:
+    """The reserved prefix ``key`` starts with, else None.
+
+    >>> reserved_prefix("checkpoint#load-42#0/2"), reserved_prefix("train-1")
+    ('checkpoint#', None)
+    """
+    return next((prefix for prefix in RESERVED_KEY_PREFIXES if key.startswith(prefix)), None)
 
 
 def sequence_attribute(worker: str) -> str:

@@ -56,6 +56,8 @@ cache (4 MiB measured fastest with numpy; 8-16 MiB reads were a few percent slow
 _DECOMPRESSORS: Final[dict[str, ModuleType]] = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
 _NEWLINE: Final = 0x0A
 _QUOTE: Final = 0x22
+_NON_NEGATIVE_INTEGER: Final = re.compile(r"[0-9]+")
+"""A cached count as it must read (DynamoDB keeps numbers as decimal text)."""
 
 Chunk: TypeAlias = bytes | bytearray
 """What the counters read: ``bytes`` and ``bytearray`` both have ``find``/``count``/``split``
@@ -661,7 +663,19 @@ def _cached_count(
     if not item or item.get(job_table.VERSION, {}).get("S") != source.version:
         return None
     counted = item.get(job_table.LINES, {}).get("N")
-    return None if counted is None else int(counted)
+    if counted is None:
+        return None
+    if not _NON_NEGATIVE_INTEGER.fullmatch(counted):
+        # Anyone who can write the table can write this item: a count that cannot be one
+        # (1.5, -7, 1e3) is not believed, the source is counted again and the item replaced.
+        logger.warning(
+            "metricskit: ignoring the cached %s of %s (%r is not a non-negative integer); counting",
+            kind.what,
+            source.uri,
+            counted,
+        )
+        return None
+    return int(counted)
 
 
 def _store_count(

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from metricskit import limits
+from metricskit import catalog, job_table, limits
 from metricskit.batch import Dimensions
 from metricskit.errors import ConfigurationError, InvalidDimensionError, InvalidMetricError
 
@@ -243,5 +243,29 @@ def check_dimension_value(name: str, value: object) -> str:
         raise InvalidDimensionError(
             f"dimension {name!r} value {value!r} must be printable ASCII with at least one "
             "character that is not a space"
+        )
+    return value
+
+
+JOB_ID_ALLOWED = (
+    f"{DIMENSION_VALUE_ALLOWED}, not starting with "
+    + ", ".join(repr(prefix) for prefix in job_table.RESERVED_KEY_PREFIXES)
+    + " (the job table's other item kinds)"
+)
+
+
+def check_job_id(job_id: object) -> str:
+    """Return ``job_id`` when it can be a JobId: a valid dimension value that is not the key
+    of another item kind in the job table (:data:`~metricskit.job_table.RESERVED_KEY_PREFIXES`).
+
+    >>> check_job_id("nightly-etl-2026-11-23")
+    'nightly-etl-2026-11-23'
+    """
+    value = check_dimension_value(catalog.JOB_ID, job_id)
+    prefix = job_table.reserved_prefix(value)
+    if prefix is not None:
+        raise InvalidDimensionError(
+            f"job id {value!r} starts with {prefix!r}, the key prefix of another item kind in "
+            f"the job table; a job id is {JOB_ID_ALLOWED}"
         )
     return value

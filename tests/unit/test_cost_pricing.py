@@ -217,7 +217,10 @@ def test_the_query_covers_the_month_and_the_earliest_current_job() -> None:
     feb = dt.datetime(2026, 2, 20, tzinfo=dt.UTC).timestamp()
     assert query_period(now, [now, feb]) == ("2026-02-20", "2026-03-16")
     ancient = dt.datetime(2020, 1, 1, tzinfo=dt.UTC).timestamp()
-    assert query_period(now, [ancient]) == ("2025-03-01", "2026-03-16")
+    # A start from long ago (a job item's started_at = 0, say) takes the period back at most
+    # MAX_LOOKBACK_DAYS (31), not a year: one item cannot widen every refresh.
+    assert query_period(now, [ancient]) == ("2026-02-12", "2026-03-16")
+    assert query_period(now, [0.0, feb]) == ("2026-02-12", "2026-03-16")
     request = build_request(now, [])
     assert request["Granularity"] == "MONTHLY"
     assert [g["Key"] for g in request["GroupBy"]] == ["JobId", "CostCategory"]
