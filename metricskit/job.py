@@ -597,6 +597,8 @@ class Job(Recorder):
             return True
         pause = 0.1
         while time.monotonic() + pause < deadline:
+            if _cannot_succeed(self._delivery.last_error):
+                return False
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
             with self._delivery.export_lock:
@@ -731,11 +733,45 @@ class Job(Recorder):
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
             lambda: self._drain(deadline), remaining, name=f"metricskit-close-{self.job_id}"
         )
+        if not delivered and not isinstance(self.sink, NullSink):
+            self._report_undelivered()
         self._flusher.stop(timeout=max(0.0, deadline - time.monotonic()))
         self._close_progress_bar()
         process_hooks.untrack(self)
         self._shutdown_sink()
         return delivered and registered
+
+    def _report_undelivered(self) -> None:
+        """One ERROR at close for what the last delivery left queued: nothing retries it later.
+
+        The WARNINGs of the failed exports say "kept for retry", true while the job runs; at
+        close this is the line that says the data is gone (``with Job(...)`` drops close()'s
+        False, so without it a job could lose its last minute with no error anywhere).
+        """
+        pending = self._delivery.pending()
+        if not pending:
+            return  # delivered after all (a slow last export), or rejected for good
+        series = sum(len(batch) for batch in pending)
+        records = sum(
+            metric.value or 0.0
+            for batch in pending
+            for metric in batch.metrics
+            if metric.name == catalog.RECORDS_PROCESSED and metric.key.dimensions == self.dimensions
+        )
+        error = self._delivery.last_error
+        logger.error(
+            "metricskit: job %s closed with %d period(s) not delivered to %s (%d series, "
+            "%g %s; %s); they are DROPPED: nothing retries them after close",
+            self.job_id,
+            len(pending),
+            type(self.sink).__name__,
+            series,
+            records,
+            catalog.RECORDS_PROCESSED,
+            f"last error: {error}"
+            if error is not None
+            else f"not done within the shutdown timeout of {self.shutdown_timeout:g} s",
+        )
 
     def _shutdown_sink(self) -> None:
         # A sink object shared by several jobs is shut down by the last of them to close.
@@ -831,6 +867,22 @@ class Job(Recorder):
         return (
             f"Job({self.job_id!r}, namespace={self.namespace!r}, sink={type(self.sink).__name__})"
         )
+
+
+def _cannot_succeed(error: BaseException | None) -> bool:
+    """True when retrying the export that failed with ``error`` cannot help before close ends.
+
+    Only botocore's NoCredentialsError: a botocore client resolves its credentials once, when
+    it is built, and one built when none were found signs every later request without any
+    (``SigV4Auth.add_auth`` raises it again, with no network call), so retries at close only
+    spend the shutdown timeout. Credentials that exist but fail to refresh (an ECS/EC2
+    endpoint that is briefly unavailable) raise other errors and keep being retried, and
+    during the job nothing changes: a failed period stays queued and retried with backoff.
+    """
+    return error is not None and any(
+        cls.__name__ == "NoCredentialsError" and cls.__module__.startswith("botocore")
+        for cls in type(error).__mro__
+    )
 
 
 def _setting_seconds(
