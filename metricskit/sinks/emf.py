@@ -153,10 +153,11 @@ job's MetricskitDroppedValues, logged once (see ``serialize``)."""
 DISTRIBUTIONS_MEMBER: Final = validation.EMF_DISTRIBUTIONS_MEMBER
 """Root member with the statistics of down-sampled distributions (a log field): SampleCount
 exact, Sum/Minimum/Maximum to the bucket resolution (0.5%)."""
-SERVICE_NAME_MEMBER: Final = "ServiceName"
+SERVICE_NAME_MEMBER: Final = validation.EMF_SERVICE_NAME_MEMBER
 """Root member with ``service_name``; a dimension of that name takes its place."""
-# Validation refuses dimensions and metrics named like the first two at definition; a batch
-# built by hand can still hold them, so serialization checks again (and counts a rejection).
+# Validation refuses dimensions named like the first two and metrics named like any of the
+# three at definition; a batch built by hand can still hold them, so serialization checks
+# again (and counts a rejection).
 _RESERVED_MEMBERS: Final = validation.EMF_RESERVED_NAMES | {SERVICE_NAME_MEMBER}
 _MAX_EXACT_INT: Final = 2**53
 
@@ -373,13 +374,29 @@ def parse_agent_endpoint(endpoint: str) -> tuple[str, str, int]:
     >>> parse_agent_endpoint("udp://127.0.0.1:25888")
     ('udp', '127.0.0.1', 25888)
     """
-    allowed = "tcp://host:port or udp://host:port, e.g. tcp://127.0.0.1:25888"
+    allowed = (
+        "tcp://host:port or udp://host:port with a port from 1 to 65535 and nothing else "
+        "(no user, path, query or fragment), e.g. tcp://127.0.0.1:25888"
+    )
     try:
         parts = urlsplit(endpoint.strip())
         port = parts.port
     except (AttributeError, ValueError) as exc:
         raise ConfigurationError(f"agent endpoint {endpoint!r} is not {allowed}") from exc
-    if parts.scheme not in ("tcp", "udp") or not parts.hostname or port is None:
+    if (
+        parts.scheme not in ("tcp", "udp")
+        or not parts.hostname
+        or port is None
+        or port == 0  # "any free port": connecting there reaches no agent
+        # Refused rather than ignored: a path or a user means the value is not what the
+        # deployment thinks it is (an http:// URL edited by hand, a copied proxy setting).
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "?" in endpoint
+        or "#" in endpoint
+    ):
         raise ConfigurationError(f"agent endpoint {endpoint!r} is not {allowed}")
     return parts.scheme, parts.hostname, port
 

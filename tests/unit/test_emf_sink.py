@@ -21,7 +21,7 @@ import pytest
 import metricskit
 from metricskit import catalog, limits
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution, publishable
-from metricskit.errors import ConfigurationError
+from metricskit.errors import ConfigurationError, InvalidMetricError
 from metricskit.job import make_sink
 from metricskit.sinks import EMFSink
 from metricskit.sinks.base import ExportResult
@@ -496,6 +496,73 @@ def test_unparsable_endpoint_variable_warns_and_falls_back_to_stdout(
 def test_bad_agent_endpoint_argument_raises_and_says_what_is_allowed(endpoint: str) -> None:
     with pytest.raises(ConfigurationError, match=r"tcp://host:port or udp://host:port"):
         EMFSink(agent_endpoint=endpoint)
+
+
+_ENDPOINTS_WITH_EXTRAS = [
+    "tcp://host:0",
+    "tcp://host:25888/path?x=1",
+    "tcp://host:25888/",
+    "udp://host:25888?x=1",
+    "tcp://host:25888#frag",
+    "tcp://u:p@host:1",
+    "tcp://user@host:25888",
+]
+
+
+@pytest.mark.parametrize("endpoint", _ENDPOINTS_WITH_EXTRAS)
+def test_an_endpoint_with_port_0_a_user_path_or_query_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"port from 1 to 65535 and nothing else"):
+        parse_agent_endpoint(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", _ENDPOINTS_WITH_EXTRAS)
+def test_such_an_endpoint_variable_warns_and_falls_back_to_stdout(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("METRICSKIT_EMF_AGENT_ENDPOINT", endpoint)
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        sink = EMFSink()
+    assert sink.endpoint is None
+    assert f"ignoring METRICSKIT_EMF_AGENT_ENDPOINT={endpoint!r}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parsed"),
+    [
+        ("tcp://[::1]:25888", ("tcp", "::1", 25888)),
+        ("TCP://h:1", ("tcp", "h", 1)),
+        ("udp://agent:65535", ("udp", "agent", 65535)),
+    ],
+)
+def test_plain_endpoints_still_parse(endpoint: str, parsed: tuple[str, str, int]) -> None:
+    assert parse_agent_endpoint(endpoint) == parsed
+
+
+@pytest.mark.parametrize("name", ["ServiceName", "_aws", "MetricskitDistributions"])
+def test_a_metric_named_like_an_emf_member_is_refused_at_definition_for_every_sink(
+    name: str,
+) -> None:
+    """Accepted, ``ServiceName`` was dropped by the EMF sink at every flush (its member holds
+    the service name) and published by the others: refused for all, switching sinks loses
+    nothing."""
+    job = metricskit.Job("reserved", sink="memory", flush_interval=3600, handle_sigterm=False)
+    try:
+        for record in (job.gauge, job.observe):
+            with pytest.raises(InvalidMetricError, match="ServiceName") as raised:
+                record(name, 1.0)
+            assert repr(name) in str(raised.value)
+    finally:
+        job.close()
+
+
+def test_a_dimension_named_service_name_is_still_allowed() -> None:
+    buf = io.StringIO()
+    with metricskit.Job(
+        "svc", sink=EMFSink(stream=buf), dimensions={"ServiceName": "api"}, handle_sigterm=False
+    ) as job:
+        job.processed()
+    docs = validate_output(buf.getvalue())
+    assert {d["ServiceName"] for d in docs} == {"api"}
 
 
 def test_bad_constructor_arguments_raise_typed_errors() -> None:
