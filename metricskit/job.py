@@ -26,7 +26,7 @@ from metricskit.flusher import PeriodicFlusher
 from metricskit.handoff import Handoff
 from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
-from metricskit.recorder import DropCounter, JobStatus, Recorder
+from metricskit.recorder import STAGE_SERIES, DropCounter, JobStatus, Recorder, SeriesBudget
 from metricskit.registry import JobRegistry, WorkerRegistration
 from metricskit.sinks.base import Exporter, NullSink, Sink
 from metricskit.validation import (
@@ -120,9 +120,14 @@ class Stage(Recorder):
     def __init__(self, job: Job, name: str, total: float | None) -> None:
         check_dimension_value(catalog.STAGE, name)
         dims = (*job.dimensions[:1], (catalog.STAGE, name), *job.dimensions[1:])
-        super().__init__(dimensions=dims, total=total, clock=job.clock, drops=job._drops)
+        super().__init__(
+            dimensions=dims, total=total, clock=job.clock, drops=job._drops, budget=job._budget
+        )
         self.name = name
         self._job = job
+        self.published = job._budget.admit(f"stage {name!r}", STAGE_SERIES)
+        """False for a stage created past the job's series cap: it records (its status()
+        works) but publishes nothing; what it would have published is counted as dropped."""
 
     def _done(self) -> tuple[float, bool]:
         registration = self._job.registration
@@ -156,7 +161,9 @@ class Job(Recorder):
     one job share its progress through DynamoDB (see :mod:`metricskit.registry`);
     ``compute_profile``/``hourly_rate`` go there for the cost tracker. ``progress_bar``
     (default ``METRICSKIT_PROGRESS_BAR``, else on only when stderr is a terminal) draws a
-    tqdm bar with the same numbers as the metrics.
+    tqdm bar with the same numbers as the metrics. ``max_series`` (``METRICSKIT_MAX_SERIES``,
+    default 1000) caps the series the job's own metrics and stages add: past it new ones are
+    counted in MetricskitDroppedValues instead of published (see docs/OPERATIONS.md).
     """
 
     def __init__(
@@ -173,6 +180,7 @@ class Job(Recorder):
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         max_queued_periods: int | None = None,
+        max_series: int | None = None,
         job_table: str | None = None,
         registry: JobRegistry | None = None,
         compute_profile: str | None = None,
@@ -216,10 +224,22 @@ class Job(Recorder):
                 config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
             ),
         )
+        series_cap = _positive_int(
+            "max_series",
+            max_series,
+            config.env_positive_int(config.ENV_MAX_SERIES, config.DEFAULT_MAX_SERIES),
+        )
+        self._budget = SeriesBudget(job_id, series_cap, per_series=2 if self._per_worker else 1)
         _check_registry_arguments(registry, compute_profile, hourly_rate)
         _optional_bool("progress_bar", progress_bar)
         self.sink: Exporter = self._resolve_sink(sink)
-        super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
+        super().__init__(
+            dimensions=dims,
+            total=total,
+            clock=self.clock,
+            drops=DropCounter(),
+            budget=self._budget,
+        )
         self._mono_start = _check_reading(self.clock, self.clock())
         self._wall_start = time.time()
         # The default clock cannot date a batch (see wall_time); an injected one (a test's)
@@ -502,7 +522,11 @@ class Job(Recorder):
             stages = list(self._stages.values())
         for stage in stages:
             try:
-                metrics.extend(stage.collect(now, period))
+                collected = stage.collect(now, period)
+                if stage.published:
+                    metrics.extend(collected)
+                else:  # past the series cap: counted, not published
+                    self._drops.cell.add(float(len(collected)))
             except Exception:  # one stage's fault must not cost the job's counts taken above
                 logger.exception("metricskit: stage %r not collected this period", stage.name)
         if self._per_worker:
@@ -837,6 +861,7 @@ class Job(Recorder):
         if self._closed:  # a close under way in the parent never finishes here
             self._close_done.set()
         self._drops.reset_after_fork()
+        self._budget.reset_after_fork()
         self._delivery.reset_after_fork()
         # The parent reports its own failures and rejections; the child's counts start at 0.
         self._failed_exports_reported = 0
