@@ -38,7 +38,9 @@ class JobStatus:
 
     ``percent`` is ``100 * done / total`` (at most 100); None when the total is unknown or 0.
     It stays as it is while the job is stalled. ``rate`` is None until the estimator has
-    two samples, and 0 when no record was done lately (stalled). ``eta_seconds`` is None
+    two samples (the job's or stage's start is the first, so the first call after some
+    progress has one; after a fork, or when a job table's job-wide count first replaces
+    this worker's own, it starts again), and 0 when no record was done lately (stalled). ``eta_seconds`` is None
     when the total is unknown, before the first rate, and while the job is stalled
     (nothing says when it will resume); 0 once the job closed as completed (with a job
     table: once the job item says completed).
@@ -183,6 +185,10 @@ class Recorder:
         self._definition_lock = threading.Lock()
         self._keys: dict[tuple[str, str], SeriesKey] = {}
         self._estimator = EtaEstimator()
+        # The start is a sample (nothing done yet), so the first status() or flush after some
+        # progress already has a rate; otherwise status() had rate None however long the job
+        # had run and however much it had done, until a second call.
+        self._estimator.update(clock(), 0.0)
         self._estimator_lock = threading.Lock()
         self._estimating_provisional = False  # the estimator's samples are provisional counts
         self._done_at_last_collect = 0.0
