@@ -121,11 +121,15 @@ class Stage(Recorder):
         check_dimension_value(catalog.STAGE, name)
         dims = (*job.dimensions[:1], (catalog.STAGE, name), *job.dimensions[1:])
         super().__init__(
-            dimensions=dims, total=total, clock=job.clock, drops=job._drops, budget=job._budget
+            dimensions=dims,
+            total=total,
+            clock=job.clock,
+            drops=job._drops,
+            budget=job._series_budget,
         )
         self.name = name
         self._job = job
-        self.published = job._budget.admit(f"stage {name!r}", STAGE_SERIES)
+        self.published = job._series_budget.admit(f"stage {name!r}", STAGE_SERIES)
         """False for a stage created past the job's series cap: it records (its status()
         works) but publishes nothing; what it would have published is counted as dropped."""
 
@@ -229,7 +233,9 @@ class Job(Recorder):
             max_series,
             config.env_positive_int(config.ENV_MAX_SERIES, config.DEFAULT_MAX_SERIES),
         )
-        self._budget = SeriesBudget(job_id, series_cap, per_series=2 if self._per_worker else 1)
+        self._series_budget = SeriesBudget(
+            job_id, series_cap, per_series=2 if self._per_worker else 1
+        )
         _check_registry_arguments(registry, compute_profile, hourly_rate)
         _optional_bool("progress_bar", progress_bar)
         self.sink: Exporter = self._resolve_sink(sink)
@@ -238,7 +244,7 @@ class Job(Recorder):
             total=total,
             clock=self.clock,
             drops=DropCounter(),
-            budget=self._budget,
+            budget=self._series_budget,
         )
         self._mono_start = _check_reading(self.clock, self.clock())
         self._wall_start = time.time()
@@ -861,7 +867,7 @@ class Job(Recorder):
         if self._closed:  # a close under way in the parent never finishes here
             self._close_done.set()
         self._drops.reset_after_fork()
-        self._budget.reset_after_fork()
+        self._series_budget.reset_after_fork()
         self._delivery.reset_after_fork()
         # The parent reports its own failures and rejections; the child's counts start at 0.
         self._failed_exports_reported = 0

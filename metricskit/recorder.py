@@ -40,10 +40,10 @@ class JobStatus:
     It stays as it is while the job is stalled. ``rate`` is None until the estimator has
     two samples (the job's or stage's start is the first, so the first call after some
     progress has one; after a fork, or when a job table's job-wide count first replaces
-    this worker's own, it starts again), and 0 when no record was done lately (stalled). ``eta_seconds`` is None
-    when the total is unknown, before the first rate, and while the job is stalled
-    (nothing says when it will resume); 0 once the job closed as completed (with a job
-    table: once the job item says completed).
+    this worker's own, it starts again), and 0 when no record was done lately (stalled).
+    ``eta_seconds`` is None when the total is unknown, before the first rate, and while the
+    job is stalled (nothing says when it will resume); 0 once the job closed as completed
+    (with a job table: once the job item says completed).
     """
 
     done: float
@@ -139,7 +139,6 @@ class SeriesBudget:
             catalog.DROPPED_VALUES,
         )
         return False
-
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()

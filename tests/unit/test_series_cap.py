@@ -16,7 +16,11 @@ from metricskit.sinks.memory import MemorySink
 
 def make_job(sink: MemorySink, **kwargs: object) -> metricskit.Job:
     return metricskit.Job(
-        "capped", sink=sink, flush_interval=3600, handle_sigterm=False, **kwargs  # type: ignore[arg-type]
+        "capped",
+        sink=sink,
+        flush_interval=3600,
+        handle_sigterm=False,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -38,7 +42,8 @@ def test_new_metrics_past_the_cap_are_counted_not_published(
     assert sink.sum(catalog.DROPPED_VALUES) == 2 + 2  # G3, G4's values, Lat's 2 observations
     warnings = [r.getMessage() for r in caplog.records if "cap of 3 series" in r.getMessage()]
     assert len(warnings) == 1
-    assert config.ENV_MAX_SERIES in warnings[0] and "'G3'" in warnings[0]
+    assert config.ENV_MAX_SERIES in warnings[0]
+    assert "'G3'" in warnings[0]
     # Those defined before keep working; those past the cap stay unpublished.
     job.gauge("G0", 7.0)
     job.gauge("G4", 7.0)
@@ -53,7 +58,8 @@ def test_stages_past_the_cap_record_but_do_not_publish() -> None:
     job = make_job(sink, max_series=STAGE_SERIES)
     first = job.stage("first")
     second = job.stage("second")
-    assert first.published and not second.published
+    assert first.published
+    assert not second.published
     second.processed(4)
     first.processed(2)
     assert second.status().done == 4  # still usable in the worker
@@ -84,11 +90,12 @@ def test_the_variable_sets_the_cap_and_a_bad_one_warns_and_falls_back(
     for i in range(3):
         job.gauge(f"G{i}", 1.0)
     job.close()
-    assert "G2" not in sink.names() and "G1" in sink.names()
+    assert "G2" not in sink.names()
+    assert "G1" in sink.names()
     monkeypatch.setenv(config.ENV_MAX_SERIES, "lots")
     with caplog.at_level(logging.WARNING, logger="metricskit"):
         job = make_job(MemorySink())
-    assert job._budget.cap == config.DEFAULT_MAX_SERIES
+    assert job._series_budget.cap == config.DEFAULT_MAX_SERIES
     assert f"ignoring {config.ENV_MAX_SERIES}='lots'" in caplog.text
     job.close()
     assert config.ENV_MAX_SERIES in config.ALL_VARIABLES
