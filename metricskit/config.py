@@ -53,6 +53,10 @@ ENV_DIMENSIONS: Final = "METRICSKIT_DIMENSIONS"
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
 """Periods kept for delivery during an outage before older ones merge (default 60)."""
 
+ENV_MAX_SERIES: Final = "METRICSKIT_MAX_SERIES"
+"""Series one job may publish besides its standard ones before new metrics and stages are
+dropped (default 1000)."""
+
 ALL_VARIABLES: Final = (
     ENV_SINK,
     ENV_NAMESPACE,
@@ -68,6 +72,7 @@ ALL_VARIABLES: Final = (
     ENV_PROGRESS_BAR,
     ENV_MAX_QUEUED_PERIODS,
     ENV_DIMENSIONS,
+    ENV_MAX_SERIES,
 )
 
 DEFAULT_NAMESPACE: Final = "metricskit"
@@ -121,6 +126,13 @@ def flush_interval_range() -> SecondsRange:
 SHUTDOWN_TIMEOUT_RANGE: Final = SecondsRange(0.0, MAX_SHUTDOWN_TIMEOUT, low_excluded=True)
 """What ``shutdown_timeout``, ``METRICSKIT_SHUTDOWN_TIMEOUT`` and ``flush(timeout=)`` accept."""
 DEFAULT_MAX_QUEUED_PERIODS: Final = 60
+DEFAULT_MAX_SERIES: Final = 1000
+"""One PutMetricData request holds 1000 datums, so a flush of the capped series takes about
+one request (per 150 distribution values); and every series is a custom metric CloudWatch
+bills by the month (USD 0.30 each for the first 10,000): 1000 is already about USD 300 a
+month for a job that runs all month. A name built from data (a user id, a file name) passes
+it within minutes; a dashboard-sized job stays far below. Raise it for a job that needs
+more."""
 
 T = TypeVar("T")
 

@@ -54,12 +54,19 @@ class Delivery:
         again (``ExportResult.retries``)."""
         self._head_failed = False
         self._warned_contract = False
+        self.last_error: BaseException | None = None
+        """What stopped the last failed export, if the sink said (None after a success)."""
 
     @property
     def queued(self) -> int:
         """Batches waiting for delivery."""
         with self._queue_lock:
             return len(self._pending)
+
+    def pending(self) -> tuple[MetricBatch, ...]:
+        """The batches waiting for delivery, oldest first (a snapshot)."""
+        with self._queue_lock:
+            return tuple(self._pending)
 
     def submit(self, batch: MetricBatch) -> None:
         """Queue a period; merge the oldest ones when the queue is over its bound."""
@@ -87,6 +94,7 @@ class Delivery:
                 batch = self._pending[0]
             result = self._export(batch)
             with self._queue_lock:
+                self.last_error = None if result.success else result.error
                 self.rejected_series += result.rejected
                 self.retries += result.retries + self._head_failed
                 if result.success or not result.retryable:

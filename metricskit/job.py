@@ -26,7 +26,7 @@ from metricskit.flusher import PeriodicFlusher
 from metricskit.handoff import Handoff
 from metricskit.lock_holders import holds_lock
 from metricskit.progress import TerminalProgress, progress_bar_wanted
-from metricskit.recorder import DropCounter, JobStatus, Recorder
+from metricskit.recorder import STAGE_SERIES, DropCounter, JobStatus, Recorder, SeriesBudget
 from metricskit.registry import JobRegistry, WorkerRegistration
 from metricskit.sinks.base import Exporter, NullSink, Sink
 from metricskit.validation import (
@@ -121,9 +121,18 @@ class Stage(Recorder):
     def __init__(self, job: Job, name: str, total: float | None) -> None:
         check_dimension_value(catalog.STAGE, name)
         dims = (*job.dimensions[:1], (catalog.STAGE, name), *job.dimensions[1:])
-        super().__init__(dimensions=dims, total=total, clock=job.clock, drops=job._drops)
+        super().__init__(
+            dimensions=dims,
+            total=total,
+            clock=job.clock,
+            drops=job._drops,
+            budget=job._series_budget,
+        )
         self.name = name
         self._job = job
+        self.published = job._series_budget.admit(f"stage {name!r}", STAGE_SERIES)
+        """False for a stage created past the job's series cap: it records (its status()
+        works) but publishes nothing; what it would have published is counted as dropped."""
 
     def _done(self) -> tuple[float, bool]:
         registration = self._job.registration
@@ -157,7 +166,9 @@ class Job(Recorder):
     one job share its progress through DynamoDB (see :mod:`metricskit.registry`);
     ``compute_profile``/``hourly_rate`` go there for the cost tracker. ``progress_bar``
     (default ``METRICSKIT_PROGRESS_BAR``, else on only when stderr is a terminal) draws a
-    tqdm bar with the same numbers as the metrics.
+    tqdm bar with the same numbers as the metrics. ``max_series`` (``METRICSKIT_MAX_SERIES``,
+    default 1000) caps the series the job's own metrics and stages add: past it new ones are
+    counted in MetricskitDroppedValues instead of published (see docs/OPERATIONS.md).
     """
 
     def __init__(
@@ -174,6 +185,7 @@ class Job(Recorder):
         shutdown_timeout: float | None = None,
         worker_id: str | None = None,
         max_queued_periods: int | None = None,
+        max_series: int | None = None,
         job_table: str | None = None,
         registry: JobRegistry | None = None,
         compute_profile: str | None = None,
@@ -217,10 +229,24 @@ class Job(Recorder):
                 config.ENV_MAX_QUEUED_PERIODS, config.DEFAULT_MAX_QUEUED_PERIODS
             ),
         )
+        series_cap = _positive_int(
+            "max_series",
+            max_series,
+            config.env_positive_int(config.ENV_MAX_SERIES, config.DEFAULT_MAX_SERIES),
+        )
+        self._series_budget = SeriesBudget(
+            job_id, series_cap, per_series=2 if self._per_worker else 1
+        )
         _check_registry_arguments(registry, compute_profile, hourly_rate)
         _optional_bool("progress_bar", progress_bar)
         self.sink: Exporter = self._resolve_sink(sink)
-        super().__init__(dimensions=dims, total=total, clock=self.clock, drops=DropCounter())
+        super().__init__(
+            dimensions=dims,
+            total=total,
+            clock=self.clock,
+            drops=DropCounter(),
+            budget=self._series_budget,
+        )
         self._mono_start = _check_reading(self.clock, self.clock())
         self._wall_start = time.time()
         # The default clock cannot date a batch (see wall_time); an injected one (a test's)
@@ -503,7 +529,11 @@ class Job(Recorder):
             stages = list(self._stages.values())
         for stage in stages:
             try:
-                metrics.extend(stage.collect(now, period))
+                collected = stage.collect(now, period)
+                if stage.published:
+                    metrics.extend(collected)
+                else:  # past the series cap: counted, not published
+                    self._drops.cell.add(float(len(collected)))
             except Exception:  # one stage's fault must not cost the job's counts taken above
                 logger.exception("metricskit: stage %r not collected this period", stage.name)
         if self._per_worker:
@@ -598,6 +628,8 @@ class Job(Recorder):
             return True
         pause = 0.1
         while time.monotonic() + pause < deadline:
+            if _cannot_succeed(self._delivery.last_error):
+                return False
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
             with self._delivery.export_lock:
@@ -732,11 +764,45 @@ class Job(Recorder):
         delivered = isinstance(self.sink, NullSink) or self._run_bounded(
             lambda: self._drain(deadline), remaining, name=f"metricskit-close-{self.job_id}"
         )
+        if not delivered and not isinstance(self.sink, NullSink):
+            self._report_undelivered()
         self._flusher.stop(timeout=max(0.0, deadline - time.monotonic()))
         self._close_progress_bar()
         process_hooks.untrack(self)
         self._shutdown_sink()
         return delivered and registered
+
+    def _report_undelivered(self) -> None:
+        """One ERROR at close for what the last delivery left queued: nothing retries it later.
+
+        The WARNINGs of the failed exports say "kept for retry", true while the job runs; at
+        close this is the line that says the data is gone (``with Job(...)`` drops close()'s
+        False, so without it a job could lose its last minute with no error anywhere).
+        """
+        pending = self._delivery.pending()
+        if not pending:
+            return  # delivered after all (a slow last export), or rejected for good
+        series = sum(len(batch) for batch in pending)
+        records = sum(
+            metric.value or 0.0
+            for batch in pending
+            for metric in batch.metrics
+            if metric.name == catalog.RECORDS_PROCESSED and metric.key.dimensions == self.dimensions
+        )
+        error = self._delivery.last_error
+        logger.error(
+            "metricskit: job %s closed with %d period(s) not delivered to %s (%d series, "
+            "%g %s; %s); they are DROPPED: nothing retries them after close",
+            self.job_id,
+            len(pending),
+            type(self.sink).__name__,
+            series,
+            records,
+            catalog.RECORDS_PROCESSED,
+            f"last error: {error}"
+            if error is not None
+            else f"not done within the shutdown timeout of {self.shutdown_timeout:g} s",
+        )
 
     def _shutdown_sink(self) -> None:
         # A sink object shared by several jobs is shut down by the last of them to close.
@@ -802,6 +868,7 @@ class Job(Recorder):
         if self._closed:  # a close under way in the parent never finishes here
             self._close_done.set()
         self._drops.reset_after_fork()
+        self._series_budget.reset_after_fork()
         self._delivery.reset_after_fork()
         # The parent reports its own failures and rejections; the child's counts start at 0.
         self._failed_exports_reported = 0
@@ -832,6 +899,22 @@ class Job(Recorder):
         return (
             f"Job({self.job_id!r}, namespace={self.namespace!r}, sink={type(self.sink).__name__})"
         )
+
+
+def _cannot_succeed(error: BaseException | None) -> bool:
+    """True when retrying the export that failed with ``error`` cannot help before close ends.
+
+    Only botocore's NoCredentialsError: a botocore client resolves its credentials once, when
+    it is built, and one built when none were found signs every later request without any
+    (``SigV4Auth.add_auth`` raises it again, with no network call), so retries at close only
+    spend the shutdown timeout. Credentials that exist but fail to refresh (an ECS/EC2
+    endpoint that is briefly unavailable) raise other errors and keep being retried, and
+    during the job nothing changes: a failed period stays queued and retried with backoff.
+    """
+    return error is not None and any(
+        cls.__name__ == "NoCredentialsError" and cls.__module__.startswith("botocore")
+        for cls in type(error).__mro__
+    )
 
 
 def _setting_seconds(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from metricskit import catalog
+from metricskit import catalog, config
 from metricskit.aggregation import CounterCell, DistributionCell, GaugeCell, Timer
 from metricskit.batch import Dimensions, Metric, MetricKind, SeriesKey, distribution
 from metricskit.errors import ConfigurationError, InvalidMetricError
@@ -38,10 +38,12 @@ class JobStatus:
 
     ``percent`` is ``100 * done / total`` (at most 100); None when the total is unknown or 0.
     It stays as it is while the job is stalled. ``rate`` is None until the estimator has
-    two samples, and 0 when no record was done lately (stalled). ``eta_seconds`` is None
-    when the total is unknown, before the first rate, and while the job is stalled
-    (nothing says when it will resume); 0 once the job closed as completed (with a job
-    table: once the job item says completed).
+    two samples (the job's or stage's start is the first, so the first call after some
+    progress has one; after a fork, or when a job table's job-wide count first replaces
+    this worker's own, it starts again), and 0 when no record was done lately (stalled).
+    ``eta_seconds`` is None when the total is unknown, before the first rate, and while the
+    job is stalled (nothing says when it will resume); 0 once the job closed as completed
+    (with a job table: once the job item says completed).
     """
 
     done: float
@@ -97,6 +99,56 @@ class DropCounter:
         self._lock = threading.Lock()
 
 
+class SeriesBudget:
+    """How many series one job may add besides its standard ones (``max_series``).
+
+    Metrics and stages are admitted when first defined (never on the record path); past the
+    cap they are created but never published: what they record is counted in
+    MetricskitDroppedValues at each flush, and one warning names the cap. The job's own
+    standard metrics are never counted, so they are never dropped.
+    """
+
+    def __init__(self, job_id: str, cap: int, *, per_series: int) -> None:
+        self.job_id = job_id
+        self.cap = cap
+        self.per_series = per_series
+        """Series each metric publishes: 2 with a WorkerId (the job-wide copy), else 1."""
+        self.used = 0
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def admit(self, what: str, series: int) -> bool:
+        """Count ``series`` more metrics (times ``per_series``) if they fit; warn once if not."""
+        wanted = series * self.per_series
+        with self._lock:
+            if self.used + wanted <= self.cap:
+                self.used += wanted
+                return True
+            if self._warned:
+                return False
+            self._warned = True
+        logger.warning(
+            "metricskit: job %s reached its cap of %d series (max_series=, %s); %s and every "
+            "new metric or stage after it are not published, what they record is counted in "
+            "%s. Metrics and stages defined before keep publishing, and so do the job's "
+            "standard metrics",
+            self.job_id,
+            self.cap,
+            config.ENV_MAX_SERIES,
+            what,
+            catalog.DROPPED_VALUES,
+        )
+        return False
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+STAGE_SERIES: Final = 9
+"""What a stage publishes: 4 counters, RecordsPerSecond, RecordsDone and, with a total,
+RecordsTotal, ProgressPercentage and ETASeconds (a stage counts as 9 against max_series)."""
+
+
 class Recorder:
     """Counters, distributions and gauges for one set of dimensions, plus its progress."""
 
@@ -107,8 +159,12 @@ class Recorder:
         total: float | None,
         clock: Callable[[], float],
         drops: DropCounter,
+        budget: SeriesBudget | None = None,
     ) -> None:
         self._dimensions = dimensions
+        self._budget = budget
+        self._unpublished: set[str] = set()
+        """Metrics defined past the job's series cap: recorded, never published."""
         self._total = check_total(total)
         self._clock = clock
         self._drops = drops
@@ -128,6 +184,10 @@ class Recorder:
         self._definition_lock = threading.Lock()
         self._keys: dict[tuple[str, str], SeriesKey] = {}
         self._estimator = EtaEstimator()
+        # The start is a sample (nothing done yet), so the first status() or flush after some
+        # progress already has a rate; otherwise status() had rate None however long the job
+        # had run and however much it had done, until a second call.
+        self._estimator.update(clock(), 0.0)
         self._estimator_lock = threading.Lock()
         self._estimating_provisional = False  # the estimator's samples are provisional counts
         self._done_at_last_collect = 0.0
@@ -222,6 +282,11 @@ class Recorder:
                 + ", ".join(sorted(dimension_names))
             )
 
+    def _admit(self, name: str) -> None:
+        """Count a new metric against the job's series cap; past it, never publish it."""
+        if self._budget is not None and not self._budget.admit(f"metric {name!r}", 1):
+            self._unpublished.add(name)
+
     def _define_distribution(self, name: str, unit: str) -> DistributionCell:
         with self._definition_lock:
             if name in self._distributions:
@@ -235,6 +300,7 @@ class Recorder:
             if name in self._gauges:
                 raise InvalidMetricError(f"{name!r} is already a gauge; use another name")
             cell = DistributionCell(name, self._drops.report, unit)
+            self._admit(name)
             self._distribution_units[name] = unit
             self._distributions[name] = cell
             return cell
@@ -260,6 +326,7 @@ class Recorder:
             if name in self._distributions:
                 raise InvalidMetricError(f"{name!r} is already a distribution; use another name")
             cell = GaugeCell(name)
+            self._admit(name)
             self._gauge_units[name] = unit
             self._gauges[name] = cell
             return cell
@@ -375,16 +442,28 @@ class Recorder:
             logger.exception(
                 "metricskit: progress of %s not published this period", self._dimensions
             )
+        unpublished = self._unpublished
+        dropped = 0.0
         for name, gauge in list(self._gauges.items()):
             value = gauge.take()
-            if value is not None:
+            if value is None:
+                continue
+            if name in unpublished:
+                dropped += 1  # the period's value, past the series cap
+            else:
                 metrics.append(self._gauge_metric(name, value, self._gauge_units[name]))
         for name, cell in list(self._distributions.items()):
             counts = cell.take()
-            if counts:
+            if not counts:
+                continue
+            if name in unpublished:
+                dropped += sum(counts.values())  # every observation, past the series cap
+            else:
                 metrics.append(
                     distribution(self._key(name, self._distribution_units[name]), counts)
                 )
+        if dropped:
+            self._drops.cell.add(dropped)
         return metrics
 
     def _done_for_collect(self, processed_delta: float) -> tuple[float, bool]:

@@ -50,6 +50,13 @@ EMF_RESERVED_NAMES = frozenset({EMF_METADATA_MEMBER, EMF_DISTRIBUTIONS_MEMBER})
 members of an EMF document, next to these: a dimension ``_aws`` would replace the metadata
 (no document valid), one named ``MetricskitDistributions`` the statistics (or vice versa).
 Refused whatever the sink, so a job does not break when ``METRICSKIT_SINK`` changes."""
+EMF_SERVICE_NAME_MEMBER = "ServiceName"
+"""The member the EMF sink writes ``service_name`` (or a dimension of that name) into."""
+EMF_RESERVED_METRIC_NAMES = EMF_RESERVED_NAMES | {EMF_SERVICE_NAME_MEMBER}
+"""Names no metric may have. ``ServiceName`` too: the EMF sink keeps that member for the
+service name (a dimension ``ServiceName`` is allowed and takes its place), so a metric named
+so could never be written there. Refused at definition whatever the sink, rather than
+dropped at every flush by one sink and published by the others."""
 TABLE_NAME_ALLOWED = "3 to 255 letters, digits and _ - ."
 LOG_GROUP_ALLOWED = "1 to 512 letters, digits and . - _ / #"
 LOG_STREAM_ALLOWED = "1 to 512 characters other than : and *"
@@ -156,10 +163,10 @@ def check_metric_name(name: object) -> str:
         )
     if not _PRINTABLE_ASCII.match(name):
         raise InvalidMetricError(f"metric name {name!r} must be printable ASCII")
-    if name in EMF_RESERVED_NAMES:
+    if name in EMF_RESERVED_METRIC_NAMES:
         raise InvalidMetricError(
-            f"metric name {name!r} is reserved (a member of every EMF document); reserved "
-            "names: " + ", ".join(sorted(EMF_RESERVED_NAMES))
+            f"metric name {name!r} is reserved (a member of EMF documents); reserved "
+            "names: " + ", ".join(sorted(EMF_RESERVED_METRIC_NAMES))
         )
     return name
 

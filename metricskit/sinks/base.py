@@ -23,7 +23,9 @@ class ExportResult:
     them (an EMF series too large for a document): not owed, not retried; the job adds them
     to its MetricskitDroppedValues self-metric. ``retries`` counts the requests the sink
     itself sent again during this export (botocore's retries after throttling or a 5xx); the
-    job adds them to its MetricskitRetries self-metric.
+    job adds them to its MetricskitRetries self-metric. ``error`` is the exception that
+    stopped a failed export, when there was one: the job reads it at close (a client without
+    credentials cannot succeed however long the last delivery retries).
     """
 
     success: bool
@@ -31,6 +33,7 @@ class ExportResult:
     retryable: bool = True
     rejected: int = 0
     retries: int = 0
+    error: BaseException | None = None
 
     @classmethod
     def ok(cls, *, rejected: int = 0, retries: int = 0) -> ExportResult:
@@ -44,8 +47,9 @@ class ExportResult:
         retryable: bool = True,
         rejected: int = 0,
         retries: int = 0,
+        error: BaseException | None = None,
     ) -> ExportResult:
-        return cls(False, remainder, retryable, rejected, retries)
+        return cls(False, remainder, retryable, rejected, retries, error)
 
 
 @runtime_checkable

@@ -179,7 +179,7 @@ class CloudWatchSink(BaseSink):
                 )
                 rest = tuple(m for later in (request, *pending) for m in later)
                 return ExportResult.failed(
-                    batch.with_metrics(rest), rejected=rejected, retries=retries
+                    batch.with_metrics(rest), rejected=rejected, retries=retries, error=exc
                 )
             # Delivered: nothing below may raise, or the batch would be kept and sent again.
             # (botocore's Stubber, for one, answers without ResponseMetadata.)

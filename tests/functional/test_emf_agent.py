@@ -255,3 +255,29 @@ def test_an_agent_on_an_ipv6_address_receives_the_documents(scheme: str) -> None
         sink.shutdown()
     assert records_processed(text.decode("utf-8"), JobId="v6") == 14
     assert sink.failed_writes == 0
+
+
+def test_an_agent_that_never_reads_holds_a_bounded_amount_before_writes_fail() -> None:
+    """TCP has no acknowledgement: what the kernel buffers for an agent that accepts the
+    connection (the listen backlog does) but never reads counts as written. With Linux's
+    autotuned send buffer that was 5.4 MB (1126 documents) before the first timeout; the
+    sink's capped SO_SNDBUF bounds it (413 KB measured)."""
+    from metricskit.sinks.emf import TCP_SEND_BUFFER_BYTES
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(1)  # never accept(), never recv()
+        port = hung.getsockname()[1]
+        sink = EMFSink(agent_endpoint=f"tcp://127.0.0.1:{port}", socket_timeout=0.2)
+        dims = (("JobId", "x" * 900),)
+        metrics = tuple(
+            Metric(SeriesKey(f"M{j}", "Count", dims), MetricKind.COUNTER, 1.0) for j in range(100)
+        )
+        for _ in range(5000):
+            if not sink.export(MetricBatch("Test/EMF", time.time(), metrics)).success:
+                break
+        else:
+            pytest.fail("5000 exports into an agent that never reads all succeeded")
+        sink.shutdown()
+    assert TCP_SEND_BUFFER_BYTES == 65_536
+    assert 0 < sink.bytes_written < 1_000_000, sink.bytes_written

@@ -21,7 +21,7 @@ import pytest
 import metricskit
 from metricskit import catalog, limits
 from metricskit.batch import Metric, MetricBatch, MetricKind, SeriesKey, distribution, publishable
-from metricskit.errors import ConfigurationError
+from metricskit.errors import ConfigurationError, InvalidMetricError
 from metricskit.job import make_sink
 from metricskit.sinks import EMFSink
 from metricskit.sinks.base import ExportResult
@@ -259,13 +259,16 @@ def test_small_distribution_is_written_observation_for_observation() -> None:
     assert not any("MetricskitDistributions" in d for d in docs)
 
 
-def test_expand_distribution_keeps_extremes_and_rank_spacing() -> None:
+def test_expand_distribution_takes_rank_quantiles_and_fixes_the_mean_with_the_last() -> None:
     pairs = [(1.0, 500.0), (2.0, 400.0), (3.0, 99.0), (100.0, 1.0)]
     samples, summary = expand_distribution(pairs, 100)
     assert len(samples) == 100
-    assert samples[0] == 1.0
-    assert samples[-1] == 100.0
-    assert Counter(samples)[1.0] == pytest.approx(50, abs=1)
+    # Sample k < 100 is the nearest-rank quantile k/100: the 10k-th smallest observation.
+    assert samples[:99] == [1.0] * 50 + [2.0] * 40 + [3.0] * 9
+    # The last share (the top 10 observations: nine 3.0 and the 100.0) is written as the value
+    # that makes the samples' mean the exact one, not as the maximum (which would weigh 10x).
+    assert sum(samples) / 100 == pytest.approx((500 + 800 + 297 + 100) / 1000)
+    assert samples[-1] == pytest.approx(12.7)
     assert summary == {
         "SampleCount": 1000,
         "Sum": 1.0 * 500 + 800 + 297 + 100,
@@ -275,6 +278,50 @@ def test_expand_distribution_keeps_extremes_and_rank_spacing() -> None:
     exact, none = expand_distribution([(2.5, 3.0), (1.5, 2.0)], 100)
     assert exact == [1.5, 1.5, 2.5, 2.5, 2.5]
     assert none is None
+
+
+def _nearest_rank(values: list[float], p: str) -> float:
+    """The nearest-rank percentile (the ceil(p/100 x n)-th smallest), in exact arithmetic:
+    with floats, 99.9/100 x 1000 is a hair above 999 and picks the 1000th."""
+    from fractions import Fraction
+
+    ordered = sorted(values)
+    return ordered[math.ceil(Fraction(p) / 100 * len(ordered)) - 1]
+
+
+_SAMPLED_DISTRIBUTIONS = {
+    "lognormal(2,1)": lambda rng: rng.lognormal(2.0, 1.0, 100_000),
+    "exponential": lambda rng: rng.exponential(10.0, 100_000),
+    "pareto(1.5)": lambda rng: rng.pareto(1.5, 100_000) + 1.0,
+    "bimodal": lambda rng: np.concatenate(
+        [rng.normal(10.0, 1.0, 90_000).clip(0.1), rng.normal(500.0, 20.0, 10_000)]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SAMPLED_DISTRIBUTIONS))
+def test_sampled_distributions_keep_percentiles_within_1pct_and_average_within_half(
+    name: str,
+) -> None:
+    """The bounds docs/OPERATIONS.md states for > 1000 observations, measured as CloudWatch
+    would compute them from the written values (nearest rank). Before the samples were rank
+    quantiles with the mean fixed by the last, the maximum weighed 1/1000: Average +3.7%
+    (log-normal), +26% (Pareto); and bimodal p90 was off by -5.2%."""
+    from metricskit.aggregation import DistributionCell
+
+    raw = _SAMPLED_DISTRIBUTIONS[name](np.random.default_rng(1))
+    cell = DistributionCell("Latency", lambda _name, _value: None)
+    for value in raw.tolist():
+        cell.record(value)
+    key = SeriesKey("Latency", "Milliseconds", JOB)
+    docs, _ = export(batch(distribution(key, cell.take())))
+    written = [float(v) for v in metric_values(docs, "Latency")]
+    assert len(written) == 1000
+    exact = raw.tolist()
+    for p in ("50", "90", "99", "99.9"):
+        error = _nearest_rank(written, p) / _nearest_rank(exact, p) - 1
+        assert abs(error) < 0.01, (p, error)
+    assert abs(sum(written) / len(written) / raw.mean() - 1) < 0.005
 
 
 def test_high_resolution_sets_storage_resolution_1_and_standard_omits_it() -> None:
@@ -451,6 +498,73 @@ def test_bad_agent_endpoint_argument_raises_and_says_what_is_allowed(endpoint: s
         EMFSink(agent_endpoint=endpoint)
 
 
+_ENDPOINTS_WITH_EXTRAS = [
+    "tcp://host:0",
+    "tcp://host:25888/path?x=1",
+    "tcp://host:25888/",
+    "udp://host:25888?x=1",
+    "tcp://host:25888#frag",
+    "tcp://u:p@host:1",
+    "tcp://user@host:25888",
+]
+
+
+@pytest.mark.parametrize("endpoint", _ENDPOINTS_WITH_EXTRAS)
+def test_an_endpoint_with_port_0_a_user_path_or_query_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"port from 1 to 65535 and nothing else"):
+        parse_agent_endpoint(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", _ENDPOINTS_WITH_EXTRAS)
+def test_such_an_endpoint_variable_warns_and_falls_back_to_stdout(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("METRICSKIT_EMF_AGENT_ENDPOINT", endpoint)
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        sink = EMFSink()
+    assert sink.endpoint is None
+    assert f"ignoring METRICSKIT_EMF_AGENT_ENDPOINT={endpoint!r}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parsed"),
+    [
+        ("tcp://[::1]:25888", ("tcp", "::1", 25888)),
+        ("TCP://h:1", ("tcp", "h", 1)),
+        ("udp://agent:65535", ("udp", "agent", 65535)),
+    ],
+)
+def test_plain_endpoints_still_parse(endpoint: str, parsed: tuple[str, str, int]) -> None:
+    assert parse_agent_endpoint(endpoint) == parsed
+
+
+@pytest.mark.parametrize("name", ["ServiceName", "_aws", "MetricskitDistributions"])
+def test_a_metric_named_like_an_emf_member_is_refused_at_definition_for_every_sink(
+    name: str,
+) -> None:
+    """Accepted, ``ServiceName`` was dropped by the EMF sink at every flush (its member holds
+    the service name) and published by the others: refused for all, switching sinks loses
+    nothing."""
+    job = metricskit.Job("reserved", sink="memory", flush_interval=3600, handle_sigterm=False)
+    try:
+        for record in (job.gauge, job.observe):
+            with pytest.raises(InvalidMetricError, match="ServiceName") as raised:
+                record(name, 1.0)
+            assert repr(name) in str(raised.value)
+    finally:
+        job.close()
+
+
+def test_a_dimension_named_service_name_is_still_allowed() -> None:
+    buf = io.StringIO()
+    with metricskit.Job(
+        "svc", sink=EMFSink(stream=buf), dimensions={"ServiceName": "api"}, handle_sigterm=False
+    ) as job:
+        job.processed()
+    docs = validate_output(buf.getvalue())
+    assert {d["ServiceName"] for d in docs} == {"api"}
+
+
 def test_bad_constructor_arguments_raise_typed_errors() -> None:
     with pytest.raises(ConfigurationError, match="not both"):
         EMFSink(stream=io.StringIO(), agent_endpoint="tcp://127.0.0.1:1")
@@ -543,7 +657,7 @@ def test_documents_written_before_a_failure_hold_a_stratified_part_of_a_distribu
     written: int,
 ) -> None:
     """Pieces take every n-th sample, so the documents that went out have the distribution's
-    shape (p50, p90, p99 close, the minimum kept), not its lowest values."""
+    shape (p50, p90, p99 close, the lowest sample kept), not its lowest values."""
     rng = np.random.default_rng(1)
     raw = np.round(rng.lognormal(3, 1, 50_000), 1)
     values, counts = np.unique(raw, return_counts=True)
@@ -553,7 +667,8 @@ def test_documents_written_before_a_failure_hold_a_stratified_part_of_a_distribu
     assert not EMFSink(stream=stream).export(batch(dist)).success
     sent = np.array(metric_values(validate_output(stream.getvalue()), "Latency"))
     assert len(sent) == 100 * written
-    assert sent.min() == raw.min()
+    # The first document holds the lowest sample: quantile 1/1000 (the 50th observation).
+    assert sent.min() == _nearest_rank(raw.tolist(), "0.1")
     # 100 samples a document: p99 rests on the top two of them, hence its wider bound.
     for p, bound in ((50, 0.05), (90, 0.05), (99, 0.25)):
         exact = np.percentile(raw, p)
