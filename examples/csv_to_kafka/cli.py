@@ -26,9 +26,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from confluent_kafka import KafkaException
@@ -119,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra librdkafka producer setting (repeatable), e.g. -X acks=all",
+        help="extra librdkafka producer setting (repeatable), e.g. -X acks=all; a secret stays "
+        "out of the command line with KEY=env:NAME (the environment variable NAME) or "
+        "KEY=@PATH (the file's content, one trailing newline dropped)",
     )
     p.add_argument(
         "--latency-every",
@@ -155,18 +158,77 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-every", type=float, default=0.5, help="seconds between them")
     p.add_argument("--delivered-log", default=None, help="append each delivered row index here")
     p.add_argument("--fail-after", type=int, default=None, help="crash after N rows (testing)")
+    p.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="read an http:// or https:// source (refused by default: from inside AWS such a "
+        "URI reaches the instance metadata service and other internal endpoints)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     return p
 
 
-def _producer_settings(pairs: Sequence[str]) -> dict[str, str]:
+FROM_ENV = "env:"
+FROM_FILE = "@"
+SECRET_WORDS = ("password", "secret", "token", "key", "jaas", "credential", "oauthbearer")
+"""A -X key holding one of these is treated as a secret: its value is never echoed."""
+
+
+def _producer_settings(
+    pairs: Sequence[str], environ: Mapping[str, str] = os.environ
+) -> tuple[dict[str, str], list[str]]:
+    """The -X settings, and the values never to echo (secrets, and whatever came from the
+    environment or a file). A pair without ``=`` is reported by its position only: it may
+    be a password typed with a space instead of ``=``."""
     found: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ExampleInputError(f"-X {pair!r}: expected KEY=VALUE, e.g. -X acks=all")
-        found[key.strip()] = value.strip()
-    return found
+    hidden: list[str] = []
+    for number, pair in enumerate(pairs, start=1):
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ExampleInputError(
+                f"-X number {number} (not shown: it may hold a secret): expected KEY=VALUE, "
+                "e.g. -X acks=all"
+            )
+        value = _setting_value(key, raw.strip(), environ)
+        found[key] = value
+        if value and (raw.strip() != value or any(w in key.lower() for w in SECRET_WORDS)):
+            hidden.append(value)
+    return found, hidden
+
+
+def _setting_value(key: str, raw: str, environ: Mapping[str, str]) -> str:
+    if raw.startswith(FROM_ENV):
+        name = raw.removeprefix(FROM_ENV)
+        if name not in environ:
+            raise ExampleInputError(f"-X {key}={raw}: the environment variable {name} is not set")
+        return environ[name]
+    if raw.startswith(FROM_FILE):
+        path = raw.removeprefix(FROM_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ExampleInputError(f"-X {key}={raw}: cannot read the file: {reason}") from None
+        return text.removesuffix("\n").removesuffix("\r")
+    return raw
+
+
+def _redacted(text: str, hidden: Sequence[str]) -> str:
+    for value in sorted(hidden, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+def _check_scheme(source: str, allow_http: bool) -> None:
+    scheme = urlsplit(source).scheme.lower() if "://" in source else ""
+    if scheme in ("http", "https") and not allow_http:
+        raise ExampleInputError(
+            f"{scheme}:// sources are refused unless --allow-http is given (from inside AWS "
+            "such a URI reaches the instance metadata service); local paths, file:// and s3:// "
+            "need no flag"
+        )
 
 
 def _table(given: str | None) -> str | None:
@@ -318,8 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    hidden: list[str] = []
     try:
         shard = Shard.parse(args.shard)
+        producer_settings, hidden = _producer_settings(args.producer_config)
+        _check_scheme(args.source, args.allow_http)
         settings = Settings(
             source=args.source,
             topic=args.topic,
@@ -327,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap_servers=None
             if args.mock_kafka
             else args.bootstrap_servers or os.environ.get(KAFKA_BOOTSTRAP_ENV),
-            producer_config=_producer_settings(args.producer_config),
+            producer_config=producer_settings,
             checkpoint_every=args.checkpoint_every,
             flush_timeout=args.flush_timeout,
             stop_flush_timeout=args.stop_flush_timeout,
@@ -353,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ExampleInputError(f"--total-rows must be >= 0, got {total_rows}")
         checkpoints = _checkpoints(table, args.job_id, shard)
     except (ExampleInputError, metricskit.MetricsKitError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_redacted(str(exc), hidden)}", file=sys.stderr)
         return 2
     try:
         resumed_after = checkpoints.load()

@@ -1336,3 +1336,91 @@ def test_cli_warns_that_cost_flags_need_a_job_table(
     assert "--compute-profile and --hourly-rate ignored" in capsys.readouterr().err
     assert main(argv) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+# --- Secrets and sources from the command line ------------------------------------------------
+
+
+def test_cli_producer_secrets_come_from_the_environment_or_a_file_never_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.csv_to_kafka.cli import _producer_settings
+
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-a-file\n")
+    monkeypatch.setenv("KAFKA_PASSWORD", "from-the-env")
+    settings, hidden = _producer_settings(
+        ["sasl.password=env:KAFKA_PASSWORD", f"ssl.key.password=@{secret_file}", "acks=all"]
+    )
+    assert settings == {
+        "sasl.password": "from-the-env",
+        "ssl.key.password": "from-a-file",
+        "acks": "all",
+    }
+    assert sorted(hidden) == ["from-a-file", "from-the-env"]
+    # Typed in plainly, a secret-looking key's value is hidden too; an ordinary one is not.
+    assert _producer_settings(["sasl.password=hunter2", "acks=1"])[1] == ["hunter2"]
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        (
+            "sasl.password=env:NOT_SET_ANYWHERE",
+            "the environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        ("sasl.password=@/no/such/file", "cannot read the file: No such file or directory"),
+    ],
+)
+def test_cli_a_secret_that_cannot_be_read_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pair: str, message: str
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    assert main([str(source), "--job-id", "j", "--sink", "off", "--mock-kafka", "-X", pair]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_errors_never_echo_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password typed with a space instead of `=` was echoed whole on stderr (container
+    logs), and librdkafka quotes a refused value in its error."""
+    from examples.csv_to_kafka.cli import main
+
+    source = tmp_path / "rows.csv"
+    write_csv(source, 3)
+    argv = [str(source), "--job-id", "j", "--sink", "off", "--mock-kafka"]
+    assert main([*argv, "-X", "acks=all", "-X", "sasl.password hunter2"]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "-X number 2" in err
+    monkeypatch.setenv("CODEC", "hunter3")
+    assert main([*argv, "-X", "compression.type=env:CODEC"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the Kafka producer refused its settings")
+    assert "compression.codec" in err  # librdkafka quotes the value: here it must not
+    assert "hunter3" not in err
+    assert "***" in err
+
+
+@pytest.mark.parametrize("uri", ["http://169.254.169.254/latest/meta-data/", "HTTPS://x/y.csv"])
+def test_cli_http_sources_need_allow_http(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    from examples.csv_to_kafka.cli import main
+
+    assert main([uri, "--job-id", "j", "--sink", "off", "--mock-kafka"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-http" in err
+    assert len(err.splitlines()) == 1
+    # With the flag the scheme is let through (to a closed local port here, which then fails
+    # as any unreadable source does).
+    closed = "http://127.0.0.1:9/rows.csv"
+    assert main([closed, "--job-id", "j", "--sink", "off", "--mock-kafka", "--allow-http"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read the source http://127.0.0.1:9/rows.csv")
