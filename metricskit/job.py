@@ -751,7 +751,11 @@ class Job(Recorder):
         Returns True when everything recorded was delivered within the shutdown timeout.
         A call while another thread is closing the job waits for that close (at most the
         shutdown timeout) and returns its result, so a SIGTERM handler never lets the
-        process exit under a close still delivering.
+        process exit under a close still delivering. A signal handler that calls close()
+        while its own thread is closing the job returns False at once (that close resumes
+        when the handler returns). A close cut short by an exception from a signal handler
+        (Ctrl-C) passes the exception on; the next close(), atexit's at the latest, resumes
+        it (docs/OPERATIONS.md, "Signals while closing or flushing").
         """
         if status is None:
             status = "completed"
