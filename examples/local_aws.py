@@ -48,11 +48,10 @@ ISOLATED_PREFIXES: Final = ("AWS_", "METRICSKIT_", "KAFKA_")
 * ``METRICSKIT_*``: ``METRICSKIT_DIMENSIONS``/``METRICSKIT_WORKER_ID`` add dimensions the
   demo's read-back does not ask for, ``METRICSKIT_SINK`` sends metrics elsewhere.
 """
-PROXY_VARIABLES: Final = frozenset(
-    name for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY") for name in (base, base.lower())
-)
-"""Hidden too: botocore would send the loopback endpoint's requests through a proxy (Python
-bypasses proxies for 127.0.0.1 only when ``NO_PROXY`` says so)."""
+PROXY_VARIABLES: Final = frozenset(("http_proxy", "https_proxy", "all_proxy"))
+"""Hidden too, whatever their case (compared lowercased, as urllib reads them): botocore would
+send the loopback endpoint's requests through a proxy (Python bypasses proxies for 127.0.0.1
+only when ``NO_PROXY`` says so). ``NO_PROXY`` itself stays: it only ever bypasses a proxy."""
 SHARED_FILES: Final[Mapping[str, str]] = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -66,8 +65,14 @@ def isolated(name: str) -> bool:
 
     >>> [isolated(n) for n in ("AWS_PROFILE", "KAFKA_BOOTSTRAP_SERVERS", "https_proxy", "HOME")]
     [True, True, True, False]
+
+    Proxy names in any case: Python's ``urllib.request.getproxies`` (which botocore uses)
+    lowercases every name that ends in ``_proxy``, so ``Http_Proxy`` is a proxy too.
+
+    >>> isolated("Http_Proxy"), isolated("HTTPS_Proxy"), isolated("no_proxy")
+    (True, True, False)
     """
-    return name.startswith(ISOLATED_PREFIXES) or name in PROXY_VARIABLES
+    return name.startswith(ISOLATED_PREFIXES) or name.lower() in PROXY_VARIABLES
 
 
 def local_environ(base: Mapping[str, str], endpoint: str) -> dict[str, str]:
@@ -132,19 +137,26 @@ class LocalAws:
         # werkzeug logs every request at INFO; the demo's terminal is for the progress bar.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         make_item_writes_atomic()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        wanted = local_environ(os.environ, self.endpoint)
-        for name in [*os.environ, *wanted]:
-            if name in self._saved or os.environ.get(name) == wanted.get(name):
-                continue
-            self._saved[name] = os.environ.get(name)
-            if name in wanted:
-                os.environ[name] = wanted[name]
-            else:
-                del os.environ[name]
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        self._server = server
+        try:
+            host, port = server.get_host_and_port()
+            self.endpoint = f"http://{host}:{port}"
+            wanted = local_environ(os.environ, self.endpoint)
+            for name in [*os.environ, *wanted]:
+                if name in self._saved or os.environ.get(name) == wanted.get(name):
+                    continue
+                self._saved[name] = os.environ.get(name)
+                if name in wanted:
+                    os.environ[name] = wanted[name]
+                else:
+                    del os.environ[name]
+        except BaseException:
+            # Ctrl-C or a failure half-way: no server thread left running, no environment
+            # left half rewritten (the caller's `with` never reaches __exit__).
+            self.close()
+            raise
         return self
 
     def environ(self) -> dict[str, str]:
@@ -161,9 +173,10 @@ class LocalAws:
             else:
                 os.environ[name] = value
         self._saved.clear()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self.endpoint = ""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> LocalAws:
         return self.start()

@@ -32,6 +32,7 @@ class Handoff:
         self.result: object = None
         """What the work returned; None while it runs, or when it raised."""
         self._finished = threading.Event()
+        self._launched = False
 
     @classmethod
     def start(cls, work: Callable[[], object], *, name: str, fallback: Fallback) -> Handoff:
@@ -55,16 +56,35 @@ class Handoff:
         thread = threading.Thread(target=run, name=self.name, daemon=True)
         try:
             thread.start()
+            self._launched = True
             return
         except RuntimeError:  # no new thread at interpreter shutdown (3.12.0 to 3.12.2)
             pass
+        self._launched = True
         if not fallback(run):
             run()
+
+    @property
+    def launched(self) -> bool:
+        """True once :meth:`launch` handed the work on (False: an exception, typically from a
+        signal handler, cut the caller short before that)."""
+        return self._launched
+
+    def abandon(self) -> None:
+        """Called when the caller was cut short before (or while) launching: if the work was
+        never handed on, count it as finished (result None), so those waiting for it stop
+        waiting instead of waiting their whole timeout for work that never runs."""
+        if not self._launched:
+            self._finished.set()
 
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
 
     def wait(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds; True when the work has finished."""
-        return self._finished.wait(max(0.0, timeout))
+        """Wait at most ``timeout`` seconds; True when the work has finished.
+
+        Looks once more after the wait: a timed wait that a signal handler interrupted for
+        longer than the time left gives up without looking (CPython), although the work may
+        have finished meanwhile."""
+        return self._finished.wait(max(0.0, timeout)) or self._finished.is_set()

@@ -87,6 +87,23 @@ def _captured_sink() -> Exporter | None:
 SINK_NAMES: Final = frozenset({"cloudwatch", "emf", "memory", "off"})
 FinalStatus = Literal["completed", "failed", "interrupted"]
 FINAL_STATUSES: Final[tuple[FinalStatus, ...]] = ("completed", "failed", "interrupted")
+_CLOSER: Final = "closer"
+
+
+@dataclasses.dataclass
+class _CloseRun:
+    """How far a close has got, kept on the job so that a close() cut short by an exception
+    from a signal handler (Ctrl-C while it waits) is resumed by the next close(): that one
+    waits for the work already handed off instead of starting it again or giving up."""
+
+    status: FinalStatus
+    deadline: float
+    registry: Handoff | None = None
+    registry_until: float = 0.0
+    registered: bool | None = None
+    drain: Handoff | None = None
+    delivered: bool | None = None
+    sink_released: bool = False
 
 
 def make_sink(name: str) -> Sink:
@@ -292,7 +309,11 @@ class Job(Recorder):
     def _init_close_state(self) -> None:
         self._closed = False
         self._stop_requested = False  # SIGTERM arrived and the application handles it
-        self._close_lock = threading.Lock()
+        # The first close() call stores (thread id, token) here with one atomic setdefault:
+        # no lock that a signal handler re-entering close() on the same thread could
+        # deadlock on, and that handler can tell it interrupted the close (same thread id).
+        self._close_claim: dict[str, tuple[int, object]] = {}
+        self._close_run: _CloseRun | None = None
         self._close_done = threading.Event()
         self._close_result = False
         self.final_status: FinalStatus | None = None
@@ -425,10 +446,10 @@ class Job(Recorder):
         registration = self._registration
         return registration is None or registration.job_status == "completed"
 
-    def _finish_registry(self, status: FinalStatus, timeout: float) -> bool:
+    def _finish_registry_work(self, status: FinalStatus) -> Callable[[], bool]:
+        """The job-table update that ends this worker's share (run off the caller's thread)."""
         registration = self._registration
-        if registration is None:
-            return True
+        assert registration is not None  # for mypy: only called with a registration
         if self.inherited:
             # A forked copy hands over its counts and leaves; the job's outcome is its
             # parent's to decide, whatever ended the copy: Pool.terminate() (which every
@@ -436,17 +457,13 @@ class Job(Recorder):
             # `with job:` in a child is that task's, not the job's.
             status = "completed"
         now = self.clock()
-        return self._run_bounded(
-            lambda: registration.finish(
-                status,
-                self._processed.total(),
-                self._failed.total(),
-                self.wall_time(now),
-                now,
-                stages=self._stages_done(),
-            ),
-            timeout,
-            name=f"metricskit-close-{self.job_id}",
+        return lambda: registration.finish(
+            status,
+            self._processed.total(),
+            self._failed.total(),
+            self.wall_time(now),
+            now,
+            stages=self._stages_done(),
         )
 
     def _make_progress_bar(self, argument: bool | None) -> TerminalProgress | None:
@@ -668,14 +685,24 @@ class Job(Recorder):
         )
         deadline = time.monotonic() + wait
         while True:
-            with self._flush_lock:
-                running = self._flush_running
-                ours = running is None or running.finished
+            running: Handoff | None = None
+            ours = False
+            try:
+                with self._flush_lock:
+                    running = self._flush_running
+                    ours = running is None or running.finished
+                    if ours:
+                        running = self._flush_running = Handoff(f"metricskit-flush-{self.job_id}")
+                assert running is not None  # for mypy: set above when there was none
                 if ours:
-                    running = self._flush_running = Handoff(f"metricskit-flush-{self.job_id}")
-            assert running is not None  # for mypy: set above when there was none
-            if ours:
-                running.launch(lambda: self._flush_once(force=True), self._flusher.run_soon)
+                    running.launch(lambda: self._flush_once(force=True), self._flusher.run_soon)
+            except BaseException:
+                # An exception from a signal handler (Ctrl-C, an application's sys.exit)
+                # between creating and launching: a Handoff that never runs would make every
+                # later flush(), and the SIGTERM flush, wait its whole timeout for it.
+                if ours and running is not None:
+                    running.abandon()
+                raise
             if not running.wait(deadline - time.monotonic()):
                 self._warn_unfinished(wait)
                 return False
@@ -685,10 +712,9 @@ class Job(Recorder):
             if time.monotonic() >= deadline:
                 return False
 
-    def _run_bounded(self, work: Callable[[], bool], timeout: float, *, name: str) -> bool:
-        """Run ``work`` off this thread (see :mod:`metricskit.handoff`) and give up waiting
-        after ``timeout`` seconds."""
-        run = Handoff.start(work, name=name, fallback=self._flusher.run_soon)
+    def _await(self, run: Handoff, timeout: float) -> bool:
+        """Wait for ``run`` (work off this thread, see :mod:`metricskit.handoff`) at most
+        ``timeout`` seconds; True when it finished and returned True."""
         if not run.wait(timeout):
             self._warn_unfinished(timeout)
             return False
@@ -725,7 +751,11 @@ class Job(Recorder):
         Returns True when everything recorded was delivered within the shutdown timeout.
         A call while another thread is closing the job waits for that close (at most the
         shutdown timeout) and returns its result, so a SIGTERM handler never lets the
-        process exit under a close still delivering.
+        process exit under a close still delivering. A signal handler that calls close()
+        while its own thread is closing the job returns False at once (that close resumes
+        when the handler returns). A close cut short by an exception from a signal handler
+        (Ctrl-C) passes the exception on; the next close(), atexit's at the latest, resumes
+        it (docs/OPERATIONS.md, "Signals while closing or flushing").
         """
         if status is None:
             status = "completed"
@@ -738,39 +768,83 @@ class Job(Recorder):
             )
         if status == "completed" and self._stop_requested:
             status = "interrupted"  # asked to stop (SIGTERM) before it could finish
-        with self._close_lock:
-            closing_elsewhere = self._closed
-            self._closed = True
-        if closing_elsewhere:
-            self._close_done.wait(self.shutdown_timeout)
-            return self._close_result
+        me = threading.get_ident()
+        claim = (me, object())
+        closer = self._close_claim.setdefault(_CLOSER, claim)  # atomic: one call wins
+        if closer is not claim:
+            if closer[0] == me and not self._close_done.is_set():
+                # A signal handler on the thread that is closing, run while that close()
+                # waits: waiting here would wait for ourselves. The close under way goes on
+                # when the handler returns; here it has not finished.
+                return False
+            return self._wait_for_close()
+        self._closed = True
+        run = self._close_run
+        if run is None:
+            self.final_status = status
+            run = self._close_run = _CloseRun(status, time.monotonic() + self.shutdown_timeout)
+        elif run.drain is None or not run.drain.launched:
+            # Resuming a close cut short before its delivery started: give it the time.
+            run.deadline = max(run.deadline, time.monotonic() + self.shutdown_timeout)
         try:
-            self._close_result = self._close(status)
-        finally:
-            self._close_done.set()
+            self._close_result = self._close(run)
+        except BaseException:
+            # Cut short (Ctrl-C, an application handler's SystemExit) while waiting: what was
+            # handed off goes on, and the job stays tracked, so the next close(), atexit's
+            # at the latest, resumes this one and waits for it. The caller gets the exception.
+            self._close_claim.pop(_CLOSER, None)
+            raise
+        self._close_done.set()
         return self._close_result
 
-    def _close(self, status: FinalStatus) -> bool:
-        self.final_status = status
-        deadline = time.monotonic() + self.shutdown_timeout
+    def _wait_for_close(self) -> bool:
+        """Another thread is closing the job: wait for it (at most the shutdown timeout)."""
+        if self._close_done.wait(self.shutdown_timeout) or self._close_done.is_set():
+            return self._close_result
+        return False
+
+    def _close(self, run: _CloseRun) -> bool:
+        """The close's steps; each that hands work off remembers it in ``run``, so a resumed
+        close waits for it rather than start it again."""
         # The flusher thread is stopped last: it flushes no more (_periodic_flush sees
         # _closed), but where no new thread can start (Python 3.12.0 to 3.12.2 in exit
         # handlers) the bounded work below runs on it. A periodic flush under way finishes
         # first: the final drain waits for the export lock, within the same bound.
         # The registry first, with at most half the time: its reply carries the job-wide count
         # the last metrics publish, and a hung DynamoDB still leaves time for the metrics.
-        registered = self._finish_registry(status, max(0.1, (deadline - time.monotonic()) / 2))
-        remaining = max(0.1, deadline - time.monotonic())
-        delivered = isinstance(self.sink, NullSink) or self._run_bounded(
-            lambda: self._drain(deadline), remaining, name=f"metricskit-close-{self.job_id}"
-        )
-        if not delivered and not isinstance(self.sink, NullSink):
-            self._report_undelivered()
-        self._flusher.stop(timeout=max(0.0, deadline - time.monotonic()))
+        if run.registered is None:
+            if self._registration is None:
+                run.registered = True
+            else:
+                if run.registry is None or not run.registry.launched:
+                    now = time.monotonic()
+                    run.registry_until = now + max(0.1, (run.deadline - now) / 2)
+                    run.registry = Handoff(f"metricskit-close-{self.job_id}")
+                    run.registry.launch(
+                        self._finish_registry_work(run.status), self._flusher.run_soon
+                    )
+                run.registered = self._await(
+                    run.registry, max(0.0, run.registry_until - time.monotonic())
+                )
+        if run.delivered is None:
+            if isinstance(self.sink, NullSink):
+                run.delivered = True
+            else:
+                if run.drain is None or not run.drain.launched:
+                    deadline = run.deadline
+                    run.drain = Handoff(f"metricskit-close-{self.job_id}")
+                    run.drain.launch(lambda: self._drain(deadline), self._flusher.run_soon)
+                delivered = self._await(run.drain, max(0.1, run.deadline - time.monotonic()))
+                if not delivered:
+                    self._report_undelivered()
+                run.delivered = delivered
+        self._flusher.stop(timeout=max(0.0, run.deadline - time.monotonic()))
         self._close_progress_bar()
         process_hooks.untrack(self)
-        self._shutdown_sink()
-        return delivered and registered
+        if not run.sink_released:
+            run.sink_released = True  # released once, even if cut short inside
+            self._shutdown_sink()
+        return run.delivered and run.registered
 
     def _report_undelivered(self) -> None:
         """One ERROR at close for what the last delivery left queued: nothing retries it later.
@@ -861,11 +935,11 @@ class Job(Recorder):
         self.reset_after_fork()
         for stage in list(self._stages.values()):
             stage.reset_after_fork()
-        self._close_lock = threading.Lock()
         self._close_done = threading.Event()
         self._flush_lock = threading.Lock()
         self._flush_running = None  # its thread stayed in the parent
-        if self._closed:  # a close under way in the parent never finishes here
+        if self._closed:  # a close under way (or cut short) in the parent never finishes here
+            self._close_claim.setdefault(_CLOSER, (-1, object()))
             self._close_done.set()
         self._drops.reset_after_fork()
         self._series_budget.reset_after_fork()

@@ -8,7 +8,8 @@ lets a quoted field span lines), and a quote opens one only at the start of a fi
 numpy installed (the ``s3`` extra brings it) both run vectorized, ``count_lines`` close to
 ``wc -l``; without it, ``bytes`` methods do the same job several times slower. Compressed
 objects (``.gz``, ``.bz2``, ``.xz``; for ``s3://`` whatever smart-open infers from the
-extension) are counted after decompression.
+extension) are counted after decompression; a local ``.zst``, ``.lz4``, ``.br`` or
+``.snappy`` file raises UnreadableInputError rather than be counted as raw bytes.
 
 Each result is cached in the job table (see :mod:`metricskit.job_table`), under
 ``linecount#<uri>`` or ``csvrecords#<uri>``, with the object's version: its ETag on S3,
@@ -54,6 +55,10 @@ DEFAULT_CHUNK_SIZE: Final = 4 * 1024 * 1024
 cache (4 MiB measured fastest with numpy; 8-16 MiB reads were a few percent slower)."""
 
 _DECOMPRESSORS: Final[dict[str, ModuleType]] = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
+_UNREADABLE_COMPRESSION: Final = frozenset((".zst", ".zstd", ".lz4", ".br", ".snappy", ".sz"))
+"""Compressed local files the counter cannot decompress (smart-open, which a worker may read
+them with, does with the codec installed): counted as raw bytes they would give a wrong total,
+so they are refused."""
 _NEWLINE: Final = 0x0A
 _QUOTE: Final = 0x22
 _NON_NEGATIVE_INTEGER: Final = re.compile(r"[0-9]+")
@@ -202,6 +207,12 @@ def _source(
             f"{caller} reads local paths, file:// and s3:// URIs; got {text!r}"
         )
     path = os.path.abspath(_local_path(text))
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _UNREADABLE_COMPRESSION:
+        raise UnreadableInputError(
+            f"{caller}: cannot decompress {suffix} files ({path}); local files are counted "
+            f"uncompressed or as {', '.join(_DECOMPRESSORS)}"
+        )
     stat = os.stat(path)
     return _Source(
         path, f"{stat.st_size}:{stat.st_mtime_ns}", lambda: _file_chunks(path, chunk_size)
