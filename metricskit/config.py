@@ -52,6 +52,10 @@ ENV_DIMENSIONS: Final = "METRICSKIT_DIMENSIONS"
 ``dimensions=``; the Terraform module's ``worker_environment`` output sets it."""
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
 """Periods kept for delivery during an outage before older ones merge (default 60)."""
+ENV_FINISHED_JOB_RETENTION_DAYS: Final = "METRICSKIT_FINISHED_JOB_RETENTION_DAYS"
+"""Days a finished job's item (and a completed shard's checkpoint) stays in the job table
+before its TTL deletes it (the ``expires_at`` attribute); 0 or unset keeps it forever. The
+Terraform module's ``worker_environment`` output sets it (default 90)."""
 
 ALL_VARIABLES: Final = (
     ENV_SINK,
@@ -67,6 +71,7 @@ ALL_VARIABLES: Final = (
     ENV_EMF_SERVICE_NAME,
     ENV_PROGRESS_BAR,
     ENV_MAX_QUEUED_PERIODS,
+    ENV_FINISHED_JOB_RETENTION_DAYS,
 )
 
 DEFAULT_NAMESPACE: Final = "metricskit"
@@ -120,6 +125,8 @@ def flush_interval_range() -> SecondsRange:
 SHUTDOWN_TIMEOUT_RANGE: Final = SecondsRange(0.0, MAX_SHUTDOWN_TIMEOUT, low_excluded=True)
 """What ``shutdown_timeout``, ``METRICSKIT_SHUTDOWN_TIMEOUT`` and ``flush(timeout=)`` accept."""
 DEFAULT_MAX_QUEUED_PERIODS: Final = 60
+MAX_RETENTION_DAYS: Final = 36_500.0
+"""The longest retention, a hundred years: an expiry further out guards nothing."""
 
 T = TypeVar("T")
 
@@ -350,3 +357,28 @@ def env_choice(
     """One of ``choices`` (case-insensitive), or ``default`` (warning when it is not one)."""
     allowed = "one of " + ", ".join(sorted(choices))
     return _from_env(variable, _choice(choices), default, allowed, environ)
+
+
+def env_retention_days(environ: Mapping[str, str] | None = None) -> float | None:
+    """``METRICSKIT_FINISHED_JOB_RETENTION_DAYS`` as days, or None to keep finished jobs
+    forever: when unset, 0, or not a number of days from 0 to 36500 (warning; keeping an
+    item too long is the safe side of a typo).
+
+    >>> env_retention_days({"METRICSKIT_FINISHED_JOB_RETENTION_DAYS": "90"})
+    90.0
+    """
+
+    def parse(raw: str) -> float | None:
+        value = float(raw)
+        if not 0.0 <= value <= MAX_RETENTION_DAYS:  # NaN fails too
+            raise ValueError(raw)
+        return value or None
+
+    return _from_env(
+        ENV_FINISHED_JOB_RETENTION_DAYS,
+        parse,
+        None,
+        f"a number of days from 0 (keep forever) to {MAX_RETENTION_DAYS:g}",
+        environ,
+        instead="keeping finished jobs forever",
+    )
