@@ -52,6 +52,10 @@ ENV_DIMENSIONS: Final = "METRICSKIT_DIMENSIONS"
 ``dimensions=``; the Terraform module's ``worker_environment`` output sets it."""
 ENV_MAX_QUEUED_PERIODS: Final = "METRICSKIT_MAX_QUEUED_PERIODS"
 """Periods kept for delivery during an outage before older ones merge (default 60)."""
+ENV_FINISHED_JOB_RETENTION_DAYS: Final = "METRICSKIT_FINISHED_JOB_RETENTION_DAYS"
+"""Days a finished job's item (and a completed shard's checkpoint) stays in the job table
+before its TTL deletes it (the ``expires_at`` attribute); 0 or unset keeps it forever. The
+Terraform module's ``worker_environment`` output sets it (default 90)."""
 
 ENV_MAX_SERIES: Final = "METRICSKIT_MAX_SERIES"
 """Series one job may publish besides its standard ones before new metrics and stages are
@@ -73,6 +77,7 @@ ALL_VARIABLES: Final = (
     ENV_MAX_QUEUED_PERIODS,
     ENV_DIMENSIONS,
     ENV_MAX_SERIES,
+    ENV_FINISHED_JOB_RETENTION_DAYS,
 )
 
 DEFAULT_NAMESPACE: Final = "metricskit"
@@ -133,6 +138,8 @@ bills by the month (USD 0.30 each for the first 10,000): 1000 is already about U
 month for a job that runs all month. A name built from data (a user id, a file name) passes
 it within minutes; a dashboard-sized job stays far below. Raise it for a job that needs
 more."""
+MAX_RETENTION_DAYS: Final = 36_500.0
+"""The longest retention, a hundred years: an expiry further out guards nothing."""
 
 T = TypeVar("T")
 
@@ -363,3 +370,28 @@ def env_choice(
     """One of ``choices`` (case-insensitive), or ``default`` (warning when it is not one)."""
     allowed = "one of " + ", ".join(sorted(choices))
     return _from_env(variable, _choice(choices), default, allowed, environ)
+
+
+def env_retention_days(environ: Mapping[str, str] | None = None) -> float | None:
+    """``METRICSKIT_FINISHED_JOB_RETENTION_DAYS`` as days, or None to keep finished jobs
+    forever: when unset, 0, or not a number of days from 0 to 36500 (warning; keeping an
+    item too long is the safe side of a typo).
+
+    >>> env_retention_days({"METRICSKIT_FINISHED_JOB_RETENTION_DAYS": "90"})
+    90.0
+    """
+
+    def parse(raw: str) -> float | None:
+        value = float(raw)
+        if not 0.0 <= value <= MAX_RETENTION_DAYS:  # NaN fails too
+            raise ValueError(raw)
+        return value or None
+
+    return _from_env(
+        ENV_FINISHED_JOB_RETENTION_DAYS,
+        parse,
+        None,
+        f"a number of days from 0 (keep forever) to {MAX_RETENTION_DAYS:g}",
+        environ,
+        instead="keeping finished jobs forever",
+    )

@@ -29,19 +29,28 @@ reader skips a job item with such a key:
   or, when it comes within a minute of the first, leaves a tombstone,
   registry.FINISHED_SEQUENCE + the epoch second, which a later worker's update removes once
   it is registry.TOMBSTONE_EXPIRY_SECONDS old);
-  the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S.
+  the cost tracker adds ``actual_cost`` N, ``actual_cost_fetched_at`` N, ``actual_cost_status`` S;
+  ``expires_at`` N (epoch seconds, see below) once the job has a final status.
 * line-count cache items (``item_type = "linecount"``), key ``linecount#<uri>``:
   ``lines`` N, ``version`` S (ETag for S3, ``size:mtime_ns`` locally), ``counted_at`` N.
 * CSV-record cache items (``item_type = "csvrecords"``), key ``csvrecords#<uri>``: the same
   attributes, ``lines`` holding the CSV records that ``lines.count_csv_records`` counted
   (header included; quoted fields may span lines, so they can be fewer than the lines).
 * checkpoint items (``item_type = "checkpoint"``), key ``checkpoint#<job_id>#<shard>``:
-  ``position`` N (records or bytes committed), ``updated_at`` N.
+  ``position`` N (records or bytes committed), ``updated_at`` N; ``expires_at`` N once the
+  shard completed (see below).
 * cost-explorer cache items (``item_type = "cost_cache"``), key ``costcache#<name>``:
   ``payload`` S (JSON), ``fetched_at`` N, and the daily request budget: ``requests_day`` S
   (the UTC day, ``YYYY-MM-DD``) and ``requests_used`` N (requests sent on that day); and
   ``refresh_pages`` N, the pages the answer needs for a query period starting
   ``refresh_pages_since`` S (``YYYY-MM-DD``).
+
+``expires_at`` (EXPIRES_AT) is the table's TTL attribute: whole epoch seconds after which
+DynamoDB deletes the item (typically within a few days; until then it still shows in reads
+and Scans). The registry sets it on a job item with the final status, to ``finished_at`` plus
+the retention (``METRICSKIT_FINISHED_JOB_RETENTION_DAYS``; unset or 0: never), and a worker
+registering again removes it, so a restarted job is not deleted while it runs. The examples
+set it on a shard's checkpoint when the shard completes. Items without it are kept.
 """
 
 from __future__ import annotations
@@ -87,6 +96,8 @@ HOURLY_RATE: Final = "hourly_rate"
 ACTUAL_COST: Final = "actual_cost"
 ACTUAL_COST_FETCHED_AT: Final = "actual_cost_fetched_at"
 ACTUAL_COST_STATUS: Final = "actual_cost_status"
+EXPIRES_AT: Final = "expires_at"
+"""The table's TTL attribute (terraform/job_table.tf names it too): epoch seconds."""
 
 STAGE_DONE_PREFIX: Final = "stage_done#"
 SEQUENCE_PREFIX: Final = "seq#"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 import uuid
@@ -44,7 +45,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from metricskit import job_table
+from metricskit import config, job_table
 from metricskit.aws_clients import dynamodb_client
 from metricskit.backoff import Backoff
 from metricskit.errors import ConfigurationError
@@ -103,6 +104,8 @@ def final_status(closing: str, record: JobRecord) -> str:
         return closing
     return job_table.STATUS_INTERRUPTED
 
+
+SECONDS_PER_DAY: Final = 86_400
 
 FINISHED_SEQUENCE: Final = 10**9
 """Above any number a worker reaches (one per flush). A worker that finishes soon after it
@@ -166,6 +169,9 @@ class JobRegistry:
 
     ``client`` (a low-level boto3 DynamoDB client) or ``session`` are used when given;
     otherwise a client with short timeouts is built from boto3's default chain.
+    ``retention_days``: how long a finished job's item stays before the table's TTL deletes
+    it (``expires_at`` = ``finished_at`` + that, set with the final status); 0 keeps it
+    forever; None reads ``METRICSKIT_FINISHED_JOB_RETENTION_DAYS`` (unset: forever).
     """
 
     def __init__(
@@ -174,8 +180,20 @@ class JobRegistry:
         *,
         client: DynamoDBClient | None = None,
         session: boto3.session.Session | None = None,
+        retention_days: float | None = None,
     ) -> None:
         self.table = check_table_name(table)
+        if retention_days is None:
+            retention_days = config.env_retention_days()
+        elif isinstance(retention_days, bool) or not (
+            isinstance(retention_days, int | float)
+            and 0 <= retention_days <= config.MAX_RETENTION_DAYS
+        ):
+            raise ConfigurationError(
+                f"retention_days must be a number of days from 0 (keep forever) to "
+                f"{config.MAX_RETENTION_DAYS:g}, got {retention_days!r}"
+            )
+        self.retention_days: float | None = float(retention_days) if retention_days else None
         self._session = session
         self._owns_client = client is None
         self._client = client if client is not None else dynamodb_client(session)
@@ -277,7 +295,8 @@ class JobRegistry:
         with ``last_out_of`` (the job's ``workers`` as the caller saw it leave, the last one
         active), only while no worker is active and none has registered since. False when
         refused. A ``status`` not in JOB_STATUSES raises ConfigurationError: written, it would
-        leave an item that ``get`` refuses and ``jobs`` skips."""
+        leave an item that ``get`` refuses and ``jobs`` skips. A final status also sets
+        ``expires_at`` (:meth:`expires_at`) when the registry has a retention."""
         if status not in job_table.JOB_STATUSES:
             raise ConfigurationError(
                 f"status must be one of {', '.join(sorted(job_table.JOB_STATUSES))}, got {status!r}"
@@ -288,6 +307,12 @@ class JobRegistry:
             ":st": {"S": status},
             ":fin": {"N": _number(finished_at)},
         }
+        expression = "SET #st = :st, #fin = :fin"
+        expires_at = None if status == job_table.STATUS_RUNNING else self.expires_at(finished_at)
+        if expires_at is not None:
+            names["#exp"] = job_table.EXPIRES_AT
+            values[":exp"] = {"N": str(expires_at)}
+            expression += ", #exp = :exp"
         conditions = []
         if only_if is not None:
             conditions.append("#st = :cond")
@@ -302,7 +327,7 @@ class JobRegistry:
             self._client.update_item(
                 TableName=self.table,
                 Key={job_table.HASH_KEY: {"S": job_id}},
-                UpdateExpression="SET #st = :st, #fin = :fin",
+                UpdateExpression=expression,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 **kwargs,
@@ -310,6 +335,17 @@ class JobRegistry:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def expires_at(self, finished_at: float) -> int | None:
+        """When the table's TTL may delete an item that finished at ``finished_at`` (whole
+        epoch seconds, rounded up: TTL reads seconds), or None when kept forever.
+
+        >>> JobRegistry("jobs", retention_days=1).expires_at(1000.5)      # doctest: +SKIP
+        87401
+        """
+        if self.retention_days is None:
+            return None
+        return math.ceil(finished_at + self.retention_days * SECONDS_PER_DAY)
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when the table has no such job.
@@ -640,6 +676,9 @@ class WorkerRegistration:
             sets.update(self._registration_sets())
             adds[job_table.WORKERS] = 1.0
             adds[job_table.ACTIVE_WORKERS] = 1.0
+            # A job running again (a rerun, a replacement worker) must not expire mid-run:
+            # the status it ends with sets a new expiry.
+            removes = (*removes, job_table.EXPIRES_AT)
         if total_unsent and self._total is not None:
             # Once built, an update is re-sent unchanged until DynamoDB has it, and one that
             # never counted (item deleted) re-registers with the new total: sent, either way.
@@ -729,8 +768,10 @@ class WorkerRegistration:
             # Refused for the job's status, not as a copy: this worker joins a job that
             # failed, which stays failed. The update never counted (its number is not on
             # the item), so the same one without the status SET carries its counts.
+            # It keeps the failed job's expiry too: no later status write would set it again.
             sets = {k: v for k, v in update.sets.items() if k != job_table.STATUS}
-            return self._call(dataclasses.replace(update, sets=sets))
+            removes = tuple(r for r in update.removes if r != job_table.EXPIRES_AT)
+            return self._call(dataclasses.replace(update, sets=sets, removes=removes))
         # The job item was deleted (or replaced): this update never counted. What it carried
         # is still pending; the next update registers this worker again, on the new item.
         self._inflight = None

@@ -14,6 +14,15 @@ resource "aws_dynamodb_table" "jobs" {
     type = "S"
   }
 
+  # Finished jobs and their checkpoints carry expires_at (metricskit/job_table.py EXPIRES_AT,
+  # a test keeps the two equal), set by the workers from finished_job_retention_days: DynamoDB
+  # deletes them after that (within a few days, at no cost), so the cost tracker's Scan of the
+  # table does not grow with every job ever run. Items without it (running jobs, caches) stay.
+  ttl {
+    attribute_name = local.job_table_ttl_attribute
+    enabled        = true
+  }
+
   point_in_time_recovery {
     enabled = true
   }
@@ -25,4 +34,8 @@ resource "aws_dynamodb_table" "jobs" {
   }
 
   tags = var.tags
+}
+
+locals {
+  job_table_ttl_attribute = "expires_at"
 }

@@ -71,11 +71,13 @@ output "cost_tracker_rule_arn" {
 }
 
 output "worker_environment" {
-  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE; METRICSKIT_DIMENSIONS when dimensions is set; METRICSKIT_HIGH_RESOLUTION when high_resolution is on, with METRICSKIT_FLUSH_INTERVAL when dashboard_period_seconds is under 60)."
+  description = "Environment variables to give the workers (METRICSKIT_NAMESPACE, METRICSKIT_JOB_TABLE, METRICSKIT_FINISHED_JOB_RETENTION_DAYS; METRICSKIT_DIMENSIONS when dimensions is set; METRICSKIT_HIGH_RESOLUTION when high_resolution is on, with METRICSKIT_FLUSH_INTERVAL when dashboard_period_seconds is under 60)."
   value = merge(
     {
       METRICSKIT_NAMESPACE = var.namespace
       METRICSKIT_JOB_TABLE = aws_dynamodb_table.jobs.name
+      # Always set, 0 included: the workers write the expiry the table's TTL acts on.
+      METRICSKIT_FINISHED_JOB_RETENTION_DAYS = tostring(var.finished_job_retention_days)
     },
     length(var.dimensions) == 0 ? {} : { METRICSKIT_DIMENSIONS = jsonencode(var.dimensions) },
     # A sub-minute dashboard needs a data point per period: high-resolution storage, and a

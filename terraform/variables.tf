@@ -304,6 +304,32 @@ variable "worker_s3_read_arns" {
   }
 }
 
+variable "worker_job_ids" {
+  description = "JobId patterns (IAM StringLike: * any run of characters, ? one character, e.g. [\"etl-nightly-*\"]) whose items the worker policy may read and write: the job items and their checkpoint#<pattern>#* items; the line- and CSV-record-count caches stay open to every worker. Null: every holder of the worker policy may read and write every job's items (one trust domain; give separate teams separate module instances, or patterns here)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    # A "#" would reach into another kind of item (checkpoint#, linecount#, costcache#: the
+    # key prefixes of metricskit/job_table.py), and an empty pattern matches nothing.
+    condition     = var.worker_job_ids == null || try(length(var.worker_job_ids) >= 1 && alltrue([for p in var.worker_job_ids : length(p) >= 1 && length(p) <= 1024 && !strcontains(p, "#")]), false)
+    error_message = "worker_job_ids must be null (every job) or a non-empty list of JobId patterns, each 1-1024 characters without \"#\" (IAM StringLike: * and ? are wildcards)."
+  }
+}
+
+# --- Job retention ----------------------------------------------------------------------------
+
+variable "finished_job_retention_days" {
+  description = "Days a finished job's item (completed, failed or interrupted) stays in the job table before DynamoDB's TTL deletes it, with the example workers' checkpoints of completed shards (METRICSKIT_FINISHED_JOB_RETENTION_DAYS, through worker_environment). 0 keeps them forever. At least 7: the cost tracker refreshes a job's actual cost for 3 days after it ends."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.finished_job_retention_days == 0 || (var.finished_job_retention_days >= 7 && var.finished_job_retention_days <= 36500 && floor(var.finished_job_retention_days) == var.finished_job_retention_days)
+    error_message = "finished_job_retention_days must be 0 (keep forever) or a whole number of days from 7 to 36500 (the cost tracker refreshes a job's actual cost for 3 days after it ends)."
+  }
+}
+
 # --- Cost tracker -----------------------------------------------------------------------------
 
 variable "cost_tracker_zip_path" {

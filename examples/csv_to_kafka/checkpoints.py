@@ -5,16 +5,19 @@ the 0-based index of the last data row up to which every row's fate is settled (
 Kafka or counted as an error; never at or past a row Kafka did not deliver),
 ``updated_at`` = epoch seconds. The worker writes it only after ``producer.flush()`` returned
 with nothing pending, so a restarted worker that resumes after ``position`` loses no row;
-rows after the last checkpoint may be produced twice (at-least-once).
+rows after the last checkpoint may be produced twice (at-least-once). When the shard completes
+the worker sets ``expires_at`` on it (``METRICSKIT_FINISHED_JOB_RETENTION_DAYS``), so the
+table's TTL deletes it with the job; a later save (a rerun) writes the item anew, without it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from metricskit import aws_clients, job_table
+from metricskit import aws_clients, config, job_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -29,6 +32,10 @@ class Checkpoints(Protocol):
     def save(self, position: int) -> bool:
         """Commit ``position``; False when it could not be stored (the worker carries on)."""
 
+    def expire(self, finished_at: float) -> bool:
+        """The shard completed at ``finished_at``: let the table's TTL delete its checkpoint
+        after the retention. False when that could not be stored (it is then kept)."""
+
 
 class NoCheckpoints:
     """No job table: every run starts from the first row."""
@@ -37,6 +44,9 @@ class NoCheckpoints:
         return None
 
     def save(self, position: int) -> bool:
+        return True
+
+    def expire(self, finished_at: float) -> bool:
         return True
 
 
@@ -49,8 +59,18 @@ class DynamoCheckpoints:
     """
 
     def __init__(
-        self, table: str, job_id: str, shard: str, *, client: DynamoDBClient | None = None
+        self,
+        table: str,
+        job_id: str,
+        shard: str,
+        *,
+        client: DynamoDBClient | None = None,
+        retention_days: float | None = None,
     ) -> None:
+        # None: METRICSKIT_FINISHED_JOB_RETENTION_DAYS, like the job registry; 0: keep forever.
+        self._retention_days = (
+            config.env_retention_days() if retention_days is None else retention_days
+        )
         if client is None:
             # metricskit's client: bounded timeouts, and AWS_REGION when nothing else sets one.
             client = aws_clients.dynamodb_client(max_attempts=5)
@@ -77,5 +97,26 @@ class DynamoCheckpoints:
             )
         except Exception as exc:  # the next checkpoint covers this one; keep producing
             logger.warning("checkpoint %d not stored (%s); will try at the next one", position, exc)
+            return False
+        return True
+
+    def expire(self, finished_at: float) -> bool:
+        if not self._retention_days:
+            return True
+        expires_at = math.ceil(finished_at + self._retention_days * 86_400)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET #exp = :exp",
+                # Never create a checkpoint item that holds nothing but an expiry.
+                ConditionExpression=f"attribute_exists({job_table.HASH_KEY})",
+                ExpressionAttributeNames={"#exp": job_table.EXPIRES_AT},
+                ExpressionAttributeValues={":exp": {"N": str(expires_at)}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return True  # no checkpoint was ever stored: nothing to expire
+        except Exception as exc:  # the job is done; the checkpoint merely stays
+            logger.warning("checkpoint expiry not stored (%s); it is kept", exc)
             return False
         return True

@@ -485,10 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.malformed + result.rejected + result.produced,
         )
     )
-    return _finish(job, result, args.flush_timeout)
+    return _finish(job, result, args.flush_timeout, checkpoints)
 
 
-def _finish(job: metricskit.Job, result: RunResult, flush_timeout: float) -> int:
+def _finish(
+    job: metricskit.Job, result: RunResult, flush_timeout: float, checkpoints: Checkpoints
+) -> int:
     """Close the job with what the run achieved, print the result, and say why not done."""
     # Rows Kafka never answered, or did not deliver for a reason a rerun can overcome, are not
     # done: the checkpoint stays before them, so running the same command again sends them.
@@ -499,6 +501,9 @@ def _finish(job: metricskit.Job, result: RunResult, flush_timeout: float) -> int
         or result.source_error is not None
     )
     job.close("interrupted" if interrupted else "completed")
+    if not interrupted:
+        # The shard is done: its checkpoint goes when the job's item does (the table's TTL).
+        checkpoints.expire(time.time())
     _emit({"result": result.as_dict()})
     if result.stopped:
         return EXIT_STOPPED
@@ -547,3 +552,6 @@ class _Preloaded:
 
     def save(self, position: int) -> bool:
         return self._store.save(position)
+
+    def expire(self, finished_at: float) -> bool:
+        return self._store.expire(finished_at)

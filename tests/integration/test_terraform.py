@@ -27,6 +27,7 @@ import boto3
 import pytest
 
 from cost_tracker.cost_explorer import CACHE_NAME, UNTAGGED
+from metricskit import config
 from metricskit import job_table as jt
 
 REPO = Path(__file__).resolve().parents[2]
@@ -690,6 +691,10 @@ def test_job_table_follows_the_layout(deployed: Deployment) -> None:
     assert table["SSEDescription"]["Status"] == "ENABLED"
     backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
     assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", jt.EXPIRES_AT)
+    env = deployed.outputs["worker_environment"]
+    assert env["METRICSKIT_FINISHED_JOB_RETENTION_DAYS"] == "90"
 
 
 @pytest.mark.terraform
@@ -738,6 +743,12 @@ def test_the_cost_cache_deny_leaves_every_key_workers_write_alone() -> None:
     iam_tf = (TF_DIR / "iam.tf").read_text("utf-8")
     (prefix,) = re.findall(r'cost_cache_key_prefix = "([^"]+)"', iam_tf)
     assert prefix == jt.COST_CACHE_PREFIX
+    assert re.findall(r'checkpoint_key_prefix = "([^"]+)"', iam_tf) == [jt.CHECKPOINT_PREFIX]
+    assert re.findall(r"count_cache_key_patterns = \[([^\]]+)\]", iam_tf) == [
+        f'"{jt.LINECOUNT_PREFIX}*", "{jt.CSVRECORDS_PREFIX}*"'
+    ]
+    table_tf = (TF_DIR / "job_table.tf").read_text("utf-8")
+    assert re.findall(r'job_table_ttl_attribute = "([^"]+)"', table_tf) == [jt.EXPIRES_AT]
     pattern = f"{prefix}*"
     written = [
         "csv-2026-11-23",
@@ -747,6 +758,26 @@ def test_the_cost_cache_deny_leaves_every_key_workers_write_alone() -> None:
     ]
     assert [key for key in written if worker_key_denied(pattern, key)] == []
     assert worker_key_denied(pattern, jt.cost_cache_key(CACHE_NAME))
+
+
+# Every item action that names its keys, PartiQL's included: a deny on costcache# keys that
+# left one out would hold only until another policy allowed that action.
+COST_CACHE_WRITES = [
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+]
+COST_CACHE_READS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:Query",
+]
 
 
 def _statements(document: Any) -> dict[str, dict[str, Any]]:
@@ -784,15 +815,21 @@ def test_iam_grants_only_what_workers_and_the_tracker_need(deployed: Deployment)
     ]
     assert table["Resource"] == table_arn
     # Workers may write every item they use, but never the cost tracker's cache items.
-    deny = worker["NoCostCacheWrites"]
-    assert deny["Effect"] == "Deny"
-    assert deny["Resource"] == table_arn
-    assert {"dynamodb:PutItem", "dynamodb:UpdateItem"} <= set(_as_list(deny["Action"]))
-    ((test, keys),) = deny["Condition"].items()
-    assert test == "ForAnyValue:StringLike"
-    assert keys == {"dynamodb:LeadingKeys": f"{jt.COST_CACHE_PREFIX}*"}
-    assert not worker_key_denied(keys["dynamodb:LeadingKeys"], "csv-job-1")
-    assert worker_key_denied(keys["dynamodb:LeadingKeys"], jt.cost_cache_key(CACHE_NAME))
+    assert "Condition" not in table  # without worker_job_ids: every job's items
+    assert "NoOtherJobsCheckpoints" not in worker
+    for sid, actions in (
+        ("NoCostCacheWrites", COST_CACHE_WRITES),
+        ("NoCostCacheReads", COST_CACHE_READS),
+    ):
+        deny = worker[sid]
+        assert deny["Effect"] == "Deny"
+        assert deny["Resource"] == table_arn
+        assert _as_list(deny["Action"]) == actions
+        ((test, keys),) = deny["Condition"].items()
+        assert test == "ForAnyValue:StringLike"
+        assert keys == {"dynamodb:LeadingKeys": f"{jt.COST_CACHE_PREFIX}*"}
+        assert not worker_key_denied(keys["dynamodb:LeadingKeys"], "csv-job-1")
+        assert worker_key_denied(keys["dynamodb:LeadingKeys"], jt.cost_cache_key(CACHE_NAME))
     assert "ReadInputObjects" not in worker  # no S3 grant unless buckets are named
 
     role = f"{deployed.tf_vars['name_prefix']}-cost-tracker"
@@ -1171,6 +1208,134 @@ def test_workers_may_read_the_s3_objects_they_count_when_the_buckets_are_named(
     assert document["json"] in worker["source_policy_documents"]
     refused = plan_module(worker_s3_read_arns=["arn:aws:s3:::input-bucket"])
     assert "must be an S3 object ARN" in refused.error
+
+
+def _planned_statements(planned: Planned) -> dict[str, dict[str, Any]]:
+    """The worker policy's own statements as planned (read at apply: they name the table)."""
+    after = planned.change("data.aws_iam_policy_document.worker")["after"]
+    # An unset effect is Terraform's default, Allow.
+    return {s["sid"]: {**s, "effect": s["effect"] or "Allow"} for s in after["statement"]}
+
+
+def _conditions(statement: dict[str, Any]) -> dict[str, list[str]]:
+    found = {}
+    for condition in statement.get("condition") or []:
+        assert condition["variable"] == "dynamodb:LeadingKeys"
+        found[condition["test"]] = condition["values"]
+    return found
+
+
+def _worker_may(statements: dict[str, dict[str, Any]], action: str, key: str) -> bool:
+    """IAM's verdict on ``action`` on one item ``key`` for these statements (single-key
+    requests: ForAllValues/ForAnyValue reduce to one match; a negated operator holds when the
+    key matches none of the values; conditions of one statement all hold)."""
+
+    def applies(statement: dict[str, Any]) -> bool:
+        if action not in statement["actions"]:
+            return False
+        for test, values in _conditions(statement).items():
+            matches = any(worker_key_denied(pattern, key) for pattern in values)
+            if matches == test.endswith("StringNotLike"):
+                return False
+        return True
+
+    allowed = any(s["effect"] == "Allow" and applies(s) for s in statements.values())
+    denied = any(s["effect"] == "Deny" and applies(s) for s in statements.values())
+    return allowed and not denied
+
+
+@pytest.mark.terraform
+def test_worker_job_ids_limit_the_workers_to_those_jobs_and_the_count_caches(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """Without the input every worker may write every job's items (checkpoints included);
+    with it, only the named jobs', their checkpoints' and the count caches', and nothing
+    reaches another job's checkpoint even through a pattern whose * spans the '#'."""
+    everyone = _planned_statements(plan_module())
+    assert _worker_may(everyone, "dynamodb:UpdateItem", "other-job")
+    assert _worker_may(everyone, "dynamodb:PutItem", jt.checkpoint_key("other-job", "0/4"))
+
+    planned = plan_module(worker_job_ids=["etl-nightly-*", "c*", "*4"])
+    assert planned.error == ""
+    statements = _planned_statements(planned)
+    (values,) = _conditions(statements["JobTableItems"]).values()
+    assert _conditions(statements["JobTableItems"]) == {"ForAllValues:StringLike": values}
+    mine = ["etl-nightly-7", jt.checkpoint_key("etl-nightly-7", "0/4"), "cleanup", "job-4"]
+    caches = [jt.linecount_key("s3://b/rows.csv"), jt.csvrecords_key("/data/rows.csv")]
+    theirs = ["etl-hourly-7", jt.checkpoint_key("etl-hourly-7", "0/4"), "other"]
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert [key for key in mine + caches if not _worker_may(statements, action, key)] == []
+        assert [key for key in theirs if _worker_may(statements, action, key)] == []
+        assert not _worker_may(statements, action, jt.cost_cache_key(CACHE_NAME))
+    # "c*" and "*4" match checkpoint#etl-hourly-7#0/4 in the allow; the deny refuses it.
+    assert worker_key_denied("c*", jt.checkpoint_key("etl-hourly-7", "0/4"))
+    deny = statements["NoOtherJobsCheckpoints"]
+    assert deny["effect"] == "Deny"
+    assert sorted(deny["actions"]) == sorted(COST_CACHE_READS + COST_CACHE_WRITES)
+    assert _conditions(deny) == {
+        "ForAnyValue:StringLike": [f"{jt.CHECKPOINT_PREFIX}*"],
+        "ForAnyValue:StringNotLike": [
+            jt.checkpoint_key("etl-nightly-*", "*"),
+            jt.checkpoint_key("c*", "*"),
+            jt.checkpoint_key("*4", "*"),
+        ],
+    }
+
+
+@pytest.mark.terraform
+def test_the_cost_cache_is_denied_to_partiql_and_to_reads(
+    plan_module: Callable[..., Planned],
+) -> None:
+    """Workers may neither write nor read the costcache# items, whatever action another
+    policy allows. Reading them takes nothing from the workers: metricskit/ never names the
+    prefix (the cost tracker, in cost_tracker/, is their only reader and writer)."""
+    readers = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / "metricskit").rglob("*.py"))
+        if path.name != "job_table.py"
+        and re.search(r"COST_CACHE_PREFIX|cost_cache_key|costcache#", path.read_text("utf-8"))
+    ]
+    assert readers == []
+    statements = _planned_statements(plan_module())
+    key = jt.cost_cache_key(CACHE_NAME)
+    for action in COST_CACHE_READS + COST_CACHE_WRITES:
+        assert statements["JobTableItems"]["effect"] == "Allow"
+        # Allow every action here (as another policy of the role might): still refused.
+        widened = {
+            **statements,
+            "JobTableItems": {**statements["JobTableItems"], "actions": [action]},
+        }
+        assert not _worker_may(widened, action, key), action
+        assert _worker_may(widened, action, "csv-job-1"), action
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("patterns", [[], [""], ["etl#nightly"], ["ok-*", "checkpoint#x"]])
+def test_worker_job_ids_that_match_nothing_or_reach_other_items_fail_the_plan(
+    plan_module: Callable[..., Planned], patterns: list[str]
+) -> None:
+    refused = plan_module(worker_job_ids=patterns)
+    assert "worker_job_ids must be null (every job) or a non-empty list" in refused.error
+
+
+@pytest.mark.terraform
+def test_finished_jobs_expire_by_the_tables_ttl_after_the_retention(
+    plan_module: Callable[..., Planned],
+) -> None:
+    default = plan_module()
+    table = default.change("aws_dynamodb_table.jobs")["after"]
+    assert table["ttl"] == [{"attribute_name": jt.EXPIRES_AT, "enabled": True}]
+    outputs = default.plan["planned_values"]["outputs"]["worker_environment"]["value"]
+    assert outputs["METRICSKIT_FINISHED_JOB_RETENTION_DAYS"] == "90"
+    forever = plan_module(finished_job_retention_days=0)
+    outputs = forever.plan["planned_values"]["outputs"]["worker_environment"]["value"]
+    assert outputs["METRICSKIT_FINISHED_JOB_RETENTION_DAYS"] == "0"
+    # The library reads the module's value as the module means it.
+    assert config.env_retention_days({"METRICSKIT_FINISHED_JOB_RETENTION_DAYS": "0"}) is None
+    for days in (3, 6, 7.5, -1, 36501):
+        refused = plan_module(finished_job_retention_days=days)
+        assert "finished_job_retention_days must be 0 (keep forever)" in refused.error, days
+    assert plan_module(finished_job_retention_days=7).error == ""
 
 
 @pytest.mark.terraform

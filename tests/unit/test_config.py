@@ -300,3 +300,26 @@ def test_max_queued_periods_argument_wins_and_a_bad_variable_falls_back(
     job.close()
     assert job._delivery._max_queued == config.DEFAULT_MAX_QUEUED_PERIODS
     assert config.ENV_MAX_QUEUED_PERIODS in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "days"),
+    [(None, None), ("", None), ("0", None), ("90", 90.0), (" 7.5 ", 7.5), ("36500", 36500.0)],
+)
+def test_finished_job_retention_is_days_or_none_to_keep_forever(
+    raw: str | None, days: float | None
+) -> None:
+    environ = {} if raw is None else {config.ENV_FINISHED_JOB_RETENTION_DAYS: raw}
+    assert config.env_retention_days(environ) == days
+
+
+@pytest.mark.parametrize("raw", ["-1", "36501", "nan", "inf", "ninety"])
+def test_a_bad_finished_job_retention_warns_and_keeps_jobs_forever(
+    caplog: pytest.LogCaptureFixture, raw: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="metricskit"):
+        assert config.env_retention_days({config.ENV_FINISHED_JOB_RETENTION_DAYS: raw}) is None
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert config.ENV_FINISHED_JOB_RETENTION_DAYS in warning
+    assert "from 0 (keep forever) to 36500" in warning
+    assert "keeping finished jobs forever" in warning
