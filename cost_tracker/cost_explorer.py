@@ -82,12 +82,16 @@ still be believed (clock skew, a schedule firing early). Beyond it the event's t
 replaced by the clock, and a claim is treated as due: one event from the future (a console
 test event with a typo, a hand-made replay) would otherwise block every refresh until then."""
 MAX_LOOKBACK_DAYS: Final = 31
-"""How far before today a job's start may take the query period. Job items are written by the
-workers, so one item's ``started_at`` (0, say) must not stretch every refresh to a year of
-JobId x CostCategory groups, past the page limit and the day's budget, for every job: an older
-start is clamped to this bound (the job's ActualCost then covers its last 31 days), which
-keeps the answer within two monthly periods, the most an honest job started late last month
-gives too."""
+"""How far before today a job's start may take the query period, by default
+(``COST_TRACKER_CE_LOOKBACK_DAYS``). Job items are written by the workers, so one item's
+``started_at`` (0, say) must not stretch every refresh to a year of JobId x CostCategory
+groups, past the page limit and the day's budget, for every job: an older start is clamped to
+this bound (the job's ActualCost then covers its last 31 days), which keeps the answer within
+two monthly periods, the most an honest job started late last month gives too. Accounts
+whose jobs run longer raise it, paying in answer pages."""
+ENV_LOOKBACK_DAYS: Final = "COST_TRACKER_CE_LOOKBACK_DAYS"
+LONGEST_LOOKBACK_DAYS: Final = 365
+"""Cost Explorer keeps 12 months (13 with multi-year data enabled) of history."""
 
 STATUS_OK: Final = "ok"
 STATUS_NO_DATA: Final = "no_data"
@@ -241,7 +245,9 @@ def _utc(now: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(now, tz=dt.UTC)
 
 
-def query_period(now: float, job_starts: Iterable[float]) -> tuple[str, str]:
+def query_period(
+    now: float, job_starts: Iterable[float], lookback_days: int = MAX_LOOKBACK_DAYS
+) -> tuple[str, str]:
     """The ``TimePeriod`` (start inclusive, end exclusive) of one refresh.
 
     >>> query_period(1_700_000_000.0, [])   # 2023-11-14
@@ -252,32 +258,34 @@ def query_period(now: float, job_starts: Iterable[float]) -> tuple[str, str]:
     earliest = min(job_starts, default=None)
     if earliest is not None:
         start = min(start, _utc(earliest).date())
-    start = max(start, earliest_start(now))
+    start = max(start, earliest_start(now, lookback_days))
     return start.isoformat(), (today + dt.timedelta(days=1)).isoformat()
 
 
-def earliest_start(now: float) -> dt.date:
+def earliest_start(now: float, lookback_days: int = MAX_LOOKBACK_DAYS) -> dt.date:
     """The earliest day a job's start may take the query period back to
-    (:data:`MAX_LOOKBACK_DAYS` before ``now``'s day).
+    (``lookback_days`` before ``now``'s day).
 
     >>> earliest_start(1_700_000_000.0)   # 2023-11-14
     datetime.date(2023, 10, 14)
     """
-    return _utc(now).date() - dt.timedelta(days=MAX_LOOKBACK_DAYS)
+    return _utc(now).date() - dt.timedelta(days=lookback_days)
 
 
-def before_lookback(now: float, started_at: float) -> bool:
+def before_lookback(now: float, started_at: float, lookback_days: int = MAX_LOOKBACK_DAYS) -> bool:
     """Whether a job started before the query period can reach (its ActualCost is partial).
 
     >>> before_lookback(1_700_000_000.0, 0.0), before_lookback(1_700_000_000.0, 1_699_000_000.0)
     (True, False)
     """
-    return _utc(started_at).date() < earliest_start(now)
+    return _utc(started_at).date() < earliest_start(now, lookback_days)
 
 
-def build_request(now: float, job_starts: Iterable[float]) -> dict[str, Any]:
+def build_request(
+    now: float, job_starts: Iterable[float], lookback_days: int = MAX_LOOKBACK_DAYS
+) -> dict[str, Any]:
     """The GetCostAndUsage arguments of one refresh (without the page token)."""
-    start, end = query_period(now, job_starts)
+    start, end = query_period(now, job_starts, lookback_days)
     return {
         "TimePeriod": {"Start": start, "End": end},
         "Granularity": "MONTHLY",
@@ -306,6 +314,7 @@ def fetch_costs(
     now: float,
     job_starts: Iterable[float],
     take_request: Callable[[], bool] | None = None,
+    lookback_days: int = MAX_LOOKBACK_DAYS,
 ) -> CostSnapshot:
     """Ask Cost Explorer once (following NextPageToken) and summarize the answer.
 
@@ -319,7 +328,7 @@ def fetch_costs(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    request = build_request(now, job_starts)
+    request = build_request(now, job_starts, lookback_days)
     month_start = _utc(now).date().replace(day=1).isoformat()
     job_costs: dict[str, float] = {}
     monthly: dict[str, float] = {}

@@ -81,8 +81,8 @@ class RunReport:
     unpriced: list[dict[str, str]] = field(default_factory=list)
     stale_jobs: list[str] = field(default_factory=list)
     lookback_clamped_jobs: list[str] = field(default_factory=list)
-    """Started more than MAX_LOOKBACK_DAYS ago: the Cost Explorer query does not reach back to
-    their start, so their ActualCost covers only the last MAX_LOOKBACK_DAYS days."""
+    """Started more than COST_TRACKER_CE_LOOKBACK_DAYS (default 31) days ago: the Cost Explorer
+    query does not reach back to their start, so their ActualCost covers only those days."""
     settling_jobs: list[str] = field(default_factory=list)
     """Ended one to three days ago: only their actual cost (ActualCost, ActualCostAvailable,
     CostPerMillionRecords) is refreshed and published."""
@@ -276,6 +276,7 @@ def _snapshot(
     clock: Callable[[], float],
     refresh_hours: float,
     max_requests: int,
+    lookback_days: int,
     report: RunReport,
 ) -> cex.CostSnapshot | None:
     """The Cost Explorer snapshot to use this run, refreshing it when due and while the day's
@@ -289,7 +290,7 @@ def _snapshot(
     from botocore.exceptions import BotoCoreError, ClientError
 
     starts = [job.started_at for job in jobs]
-    since = cex.query_period(now, starts)[0]
+    since = cex.query_period(now, starts, lookback_days)[0]
     try:
         snapshot, claimed_at = cache.load()
         if not cache.due(claimed_at, now, clock()):
@@ -312,7 +313,7 @@ def _snapshot(
             logger.warning("cost_tracker: could not count a Cost Explorer request: %s", error)
             return False
 
-    fetched = cex.fetch_costs(ce, now, starts, take_request)
+    fetched = cex.fetch_costs(ce, now, starts, take_request, lookback_days)
     report.ce_refreshed = True
     report.ce_requests = fetched.pages
     try:
@@ -538,18 +539,38 @@ def _within_cap(
     )
 
 
-def _note_lookback(jobs: list[JobRecord], now: float, report: RunReport) -> None:
+def _lookback_days(env: Mapping[str, str]) -> int:
+    """COST_TRACKER_CE_LOOKBACK_DAYS, 1 to 365; anything else warns and keeps the default."""
+    days = mk_config.env_positive_int(cex.ENV_LOOKBACK_DAYS, cex.MAX_LOOKBACK_DAYS, env)
+    if days > cex.LONGEST_LOOKBACK_DAYS:
+        logger.warning(
+            "cost_tracker: %s=%d is more than Cost Explorer's %d days of history; using %d",
+            cex.ENV_LOOKBACK_DAYS,
+            days,
+            cex.LONGEST_LOOKBACK_DAYS,
+            cex.MAX_LOOKBACK_DAYS,
+        )
+        return cex.MAX_LOOKBACK_DAYS
+    return days
+
+
+def _note_lookback(
+    jobs: list[JobRecord], now: float, lookback_days: int, report: RunReport
+) -> None:
     """Report the jobs that started before the Cost Explorer query can reach."""
-    clamped = [job.job_id for job in jobs if cex.before_lookback(now, job.started_at)]
+    clamped = [
+        job.job_id for job in jobs if cex.before_lookback(now, job.started_at, lookback_days)
+    ]
     if clamped:
         report.lookback_clamped_jobs = clamped
         logger.warning(
             "cost_tracker: %s started more than %d days ago (or say so in their started_at); "
-            "the Cost Explorer query reaches back to %s only, so their ActualCost covers the "
-            "days since then",
+            "the Cost Explorer query reaches back to %s only (%s), so their ActualCost covers "
+            "the days since then",
             ", ".join(clamped),
-            cex.MAX_LOOKBACK_DAYS,
-            cex.earliest_start(now).isoformat(),
+            lookback_days,
+            cex.earliest_start(now, lookback_days).isoformat(),
+            cex.ENV_LOOKBACK_DAYS,
         )
 
 
@@ -593,6 +614,7 @@ def run(
     report.ce_request_budget = mk_config.env_positive_int(
         cex.ENV_MAX_REQUESTS_PER_DAY, cex.DEFAULT_MAX_REQUESTS_PER_DAY, env
     )
+    lookback_days = _lookback_days(env)
     price_table = prices or PriceTable.load(env)
     if dynamodb is None:
         import boto3
@@ -611,7 +633,7 @@ def run(
     settling = [job for job in valid if not is_current(job, at)]
     current, settling = _within_cap(current, settling, report)
     valid = sorted(current + settling, key=lambda job: job.job_id)
-    _note_lookback(valid, at, report)
+    _note_lookback(valid, at, lookback_days, report)
     report.settling_jobs = [job.job_id for job in settling]
     report.jobs = len(current)
 
@@ -624,6 +646,7 @@ def run(
         clock=clock,
         refresh_hours=refresh_hours,
         max_requests=report.ce_request_budget,
+        lookback_days=lookback_days,
         report=report,
     )
     report.ce_status = "none" if snapshot is None else snapshot.status

@@ -61,7 +61,7 @@ from metricskit.job_record import (
     warm_deserializer,
 )
 from metricskit.lock_holders import holds_lock
-from metricskit.validation import check_hourly_rate, check_table_name
+from metricskit.validation import check_hourly_rate, check_job_id, check_table_name
 
 if TYPE_CHECKING:
     import boto3
@@ -413,7 +413,7 @@ class WorkerRegistration:
                 f"compute_profile must be a non-empty string, got {compute_profile!r}"
             )
         self.registry = registry
-        self.job_id = job_id
+        self.job_id = check_job_id(job_id)  # never another item kind's key (Job checks it too)
         self._namespace = namespace
         self._total = total
         self._started_at = started_at

@@ -14,6 +14,8 @@ locals {
       COST_TRACKER_CE_REFRESH_HOURS = tostring(var.cost_tracker_ce_refresh_hours)
       # The hard cap on Cost Explorer requests a day, every page counted (docs/COST_TRACKING.md).
       COST_TRACKER_CE_MAX_REQUESTS_PER_DAY = tostring(var.cost_tracker_ce_max_requests_per_day)
+      # How far back a worker-written job start may take the query (docs/COST_TRACKING.md).
+      COST_TRACKER_CE_LOOKBACK_DAYS = tostring(var.cost_tracker_ce_lookback_days)
     },
     var.cost_tracker_pricing_overrides_json == null ? {} : {
       COST_TRACKER_PRICING_OVERRIDES = var.cost_tracker_pricing_overrides_json

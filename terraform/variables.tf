@@ -381,6 +381,17 @@ variable "cost_tracker_ce_max_requests_per_day" {
   }
 }
 
+variable "cost_tracker_ce_lookback_days" {
+  description = "Days before today the Cost Explorer query may reach for a job's start (COST_TRACKER_CE_LOOKBACK_DAYS). Job items are worker-written, so an older start is clamped to this bound and the job's ActualCost covers these days only; raise it for jobs that run longer than a month (more answer pages per refresh)."
+  type        = number
+  default     = 31
+
+  validation {
+    condition     = var.cost_tracker_ce_lookback_days >= 1 && var.cost_tracker_ce_lookback_days <= 365 && floor(var.cost_tracker_ce_lookback_days) == var.cost_tracker_ce_lookback_days
+    error_message = "cost_tracker_ce_lookback_days must be a whole number from 1 to 365 (Cost Explorer keeps about a year of history)."
+  }
+}
+
 variable "cost_tracker_pricing_overrides_json" {
   description = "Optional JSON object of hourly-rate overrides (COST_TRACKER_PRICING_OVERRIDES), shaped like cost_tracker/pricing.json as docs/COST_TRACKING.md describes. Null leaves the shipped pricing table alone."
   type        = string

@@ -4,6 +4,7 @@ query, or break the request budget. Each case is skipped or ignored and reported
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -206,6 +207,31 @@ def test_one_job_started_long_ago_does_not_widen_the_query_for_every_job(
     assert report["lookback_clamped_jobs"] == ["epoch"]
     assert "epoch started more than 31 days ago" in caplog.text
     assert report["ce_status"] == "ok"
+
+
+@pytest.mark.parametrize(("setting", "days"), [("90", 90), ("400", 31), ("soon", 31)])
+def test_the_lookback_is_configurable_within_cost_explorers_history(
+    aws: str, table: str, namespace: str, caplog: pytest.LogCaptureFixture, setting: str, days: int
+) -> None:
+    """An account whose jobs run two months raises COST_TRACKER_CE_LOOKBACK_DAYS; a value
+    past Cost Explorer's year of history, or no number, warns and keeps 31."""
+    now = unique_noon()
+    started = now - 60 * 24 * HOUR
+    put_job(table, "long", status="running", namespace=namespace, started_at=started,
+            heartbeat_at=now - 30, worker_seconds=3600, hourly_rate=1.0)  # fmt: skip
+    ce = CountingCE()
+    reached = days == 90  # 60 days back is within reach: the query starts at the job's start
+    job_day = dt.datetime.fromtimestamp(started, tz=dt.UTC).date()
+    start = (job_day if reached else cex.earliest_start(now, days)).isoformat()
+    queue_ce(aws, ce_page(start, month_bounds(now)[1], [("long", "T", 0.5)]))
+    with caplog.at_level(logging.WARNING):
+        report, _ = make_runner(table, ce, namespace)(now, environ={cex.ENV_LOOKBACK_DAYS: setting})
+    assert [r["TimePeriod"]["Start"] for r in ce.requests] == [start]
+    if reached:
+        assert report["lookback_clamped_jobs"] == []
+    else:
+        assert report["lookback_clamped_jobs"] == ["long"]
+        assert cex.ENV_LOOKBACK_DAYS in caplog.text
 
 
 def test_a_run_reports_on_at_most_max_jobs_per_run_the_most_recent_first(

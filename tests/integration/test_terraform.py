@@ -710,6 +710,7 @@ def test_cost_tracker_runs_the_zip_on_a_schedule(deployed: Deployment) -> None:
         "METRICSKIT_SINK": "emf",
         "COST_TRACKER_CE_REFRESH_HOURS": "6",
         "COST_TRACKER_CE_MAX_REQUESTS_PER_DAY": "4",
+        "COST_TRACKER_CE_LOOKBACK_DAYS": "31",
     }
 
     events = deployed.client("events")
@@ -969,6 +970,8 @@ def plan_module(
         ({"cost_tracker_pricing_overrides_json": "{bad"}, "must be null or a JSON object"),
         ({"cost_tracker_ce_max_requests_per_day": 0}, "max_requests_per_day must be"),
         ({"cost_tracker_ce_max_requests_per_day": 2.5}, "max_requests_per_day must be"),
+        ({"cost_tracker_ce_lookback_days": 366}, "lookback_days must be a whole number"),
+        ({"cost_tracker_ce_lookback_days": 0}, "lookback_days must be a whole number"),
         # Each valid alone, too long together: refused at plan, not by AWS at apply.
         (
             {"alarm_job_ids": ["j" * 200], "latency_metric_names": ["L" * 100]},

@@ -53,3 +53,15 @@ def test_a_job_item_on_a_reserved_key_is_rejected_by_the_decoder() -> None:
     with pytest.raises(InvalidJobItemError, match=r"'checkpoint#'.*item_type is 'job'"):
         parse_job_item(item)
     assert parse_job_item({**item, "job_id": "victim"}).job_id == "victim"
+
+
+def test_a_worker_registration_made_directly_refuses_a_reserved_id_too() -> None:
+    """Code that registers through JobRegistry without a Job gets the same refusal."""
+    from metricskit.registry import JobRegistry, WorkerRegistration
+
+    registry = JobRegistry("jobs", client=object())  # type: ignore[arg-type]  # never called
+    with pytest.raises(InvalidDimensionError, match="key prefix of another item kind"):
+        WorkerRegistration(
+            registry, "checkpoint#victim#0/1", namespace="N", total=None, started_at=0.0,
+            compute_profile=None, hourly_rate=None, monotonic_now=0.0,
+        )  # fmt: skip
