@@ -232,7 +232,12 @@ def _after_fork_in_child() -> None:
     global _install_lock  # noqa: PLW0603 - the parent may have held it at fork time
     _install_lock = threading.Lock()
     for job in live_jobs():
-        job._after_fork_in_child()
+        # One job's failure (its injected clock raising, say) must not leave the jobs after it
+        # holding the parent's unflushed counts, which the child would then publish again.
+        try:
+            job._after_fork_in_child()
+        except Exception:
+            logger.exception("metricskit: a job could not be reset after fork")
 
 
 class _Anchor:

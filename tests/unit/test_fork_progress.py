@@ -93,3 +93,40 @@ def test_a_forked_childs_records_done_continues_from_its_parents_count_at_the_fo
     assert _own(sink, catalog.RECORDS_DONE)[-1] == 150
     assert sum(_own(sink, catalog.RECORDS_PROCESSED)) == 150
     job.close()
+
+
+def test_a_job_that_fails_its_fork_reset_does_not_stop_the_others_being_reset(
+    clock: FakeClock,
+) -> None:
+    """The at-fork hook resets every live job in turn: one job whose reset raised (here its
+    clock, read during the reset) left every job after it with the parent's unflushed counts,
+    which the child then published a second time."""
+    broken_clock = FakeClock()
+    broken = metricskit.Job("broken", sink=MemorySink(), clock=broken_clock, flush_interval=3600)
+    sink = MemorySink()
+    job = metricskit.Job("healthy", sink=sink, clock=clock, flush_interval=3600)
+    job.processed(100)  # the parent's, unflushed at the fork
+
+    def raising() -> float:
+        raise RuntimeError("clock gone")
+
+    broken.clock = raising  # type: ignore[method-assign]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            job.processed(1)
+            job.flush()
+            os.write(write_end, json.dumps(sink.sum(catalog.RECORDS_PROCESSED)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        child_published = json.loads(report.read())
+    os.waitpid(pid, 0)
+    broken.clock = broken_clock  # type: ignore[method-assign]
+    broken.close()
+    assert job.flush()
+    job.close()
+    assert child_published == 1
+    assert sink.sum(catalog.RECORDS_PROCESSED) == 100
