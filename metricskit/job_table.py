@@ -55,6 +55,7 @@ set it on a shard's checkpoint when the shard completes. Items without it are ke
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -98,6 +99,20 @@ ACTUAL_COST_FETCHED_AT: Final = "actual_cost_fetched_at"
 ACTUAL_COST_STATUS: Final = "actual_cost_status"
 EXPIRES_AT: Final = "expires_at"
 """The table's TTL attribute (terraform/job_table.tf names it too): epoch seconds."""
+SECONDS_PER_DAY: Final = 86_400
+
+
+def expires_at(finished_at: float, retention_days: float | None) -> int | None:
+    """The EXPIRES_AT of an item finished at ``finished_at`` (whole epoch seconds, rounded
+    up: TTL reads seconds), or None when a retention of None or 0 keeps it forever.
+
+    >>> expires_at(1000.5, 1), expires_at(1000.5, 0)
+    (87401, None)
+    """
+    if not retention_days:
+        return None
+    return math.ceil(finished_at + retention_days * SECONDS_PER_DAY)
+
 
 STAGE_DONE_PREFIX: Final = "stage_done#"
 SEQUENCE_PREFIX: Final = "seq#"

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 import time
 import uuid
@@ -104,8 +103,6 @@ def final_status(closing: str, record: JobRecord) -> str:
         return closing
     return job_table.STATUS_INTERRUPTED
 
-
-SECONDS_PER_DAY: Final = 86_400
 
 FINISHED_SEQUENCE: Final = 10**9
 """Above any number a worker reaches (one per flush). A worker that finishes soon after it
@@ -343,9 +340,7 @@ class JobRegistry:
         >>> JobRegistry("jobs", retention_days=1).expires_at(1000.5)      # doctest: +SKIP
         87401
         """
-        if self.retention_days is None:
-            return None
-        return math.ceil(finished_at + self.retention_days * SECONDS_PER_DAY)
+        return job_table.expires_at(finished_at, self.retention_days)
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None when the table has no such job.

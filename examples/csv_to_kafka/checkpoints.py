@@ -13,7 +13,6 @@ table's TTL deletes it with the job; a later save (a rerun) writes the item anew
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,9 +100,9 @@ class DynamoCheckpoints:
         return True
 
     def expire(self, finished_at: float) -> bool:
-        if not self._retention_days:
+        expires_at = job_table.expires_at(finished_at, self._retention_days)
+        if expires_at is None:
             return True
-        expires_at = math.ceil(finished_at + self._retention_days * 86_400)
         try:
             self._client.update_item(
                 TableName=self._table,

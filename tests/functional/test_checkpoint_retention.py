@@ -13,7 +13,7 @@ import pytest
 
 from examples.csv_to_kafka import DynamoCheckpoints
 from metricskit import config, job_table
-from metricskit.registry import SECONDS_PER_DAY
+from metricskit.job_table import SECONDS_PER_DAY
 
 
 def _checkpoint(table: str, job_id: str, shard: str) -> dict[str, str] | None:

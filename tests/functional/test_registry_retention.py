@@ -16,7 +16,8 @@ import pytest
 
 from metricskit import Job, config, job_table
 from metricskit.errors import ConfigurationError
-from metricskit.registry import SECONDS_PER_DAY, JobRegistry
+from metricskit.job_table import SECONDS_PER_DAY
+from metricskit.registry import JobRegistry
 from metricskit.sinks.memory import MemorySink
 from tests.conftest import FakeClock
 from tests.helpers import wait_until
