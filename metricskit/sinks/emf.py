@@ -167,7 +167,7 @@ SERVICE_NAME_MEMBER: Final = validation.EMF_SERVICE_NAME_MEMBER
 # Validation refuses dimensions named like the first two and metrics named like any of the
 # three at definition; a batch built by hand can still hold them, so serialization checks
 # again (and counts a rejection).
-_RESERVED_MEMBERS: Final = validation.EMF_RESERVED_NAMES | {SERVICE_NAME_MEMBER}
+_RESERVED_MEMBERS: Final = validation.EMF_RESERVED_METRIC_NAMES
 _MAX_EXACT_INT: Final = 2**53
 
 
