@@ -228,42 +228,40 @@ def progress_metrics(job: JobRecord) -> dict[str, float]:
 
 
 class _Publisher:
-    """Collects gauges and exports one batch per namespace (the tracker publishes into its
-    own namespace only: see :func:`_read_jobs`)."""
+    """Collects gauges and exports them as one batch, into the tracker's own namespace only
+    (never one a job item names: see :func:`_read_jobs`)."""
 
-    def __init__(self, default_namespace: str, now: float) -> None:
-        self.default_namespace = default_namespace
+    def __init__(self, namespace: str, now: float) -> None:
+        self.namespace = namespace
         self.now = now
-        self.by_namespace: dict[str, list[Metric]] = {}
+        self.metrics: list[Metric] = []
 
-    def gauge(self, namespace: str, name: str, value: float, *dimensions: tuple[str, str]) -> None:
+    def gauge(self, name: str, value: float, *dimensions: tuple[str, str]) -> None:
         if not math.isfinite(value):
             logger.warning("cost_tracker: dropping %s=%r (%s)", name, value, dimensions)
             return
         entry = catalog.entry(name)
         key = SeriesKey(name, entry.unit, dimensions)
-        self.by_namespace.setdefault(namespace, []).append(Metric(key, entry.kind, value=value))
+        self.metrics.append(Metric(key, entry.kind, value=value))
 
     def export(self, sink: Sink) -> tuple[int, bool]:
-        count, ok = 0, True
-        for namespace, metrics in sorted(self.by_namespace.items()):
-            batch = MetricBatch(
-                namespace=namespace,
-                timestamp=self.now,
-                metrics=tuple(metrics),
-                period_seconds=PERIOD_SECONDS,
-                extra={"Source": "cost_tracker"},
-            )
-            result = sink.export(batch)
-            count += len(metrics)
-            if not result.success:
-                ok = False
-                logger.error(
-                    "cost_tracker: the sink did not accept %d metrics for %s",
-                    len(metrics),
-                    namespace,
-                )
-        return count, ok
+        if not self.metrics:
+            return 0, True
+        batch = MetricBatch(
+            namespace=self.namespace,
+            timestamp=self.now,
+            metrics=tuple(self.metrics),
+            period_seconds=PERIOD_SECONDS,
+            extra={"Source": "cost_tracker"},
+        )
+        if sink.export(batch).success:
+            return len(self.metrics), True
+        logger.error(
+            "cost_tracker: the sink did not accept %d metrics for %s",
+            len(self.metrics),
+            self.namespace,
+        )
+        return len(self.metrics), False
 
 
 def _snapshot(
@@ -670,9 +668,7 @@ def run(
             except MetricsKitError as error:
                 logger.warning("cost_tracker: skipping cost category: %s", error)
                 continue
-            publisher.gauge(
-                namespace, catalog.MONTHLY_COST, amount, (catalog.COST_CATEGORY, category)
-            )
+            publisher.gauge(catalog.MONTHLY_COST, amount, (catalog.COST_CATEGORY, category))
     report.metrics, report.export_ok = publisher.export(sink)
     if own_sink:
         sink.shutdown()
@@ -731,7 +727,6 @@ def _publish_job(
     report: RunReport,
     own_dimensions: tuple[tuple[str, str], ...] = (),
 ) -> None:
-    namespace = publisher.default_namespace
     dim = (catalog.JOB_ID, job.job_id)
     estimate: float | None = None
     rate = job.hourly_rate
@@ -747,11 +742,11 @@ def _publish_job(
         report.unpriced.append({"job_id": job.job_id, "reason": reason})
     if rate is not None:
         estimate = estimated_cost(job, rate, now, stale_after)
-        publisher.gauge(namespace, catalog.ESTIMATED_COST, estimate, dim)
+        publisher.gauge(catalog.ESTIMATED_COST, estimate, dim)
 
-    actual = _publish_actual(job, namespace, snapshot, publisher)
+    actual = _publish_actual(job, snapshot, publisher)
     _publish_cost_per_million(
-        job, namespace, cost_basis(estimate=estimate, actual=actual, settling=False), publisher
+        job, cost_basis(estimate=estimate, actual=actual, settling=False), publisher
     )
 
     if job.is_stale(now, stale_after):
@@ -759,7 +754,7 @@ def _publish_job(
         # The library's series, so with the workers' own dimensions (the cost metrics above
         # are the tracker's own: JobId only).
         for name, value in progress_metrics(job).items():
-            publisher.gauge(namespace, name, value, dim, *own_dimensions)
+            publisher.gauge(name, value, dim, *own_dimensions)
     report.published_jobs += 1
 
 
@@ -772,16 +767,15 @@ def _publish_settling_job(
 ) -> None:
     """A job that ended one to three days ago: its actual cost only, which is still settling
     (its estimate and progress were final when it ended)."""
-    namespace = publisher.default_namespace
-    actual = _publish_actual(job, namespace, snapshot, publisher)
+    actual = _publish_actual(job, snapshot, publisher)
     _publish_cost_per_million(
-        job, namespace, cost_basis(estimate=None, actual=actual, settling=True), publisher
+        job, cost_basis(estimate=None, actual=actual, settling=True), publisher
     )
     report.published_jobs += 1
 
 
 def _publish_actual(
-    job: JobRecord, namespace: str, snapshot: cex.CostSnapshot | None, publisher: _Publisher
+    job: JobRecord, snapshot: cex.CostSnapshot | None, publisher: _Publisher
 ) -> float | None:
     """ActualCost (when Cost Explorer has the job) and ActualCostAvailable; the actual cost.
 
@@ -797,17 +791,14 @@ def _publish_actual(
     actual: float | None = None
     if snapshot is not None and answered and job.job_id in snapshot.job_costs:
         actual = snapshot.job_costs[job.job_id]
-        publisher.gauge(namespace, catalog.ACTUAL_COST, actual, dim)
-    publisher.gauge(namespace, catalog.ACTUAL_COST_AVAILABLE, 1.0 if answered else 0.0, dim)
+        publisher.gauge(catalog.ACTUAL_COST, actual, dim)
+    publisher.gauge(catalog.ACTUAL_COST_AVAILABLE, 1.0 if answered else 0.0, dim)
     return actual
 
 
-def _publish_cost_per_million(
-    job: JobRecord, namespace: str, cost: float | None, publisher: _Publisher
-) -> None:
+def _publish_cost_per_million(job: JobRecord, cost: float | None, publisher: _Publisher) -> None:
     if cost is not None and job.done > 0:
         publisher.gauge(
-            namespace,
             catalog.COST_PER_MILLION_RECORDS,
             cost / job.done * 1_000_000.0,
             (catalog.JOB_ID, job.job_id),
